@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: (MIT OR Apache-2.0) AND GPL-2.0-only
+// The license section says GPL because the kernel only lets GPL programs call some
+// helpers; the source itself is under the project's licences.
+//
+// sluice's XDP steering program.
+//
+// It redirects IPv4/TCP packets whose (destination address, destination port) the
+// userspace stack owns into the AF_XDP socket bound on the receiving queue, and passes
+// everything else (ARP, ICMP, SSH, the kernel's own TCP, fragments, VLAN-tagged frames)
+// to the kernel untouched. Every packet is counted exactly once, per CPU.
+//
+// Hostile input: every header is bounds-checked against data_end before it is read, IP
+// options are honoured (the TCP header starts at IHL*4), and anything that does not parse
+// is passed to the kernel (which drops it) and counted as malformed.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+// Must match userspace/xsk/src/program.rs.
+#define MAX_QUEUES 256
+#define MAX_SERVICES 4096
+
+enum counter {
+	COUNTER_REDIRECTED = 0, // steered into an AF_XDP socket
+	COUNTER_PASSED = 1,     // not ours: handed to the kernel
+	COUNTER_MALFORMED = 2,  // failed to parse: handed to the kernel, which drops it
+	COUNTER_NO_SOCKET = 3,  // ours, but no socket bound on that queue: handed to the kernel
+	COUNTER_MAX = 4,
+};
+
+// Key of the services map: network byte order, exactly as on the wire, so the lookup
+// needs no conversion. The padding is explicit so userspace and BPF agree on 8 bytes.
+struct service_key {
+	__be32 addr;
+	__be16 port;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, struct service_key);
+	__type(value, __u32);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline int count(__u32 which, int action)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &which);
+	if (value)
+		*value += 1; // per-CPU slot: no atomic needed
+	return action;
+}
+
+SEC("xdp")
+int sluice_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return count(COUNTER_MALFORMED, XDP_PASS);
+	// VLAN-tagged (0x8100, 0x88a8) and every non-IPv4 frame go to the kernel.
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return count(COUNTER_PASSED, XDP_PASS);
+
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end)
+		return count(COUNTER_MALFORMED, XDP_PASS);
+	if (ip->version != 4 || ip->ihl < 5)
+		return count(COUNTER_MALFORMED, XDP_PASS);
+	if (ip->protocol != IPPROTO_TCP)
+		return count(COUNTER_PASSED, XDP_PASS);
+	// Any fragment (more-fragments set or a non-zero offset) is the kernel's to reassemble.
+	if (ip->frag_off & bpf_htons(0x3fff))
+		return count(COUNTER_PASSED, XDP_PASS);
+
+	__u32 ip_header_len = ip->ihl * 4;
+	__u32 ip_total_len = bpf_ntohs(ip->tot_len);
+	if (ip_total_len < ip_header_len + sizeof(struct tcphdr))
+		return count(COUNTER_MALFORMED, XDP_PASS);
+	if ((void *)ip + ip_total_len > data_end)
+		return count(COUNTER_MALFORMED, XDP_PASS);
+
+	// ihl is 4 bits, so the offset is bounded by 60: the verifier can track it.
+	struct tcphdr *tcp = (void *)ip + ip_header_len;
+	if ((void *)(tcp + 1) > data_end)
+		return count(COUNTER_MALFORMED, XDP_PASS);
+	__u32 tcp_header_len = tcp->doff * 4;
+	if (tcp_header_len < sizeof(struct tcphdr) ||
+	    ip_header_len + tcp_header_len > ip_total_len)
+		return count(COUNTER_MALFORMED, XDP_PASS);
+
+	struct service_key key = {
+		.addr = ip->daddr,
+		.port = tcp->dest,
+		.pad = 0,
+	};
+	if (!bpf_map_lookup_elem(&services, &key))
+		return count(COUNTER_PASSED, XDP_PASS);
+
+	// With XDP_PASS in the flags, the helper itself falls back to passing the packet when
+	// no socket is bound on this queue, and tells us so by its return value.
+	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	if (action == XDP_REDIRECT)
+		return count(COUNTER_REDIRECTED, action);
+	return count(COUNTER_NO_SOCKET, action);
+}
+
+char LICENSE[] SEC("license") = "GPL";

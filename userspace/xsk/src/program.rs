@@ -1,0 +1,305 @@
+//! The XDP steering program (ebpf/sluice_xdp.c): loading, attaching, and the maps through
+//! which userspace tells it what to steer.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+
+use crate::error::{errno_in_chain, Error, Result};
+use crate::iface;
+
+/// The object, rebuilt by build.rs or copied from the committed ebpf/sluice_xdp.o.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sluice_xdp.o"));
+
+/// Where the program runs. Driver mode is the fast one; SKB (generic) mode works on any
+/// interface at the cost of an skb allocation per packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AttachMode {
+    /// Driver mode if the driver supports it, SKB mode otherwise.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Driver,
+    /// Generic (SKB) mode only.
+    Skb,
+}
+
+impl AttachMode {
+    fn name(self) -> &'static str {
+        match self {
+            AttachMode::Auto => "auto",
+            AttachMode::Driver => "driver",
+            AttachMode::Skb => "skb",
+        }
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for AttachMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(AttachMode::Auto),
+            "driver" | "drv" | "native" => Ok(AttachMode::Driver),
+            "skb" | "generic" => Ok(AttachMode::Skb),
+            other => Err(format!("unknown XDP mode {other:?} (auto, driver or skb)")),
+        }
+    }
+}
+
+/// The program's per-CPU counters, summed over CPUs. Every packet the program sees is in
+/// exactly one of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SteeringCounters {
+    /// Steered into an AF_XDP socket.
+    pub redirected: u64,
+    /// Not ours: handed to the kernel.
+    pub passed: u64,
+    /// Did not parse (truncated or inconsistent headers): handed to the kernel, which drops it.
+    pub malformed: u64,
+    /// Ours, but no socket was bound on the receiving queue: handed to the kernel.
+    pub no_socket: u64,
+}
+
+// Must match `enum counter` in ebpf/sluice_xdp.c.
+const COUNTER_REDIRECTED: u32 = 0;
+const COUNTER_PASSED: u32 = 1;
+const COUNTER_MALFORMED: u32 = 2;
+const COUNTER_NO_SOCKET: u32 = 3;
+
+/// Must match `struct service_key` in ebpf/sluice_xdp.c: network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ServiceKey {
+    addr: [u8; 4],
+    port: [u8; 2],
+    pad: u16,
+}
+
+// SAFETY: plain old data with explicit padding, no invalid bit patterns.
+unsafe impl aya::Pod for ServiceKey {}
+
+impl ServiceKey {
+    fn new(addr: Ipv4Addr, port: u16) -> Self {
+        ServiceKey {
+            addr: addr.octets(),
+            port: port.to_be_bytes(),
+            pad: 0,
+        }
+    }
+}
+
+/// The steering program attached to one interface.
+///
+/// It is attached through a BPF link owned by this process, so the kernel detaches it
+/// when the last descriptor closes: on drop, on exit, on a fatal signal, even on SIGKILL.
+pub struct XdpProgram {
+    iface: String,
+    mode: AttachMode,
+    services: HashMap<MapData, ServiceKey, u32>,
+    sockets: XskMap<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    // Declared last: dropped last, after the maps, which keeps them valid while it lives.
+    _ebpf: Ebpf,
+}
+
+impl fmt::Debug for XdpProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XdpProgram")
+            .field("iface", &self.iface)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+fn bpf_error(op: &'static str, err: impl std::error::Error + 'static) -> Error {
+    if matches!(errno_in_chain(&err), Some(libc::EPERM) | Some(libc::EACCES)) {
+        return Error::PermissionDenied { op };
+    }
+    // The loader's Display often hides the kernel's words in its source chain.
+    let mut detail = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    Error::Bpf { op, detail }
+}
+
+impl XdpProgram {
+    /// Loads the steering program and attaches it to `iface` in `mode`.
+    ///
+    /// Fails with a specific error when the interface is missing, the process lacks
+    /// privileges, another XDP program is already attached, or the mode is unsupported.
+    pub fn attach(iface: &str, mode: AttachMode) -> Result<XdpProgram> {
+        let ifindex = iface::ifindex(iface)?;
+        iface::check_privileges()?;
+        raise_memlock_limit();
+
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| bpf_error("loading ebpf/sluice_xdp.o", e))?;
+        let program: &mut Xdp = ebpf
+            .program_mut("sluice_steer")
+            .ok_or_else(|| Error::Bpf {
+                op: "finding the program",
+                detail: "sluice_steer is missing from the object".into(),
+            })?
+            .try_into()
+            .map_err(|e| bpf_error("loading the program", e))?;
+        program.load().map_err(|e| bpf_error("verifying the program", e))?;
+
+        let attached = match mode {
+            AttachMode::Driver => attach_in(program, iface, ifindex, AttachMode::Driver)?,
+            AttachMode::Skb => attach_in(program, iface, ifindex, AttachMode::Skb)?,
+            AttachMode::Auto => match attach_in(program, iface, ifindex, AttachMode::Driver) {
+                Ok(m) => m,
+                Err(Error::ModeUnsupported { .. }) => attach_in(program, iface, ifindex, AttachMode::Skb)?,
+                Err(e) => return Err(e),
+            },
+        };
+
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or_else(|| Error::Bpf {
+                op: "finding a map",
+                detail: format!("map {name} is missing from the object"),
+            })
+        };
+        let services = HashMap::try_from(take(&mut ebpf, "services")?).map_err(|e| bpf_error("opening map services", e))?;
+        let sockets = XskMap::try_from(take(&mut ebpf, "xsks")?).map_err(|e| bpf_error("opening map xsks", e))?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, "counters")?).map_err(|e| bpf_error("opening map counters", e))?;
+        Ok(XdpProgram {
+            iface: iface.to_string(),
+            mode: attached,
+            services,
+            sockets,
+            counters,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// The interface it is attached to.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The mode it actually runs in (never `Auto`).
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// Steers TCP packets for `addr:port` to the AF_XDP sockets from now on.
+    pub fn add_service(&mut self, addr: Ipv4Addr, port: u16) -> Result<()> {
+        self.services
+            .insert(ServiceKey::new(addr, port), 1, 0)
+            .map_err(|e| bpf_error("adding a service to the steering map", e))
+    }
+
+    /// Stops steering `addr:port`; its packets go to the kernel again.
+    pub fn remove_service(&mut self, addr: Ipv4Addr, port: u16) -> Result<()> {
+        self.services
+            .remove(&ServiceKey::new(addr, port))
+            .map_err(|e| bpf_error("removing a service from the steering map", e))
+    }
+
+    /// Makes `socket` the destination of steered packets arriving on its queue.
+    pub fn register_socket(&mut self, socket: &crate::XskSocket) -> Result<()> {
+        self.sockets
+            .set(socket.queue(), socket.as_raw_fd(), 0)
+            .map_err(|e| bpf_error("registering an AF_XDP socket", e))
+    }
+
+    /// Removes the socket of `queue`; its steered packets then go to the kernel.
+    pub fn unregister_queue(&mut self, queue: u32) -> Result<()> {
+        self.sockets
+            .unset(queue)
+            .map_err(|e| bpf_error("unregistering an AF_XDP socket", e))
+    }
+
+    /// The program's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<SteeringCounters> {
+        let sum = |index: u32| -> Result<u64> {
+            let values = self
+                .counters
+                .get(&index, 0)
+                .map_err(|e| bpf_error("reading the counters", e))?;
+            Ok(values.iter().sum())
+        };
+        Ok(SteeringCounters {
+            redirected: sum(COUNTER_REDIRECTED)?,
+            passed: sum(COUNTER_PASSED)?,
+            malformed: sum(COUNTER_MALFORMED)?,
+            no_socket: sum(COUNTER_NO_SOCKET)?,
+        })
+    }
+}
+
+fn attach_in(program: &mut Xdp, iface: &str, ifindex: u32, mode: AttachMode) -> Result<AttachMode> {
+    let xdp_mode = match mode {
+        AttachMode::Skb => XdpMode::Skb,
+        _ => XdpMode::Driver,
+    };
+    match program.attach_to_if_index(ifindex, xdp_mode) {
+        Ok(_) => Ok(mode),
+        Err(e) => match errno_in_chain(&e) {
+            // bpf_link_create answers EBUSY when a program (ours or another's) is there;
+            // the netlink fallback answers EEXIST.
+            Some(libc::EBUSY) | Some(libc::EEXIST) => Err(Error::XdpAlreadyAttached { iface: iface.to_string() }),
+            Some(libc::EPERM) | Some(libc::EACCES) => Err(Error::PermissionDenied { op: "attaching the XDP program" }),
+            Some(code @ (libc::EOPNOTSUPP | libc::EINVAL)) => Err(Error::ModeUnsupported {
+                iface: iface.to_string(),
+                mode: mode.name(),
+                source: std::io::Error::from_raw_os_error(code),
+            }),
+            Some(libc::ENODEV) => Err(Error::NoSuchInterface(iface.to_string())),
+            _ => Err(bpf_error("attaching the XDP program", e)),
+        },
+    }
+}
+
+/// UMEM registration pins memory against RLIMIT_MEMLOCK unless the process has
+/// CAP_IPC_LOCK; raising the soft limit to the hard one avoids a confusing ENOMEM.
+pub(crate) fn raise_memlock_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: lim is a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: lim is a valid in-pointer; failure is harmless (we keep the old limit).
+        unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_key_layout_matches_the_c_struct() {
+        assert_eq!(std::mem::size_of::<ServiceKey>(), 8);
+        let key = ServiceKey::new(Ipv4Addr::new(198, 18, 0, 1), 53);
+        // SAFETY: ServiceKey is 8 bytes of POD.
+        let bytes: [u8; 8] = unsafe { std::mem::transmute(key) };
+        assert_eq!(bytes, [198, 18, 0, 1, 0, 53, 0, 0]);
+    }
+
+    #[test]
+    fn object_is_an_ebpf_elf() {
+        assert_eq!(&OBJECT[..4], b"\x7fELF");
+        assert_eq!(OBJECT[18], 247, "e_machine must be EM_BPF");
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("skb".parse::<AttachMode>().unwrap(), AttachMode::Skb);
+        assert_eq!("driver".parse::<AttachMode>().unwrap(), AttachMode::Driver);
+        assert!("turbo".parse::<AttachMode>().is_err());
+    }
+}
