@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the system packages sluice's demo, tests and benchmarks use, when missing.
+# Quick when everything is there; needs root (apt-get) otherwise.
+#   clang, llvm, libbpf-dev  rebuild and check the XDP object (ebpf/build.sh)
+#   iproute2                 network namespaces and veth pairs
+#   iputils-ping             the "ping still works while attached" test
+#   util-linux               setpriv, for the "no privileges" test
+set -euo pipefail
+need=()
+command -v clang >/dev/null || need+=(clang llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+command -v ip >/dev/null || need+=(iproute2)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v setpriv >/dev/null || need+=(util-linux)
+if [ "${#need[@]}" -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "missing packages: ${need[*]} (run as root, or install them)" >&2
+		exit 1
+	fi
+	echo "installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+	echo "cargo is missing: install the Rust toolchain (rustup)" >&2
+	exit 1
+fi
