@@ -10,7 +10,11 @@ use e2e::{require_root, wait_for, Topology, TopologyConfig};
 use xsk::{AttachMode, Error, XdpProgram, XskConfig, XskSocket};
 
 fn topology(queues: u32) -> Topology {
-    Topology::create(&TopologyConfig { queues, ..Default::default() }).expect("building the veth topology")
+    Topology::create(&TopologyConfig {
+        queues,
+        ..Default::default()
+    })
+    .expect("building the veth topology")
 }
 
 /// Starts xdp-holder in the server namespace and waits for its "attached" line.
@@ -29,24 +33,37 @@ fn start_holder(topo: &Topology, then: &str) -> Child {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx.recv_timeout(Duration::from_secs(20)).expect("xdp-holder said nothing in 20 s");
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("xdp-holder said nothing in 20 s");
     if !line.starts_with("attached") {
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
-        panic!("xdp-holder failed: {line:?} {}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "xdp-holder failed: {line:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     child
 }
 
 fn assert_detached(topo: &Topology, how: &str) {
-    let gone = wait_for(Duration::from_secs(5), || (!topo.server_has_xdp().unwrap()).then_some(()));
-    assert!(gone.is_some(), "an XDP program is still attached after the holder ended by {how}");
+    let gone = wait_for(Duration::from_secs(5), || {
+        (!topo.server_has_xdp().unwrap()).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "an XDP program is still attached after the holder ended by {how}"
+    );
 }
 
 fn end_by_signal(signal: libc::c_int, name: &str) {
     let topo = topology(1);
     let mut child = start_holder(&topo, "sleep");
-    assert!(topo.server_has_xdp().unwrap(), "holder says attached but ip link shows no XDP program");
+    assert!(
+        topo.server_has_xdp().unwrap(),
+        "holder says attached but ip link shows no XDP program"
+    );
     // SAFETY: sending a signal to our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     let status = child.wait().unwrap();
@@ -93,8 +110,13 @@ fn missing_interface_is_a_clear_error() {
     // Needs no privileges: the interface is looked up before anything else.
     let err = XdpProgram::attach("sluice-none0", AttachMode::Auto).unwrap_err();
     assert!(matches!(err, Error::NoSuchInterface(_)), "{err}");
-    assert_eq!(err.to_string(), "interface \"sluice-none0\" does not exist (in this network namespace)");
-    let err = XskSocket::bind("sluice-none0", 0, &XskConfig::default()).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "interface \"sluice-none0\" does not exist (in this network namespace)"
+    );
+    let err = XskSocket::bind("sluice-none0", 0, &XskConfig::default())
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::NoSuchInterface(_)), "{err}");
 }
 
@@ -104,7 +126,15 @@ fn missing_privileges_are_a_clear_error() {
     let topo = topology(1);
     // Root without any capability: what an unprivileged user gets, without needing one.
     let out = Command::new("ip")
-        .args(["netns", "exec", &topo.server_ns, "setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"])
+        .args([
+            "netns",
+            "exec",
+            &topo.server_ns,
+            "setpriv",
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+            "--",
+        ])
         .arg(e2e::holder_path!())
         .args(["--iface", &topo.server_if, "--then", "exit"])
         .output()
@@ -112,7 +142,10 @@ fn missing_privileges_are_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("permission denied"), "stderr: {stderr}");
-    assert!(stderr.contains("CAP_NET_ADMIN") && stderr.contains("CAP_BPF"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("CAP_NET_ADMIN") && stderr.contains("CAP_BPF"),
+        "stderr: {stderr}"
+    );
     assert!(!topo.server_has_xdp().unwrap());
 }
 
@@ -135,7 +168,11 @@ fn another_program_already_attached_is_a_clear_error() {
         Err(Error::XdpAlreadyAttached { ref iface }) => assert_eq!(iface, &topo.server_if),
         other => panic!("expected XdpAlreadyAttached, got {other:?}"),
     }
-    assert!(result.0.unwrap_err().to_string().contains("already attached"));
+    assert!(result
+        .0
+        .unwrap_err()
+        .to_string()
+        .contains("already attached"));
     assert!(result.1.is_ok(), "{:?}", result.1);
 }
 
@@ -154,12 +191,25 @@ fn missing_and_busy_queues_are_clear_errors() {
         })
         .unwrap();
     match missing {
-        Err(ref e @ Error::NoSuchQueue { queue: 5, available: 1, .. }) => {
-            assert!(e.to_string().contains("has no queue 5 (it has 1 receive queue(s)"), "{e}")
+        Err(
+            ref e @ Error::NoSuchQueue {
+                queue: 5,
+                available: 1,
+                ..
+            },
+        ) => {
+            assert!(
+                e.to_string()
+                    .contains("has no queue 5 (it has 1 receive queue(s)"),
+                "{e}"
+            )
         }
         other => panic!("expected NoSuchQueue, got {other:?}"),
     }
-    assert!(matches!(busy, Err(Error::QueueBusy { queue: 0, .. })), "{busy:?}");
+    assert!(
+        matches!(busy, Err(Error::QueueBusy { queue: 0, .. })),
+        "{busy:?}"
+    );
 }
 
 #[test]
@@ -175,5 +225,9 @@ fn modes_can_be_chosen_explicitly() {
         })
         .unwrap();
     assert_eq!(modes.0.unwrap(), AttachMode::Skb);
-    assert_eq!(modes.1.unwrap(), AttachMode::Driver, "veth supports native XDP");
+    assert_eq!(
+        modes.1.unwrap(),
+        AttachMode::Driver,
+        "veth supports native XDP"
+    );
 }

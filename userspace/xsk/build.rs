@@ -10,16 +10,24 @@ fn main() {
     let source = root.join("sluice_xdp.c");
     let committed = root.join("sluice_xdp.o");
     let script = root.join("build.sh");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("sluice_xdp.o");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("sluice_xdp.o");
     println!("cargo:rerun-if-changed={}", source.display());
     println!("cargo:rerun-if-changed={}", committed.display());
     println!("cargo:rerun-if-changed={}", script.display());
     println!("cargo:rerun-if-env-changed=SLUICE_USE_COMMITTED_BPF");
 
-    let have_clang = Command::new("clang").arg("--version").output().is_ok_and(|o| o.status.success());
+    let have_clang = Command::new("clang")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let forced = std::env::var_os("SLUICE_USE_COMMITTED_BPF").is_some();
     if have_clang && !forced {
-        let status = Command::new("bash").arg(&script).arg("--out").arg(&out).status();
+        let status = Command::new("bash")
+            .arg(&script)
+            .arg("--out")
+            .arg(&out)
+            .status();
         match status {
             Ok(s) if s.success() => return,
             Ok(s) => panic!("ebpf/build.sh failed ({s}); set SLUICE_USE_COMMITTED_BPF=1 to use the committed object"),

@@ -17,7 +17,12 @@ fn main() -> ExitCode {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--iface" => iface = it.next().cloned(),
-            "--mode" => mode = it.next().and_then(|m| m.parse().ok()).unwrap_or(AttachMode::Auto),
+            "--mode" => {
+                mode = it
+                    .next()
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(AttachMode::Auto)
+            }
             "--then" => then = it.next().cloned().unwrap_or_default(),
             other => {
                 eprintln!("usage: xdp-holder --iface IF [--mode auto|driver|skb] [--then sleep|panic|exit] (got {other:?})");
@@ -26,7 +31,9 @@ fn main() -> ExitCode {
         }
     }
     let Some(iface) = iface else {
-        eprintln!("usage: xdp-holder --iface IF [--mode auto|driver|skb] [--then sleep|panic|exit]");
+        eprintln!(
+            "usage: xdp-holder --iface IF [--mode auto|driver|skb] [--then sleep|panic|exit]"
+        );
         return ExitCode::from(2);
     };
     let mut program = match XdpProgram::attach(&iface, mode) {
@@ -43,10 +50,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let config = XskConfig { frame_count: 1024, ring_size: 256, ..XskConfig::default() };
+    let config = XskConfig {
+        frame_count: 1024,
+        ring_size: 256,
+        ..XskConfig::default()
+    };
     let mut sockets = Vec::new();
     for q in 0..queues {
-        match XskSocket::bind(&iface, q, &config).and_then(|s| program.register_socket(&s).map(|_| s)) {
+        match XskSocket::bind(&iface, q, &config)
+            .and_then(|s| program.register_socket(&s).map(|_| s))
+        {
             Ok(s) => sockets.push(s),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -81,9 +81,11 @@ const NS_PREFIX: &str = "sluice-";
 
 /// Runs `ip` with `args`, failing with its stderr when it fails.
 pub fn ip(args: &[&str]) -> io::Result<Output> {
-    let out = Command::new("ip").args(args).stdin(Stdio::null()).output().map_err(|e| {
-        io::Error::new(e.kind(), format!("running ip (iproute2): {e}"))
-    })?;
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("running ip (iproute2): {e}")))?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
             "ip {}: {}",
@@ -97,13 +99,19 @@ pub fn ip(args: &[&str]) -> io::Result<Output> {
 /// Deletes namespaces left by earlier runs whose process is gone (a SIGKILLed test
 /// cannot clean up after itself). Names carry the creating pid, so live runs are spared.
 pub fn remove_stale() {
-    let Ok(out) = ip(&["netns", "list"]) else { return };
+    let Ok(out) = ip(&["netns", "list"]) else {
+        return;
+    };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix(NS_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
+            continue;
+        };
         let mut parts = rest.split('-');
         let _purpose = parts.next();
-        let Some(pid) = parts.next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(pid) = parts.next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             let _ = ip(&["netns", "del", name]);
         }
@@ -140,8 +148,25 @@ impl Topology {
         ip(&["netns", "add", &self.server_ns])?;
         ip(&["netns", "add", &self.peer_ns])?;
         ip(&[
-            "link", "add", &self.server_if, "numtxqueues", &q, "numrxqueues", &q, "netns", &self.server_ns,
-            "type", "veth", "peer", "name", &self.peer_if, "numtxqueues", &q, "numrxqueues", &q, "netns",
+            "link",
+            "add",
+            &self.server_if,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &self.server_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &self.peer_if,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
             &self.peer_ns,
         ])?;
         let prefix = 24;
@@ -149,7 +174,15 @@ impl Topology {
             (&self.server_ns, &self.server_if, self.server_ip),
             (&self.peer_ns, &self.peer_if, self.peer_ip),
         ] {
-            ip(&["-n", ns, "addr", "add", &format!("{addr}/{prefix}"), "dev", dev])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/{prefix}"),
+                "dev",
+                dev,
+            ])?;
             ip(&["-n", ns, "link", "set", "dev", dev, "up"])?;
             ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
         }
@@ -157,7 +190,9 @@ impl Topology {
         self.peer_mac = mac_of(&self.peer_ns, &self.peer_if)?;
         if config.peer_full_checksums {
             let dev = self.peer_if.clone();
-            self.run_in(&self.peer_ns.clone(), move || set_tx_checksum_offload(&dev, false))??;
+            self.run_in(&self.peer_ns.clone(), move || {
+                set_tx_checksum_offload(&dev, false)
+            })??;
         }
         Ok(())
     }
@@ -173,18 +208,28 @@ impl Topology {
     }
 
     /// Runs `f` on a new thread inside the server's namespace.
-    pub fn spawn_in_server<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> io::Result<JoinHandle<T>> {
+    pub fn spawn_in_server<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<JoinHandle<T>> {
         spawn_in(&self.server_ns, f)
     }
 
     /// Runs `f` on a new thread inside the peer's namespace.
-    pub fn spawn_in_peer<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> io::Result<JoinHandle<T>> {
+    pub fn spawn_in_peer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<JoinHandle<T>> {
         spawn_in(&self.peer_ns, f)
     }
 
     /// Runs `f` inside namespace `ns` on a helper thread and returns its result; a
     /// panic in `f` is resumed on the caller's thread.
-    pub fn run_in<T: Send + 'static>(&self, ns: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<T> {
         let handle = spawn_in(ns, f)?;
         match handle.join() {
             Ok(v) => Ok(v),
@@ -194,7 +239,15 @@ impl Topology {
 
     /// Whether an XDP program is attached to the server's interface, from `ip link`.
     pub fn server_has_xdp(&self) -> io::Result<bool> {
-        let out = ip(&["-n", &self.server_ns, "-d", "link", "show", "dev", &self.server_if])?;
+        let out = ip(&[
+            "-n",
+            &self.server_ns,
+            "-d",
+            "link",
+            "show",
+            "dev",
+            &self.server_if,
+        ])?;
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text.contains("prog/xdp") || text.contains("xdpgeneric") || text.contains("xdpdrv"))
     }
@@ -221,27 +274,36 @@ pub fn enter(ns: &str) -> io::Result<()> {
     // SAFETY: a valid namespace descriptor; CLONE_NEWNET affects only this thread.
     if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("entering network namespace {ns}: {e}")));
+        return Err(io::Error::new(
+            e.kind(),
+            format!("entering network namespace {ns}: {e}"),
+        ));
     }
     Ok(())
 }
 
 /// Runs `f` on a new thread that first enters network namespace `ns`.
-pub fn spawn_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<JoinHandle<T>> {
+pub fn spawn_in<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<JoinHandle<T>> {
     let ns = ns.to_string();
     let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::Builder::new().name(format!("in-{ns}")).spawn(move || {
-        let entered = enter(&ns);
-        let ok = entered.is_ok();
-        let _ = tx.send(entered);
-        if !ok {
-            // The caller got the error through the channel and drops this handle; unwind
-            // without running the panic hook, so nothing is printed twice.
-            std::panic::resume_unwind(Box::new(()));
-        }
-        f()
-    })?;
-    rx.recv().map_err(|_| io::Error::other("namespace thread died"))??;
+    let handle = std::thread::Builder::new()
+        .name(format!("in-{ns}"))
+        .spawn(move || {
+            let entered = enter(&ns);
+            let ok = entered.is_ok();
+            let _ = tx.send(entered);
+            if !ok {
+                // The caller got the error through the channel and drops this handle; unwind
+                // without running the panic hook, so nothing is printed twice.
+                std::panic::resume_unwind(Box::new(()));
+            }
+            f()
+        })?;
+    rx.recv()
+        .map_err(|_| io::Error::other("namespace thread died"))??;
     Ok(handle)
 }
 
@@ -289,9 +351,20 @@ pub fn set_tx_checksum_offload(dev: &str, on: bool) -> io::Result<()> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut value = EthtoolValue { cmd: ETHTOOL_STXCSUM, data: on as u32 };
-    let mut req = IfreqData { name: [0; libc::IFNAMSIZ], data: (&mut value as *mut EthtoolValue).cast(), _pad: [0; 16] };
-    for (d, s) in req.name.iter_mut().zip(dev.bytes().take(libc::IFNAMSIZ - 1)) {
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: on as u32,
+    };
+    let mut req = IfreqData {
+        name: [0; libc::IFNAMSIZ],
+        data: (&mut value as *mut EthtoolValue).cast(),
+        _pad: [0; 16],
+    };
+    for (d, s) in req
+        .name
+        .iter_mut()
+        .zip(dev.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *d = s as libc::c_char;
     }
     // SAFETY: req and value are live and correctly laid out for SIOCETHTOOL.
@@ -300,7 +373,13 @@ pub fn set_tx_checksum_offload(dev: &str, on: bool) -> io::Result<()> {
     // SAFETY: closing the socket we opened.
     unsafe { libc::close(fd) };
     if rc < 0 {
-        return Err(io::Error::new(err.kind(), format!("turning TX checksum offload of {dev} {}: {err}", if on { "on" } else { "off" })));
+        return Err(io::Error::new(
+            err.kind(),
+            format!(
+                "turning TX checksum offload of {dev} {}: {err}",
+                if on { "on" } else { "off" }
+            ),
+        ));
     }
     Ok(())
 }

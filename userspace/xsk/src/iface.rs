@@ -121,15 +121,27 @@ mod tests {
     #[test]
     fn missing_interface_is_named() {
         let err = ifindex("sluice-nope0").unwrap_err();
-        assert!(matches!(err, Error::NoSuchInterface(ref n) if n == "sluice-nope0"), "{err}");
+        assert!(
+            matches!(err, Error::NoSuchInterface(ref n) if n == "sluice-nope0"),
+            "{err}"
+        );
         assert!(err.to_string().contains("sluice-nope0"));
-        assert!(matches!(rx_queue_count("sluice-nope0"), Err(Error::NoSuchInterface(_))));
+        assert!(matches!(
+            rx_queue_count("sluice-nope0"),
+            Err(Error::NoSuchInterface(_))
+        ));
     }
 
     #[test]
     fn overlong_names_are_rejected_not_truncated() {
-        assert!(matches!(ifindex("a-name-longer-than-ifnamsiz"), Err(Error::NoSuchInterface(_))));
-        assert!(matches!(ifindex("nul\0inside"), Err(Error::NoSuchInterface(_))));
+        assert!(matches!(
+            ifindex("a-name-longer-than-ifnamsiz"),
+            Err(Error::NoSuchInterface(_))
+        ));
+        assert!(matches!(
+            ifindex("nul\0inside"),
+            Err(Error::NoSuchInterface(_))
+        ));
     }
 
     #[test]

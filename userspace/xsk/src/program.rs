@@ -155,14 +155,18 @@ impl XdpProgram {
             })?
             .try_into()
             .map_err(|e| bpf_error("loading the program", e))?;
-        program.load().map_err(|e| bpf_error("verifying the program", e))?;
+        program
+            .load()
+            .map_err(|e| bpf_error("verifying the program", e))?;
 
         let attached = match mode {
             AttachMode::Driver => attach_in(program, iface, ifindex, AttachMode::Driver)?,
             AttachMode::Skb => attach_in(program, iface, ifindex, AttachMode::Skb)?,
             AttachMode::Auto => match attach_in(program, iface, ifindex, AttachMode::Driver) {
                 Ok(m) => m,
-                Err(Error::ModeUnsupported { .. }) => attach_in(program, iface, ifindex, AttachMode::Skb)?,
+                Err(Error::ModeUnsupported { .. }) => {
+                    attach_in(program, iface, ifindex, AttachMode::Skb)?
+                }
                 Err(e) => return Err(e),
             },
         };
@@ -173,9 +177,12 @@ impl XdpProgram {
                 detail: format!("map {name} is missing from the object"),
             })
         };
-        let services = HashMap::try_from(take(&mut ebpf, "services")?).map_err(|e| bpf_error("opening map services", e))?;
-        let sockets = XskMap::try_from(take(&mut ebpf, "xsks")?).map_err(|e| bpf_error("opening map xsks", e))?;
-        let counters = PerCpuArray::try_from(take(&mut ebpf, "counters")?).map_err(|e| bpf_error("opening map counters", e))?;
+        let services = HashMap::try_from(take(&mut ebpf, "services")?)
+            .map_err(|e| bpf_error("opening map services", e))?;
+        let sockets = XskMap::try_from(take(&mut ebpf, "xsks")?)
+            .map_err(|e| bpf_error("opening map xsks", e))?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, "counters")?)
+            .map_err(|e| bpf_error("opening map counters", e))?;
         Ok(XdpProgram {
             iface: iface.to_string(),
             mode: attached,
@@ -252,8 +259,12 @@ fn attach_in(program: &mut Xdp, iface: &str, ifindex: u32, mode: AttachMode) -> 
         Err(e) => match errno_in_chain(&e) {
             // bpf_link_create answers EBUSY when a program (ours or another's) is there;
             // the netlink fallback answers EEXIST.
-            Some(libc::EBUSY) | Some(libc::EEXIST) => Err(Error::XdpAlreadyAttached { iface: iface.to_string() }),
-            Some(libc::EPERM) | Some(libc::EACCES) => Err(Error::PermissionDenied { op: "attaching the XDP program" }),
+            Some(libc::EBUSY) | Some(libc::EEXIST) => Err(Error::XdpAlreadyAttached {
+                iface: iface.to_string(),
+            }),
+            Some(libc::EPERM) | Some(libc::EACCES) => Err(Error::PermissionDenied {
+                op: "attaching the XDP program",
+            }),
             Some(code @ (libc::EOPNOTSUPP | libc::EINVAL)) => Err(Error::ModeUnsupported {
                 iface: iface.to_string(),
                 mode: mode.name(),
@@ -268,9 +279,14 @@ fn attach_in(program: &mut Xdp, iface: &str, ifindex: u32, mode: AttachMode) -> 
 /// UMEM registration pins memory against RLIMIT_MEMLOCK unless the process has
 /// CAP_IPC_LOCK; raising the soft limit to the hard one avoids a confusing ENOMEM.
 pub(crate) fn raise_memlock_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: lim is a valid out-pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max {
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0
+        && lim.rlim_cur < lim.rlim_max
+    {
         lim.rlim_cur = lim.rlim_max;
         // SAFETY: lim is a valid in-pointer; failure is harmless (we keep the old limit).
         unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };

@@ -34,7 +34,12 @@ unsafe impl<T: Copy> Send for Ring<T> {}
 
 impl<T: Copy> Ring<T> {
     /// Maps the ring at page offset `pgoff` of the socket, laid out as `off` says.
-    pub(crate) fn map(fd: BorrowedFd<'_>, off: &libc::xdp_ring_offset, size: u32, pgoff: libc::off_t) -> Result<Self> {
+    pub(crate) fn map(
+        fd: BorrowedFd<'_>,
+        off: &libc::xdp_ring_offset,
+        size: u32,
+        pgoff: libc::off_t,
+    ) -> Result<Self> {
         let map_len = off.desc as usize + size as usize * std::mem::size_of::<T>();
         // SAFETY: mapping a region the kernel offers for this socket; checked below.
         let ptr = unsafe {
@@ -56,7 +61,12 @@ impl<T: Copy> Ring<T> {
         let producer = at(off.producer).cast::<AtomicU32>();
         let consumer = at(off.consumer).cast::<AtomicU32>();
         // SAFETY: valid, aligned u32 indices inside the mapping.
-        let (prod, cons) = unsafe { (producer.as_ref().load(Ordering::Acquire), consumer.as_ref().load(Ordering::Acquire)) };
+        let (prod, cons) = unsafe {
+            (
+                producer.as_ref().load(Ordering::Acquire),
+                consumer.as_ref().load(Ordering::Acquire),
+            )
+        };
         Ok(Ring {
             // SAFETY: mmap succeeded, so ptr is non-null.
             map: unsafe { NonNull::new_unchecked(base) },
@@ -101,7 +111,12 @@ impl<T: Copy> Ring<T> {
         debug_assert!(self.cached_prod.wrapping_sub(self.cached_cons) < self.size);
         // SAFETY: the index is masked into the descriptor array, and the slot is ours
         // until submit() publishes it.
-        unsafe { self.descs.as_ptr().add((self.cached_prod & self.mask) as usize).write(value) };
+        unsafe {
+            self.descs
+                .as_ptr()
+                .add((self.cached_prod & self.mask) as usize)
+                .write(value)
+        };
         self.cached_prod = self.cached_prod.wrapping_add(1);
     }
 
@@ -110,7 +125,11 @@ impl<T: Copy> Ring<T> {
     pub(crate) fn submit(&mut self) {
         // SAFETY: producer points into the live mapping; Release orders the descriptor
         // writes before the index the kernel reads.
-        unsafe { self.producer.as_ref().store(self.cached_prod, Ordering::Release) };
+        unsafe {
+            self.producer
+                .as_ref()
+                .store(self.cached_prod, Ordering::Release)
+        };
     }
 
     // ---- consumer side (RX, completion) ----
@@ -132,7 +151,12 @@ impl<T: Copy> Ring<T> {
     #[inline]
     pub(crate) fn get(&self, i: u32) -> T {
         // SAFETY: masked index into the descriptor array; the slot was published to us.
-        unsafe { self.descs.as_ptr().add((self.cached_cons.wrapping_add(i) & self.mask) as usize).read() }
+        unsafe {
+            self.descs
+                .as_ptr()
+                .add((self.cached_cons.wrapping_add(i) & self.mask) as usize)
+                .read()
+        }
     }
 
     /// Hands `n` consumed entries back to the kernel.
@@ -140,7 +164,11 @@ impl<T: Copy> Ring<T> {
     pub(crate) fn release(&mut self, n: u32) {
         self.cached_cons = self.cached_cons.wrapping_add(n);
         // SAFETY: consumer points into the live mapping; Release orders our reads first.
-        unsafe { self.consumer.as_ref().store(self.cached_cons, Ordering::Release) };
+        unsafe {
+            self.consumer
+                .as_ref()
+                .store(self.cached_cons, Ordering::Release)
+        };
     }
 
     /// Entries published by us and not yet consumed by the kernel (producer rings).

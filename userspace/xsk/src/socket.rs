@@ -142,7 +142,11 @@ impl XskSocket {
         let ifindex = iface::ifindex(iface)?;
         let queues = iface::rx_queue_count(iface)?;
         if queue >= queues {
-            return Err(Error::NoSuchQueue { iface: iface.to_string(), queue, available: queues });
+            return Err(Error::NoSuchQueue {
+                iface: iface.to_string(),
+                queue,
+                available: queues,
+            });
         }
         validate(config)?;
         crate::program::raise_memlock_limit();
@@ -166,8 +170,18 @@ impl XskSocket {
         };
         setsockopt(fd.as_fd(), libc::XDP_UMEM_REG, &reg, "registering the UMEM")?;
         let size = config.ring_size;
-        setsockopt(fd.as_fd(), libc::XDP_UMEM_FILL_RING, &size, "sizing the fill ring")?;
-        setsockopt(fd.as_fd(), libc::XDP_UMEM_COMPLETION_RING, &size, "sizing the completion ring")?;
+        setsockopt(
+            fd.as_fd(),
+            libc::XDP_UMEM_FILL_RING,
+            &size,
+            "sizing the fill ring",
+        )?;
+        setsockopt(
+            fd.as_fd(),
+            libc::XDP_UMEM_COMPLETION_RING,
+            &size,
+            "sizing the completion ring",
+        )?;
         setsockopt(fd.as_fd(), libc::XDP_RX_RING, &size, "sizing the RX ring")?;
         setsockopt(fd.as_fd(), libc::XDP_TX_RING, &size, "sizing the TX ring")?;
 
@@ -176,15 +190,31 @@ impl XskSocket {
         let mut optlen = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
         // SAFETY: off and optlen are valid out-pointers of the stated size.
         let rc = unsafe {
-            libc::getsockopt(fd.as_raw_fd(), libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, (&mut off as *mut libc::xdp_mmap_offsets).cast(), &mut optlen)
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
+                &mut optlen,
+            )
         };
         if rc < 0 {
             return Err(Error::last_os("reading the ring offsets"));
         }
         let rx = Ring::map(fd.as_fd(), &off.rx, size, libc::XDP_PGOFF_RX_RING)?;
         let tx = Ring::map(fd.as_fd(), &off.tx, size, libc::XDP_PGOFF_TX_RING)?;
-        let fill = Ring::map(fd.as_fd(), &off.fr, size, libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t)?;
-        let completion = Ring::map(fd.as_fd(), &off.cr, size, libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t)?;
+        let fill = Ring::map(
+            fd.as_fd(),
+            &off.fr,
+            size,
+            libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
+        )?;
+        let completion = Ring::map(
+            fd.as_fd(),
+            &off.cr,
+            size,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
+        )?;
 
         let mode_flag = match config.bind_mode {
             // Neither flag: the kernel tries zero-copy and falls back to copy by itself.
@@ -201,14 +231,27 @@ impl XskSocket {
         };
         // SAFETY: addr is a valid sockaddr_xdp of the stated size.
         let rc = unsafe {
-            libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_xdp).cast(), size_of::<libc::sockaddr_xdp>() as libc::socklen_t)
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_xdp).cast(),
+                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
         };
         if rc < 0 {
             let err = io::Error::last_os_error();
             return Err(match err.raw_os_error() {
-                Some(libc::EBUSY) => Error::QueueBusy { iface: iface.to_string(), queue },
-                Some(libc::EINVAL) if queue >= queues => Error::NoSuchQueue { iface: iface.to_string(), queue, available: queues },
-                Some(libc::EOPNOTSUPP) if config.bind_mode == BindMode::ZeroCopy => Error::InvalidConfig(format!("{iface} does not support zero-copy AF_XDP")),
+                Some(libc::EBUSY) => Error::QueueBusy {
+                    iface: iface.to_string(),
+                    queue,
+                },
+                Some(libc::EINVAL) if queue >= queues => Error::NoSuchQueue {
+                    iface: iface.to_string(),
+                    queue,
+                    available: queues,
+                },
+                Some(libc::EOPNOTSUPP) if config.bind_mode == BindMode::ZeroCopy => {
+                    Error::InvalidConfig(format!("{iface} does not support zero-copy AF_XDP"))
+                }
                 _ => Error::os("binding the AF_XDP socket", err),
             });
         }
@@ -216,10 +259,21 @@ impl XskSocket {
         let mut opts = libc::xdp_options { flags: 0 };
         let mut optlen = size_of::<libc::xdp_options>() as libc::socklen_t;
         // SAFETY: valid out-pointers of the stated size.
-        let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_XDP, libc::XDP_OPTIONS, (&mut opts as *mut libc::xdp_options).cast(), &mut optlen) };
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_OPTIONS,
+                (&mut opts as *mut libc::xdp_options).cast(),
+                &mut optlen,
+            )
+        };
         let zero_copy = rc == 0 && opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
 
-        let free = (0..config.frame_count).map(|i| i as u64 * config.frame_size as u64).rev().collect();
+        let free = (0..config.frame_count)
+            .map(|i| i as u64 * config.frame_size as u64)
+            .rev()
+            .collect();
         let mut socket = XskSocket {
             fd,
             rx,
@@ -279,12 +333,17 @@ impl XskSocket {
             match handle(frame) {
                 RxAction::Recycle => self.free.push(self.umem.frame_base(desc.addr)),
                 RxAction::Transmit(len) => {
-                    let room = self.umem.frame_base(desc.addr) + self.umem.frame_size() as u64 - desc.addr;
+                    let room =
+                        self.umem.frame_base(desc.addr) + self.umem.frame_size() as u64 - desc.addr;
                     if len as u64 > room || len == 0 || self.tx.free(1) == 0 {
                         self.stats.tx_ring_full += (len != 0 && len as u64 <= room) as u64;
                         self.free.push(self.umem.frame_base(desc.addr));
                     } else {
-                        self.tx.push(libc::xdp_desc { addr: desc.addr, len, options: 0 });
+                        self.tx.push(libc::xdp_desc {
+                            addr: desc.addr,
+                            len,
+                            options: 0,
+                        });
                         self.tx_unsubmitted += 1;
                     }
                 }
@@ -315,7 +374,11 @@ impl XskSocket {
             self.free.push(addr);
             return true;
         }
-        self.tx.push(libc::xdp_desc { addr, len: len as u32, options: 0 });
+        self.tx.push(libc::xdp_desc {
+            addr,
+            len: len as u32,
+            options: 0,
+        });
         self.tx_unsubmitted += 1;
         true
     }
@@ -338,12 +401,22 @@ impl XskSocket {
     fn kick(&mut self) -> Result<()> {
         self.stats.tx_kicks += 1;
         // SAFETY: a zero-length sendto with no buffers is the documented TX kick.
-        let rc = unsafe { libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
         if rc < 0 {
             let err = io::Error::last_os_error();
             match err.raw_os_error() {
                 // The kernel is busy or short of buffers: it will send on the next kick.
-                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR) => self.stats.tx_kick_busy += 1,
+                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS)
+                | Some(libc::EINTR) => self.stats.tx_kick_busy += 1,
                 _ => return Err(Error::os("kicking AF_XDP TX", err)),
             }
         }
@@ -390,7 +463,16 @@ impl XskSocket {
     fn wake_rx(&mut self) {
         self.stats.fill_wakeups += 1;
         // SAFETY: a zero-length non-blocking recvfrom is the documented fill-ring wakeup.
-        unsafe { libc::recvfrom(self.fd.as_raw_fd(), std::ptr::null_mut(), 0, libc::MSG_DONTWAIT, std::ptr::null_mut(), std::ptr::null_mut()) };
+        unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
     }
 
     /// Blocks until frames arrive or `timeout_ms` passes (the idle half of the worker's
@@ -399,7 +481,11 @@ impl XskSocket {
         if self.rx.available() > 0 {
             return Ok(true);
         }
-        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
         if rc < 0 {
@@ -423,7 +509,15 @@ impl XskSocket {
         let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
         let mut len = size_of::<libc::xdp_statistics>() as libc::socklen_t;
         // SAFETY: valid out-pointers of the stated size.
-        let rc = unsafe { libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_XDP, libc::XDP_STATISTICS, (&mut s as *mut libc::xdp_statistics).cast(), &mut len) };
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&mut s as *mut libc::xdp_statistics).cast(),
+                &mut len,
+            )
+        };
         if rc < 0 {
             return Err(Error::last_os("reading XDP_STATISTICS"));
         }
@@ -446,13 +540,22 @@ impl AsRawFd for XskSocket {
 
 fn validate(c: &XskConfig) -> Result<()> {
     if !(c.frame_size == 2048 || c.frame_size == 4096) {
-        return Err(Error::InvalidConfig(format!("frame size {} (2048 or 4096)", c.frame_size)));
+        return Err(Error::InvalidConfig(format!(
+            "frame size {} (2048 or 4096)",
+            c.frame_size
+        )));
     }
     if !c.ring_size.is_power_of_two() || c.ring_size < 64 {
-        return Err(Error::InvalidConfig(format!("ring size {} (a power of two, at least 64)", c.ring_size)));
+        return Err(Error::InvalidConfig(format!(
+            "ring size {} (a power of two, at least 64)",
+            c.ring_size
+        )));
     }
     if c.frame_count < 2 * c.ring_size.min(c.frame_count) || c.frame_count < 128 {
-        return Err(Error::InvalidConfig(format!("{} frames for rings of {} (need at least 128)", c.frame_count, c.ring_size)));
+        return Err(Error::InvalidConfig(format!(
+            "{} frames for rings of {} (need at least 128)",
+            c.frame_count, c.ring_size
+        )));
     }
     Ok(())
 }
@@ -463,7 +566,10 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused_before_any_syscall() {
-        let mut c = XskConfig { frame_size: 1000, ..Default::default() };
+        let mut c = XskConfig {
+            frame_size: 1000,
+            ..Default::default()
+        };
         assert!(matches!(validate(&c), Err(Error::InvalidConfig(_))));
         c.frame_size = 2048;
         c.ring_size = 1000;
@@ -476,7 +582,9 @@ mod tests {
 
     #[test]
     fn missing_interface_is_reported_as_such() {
-        let err = XskSocket::bind("sluice-nope1", 0, &XskConfig::default()).err().unwrap();
+        let err = XskSocket::bind("sluice-nope1", 0, &XskConfig::default())
+            .err()
+            .unwrap();
         assert!(matches!(err, Error::NoSuchInterface(_)), "{err}");
     }
 }

@@ -76,7 +76,12 @@ impl Umem {
         }
         // SAFETY: [start, end) lies inside one frame of the mapping (checked above), and
         // the frame is ours (the caller holds it), so no one else writes it meanwhile.
-        unsafe { std::slice::from_raw_parts_mut(self.area.as_ptr().add(start as usize), (end - start) as usize) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.area.as_ptr().add(start as usize),
+                (end - start) as usize,
+            )
+        }
     }
 }
 

@@ -1,0 +1,34 @@
+//! sluice's running stack: per-core workers, the flow API (the Rust form of MirageOS's
+//! TCP module, see ../shared/seed/), the listener registry, and the backends.
+//!
+//! ```no_run
+//! use stack::{Flow, Listener, Listeners, Stack, StackConfig};
+//!
+//! let mut listeners = Listeners::new();
+//! listeners.listen(7, Listener::new(|mut flow: Flow| async move {
+//!     while let Ok(Some(data)) = flow.read().await {
+//!         if flow.write(data).await.is_err() {
+//!             break;
+//!         }
+//!     }
+//!     flow.close().await;
+//! }));
+//! let mut stack = Stack::start(StackConfig::default(), listeners)?;
+//! // ... serve until told to stop ...
+//! stack.shutdown(std::time::Duration::from_secs(5));
+//! # Ok::<(), stack::StartError>(())
+//! ```
+
+mod config;
+mod error;
+mod flow;
+mod kernel;
+mod listener;
+mod worker;
+
+pub use bytes::Bytes;
+pub use config::{Backend, StackConfig};
+pub use error::{Error, WriteError};
+pub use flow::Flow;
+pub use listener::{Handler, Keepalive, Listener, Listeners, LocalFuture};
+pub use worker::{Stack, StartError, WorkerContext};

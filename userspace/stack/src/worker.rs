@@ -1,0 +1,235 @@
+//! Workers: one thread per queue (AF_XDP) or per core (kernel), each pinned to its core,
+//! and the handle through which the rest of the program talks to them.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::config::{Backend, StackConfig};
+use crate::error::Error;
+use crate::listener::{Keepalive, Listeners, LocalFuture};
+use crate::{kernel, Flow};
+
+/// Why the stack could not start. Each says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another program already serves this address and port.
+    #[error("{0} is already in use by another program")]
+    PortInUse(SocketAddrV4),
+    /// The address is not assigned to this host (in this network namespace).
+    #[error("{0} is not an address of this host (add it to an interface first)")]
+    AddressNotLocal(Ipv4Addr),
+    /// A core in the core list does not exist.
+    #[error("core {0} does not exist (this machine has cores 0..{1})")]
+    NoSuchCore(usize, usize),
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A system call failed.
+    #[error("{0}: {1}")]
+    Io(&'static str, #[source] io::Error),
+}
+
+/// What a worker is told to do.
+pub(crate) enum Command {
+    /// Run a task on the worker.
+    Spawn(Box<dyn FnOnce(WorkerContext) -> LocalFuture + Send>),
+    /// Stop accepting, let flows finish for at most `drain`, then exit.
+    Shutdown { drain: Duration },
+}
+
+/// Everything a worker thread starts from.
+pub(crate) struct WorkerSetup {
+    pub index: usize,
+    pub listeners: Listeners,
+    pub addrs: Vec<Ipv4Addr>,
+    pub config: Arc<StackConfig>,
+    pub ready: std::sync::mpsc::Sender<Result<(), StartError>>,
+}
+
+/// A task's view of the worker it runs on: how it opens connections.
+#[derive(Clone, Debug)]
+pub struct WorkerContext {
+    index: usize,
+    connect_timeout: Duration,
+}
+
+impl WorkerContext {
+    pub(crate) fn kernel(index: usize, connect_timeout: Duration) -> WorkerContext {
+        WorkerContext {
+            index,
+            connect_timeout,
+        }
+    }
+
+    /// Which worker this is.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Opens a TCP connection to `dst` from this worker (the seed's create_connection),
+    /// with keepalive if given. `Err(Refused)` if the peer resets, `Err(Timeout)` if it
+    /// does not answer in the configured connect timeout.
+    pub async fn connect(
+        &self,
+        dst: SocketAddrV4,
+        keepalive: Option<Keepalive>,
+    ) -> Result<Flow, Error> {
+        kernel::connect(dst, keepalive, self.connect_timeout).await
+    }
+}
+
+struct WorkerHandle {
+    thread: Option<JoinHandle<()>>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// The running stack: its workers and the way to reach them.
+pub struct Stack {
+    workers: Vec<WorkerHandle>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("workers", &self.workers.len())
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Stack {
+    /// Starts the workers and their listeners; returns once every worker is serving, or
+    /// the first error (after stopping the workers that did start).
+    pub fn start(config: StackConfig, listeners: Listeners) -> Result<Stack, StartError> {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        for &c in &config.cores {
+            if !cores.iter().any(|id| id.id == c) {
+                return Err(StartError::NoSuchCore(c, cores.len()));
+            }
+        }
+        let addrs = if config.addrs.is_empty() {
+            vec![Ipv4Addr::UNSPECIFIED]
+        } else {
+            config.addrs.clone()
+        };
+        let workers = match config.backend {
+            Backend::Kernel => config.workers.unwrap_or(config.cores.len().max(1)),
+        };
+        if workers == 0 {
+            return Err(StartError::Config("at least one worker is needed".into()));
+        }
+        if config.backend == Backend::Kernel {
+            for port in listeners.ports() {
+                for addr in &addrs {
+                    kernel::check_port_free(SocketAddrV4::new(*addr, port))?;
+                }
+            }
+        }
+        let config = Arc::new(config);
+        let mut stack = Stack {
+            workers: Vec::new(),
+            backend: config.backend,
+        };
+        for index in 0..workers {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let setup = WorkerSetup {
+                index,
+                listeners: listeners.clone(),
+                addrs: addrs.clone(),
+                config: config.clone(),
+                ready: ready_tx,
+            };
+            let core = (!config.cores.is_empty()).then(|| config.cores[index % config.cores.len()]);
+            let thread = std::thread::Builder::new()
+                .name(format!("sluice-w{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                    }
+                    kernel::run_worker(setup, rx)
+                })
+                .map_err(|e| StartError::Io("spawning a worker thread", e))?;
+            stack.workers.push(WorkerHandle {
+                thread: Some(thread),
+                commands: tx,
+            });
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    stack.shutdown(Duration::ZERO);
+                    return Err(e);
+                }
+                Err(_) => {
+                    stack.shutdown(Duration::ZERO);
+                    return Err(StartError::Io(
+                        "starting a worker",
+                        io::Error::other("the worker thread died"),
+                    ));
+                }
+            }
+        }
+        Ok(stack)
+    }
+
+    /// How many workers run.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `task` on worker `worker` (modulo the number of workers); the closure is sent
+    /// there and the future it returns stays there, so it need not be Send.
+    ///
+    /// ```no_run
+    /// # fn f(stack: &stack::Stack) {
+    /// use std::net::SocketAddrV4;
+    /// stack.spawn(0, |ctx| async move {
+    ///     let dst: SocketAddrV4 = "198.18.0.2:7".parse().unwrap();
+    ///     if let Ok(mut flow) = ctx.connect(dst, None).await {
+    ///         let _ = flow.write(bytes::Bytes::from_static(b"ping")).await;
+    ///         flow.close().await;
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn spawn<F, Fut>(&self, worker: usize, task: F) -> Result<(), Error>
+    where
+        F: FnOnce(WorkerContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let w = &self.workers[worker % self.workers.len()];
+        w.commands
+            .send(Command::Spawn(Box::new(move |ctx| Box::pin(task(ctx)))))
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Stops accepting, lets flows in progress finish for at most `drain`, and waits for
+    /// every worker to exit.
+    pub fn shutdown(&mut self, drain: Duration) {
+        for w in &self.workers {
+            let _ = w.commands.send(Command::Shutdown { drain });
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown(Duration::ZERO);
+    }
+}
