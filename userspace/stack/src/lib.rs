@@ -24,6 +24,9 @@ mod error;
 mod flow;
 mod kernel;
 mod listener;
+pub mod nexthop;
+#[allow(dead_code)] // used by the AF_XDP backend, next
+mod timer;
 mod worker;
 
 pub use bytes::Bytes;
