@@ -1,44 +1,49 @@
 #!/usr/bin/env bash
-# Builds the XDP object reproducibly, or checks that the committed one is what the source
-# builds to. The flags are the contract: the same clang (Debian 12's clang 14) on any
-# checkout path gives identical bytes, thanks to -fdebug-prefix-map.
+# Builds the BPF objects reproducibly, or checks that the committed ones are what their
+# sources build to. The flags are the contract: the same clang (Debian 12's clang 14) on
+# any checkout path gives identical bytes, thanks to -fdebug-prefix-map.
 #
-#   ebpf/build.sh            rebuild ebpf/sluice_xdp.o in place
-#   ebpf/build.sh --check    fail if ebpf/sluice_xdp.o differs from a fresh build
-#   ebpf/build.sh --out F    build into F (used by userspace/xsk/build.rs)
+#   ebpf/build.sh                 rebuild every ebpf/*.o in place
+#   ebpf/build.sh --check         fail if a committed ebpf/*.o differs from a fresh build
+#   ebpf/build.sh --out NAME F    build ebpf/NAME.c into F (used by build.rs)
+#
+# Objects: sluice_xdp.o, the steering program; impair.o, the tests' packet-loss classifier.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-src="$here/sluice_xdp.c"
-obj="$here/sluice_xdp.o"
+names=(sluice_xdp impair)
 
 build() {
-	local out=$1
+	local name=$1 out=$2
 	(cd "$here" && clang -O2 -g -target bpf -Wall -Werror \
 		-I"/usr/include/$(cc -print-multiarch)" \
 		-fdebug-prefix-map="$here"=. \
-		-c sluice_xdp.c -o "$out")
+		-c "$name.c" -o "$out")
 }
 
 case "${1:-}" in
 --check)
-	tmp=$(mktemp)
-	trap 'rm -f "$tmp"' EXIT
-	build "$tmp"
-	if ! cmp -s "$tmp" "$obj"; then
-		echo "ebpf/sluice_xdp.o is stale: run ebpf/build.sh and commit the object" >&2
-		exit 1
-	fi
-	echo "ebpf/sluice_xdp.o matches ebpf/sluice_xdp.c ($(clang --version | head -1))"
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	for n in "${names[@]}"; do
+		build "$n" "$tmp/$n.o"
+		if ! cmp -s "$tmp/$n.o" "$here/$n.o"; then
+			echo "ebpf/$n.o is stale: run ebpf/build.sh and commit the object" >&2
+			exit 1
+		fi
+	done
+	echo "ebpf/*.o match their sources ($(clang --version | head -1))"
 	;;
 --out)
-	build "$2"
+	build "$2" "$3"
 	;;
 "")
-	build "$obj"
-	echo "built $obj"
+	for n in "${names[@]}"; do
+		build "$n" "$here/$n.o"
+		echo "built ebpf/$n.o"
+	done
 	;;
 *)
-	echo "usage: $0 [--check | --out FILE]" >&2
+	echo "usage: $0 [--check | --out NAME FILE]" >&2
 	exit 2
 	;;
 esac

@@ -26,6 +26,7 @@ fn main() {
         let status = Command::new("bash")
             .arg(&script)
             .arg("--out")
+            .arg("sluice_xdp")
             .arg(&out)
             .status();
         match status {
