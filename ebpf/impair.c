@@ -46,7 +46,7 @@ static __always_inline void bump(__u32 which)
 		*v += 1;
 }
 
-SEC("tc")
+SEC("classifier")
 int impair(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;

@@ -7,6 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+mod impair;
+pub use impair::Impairment;
+
 pub use netns::{Topology, TopologyConfig};
 
 /// Whether the test may run; see the crate docs.
@@ -52,4 +55,58 @@ macro_rules! holder_path {
     () => {
         env!("CARGO_BIN_EXE_xdp-holder")
     };
+}
+
+/// A reproducible byte stream (xorshift64*), so that a receiver can check every byte it
+/// gets without the sender's copy.
+pub struct Pattern {
+    state: u64,
+    word: [u8; 8],
+    used: usize,
+}
+
+impl Pattern {
+    /// The stream for `seed` (any value; 0 is mapped to a non-zero state).
+    pub fn new(seed: u64) -> Pattern {
+        Pattern {
+            state: seed | 1,
+            word: [0; 8],
+            used: 8,
+        }
+    }
+
+    /// Fills `buf` with the next bytes of the stream.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            if self.used == 8 {
+                self.state ^= self.state >> 12;
+                self.state ^= self.state << 25;
+                self.state ^= self.state >> 27;
+                self.word = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+                self.used = 0;
+            }
+            *b = self.word[self.used];
+            self.used += 1;
+        }
+    }
+
+    /// Checks that `buf` is the next part of the stream; returns the offset of the first
+    /// wrong byte within `buf`.
+    pub fn verify(&mut self, buf: &[u8]) -> Result<(), usize> {
+        let mut expected = [0u8; 4096];
+        let mut at = 0;
+        while at < buf.len() {
+            let n = (buf.len() - at).min(expected.len());
+            self.fill(&mut expected[..n]);
+            if let Some(i) = buf[at..at + n]
+                .iter()
+                .zip(&expected[..n])
+                .position(|(a, b)| a != b)
+            {
+                return Err(at + i);
+            }
+            at += n;
+        }
+        Ok(())
+    }
 }

@@ -1,0 +1,529 @@
+//! The running stack end to end over veth, with the Linux kernel's TCP as the peer, in
+//! both directions: the kernel's clients against our listeners, our `connect` against
+//! the kernel's servers. Every case runs on every backend.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use e2e::{require_root, Impairment, Pattern, Topology, TopologyConfig};
+use stack::{
+    Backend, Bytes, Error, Flow, Keepalive, Listener, Listeners, Stack, StackConfig, WriteError,
+};
+
+const ECHO: u16 = 7;
+const SOURCE: u16 = 19; // sends a fixed amount, then closes
+const SOURCE_BYTES: usize = 8 << 20;
+
+struct Rig {
+    topo: Topology,
+    stack: Stack,
+}
+
+fn echo_listener() -> Listener {
+    Listener::new(|mut flow: Flow| async move {
+        while let Ok(Some(data)) = flow.read().await {
+            if flow.write(data).await.is_err() {
+                return;
+            }
+        }
+        flow.close().await;
+    })
+}
+
+fn source_listener() -> Listener {
+    Listener::new(|mut flow: Flow| async move {
+        let mut pattern = Pattern::new(SOURCE as u64);
+        let mut left = SOURCE_BYTES;
+        while left > 0 {
+            let mut chunk = vec![0u8; left.min(64 * 1024)];
+            pattern.fill(&mut chunk);
+            left -= chunk.len();
+            if flow.write(Bytes::from(chunk)).await.is_err() {
+                return;
+            }
+        }
+        flow.close().await;
+    })
+}
+
+fn rig(backend: Backend) -> Rig {
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let server_ip = topo.server_ip;
+    let stack = topo
+        .run_in(&topo.server_ns.clone(), move || {
+            let mut listeners = Listeners::new();
+            listeners.listen(ECHO, echo_listener());
+            listeners.listen(SOURCE, source_listener());
+            let config = StackConfig {
+                backend,
+                addrs: vec![server_ip],
+                cores: vec![0],
+                connect_timeout: Duration::from_secs(3),
+                ..Default::default()
+            };
+            Stack::start(config, listeners)
+        })
+        .unwrap()
+        .expect("starting the stack");
+    Rig { topo, stack }
+}
+
+impl Rig {
+    fn server(&self, port: u16) -> SocketAddr {
+        SocketAddr::from((self.topo.server_ip, port))
+    }
+
+    fn peer<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.topo.run_in(&self.topo.peer_ns.clone(), f).unwrap()
+    }
+
+    /// Runs `task` on worker 0 of our stack and waits for its result.
+    fn ours<T: Send + 'static, Fut: std::future::Future<Output = T> + 'static>(
+        &self,
+        timeout: Duration,
+        task: impl FnOnce(stack::WorkerContext) -> Fut + Send + 'static,
+    ) -> T {
+        let (tx, rx) = mpsc::channel();
+        self.stack
+            .spawn(0, move |ctx| async move {
+                let _ = tx.send(task(ctx).await);
+            })
+            .unwrap();
+        rx.recv_timeout(timeout)
+            .expect("our task did not finish in time")
+    }
+
+    /// A kernel echo server in the peer namespace (tokio, with a deep accept backlog so
+    /// that a thousand simultaneous connects are all accepted).
+    fn kernel_echo_server(&self, port: u16) {
+        let addr = SocketAddr::from((self.topo.peer_ip, port));
+        let (tx, rx) = mpsc::channel();
+        self.topo
+            .spawn_in_peer(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.set_reuseaddr(true).unwrap();
+                    socket.bind(addr).unwrap();
+                    let listener = socket.listen(4096).unwrap();
+                    tx.send(()).unwrap();
+                    loop {
+                        let Ok((mut c, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        tokio::spawn(async move {
+                            use tokio::io::AsyncWriteExt;
+                            let (mut rd, mut wr) = c.split();
+                            let _ = tokio::io::copy(&mut rd, &mut wr).await;
+                            let _ = wr.shutdown().await;
+                        });
+                    }
+                })
+            })
+            .unwrap();
+        rx.recv().unwrap();
+    }
+}
+
+/// Streams `total` bytes of a pattern through an echo over `c`, writing and reading at
+/// once, and checks every byte that comes back.
+fn echo_through(mut c: TcpStream, total: usize, seed: u64) {
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut p = Pattern::new(seed);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(buf.len());
+            p.fill(&mut buf[..n]);
+            w.write_all(&buf[..n]).unwrap();
+            left -= n;
+        }
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut p = Pattern::new(seed);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    loop {
+        let n = c.read(&mut buf).expect("reading the echo");
+        if n == 0 {
+            break;
+        }
+        p.verify(&buf[..n])
+            .unwrap_or_else(|i| panic!("byte {} of the echo is wrong", got + i));
+        got += n;
+    }
+    writer.join().unwrap();
+    assert_eq!(got, total, "the echo ended early");
+}
+
+fn kernel_client_bulk_echo(backend: Backend) {
+    let r = rig(backend);
+    let addr = r.server(ECHO);
+    r.peer(move || echo_through(TcpStream::connect(addr).unwrap(), 100 << 20, 1));
+}
+
+fn kernel_clients_concurrent(backend: Backend) {
+    const CLIENTS: usize = 1000;
+    const BYTES: usize = 16 * 1024;
+    let r = rig(backend);
+    let addr = r.server(ECHO);
+    let ok = r.peer(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut tasks = Vec::new();
+            for i in 0..CLIENTS {
+                tasks.push(tokio::spawn(async move {
+                    let mut c = tokio::net::TcpStream::connect(addr)
+                        .await
+                        .map_err(|e| format!("connect {i}: {e}"))?;
+                    let mut data = vec![0u8; BYTES];
+                    Pattern::new(i as u64).fill(&mut data);
+                    let (mut rd, mut wr) = c.split();
+                    let write = async {
+                        wr.write_all(&data).await?;
+                        wr.shutdown().await
+                    };
+                    let mut back = Vec::new();
+                    let read = rd.read_to_end(&mut back);
+                    let (w, rr) = tokio::join!(write, read);
+                    w.map_err(|e| format!("write {i}: {e}"))?;
+                    rr.map_err(|e| format!("read {i}: {e}"))?;
+                    if back != data {
+                        return Err(format!(
+                            "flow {i}: echo differs ({} of {} bytes)",
+                            back.len(),
+                            data.len()
+                        ));
+                    }
+                    Ok::<_, String>(())
+                }));
+            }
+            let mut ok = 0;
+            for t in tasks {
+                t.await.unwrap().unwrap();
+                ok += 1;
+            }
+            ok
+        })
+    });
+    assert_eq!(ok, CLIENTS);
+}
+
+fn our_connect_bulk_echo(backend: Backend) {
+    const TOTAL: usize = 100 << 20;
+    let r = rig(backend);
+    r.kernel_echo_server(9007);
+    let dst = SocketAddrV4::new(r.topo.peer_ip, 9007);
+    let received = r.ours(Duration::from_secs(120), move |ctx| async move {
+        let mut flow = ctx.connect(dst, None).await.expect("connect");
+        let (mut out, mut back) = (Pattern::new(5), Pattern::new(5));
+        let (mut sent, mut got) = (0usize, 0usize);
+        while got < TOTAL {
+            // Keep at most 256 KiB in flight so neither side's buffers can deadlock us.
+            if sent < TOTAL && sent - got < 256 * 1024 {
+                let mut chunk = vec![0u8; (TOTAL - sent).min(64 * 1024)];
+                out.fill(&mut chunk);
+                sent += chunk.len();
+                flow.write(Bytes::from(chunk)).await.expect("write");
+                if sent == TOTAL {
+                    flow.close().await;
+                }
+                continue;
+            }
+            match flow.read().await.expect("read") {
+                Some(data) => {
+                    back.verify(&data)
+                        .unwrap_or_else(|i| panic!("byte {} wrong", got + i));
+                    got += data.len();
+                }
+                None => break,
+            }
+        }
+        let eof = flow.read().await.expect("read at the end");
+        (got, eof.is_none())
+    });
+    assert_eq!(received, (TOTAL, true));
+}
+
+fn our_connects_concurrent(backend: Backend) {
+    const FLOWS: usize = 1000;
+    let r = rig(backend);
+    r.kernel_echo_server(9008);
+    let dst = SocketAddrV4::new(r.topo.peer_ip, 9008);
+    let done = r.ours(Duration::from_secs(120), move |ctx| async move {
+        let tasks: Vec<_> = (0..FLOWS)
+            .map(|i| {
+                let ctx = ctx.clone();
+                tokio::task::spawn_local(async move {
+                    let mut flow = ctx
+                        .connect(dst, None)
+                        .await
+                        .map_err(|e| format!("connect {i}: {e}"))?;
+                    let mut data = vec![0u8; 4096];
+                    Pattern::new(i as u64).fill(&mut data);
+                    flow.write(Bytes::from(data.clone()))
+                        .await
+                        .map_err(|e| format!("write {i}: {e}"))?;
+                    flow.close().await;
+                    let mut back = Vec::new();
+                    while let Some(d) = flow.read().await.map_err(|e| format!("read {i}: {e}"))? {
+                        back.extend_from_slice(&d);
+                    }
+                    if back != data {
+                        return Err(format!("flow {i}: echo differs"));
+                    }
+                    Ok::<_, String>(())
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            t.await.unwrap().unwrap();
+            ok += 1;
+        }
+        ok
+    });
+    assert_eq!(done, FLOWS);
+}
+
+fn half_close_both_ways(backend: Backend) {
+    let r = rig(backend);
+    // Kernel client half-closes first: our echo keeps answering, then closes.
+    let addr = r.server(ECHO);
+    r.peer(move || echo_through(TcpStream::connect(addr).unwrap(), 300_000, 9));
+    // We half-close first: the kernel server still sends everything it has.
+    let peer = r.topo.peer_ip;
+    let (tx, rx) = mpsc::channel();
+    r.topo
+        .spawn_in_peer(move || {
+            let l = TcpListener::bind((peer, 9009)).unwrap();
+            tx.send(()).unwrap();
+            let (mut c, _) = l.accept().unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap(); // our FIN ends this
+            assert_eq!(got, b"request");
+            let mut reply = vec![0u8; 1 << 20];
+            Pattern::new(3).fill(&mut reply);
+            c.write_all(&reply).unwrap(); // still allowed: half-closed, not closed
+        })
+        .unwrap();
+    rx.recv().unwrap();
+    let dst = SocketAddrV4::new(peer, 9009);
+    let got = r.ours(Duration::from_secs(30), move |ctx| async move {
+        let mut flow = ctx.connect(dst, None).await.unwrap();
+        flow.write(Bytes::from_static(b"request")).await.unwrap();
+        flow.close().await;
+        let late = flow.write(Bytes::from_static(b"late")).await;
+        assert!(matches!(late, Err(WriteError::Closed)), "{late:?}");
+        let mut p = Pattern::new(3);
+        let mut n = 0;
+        while let Some(d) = flow.read().await.unwrap() {
+            p.verify(&d).unwrap();
+            n += d.len();
+        }
+        n
+    });
+    assert_eq!(got, 1 << 20);
+}
+
+fn closed_port_refused_and_timeout(backend: Backend) {
+    let r = rig(backend);
+    // A SYN to a port with no listener is answered with RST.
+    let addr = r.server(4444);
+    let err =
+        r.peer(move || TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap_err());
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    // Our connect to a closed kernel port: Refused.
+    let dst = SocketAddrV4::new(r.topo.peer_ip, 4445);
+    let refused = r.ours(Duration::from_secs(10), move |ctx| async move {
+        ctx.connect(dst, None).await.err()
+    });
+    assert!(matches!(refused, Some(Error::Refused)), "{refused:?}");
+    // Our connect into a blackhole: Timeout (the rig's connect timeout is 3 s).
+    let iface = r.topo.peer_if.clone();
+    let imp = r.peer(move || Impairment::attach(&iface).unwrap());
+    let mut imp = imp;
+    imp.set_blackhole(true);
+    let started = Instant::now();
+    let timeout = r.ours(Duration::from_secs(30), move |ctx| async move {
+        ctx.connect(dst, None).await.err()
+    });
+    assert!(matches!(timeout, Some(Error::Timeout)), "{timeout:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "timed out too early: {:?}",
+        started.elapsed()
+    );
+    assert!(imp.counts().1 > 0, "the blackhole dropped nothing");
+}
+
+fn keepalive_detects_a_silent_peer(backend: Backend) {
+    let r = rig(backend);
+    r.kernel_echo_server(9010);
+    let iface = r.topo.peer_if.clone();
+    let mut imp = r.peer(move || Impairment::attach(&iface).unwrap());
+    let dst = SocketAddrV4::new(r.topo.peer_ip, 9010);
+    let (tx, rx) = mpsc::channel();
+    r.stack
+        .spawn(0, move |ctx| async move {
+            let ka = Keepalive {
+                after: Duration::from_secs(1),
+                interval: Duration::from_secs(1),
+                probes: 2,
+            };
+            let mut flow = ctx.connect(dst, Some(ka)).await.unwrap();
+            flow.write(Bytes::from_static(b"hi")).await.unwrap();
+            let echo = flow.read().await.unwrap();
+            tx.send(("echoed", echo.is_some())).unwrap();
+            // Now the peer goes silent: keepalive must notice within after + probes * interval.
+            let started = Instant::now();
+            let eof = flow.read().await;
+            tx.send(("lost", matches!(eof, Ok(None)))).unwrap();
+            let w = flow.write(Bytes::from_static(b"x")).await;
+            tx.send(("write", matches!(w, Err(WriteError::Closed))))
+                .unwrap();
+            tx.send(("elapsed-ok", started.elapsed() < Duration::from_secs(15)))
+                .unwrap();
+        })
+        .unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        ("echoed", true)
+    );
+    imp.set_blackhole(true);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(20)).unwrap(),
+        ("lost", true)
+    );
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        ("write", true)
+    );
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        ("elapsed-ok", true)
+    );
+}
+
+fn zero_window_then_resume(backend: Backend) {
+    let r = rig(backend);
+    let addr = r.server(SOURCE);
+    let got = r.peer(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        // Let the window close: our server keeps writing into a full receive buffer.
+        std::thread::sleep(Duration::from_secs(2));
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut p = Pattern::new(SOURCE as u64);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0;
+        loop {
+            let k = c.read(&mut buf).unwrap();
+            if k == 0 {
+                break;
+            }
+            p.verify(&buf[..k])
+                .unwrap_or_else(|i| panic!("byte {} wrong", n + i));
+            n += k;
+            if n < SOURCE_BYTES / 2 {
+                // Read slowly for a while, so the window opens and closes repeatedly.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        n
+    });
+    assert_eq!(got, SOURCE_BYTES);
+}
+
+fn loss_on_the_wire(backend: Backend) {
+    let r = rig(backend);
+    let iface = r.topo.peer_if.clone();
+    let mut imp = r.peer(move || Impairment::attach(&iface).unwrap());
+    let addr = r.server(ECHO);
+    for (percent, seed) in [(1.0, 11), (5.0, 12)] {
+        imp.set_loss_percent(percent);
+        let before = imp.counts();
+        r.peer(move || echo_through(TcpStream::connect(addr).unwrap(), 8 << 20, seed));
+        let after = imp.counts();
+        let (seen, dropped) = (after.0 - before.0, after.1 - before.1);
+        assert!(
+            dropped > 0,
+            "{percent}% loss dropped nothing of {seen} packets"
+        );
+        eprintln!("{percent}% loss: dropped {dropped} of {seen} TCP packets, transfer complete");
+    }
+}
+
+macro_rules! every_case {
+    ($backend:ident, $value:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[test]
+            fn kernel_client_bulk_echo_100mb() {
+                require_root!();
+                super::kernel_client_bulk_echo($value);
+            }
+
+            #[test]
+            fn kernel_clients_1000_concurrent() {
+                require_root!();
+                super::kernel_clients_concurrent($value);
+            }
+
+            #[test]
+            fn our_connect_bulk_echo_100mb() {
+                require_root!();
+                super::our_connect_bulk_echo($value);
+            }
+
+            #[test]
+            fn our_connects_1000_concurrent() {
+                require_root!();
+                super::our_connects_concurrent($value);
+            }
+
+            #[test]
+            fn half_close_both_ways() {
+                require_root!();
+                super::half_close_both_ways($value);
+            }
+
+            #[test]
+            fn closed_port_refused_and_timeout() {
+                require_root!();
+                super::closed_port_refused_and_timeout($value);
+            }
+
+            #[test]
+            fn keepalive_detects_a_silent_peer() {
+                require_root!();
+                super::keepalive_detects_a_silent_peer($value);
+            }
+
+            #[test]
+            fn zero_window_then_resume() {
+                require_root!();
+                super::zero_window_then_resume($value);
+            }
+
+            #[test]
+            fn loss_1_then_5_percent() {
+                require_root!();
+                super::loss_on_the_wire($value);
+            }
+        }
+    };
+}
+
+every_case!(kernel, Backend::Kernel);
