@@ -1,0 +1,375 @@
+//! The load itself: connection tasks on the stack's workers, each keeping its share of
+//! queries in flight and recording latencies.
+//!
+//! Closed loop sends as fast as answers come back. Open loop sends on a fixed schedule
+//! and measures each latency from the moment the query was *due*, not from when it
+//! could be sent, so a server that stalls is charged for the queries it delayed
+//! (coordinated omission, after Gil Tene's HdrHistogram).
+
+use std::cell::RefCell;
+use std::net::SocketAddrV4;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use stack::{Error, Flow, WorkerContext, WriteError};
+use tokio::time::Instant;
+
+use crate::queries::{answer, Query};
+
+/// How connections are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Persistent connections, `--in-flight` queries outstanding on each (RFC 7766 pipelining).
+    Pipelined,
+    /// Persistent connections, one query at a time.
+    Serial,
+    /// A new connection for every query (connect, query, answer, close).
+    PerConnection,
+}
+
+/// What the run does, shared by every task.
+pub struct Plan {
+    pub mode: Mode,
+    pub server: SocketAddrV4,
+    pub in_flight: usize,
+    /// Queries per second per connection (open loop); None for closed loop.
+    pub rate_per_connection: Option<f64>,
+    pub timeout: Duration,
+    pub queries: Vec<Query>,
+}
+
+pub const PHASE_WARMUP: u8 = 0;
+pub const PHASE_MEASURE: u8 = 1;
+pub const PHASE_STOP: u8 = 2;
+
+/// Counters every task adds to; read by the progress line and the final report.
+#[derive(Default)]
+pub struct Counters {
+    pub sent: AtomicU64,
+    pub answered: AtomicU64,
+    pub connections: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub resets: AtomicU64,
+    pub refused: AtomicU64,
+    pub connect_errors: AtomicU64,
+    pub bad_answers: AtomicU64,
+    pub rcodes: [AtomicU64; 16],
+}
+
+impl Counters {
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn error(&self, e: &Error) {
+        match e {
+            Error::Refused => Self::bump(&self.refused),
+            Error::Timeout => Self::bump(&self.timeouts),
+            Error::Reset => Self::bump(&self.resets),
+            _ => Self::bump(&self.connect_errors),
+        }
+    }
+}
+
+/// One worker's latencies (microseconds), merged into the report at the end.
+pub type Latencies = Rc<RefCell<Histogram<u64>>>;
+
+pub fn new_histogram() -> Histogram<u64> {
+    // 1 µs to 100 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Everything a connection task needs.
+#[derive(Clone)]
+pub struct Task {
+    pub ctx: WorkerContext,
+    pub plan: Arc<Plan>,
+    pub counters: Arc<Counters>,
+    pub phase: Arc<AtomicU8>,
+    pub latencies: Latencies,
+    /// Which query of the list this task starts with, so tasks do not move in lockstep.
+    pub first_query: usize,
+}
+
+impl Task {
+    fn measuring(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == PHASE_MEASURE
+    }
+
+    fn stopping(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == PHASE_STOP
+    }
+
+    fn record(&self, since: Instant) {
+        if self.measuring() {
+            let us = since.elapsed().as_micros().max(1) as u64;
+            let _ = self.latencies.borrow_mut().record(us.min(100_000_000));
+        }
+    }
+
+    /// Runs the task's connections until the phase says stop.
+    pub async fn run(self) {
+        let mut next = self.first_query;
+        // Open loop: the schedule of this connection's queries.
+        let interval = self
+            .plan
+            .rate_per_connection
+            .map(|r| Duration::from_secs_f64(1.0 / r));
+        let mut due = Instant::now();
+        while !self.stopping() {
+            match self.plan.mode {
+                Mode::PerConnection => {
+                    if let Some(iv) = interval {
+                        tokio::time::sleep_until(due).await;
+                        due += iv;
+                    }
+                    let started = if interval.is_some() {
+                        due - interval.unwrap_or_default()
+                    } else {
+                        Instant::now()
+                    };
+                    let q = &self.plan.queries[next % self.plan.queries.len()];
+                    next += 1;
+                    self.one_query_connection(q, started).await;
+                }
+                Mode::Pipelined | Mode::Serial => {
+                    let depth = if self.plan.mode == Mode::Serial {
+                        1
+                    } else {
+                        self.plan.in_flight.max(1)
+                    };
+                    self.persistent(depth, &mut next, interval, &mut due).await;
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Option<Flow> {
+        match tokio::time::timeout(self.plan.timeout, self.ctx.connect(self.plan.server, None))
+            .await
+        {
+            Ok(Ok(flow)) => {
+                Counters::bump(&self.counters.connections);
+                Some(flow)
+            }
+            Ok(Err(e)) => {
+                self.counters.error(&e);
+                // Back off a little so a refusing server is not hammered in a tight loop.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                None
+            }
+            Err(_) => {
+                Counters::bump(&self.counters.timeouts);
+                None
+            }
+        }
+    }
+
+    fn framed(q: &Query, id: u16) -> Bytes {
+        let mut b = BytesMut::with_capacity(2 + q.wire.len());
+        b.extend_from_slice(&(q.wire.len() as u16).to_be_bytes());
+        b.extend_from_slice(&id.to_be_bytes());
+        b.extend_from_slice(&q.wire[2..]);
+        b.freeze()
+    }
+
+    fn tally(&self, msg: &[u8]) -> Option<u16> {
+        match answer(msg) {
+            Some(a) => {
+                Counters::bump(&self.counters.answered);
+                Counters::bump(&self.counters.rcodes[a.rcode as usize]);
+                Some(a.id)
+            }
+            None => {
+                Counters::bump(&self.counters.bad_answers);
+                None
+            }
+        }
+    }
+
+    async fn one_query_connection(&self, q: &Query, started: Instant) {
+        let Some(mut flow) = self.connect().await else {
+            return;
+        };
+        Counters::bump(&self.counters.sent);
+        if let Err(e) = flow.write(Self::framed(q, 1)).await {
+            if matches!(e, WriteError::Closed) {
+                Counters::bump(&self.counters.resets);
+            }
+            return;
+        }
+        let mut buf = BytesMut::new();
+        let deadline = Instant::now() + self.plan.timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, flow.read()).await {
+                Ok(Ok(Some(data))) => {
+                    buf.extend_from_slice(&data);
+                    if let Some(msg) = take_frame(&mut buf) {
+                        if self.tally(&msg) == Some(1) {
+                            self.record(started);
+                        }
+                        break;
+                    }
+                }
+                Ok(Ok(None)) => {
+                    Counters::bump(&self.counters.resets);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    self.counters.error(&e);
+                    break;
+                }
+                Err(_) => {
+                    Counters::bump(&self.counters.timeouts);
+                    break;
+                }
+            }
+        }
+        flow.close().await;
+    }
+
+    async fn persistent(
+        &self,
+        depth: usize,
+        next: &mut usize,
+        interval: Option<Duration>,
+        due: &mut Instant,
+    ) {
+        let Some(mut flow) = self.connect().await else {
+            return;
+        };
+        // Outstanding queries by ID: when each was due (open loop) or sent (closed loop).
+        let mut outstanding: Vec<Option<Instant>> = vec![None; 65536];
+        let mut in_flight = 0usize;
+        let mut id: u16 = 0;
+        let mut buf = BytesMut::new();
+        let mut batch: Vec<Bytes> = Vec::with_capacity(depth);
+        if interval.is_some() && *due < Instant::now() {
+            *due = Instant::now();
+        }
+        loop {
+            if self.stopping() {
+                break;
+            }
+            // Send what the window (and, in open loop, the schedule) allows, in one batch.
+            let now = Instant::now();
+            batch.clear();
+            while in_flight + batch.len() < depth && interval.is_none_or(|_| *due <= now) {
+                let q = &self.plan.queries[*next % self.plan.queries.len()];
+                *next += 1;
+                id = id.wrapping_add(1);
+                if outstanding[id as usize].is_some() {
+                    break; // all 65536 IDs in flight: wait for answers
+                }
+                outstanding[id as usize] = Some(if let Some(iv) = interval {
+                    let t = *due;
+                    *due += iv;
+                    t
+                } else {
+                    now
+                });
+                batch.push(Self::framed(q, id));
+            }
+            if !batch.is_empty() {
+                self.counters
+                    .sent
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                in_flight += batch.len();
+                if flow.writev(&batch).await.is_err() {
+                    Counters::bump(&self.counters.resets);
+                    break;
+                }
+            }
+            // Wait for answers, or for the next query to fall due.
+            let read = if in_flight == 0 {
+                match interval {
+                    Some(_) => {
+                        tokio::time::sleep_until(*due).await;
+                        continue;
+                    }
+                    None => continue,
+                }
+            } else if interval.is_some() && in_flight < depth {
+                match tokio::time::timeout_at(
+                    (*due).min(Instant::now() + self.plan.timeout),
+                    flow.read(),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) if *due <= Instant::now() => continue,
+                    Err(_) => {
+                        self.counters
+                            .timeouts
+                            .fetch_add(in_flight as u64, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            } else {
+                match tokio::time::timeout(self.plan.timeout, flow.read()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.counters
+                            .timeouts
+                            .fetch_add(in_flight as u64, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            };
+            match read {
+                Ok(Some(data)) => {
+                    buf.extend_from_slice(&data);
+                    while let Some(msg) = take_frame(&mut buf) {
+                        if let Some(aid) = self.tally(&msg) {
+                            if let Some(t) = outstanding[aid as usize].take() {
+                                in_flight -= 1;
+                                self.record(t);
+                            }
+                        }
+                    }
+                }
+                Ok(None) => {
+                    Counters::bump(&self.counters.resets);
+                    break;
+                }
+                Err(e) => {
+                    self.counters.error(&e);
+                    break;
+                }
+            }
+        }
+        flow.close().await;
+    }
+}
+
+/// Takes one length-prefixed DNS message off the front of `buf`, if complete.
+fn take_frame(buf: &mut BytesMut) -> Option<BytesMut> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
+    if buf.len() < 2 + len {
+        return None;
+    }
+    let mut frame = buf.split_to(2 + len);
+    Some(frame.split_off(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_come_off_whole() {
+        let mut b = BytesMut::from(&b"\x00\x03abc\x00\x02d"[..]);
+        assert_eq!(&take_frame(&mut b).unwrap()[..], b"abc");
+        assert!(take_frame(&mut b).is_none(), "half a frame stays");
+        b.extend_from_slice(b"e");
+        assert_eq!(&take_frame(&mut b).unwrap()[..], b"de");
+        assert!(b.is_empty());
+    }
+}

@@ -1,0 +1,225 @@
+//! sluice-bench: DNS-over-TCP load from sluice's own stack (its `connect`), over
+//! AF_XDP or kernel sockets, with latencies in an HdrHistogram.
+//!
+//! Modes: persistent connections with N queries in flight (pipelined), persistent one at
+//! a time (serial), one query per connection. Closed loop by default; `--rate` makes it
+//! open loop with latencies corrected for coordinated omission. Queries come from a
+//! dnsperf-format file. It prints a progress line each second and, at the end, a table;
+//! `--json` and `--plot` write the same figures as JSON and as an SVG percentile plot.
+
+mod load;
+mod queries;
+mod report;
+
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use load::{Counters, Mode, Plan, Task, PHASE_MEASURE, PHASE_STOP};
+use stack::{Backend, Listeners, Stack, StackConfig};
+
+/// DNS-over-TCP load generator on sluice's stack.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The server, ADDRESS:PORT.
+    #[arg(long)]
+    server: SocketAddrV4,
+    /// How connections are used.
+    #[arg(long, value_enum, default_value = "pipelined")]
+    mode: Mode,
+    /// Concurrent connections (tasks), spread over the workers.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Queries in flight per connection in pipelined mode.
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+    /// Open loop: total queries per second (per-connection mode: connections per second).
+    /// Without it the load is closed loop: as fast as the answers come.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds measured, after the warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of warm-up, not measured.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Seconds before an unanswered query (or a connect) counts as a timeout.
+    #[arg(long, default_value_t = 2.0)]
+    timeout: f64,
+    /// Queries in dnsperf's format (NAME TYPE per line). Default: a few over example.test.
+    #[arg(long)]
+    queries: Option<PathBuf>,
+    /// Where the client's TCP runs.
+    #[arg(long, default_value = "kernel")]
+    backend: Backend,
+    /// Cores for the client's workers, e.g. 1 or 1-3 (one worker per core).
+    #[arg(long, value_parser = parse_cores, default_value = "1")]
+    cores: Vec<usize>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a latency-percentile plot (SVG) here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// A label for this run in the report (e.g. the server's name).
+    #[arg(long, default_value = "")]
+    label: String,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_cores(s: &str) -> Result<usize, String> {
+    s.parse().map_err(|_| format!("{s:?} is not a core number"))
+}
+
+const DEFAULT_QUERIES: &str = "\
+example.test A
+www.example.test A
+www.example.test AAAA
+example.test MX
+example.test NS
+txt.example.test TXT
+mail.example.test A
+nonexistent.example.test A
+";
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(clean) => {
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Err(e) => {
+            eprintln!("sluice-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
+    let text = match &args.queries {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => DEFAULT_QUERIES.to_string(),
+    };
+    let queries = queries::parse(&text).map_err(|e| {
+        format!(
+            "{}: {e}",
+            args.queries
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        )
+    })?;
+    if args.connections == 0 || args.duration <= 0.0 {
+        return Err("--connections and --duration must be positive".into());
+    }
+    let workers = args.cores.len().max(1);
+    let plan = Arc::new(Plan {
+        mode: args.mode,
+        server: args.server,
+        in_flight: args.in_flight,
+        rate_per_connection: args.rate.map(|r| r / args.connections as f64),
+        timeout: Duration::from_secs_f64(args.timeout),
+        queries,
+    });
+    let config = StackConfig {
+        backend: args.backend,
+        cores: args.cores.clone(),
+        workers: Some(workers),
+        connect_timeout: Duration::from_secs_f64(args.timeout),
+        ..StackConfig::default()
+    };
+    let mut stack = Stack::start(config, Listeners::new())?;
+    let counters = Arc::new(Counters::default());
+    let phase = Arc::new(AtomicU8::new(load::PHASE_WARMUP));
+    let (hist_tx, hist_rx) = mpsc::channel();
+    for w in 0..workers {
+        let share = args.connections / workers + usize::from(w < args.connections % workers);
+        let (plan, counters, phase, hist_tx) = (
+            plan.clone(),
+            counters.clone(),
+            phase.clone(),
+            hist_tx.clone(),
+        );
+        stack.spawn(w, move |ctx| async move {
+            let latencies = std::rc::Rc::new(std::cell::RefCell::new(load::new_histogram()));
+            let tasks: Vec<_> = (0..share)
+                .map(|i| {
+                    let task = Task {
+                        ctx: ctx.clone(),
+                        plan: plan.clone(),
+                        counters: counters.clone(),
+                        phase: phase.clone(),
+                        latencies: latencies.clone(),
+                        first_query: i * 7 + w,
+                    };
+                    tokio::task::spawn_local(task.run())
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+            let h = latencies.borrow().clone();
+            let _ = hist_tx.send(h);
+        })?;
+    }
+    drop(hist_tx);
+
+    let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
+    let duration = Duration::from_secs_f64(args.duration);
+    std::thread::sleep(warmup);
+    let before = report::Snapshot::take(&counters);
+    phase.store(PHASE_MEASURE, Ordering::Relaxed);
+    let started = Instant::now();
+    let mut last = before;
+    while started.elapsed() < duration {
+        std::thread::sleep(Duration::from_secs(1).min(duration.saturating_sub(started.elapsed())));
+        let now = report::Snapshot::take(&counters);
+        if !args.quiet {
+            eprintln!(
+                "{}",
+                report::progress(started.elapsed(), &before, &last, &now)
+            );
+        }
+        last = now;
+    }
+    phase.store(PHASE_STOP, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let after = report::Snapshot::take(&counters);
+    let mut merged = load::new_histogram();
+    for h in hist_rx.iter().take(workers) {
+        merged.add(&h)?;
+    }
+    stack.shutdown(Duration::from_secs(1));
+
+    let result = report::Result::new(
+        args.label.clone(),
+        format!("{:?}", args.mode).to_lowercase(),
+        args.connections,
+        args.in_flight,
+        args.rate,
+        elapsed,
+        &before,
+        &after,
+        &merged,
+    );
+    println!("{}", result.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, result.json()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, report::svg(&[(&result, &merged)]))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(result.errors() == 0)
+}
