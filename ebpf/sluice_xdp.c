@@ -55,6 +55,21 @@ struct {
 	__type(value, __u32);
 } services SEC(".maps");
 
+// The stack's ephemeral port range for active opens, [first, last] in host order, steered
+// for every address that has a (addr, port 0) entry in `services`. A range in one entry
+// instead of thousands of (addr, port) keys. first = 0 disables it.
+struct port_range {
+	__u16 first;
+	__u16 last;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct port_range);
+} client_ports SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COUNTER_MAX);
@@ -68,6 +83,20 @@ static __always_inline int count(__u32 which, int action)
 	if (value)
 		*value += 1; // per-CPU slot: no atomic needed
 	return action;
+}
+
+// Whether the packet is for one of the stack's ephemeral ports on an address it owns.
+static __always_inline int is_client_port(struct service_key *key)
+{
+	__u32 zero = 0;
+	struct port_range *range = bpf_map_lookup_elem(&client_ports, &zero);
+	if (!range || range->first == 0)
+		return 0;
+	__u16 port = bpf_ntohs(key->port);
+	if (port < range->first || port > range->last)
+		return 0;
+	struct service_key owned = { .addr = key->addr, .port = 0, .pad = 0 };
+	return bpf_map_lookup_elem(&services, &owned) != 0;
 }
 
 SEC("xdp")
@@ -115,7 +144,7 @@ int sluice_steer(struct xdp_md *ctx)
 		.port = tcp->dest,
 		.pad = 0,
 	};
-	if (!bpf_map_lookup_elem(&services, &key))
+	if (!bpf_map_lookup_elem(&services, &key) && !is_client_port(&key))
 		return count(COUNTER_PASSED, XDP_PASS);
 
 	// With XDP_PASS in the flags, the helper itself falls back to passing the packet when

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
-use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
@@ -88,6 +88,17 @@ struct ServiceKey {
 // SAFETY: plain old data with explicit padding, no invalid bit patterns.
 unsafe impl aya::Pod for ServiceKey {}
 
+/// Must match `struct port_range` in ebpf/sluice_xdp.c: host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct PortRange {
+    first: u16,
+    last: u16,
+}
+
+// SAFETY: two u16s, no padding, every bit pattern valid.
+unsafe impl aya::Pod for PortRange {}
+
 impl ServiceKey {
     fn new(addr: Ipv4Addr, port: u16) -> Self {
         ServiceKey {
@@ -106,6 +117,7 @@ pub struct XdpProgram {
     iface: String,
     mode: AttachMode,
     services: HashMap<MapData, ServiceKey, u32>,
+    client_ports: Array<MapData, PortRange>,
     sockets: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
     // Declared last: dropped last, after the maps, which keeps them valid while it lives.
@@ -181,12 +193,15 @@ impl XdpProgram {
             .map_err(|e| bpf_error("opening map services", e))?;
         let sockets = XskMap::try_from(take(&mut ebpf, "xsks")?)
             .map_err(|e| bpf_error("opening map xsks", e))?;
+        let client_ports = Array::try_from(take(&mut ebpf, "client_ports")?)
+            .map_err(|e| bpf_error("opening map client_ports", e))?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "counters")?)
             .map_err(|e| bpf_error("opening map counters", e))?;
         Ok(XdpProgram {
             iface: iface.to_string(),
             mode: attached,
             services,
+            client_ports,
             sockets,
             counters,
             _ebpf: ebpf,
@@ -219,9 +234,29 @@ impl XdpProgram {
 
     /// Makes `socket` the destination of steered packets arriving on its queue.
     pub fn register_socket(&mut self, socket: &crate::XskSocket) -> Result<()> {
+        self.register_fd(socket.queue(), socket.as_raw_fd())
+    }
+
+    /// Like [`XdpProgram::register_socket`], for a socket owned by another thread: the
+    /// descriptor must stay open while registered (the kernel drops the entry when the
+    /// socket closes).
+    pub fn register_fd(&mut self, queue: u32, fd: std::os::fd::RawFd) -> Result<()> {
         self.sockets
-            .set(socket.queue(), socket.as_raw_fd(), 0)
+            .set(queue, fd, 0)
             .map_err(|e| bpf_error("registering an AF_XDP socket", e))
+    }
+
+    /// Steers TCP packets for local ports `first..=last` of every address that has
+    /// [`XdpProgram::own_address`]: the stack's ephemeral range for active opens.
+    pub fn set_client_ports(&mut self, first: u16, last: u16) -> Result<()> {
+        self.client_ports
+            .set(0, PortRange { first, last }, 0)
+            .map_err(|e| bpf_error("setting the client port range", e))
+    }
+
+    /// Declares `addr` the stack's own, so that its client port range is steered.
+    pub fn own_address(&mut self, addr: Ipv4Addr) -> Result<()> {
+        self.add_service(addr, 0)
     }
 
     /// Removes the socket of `queue`; its steered packets then go to the kernel.
