@@ -1,0 +1,10 @@
+//! The TCP state machine, sans-IO: segments and time in, segments and events out.
+//!
+//! Nothing here performs I/O, reads a clock or spawns a thread (DESIGN.md): the caller
+//! (the `stack` crate, or a test with virtual time) owns all of that.
+
+pub mod seq;
+pub mod time;
+
+pub use seq::SeqNumber;
+pub use time::Instant;
