@@ -3,6 +3,7 @@
 //! Nothing here performs I/O, reads a clock or spawns a thread (DESIGN.md): the caller
 //! (the `stack` crate, or a test with virtual time) owns all of that.
 
+pub mod assembler;
 pub mod seq;
 pub mod time;
 
