@@ -1,0 +1,70 @@
+//! Wire formats for sluice: zero-copy views over packet buffers and parsed
+//! representations with `parse`/`emit`, after smoltcp's `wire` module.
+//!
+//! - Views (`EthernetFrame`, `ArpPacket`, `Ipv4Packet`, `TcpPacket`) wrap any
+//!   `AsRef<[u8]>` and read fields in place; `new_checked` guarantees every getter is in
+//!   bounds, so no getter can panic afterwards.
+//! - Reprs (`EthernetRepr`, `ArpRepr`, `Ipv4Repr`, `TcpRepr`) are the parsed, validated
+//!   meaning; `emit` writes them into a caller's buffer (a UMEM frame) with no allocation.
+//!
+//! Malformed input is always an `Err`, never a panic, an out-of-bounds read or a loop
+//! that does not end (TCP options above all: see DESIGN.md on Knot's bug).
+
+#![forbid(unsafe_code)]
+
+pub mod arp;
+pub mod checksum;
+pub mod ethernet;
+pub mod frame;
+pub mod fuzzing;
+pub mod ipv4;
+pub mod tcp;
+
+pub use arp::{ArpOperation, ArpPacket, ArpRepr};
+pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, ETHERNET_HEADER_LEN};
+pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, IPV4_HEADER_LEN};
+pub use tcp::{TcpFlags, TcpOption, TcpOptions, TcpPacket, TcpRepr, TcpTimestamp, TCP_HEADER_LEN};
+
+use core::fmt;
+
+/// Why a buffer did not parse (or a repr did not fit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The buffer is shorter than the headers it claims.
+    Truncated,
+    /// A field has a value the format forbids.
+    Malformed,
+    /// A checksum does not verify.
+    BadChecksum,
+    /// Valid, but not something this crate handles (IPv4 fragments, other versions).
+    Unsupported,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::Truncated => "truncated packet",
+            Error::Malformed => "malformed packet",
+            Error::BadChecksum => "bad checksum",
+            Error::Unsupported => "unsupported packet",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// This crate's results.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// Whether parsing checks checksums. Frames the kernel sends over veth carry
+/// CHECKSUM_PARTIAL (only the pseudo-header sum) unless TX offload is off on the sender,
+/// so a caller that knows its frames come from such a peer can choose not to verify.
+/// Emitting always computes checksums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChecksumMode {
+    /// Reject frames whose checksums do not verify.
+    #[default]
+    Verify,
+    /// Do not look at checksums.
+    Ignore,
+}
