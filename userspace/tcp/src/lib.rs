@@ -4,6 +4,7 @@
 //! (the `stack` crate, or a test with virtual time) owns all of that.
 
 pub mod assembler;
+pub mod congestion;
 pub mod rtt;
 pub mod seq;
 pub mod time;

@@ -1,0 +1,293 @@
+//! Congestion control: how much unacknowledged data the sender may have in flight.
+//!
+//! The connection owns loss detection and recovery (dupacks, SACK scoreboard, the
+//! retransmission timer) and tells the controller what happened through
+//! [`CongestionControl`]; the controller only answers "how big is cwnd / ssthresh".
+//!
+//! # Why an enum and not `Box<dyn CongestionControl>`
+//! Every connection holds a [`Congestion`] inline: no allocation per connection, no
+//! pointer chase on the per-ACK path, and the match on two variants is cheaper than an
+//! indirect call and lets the compiler inline both algorithms. The trait still exists so
+//! that each algorithm is written (and tested) against one contract, and so that a third
+//! algorithm is added by implementing it and adding a variant.
+
+use core::time::Duration;
+
+use crate::time::Instant;
+
+pub mod cubic;
+pub mod newreno;
+
+pub use cubic::Cubic;
+pub use newreno::{NewReno, RecoveryAck, Rfc6582Recovery};
+
+/// The initial congestion window of RFC 6928: min(10·MSS, max(2·MSS, 14600)) bytes.
+pub fn initial_window(mss: usize) -> usize {
+    let mss = mss.max(1);
+    (10 * mss).min((2 * mss).max(14_600))
+}
+
+/// The operations a congestion controller must support. All sizes are in bytes.
+pub trait CongestionControl {
+    /// The congestion window: the most bytes that may be in flight outside recovery.
+    fn cwnd(&self) -> usize;
+
+    /// The slow-start threshold (`usize::MAX` until the first congestion event).
+    fn ssthresh(&self) -> usize;
+
+    /// Whether the controller is in slow start (cwnd below ssthresh).
+    fn in_slow_start(&self) -> bool {
+        self.cwnd() < self.ssthresh()
+    }
+
+    /// An ACK advanced SND.UNA by `newly_acked` bytes. `prior_in_flight` is the number of
+    /// bytes that were outstanding *before* this ACK (so an application- or
+    /// receiver-window-limited sender, which keeps less than cwnd in flight, does not
+    /// grow cwnd without bound: RFC 7661, and RFC 9438 §4.6's requirement). `rtt_sample`
+    /// is this ACK's RTT measurement, if it gave one. Does not grow cwnd during fast
+    /// recovery (the connection paces recovery with pipe or window inflation).
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        newly_acked: usize,
+        prior_in_flight: usize,
+        rtt_sample: Option<Duration>,
+    );
+
+    /// Loss was detected by duplicate ACKs or SACK (or ECN-Echo): reduce ssthresh and
+    /// cwnd once and enter fast recovery. The connection must call this once per
+    /// recovery episode (RFC 6582's `recover` decides when a new episode starts).
+    /// `bytes_in_flight` is FlightSize at the time (RFC 5681 eq. 4).
+    fn on_congestion_event(&mut self, now: Instant, bytes_in_flight: usize);
+
+    /// The retransmission timer expired: ssthresh is reduced (only for the first timeout
+    /// in a row: RFC 5681 §3.1 keeps it for repeated timeouts of the same data) and cwnd
+    /// becomes the loss window, one segment. Leaves fast recovery if it was in it.
+    fn on_retransmission_timeout(&mut self, now: Instant, bytes_in_flight: usize);
+
+    /// Fast recovery ended (a full ACK covered the recovery point): cwnd is ssthresh
+    /// (RFC 6582 §3.2 step 3, option 2) and congestion avoidance resumes.
+    fn on_recovery_exit(&mut self, now: Instant);
+
+    /// The connection was idle for more than an RTO: cwnd is cut to at most the initial
+    /// window (RFC 5681 §4.1), so that a burst after the pause does not hit a path whose
+    /// state has changed.
+    fn on_idle_restart(&mut self, now: Instant);
+
+    /// The sender's maximum segment size changed (it is known after the handshake). If no
+    /// ACK has been processed yet, cwnd is re-initialised to the initial window for it.
+    fn set_mss(&mut self, mss: usize);
+
+    /// Whether the controller is in fast recovery.
+    fn in_recovery(&self) -> bool;
+}
+
+/// Which algorithm a connection uses (a configuration value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Algorithm {
+    /// RFC 5681 / RFC 6582 NewReno with RFC 3465 byte counting.
+    NewReno,
+    /// RFC 9438 CUBIC (Linux's default).
+    #[default]
+    Cubic,
+}
+
+/// A congestion controller, dispatched by `match` (see the module docs).
+#[derive(Debug, Clone)]
+pub enum Congestion {
+    /// See [`NewReno`].
+    NewReno(NewReno),
+    /// See [`Cubic`].
+    Cubic(Cubic),
+}
+
+impl Congestion {
+    /// A controller of the given kind, starting with the initial window for `mss`.
+    pub fn new(algorithm: Algorithm, mss: usize) -> Congestion {
+        match algorithm {
+            Algorithm::NewReno => Congestion::NewReno(NewReno::new(mss)),
+            Algorithm::Cubic => Congestion::Cubic(Cubic::new(mss)),
+        }
+    }
+
+    /// Which algorithm this is.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Congestion::NewReno(_) => Algorithm::NewReno,
+            Congestion::Cubic(_) => Algorithm::Cubic,
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            Congestion::NewReno($c) => $e,
+            Congestion::Cubic($c) => $e,
+        }
+    };
+}
+
+impl CongestionControl for Congestion {
+    #[inline]
+    fn cwnd(&self) -> usize {
+        dispatch!(self, c => c.cwnd())
+    }
+    #[inline]
+    fn ssthresh(&self) -> usize {
+        dispatch!(self, c => c.ssthresh())
+    }
+    #[inline]
+    fn on_ack(&mut self, now: Instant, acked: usize, prior: usize, rtt: Option<Duration>) {
+        dispatch!(self, c => c.on_ack(now, acked, prior, rtt))
+    }
+    #[inline]
+    fn on_congestion_event(&mut self, now: Instant, bytes_in_flight: usize) {
+        dispatch!(self, c => c.on_congestion_event(now, bytes_in_flight))
+    }
+    #[inline]
+    fn on_retransmission_timeout(&mut self, now: Instant, bytes_in_flight: usize) {
+        dispatch!(self, c => c.on_retransmission_timeout(now, bytes_in_flight))
+    }
+    #[inline]
+    fn on_recovery_exit(&mut self, now: Instant) {
+        dispatch!(self, c => c.on_recovery_exit(now))
+    }
+    #[inline]
+    fn on_idle_restart(&mut self, now: Instant) {
+        dispatch!(self, c => c.on_idle_restart(now))
+    }
+    #[inline]
+    fn set_mss(&mut self, mss: usize) {
+        dispatch!(self, c => c.set_mss(mss))
+    }
+    #[inline]
+    fn in_recovery(&self) -> bool {
+        dispatch!(self, c => c.in_recovery())
+    }
+}
+
+/// State and rules shared by both algorithms: RFC 5681 slow start with RFC 3465
+/// appropriate byte counting, the loss window, and the bookkeeping around recovery.
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    pub(crate) mss: usize,
+    pub(crate) cwnd: usize,
+    pub(crate) ssthresh: usize,
+    pub(crate) in_recovery: bool,
+    /// A timeout reduced ssthresh and no new data has been acknowledged since: a further
+    /// timeout must not reduce it again (RFC 5681 §3.1, eq. 4's note).
+    pub(crate) after_timeout: bool,
+    /// No ACK has been processed yet (so a new MSS re-initialises cwnd).
+    pub(crate) pristine: bool,
+}
+
+/// RFC 3465's L: at most two segments of growth per ACK in slow start, which limits the
+/// burst a stretch ACK (or an ACK after a lost run of ACKs) can trigger.
+const ABC_LIMIT_SEGMENTS: usize = 2;
+
+impl Window {
+    pub(crate) fn new(mss: usize) -> Window {
+        let mss = mss.max(1);
+        Window {
+            mss,
+            cwnd: initial_window(mss),
+            ssthresh: usize::MAX,
+            in_recovery: false,
+            after_timeout: false,
+            pristine: true,
+        }
+    }
+
+    /// Common start of ACK processing; false if cwnd must not grow on this ACK.
+    pub(crate) fn ack_may_grow(&mut self, newly_acked: usize, prior_in_flight: usize) -> bool {
+        if newly_acked == 0 {
+            return false;
+        }
+        self.pristine = false;
+        self.after_timeout = false;
+        if self.in_recovery {
+            return false;
+        }
+        self.cwnd_limited(prior_in_flight)
+    }
+
+    /// Whether the sender was using its window. In slow start, more than half of it
+    /// (Linux's rule: slow start doubles per RTT, so half-full is still growth-limited);
+    /// in congestion avoidance, all of it but for the sub-segment remainder a sender
+    /// avoiding silly windows leaves unused (plus one segment of slack for a final short
+    /// segment).
+    fn cwnd_limited(&self, prior_in_flight: usize) -> bool {
+        if self.cwnd < self.ssthresh {
+            prior_in_flight.saturating_mul(2) >= self.cwnd
+        } else {
+            prior_in_flight.saturating_add(2 * self.mss) >= self.cwnd
+        }
+    }
+
+    /// RFC 5681 §3.1 slow start, RFC 3465 §2.2 byte counting with L = 2.
+    pub(crate) fn slow_start(&mut self, newly_acked: usize) {
+        let inc = newly_acked.min(ABC_LIMIT_SEGMENTS * self.mss);
+        self.cwnd = self.cwnd.saturating_add(inc);
+    }
+
+    pub(crate) fn loss_window(&mut self) {
+        self.cwnd = self.mss;
+        self.in_recovery = false;
+        self.after_timeout = true;
+    }
+
+    pub(crate) fn idle_restart(&mut self) {
+        self.cwnd = self.cwnd.min(initial_window(self.mss));
+    }
+
+    pub(crate) fn set_mss(&mut self, mss: usize) {
+        self.mss = mss.max(1);
+        if self.pristine {
+            self.cwnd = initial_window(self.mss);
+        }
+        self.cwnd = self.cwnd.max(self.mss);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6928_initial_window() {
+        assert_eq!(initial_window(1460), 14_600);
+        assert_eq!(initial_window(1448), 14_480);
+        assert_eq!(initial_window(536), 5_360);
+        assert_eq!(initial_window(9000), 18_000);
+        assert_eq!(initial_window(0), 10);
+    }
+
+    #[test]
+    fn dispatch_reaches_each_algorithm() {
+        for algo in [Algorithm::NewReno, Algorithm::Cubic] {
+            let mut c = Congestion::new(algo, 1000);
+            assert_eq!(c.algorithm(), algo);
+            assert_eq!(c.cwnd(), 10_000);
+            assert!(c.in_slow_start());
+            c.set_mss(1460);
+            assert_eq!(c.cwnd(), 14_600);
+            c.on_ack(Instant::ZERO, 1460, 14_600, None);
+            assert_eq!(c.cwnd(), 16_060);
+            c.on_congestion_event(Instant::ZERO, 20_000);
+            assert!(c.in_recovery());
+            let expect = match algo {
+                Algorithm::NewReno => 10_000,
+                Algorithm::Cubic => 14_000,
+            };
+            assert_eq!(c.ssthresh(), expect);
+            assert_eq!(c.cwnd(), expect);
+            c.on_recovery_exit(Instant::ZERO);
+            assert!(!c.in_recovery());
+            c.on_retransmission_timeout(Instant::ZERO, 20_000);
+            assert_eq!(c.cwnd(), 1460);
+            c.on_idle_restart(Instant::ZERO);
+            assert_eq!(c.cwnd(), 1460);
+        }
+    }
+}
