@@ -1,0 +1,44 @@
+//! `sluice`: the daemon's command line.
+//!
+//! The daemon wires the crates together (DESIGN.md); protocol logic lives in them, not
+//! here.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod serve;
+
+/// sluice: a userspace TCP/IPv4 stack on AF_XDP, serving DNS over TCP.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a two-namespace veth topology, attach the XDP program and AF_XDP sockets on
+    /// the server side, drive kernel TCP traffic at it from the peer side, print what
+    /// happened, and tear everything down. Needs root.
+    Demo(demo::DemoArgs),
+    /// Serve TCP ports with built-in handlers until SIGINT/SIGTERM, then drain and exit.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args).map_err(|e| e.to_string()),
+        Command::Serve(args) => serve::run(&args).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
