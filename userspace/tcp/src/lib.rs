@@ -6,6 +6,7 @@
 pub mod assembler;
 pub mod congestion;
 pub mod rtt;
+pub mod scoreboard;
 pub mod seq;
 pub mod time;
 
