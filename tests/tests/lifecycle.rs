@@ -231,3 +231,20 @@ fn modes_can_be_chosen_explicitly() {
         "veth supports native XDP"
     );
 }
+
+#[test]
+fn topology_is_removed_even_when_a_test_panics() {
+    require_root!();
+    let names = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = names.clone();
+    let result = std::panic::catch_unwind(move || {
+        let topo = topology(1);
+        *seen.lock().unwrap() = Some((topo.server_ns.clone(), topo.peer_ns.clone(), topo.server_if.clone()));
+        panic!("a failing test");
+    });
+    assert!(result.is_err());
+    let (srv, peer, _) = names.lock().unwrap().clone().expect("the topology was built");
+    let list = netns::ip(&["netns", "list"]).unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains(&srv) && !list.contains(&peer), "namespaces left behind: {list}");
+}
