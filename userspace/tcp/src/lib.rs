@@ -5,9 +5,11 @@
 
 pub mod assembler;
 pub mod congestion;
+pub mod isn;
 pub mod rtt;
 pub mod scoreboard;
 pub mod seq;
+pub mod syncookie;
 pub mod time;
 
 pub use seq::SeqNumber;
