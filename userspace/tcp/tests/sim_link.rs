@@ -1,0 +1,180 @@
+//! Tests of the simulated link itself (the transfer tests rely on its model being right).
+
+mod support;
+
+use std::time::Duration;
+
+use support::link::{Link, LinkConfig};
+use support::rng::Rng;
+use tcp::Instant;
+
+fn frame(i: u32, len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len.max(4)];
+    f[..4].copy_from_slice(&i.to_be_bytes());
+    f
+}
+
+fn id(f: &[u8]) -> u32 {
+    u32::from_be_bytes(f[..4].try_into().unwrap())
+}
+
+/// Deliver everything, returning (arrival time, frame id) in delivery order.
+fn drain(link: &mut Link) -> Vec<(Instant, u32)> {
+    let mut out = Vec::new();
+    while let Some(t) = link.next_event() {
+        while let Some(f) = link.poll_deliver(t) {
+            out.push((t, id(&f)));
+        }
+    }
+    out
+}
+
+#[test]
+fn perfect_link_delays_and_keeps_order() {
+    let mut link = Link::new(
+        LinkConfig {
+            delay: Duration::from_millis(5),
+            ..LinkConfig::default()
+        },
+        1,
+    );
+    let t0 = Instant::from_millis(100);
+    for i in 0..10 {
+        link.send(t0 + Duration::from_micros(i as u64), &frame(i, 100));
+    }
+    assert_eq!(link.in_flight(), 10);
+    assert_eq!(link.next_event(), Some(t0 + Duration::from_millis(5)));
+    // Nothing before its time.
+    assert!(link
+        .poll_deliver(t0 + Duration::from_micros(4999))
+        .is_none());
+    let got = drain(&mut link);
+    assert_eq!(got.len(), 10);
+    for (i, (t, f)) in got.iter().enumerate() {
+        assert_eq!(*f, i as u32);
+        assert_eq!(
+            *t,
+            t0 + Duration::from_millis(5) + Duration::from_micros(i as u64)
+        );
+    }
+    assert_eq!(link.stats().delivered, 10);
+    assert_eq!(link.next_event(), None);
+}
+
+#[test]
+fn bandwidth_serializes_and_the_queue_drops_at_the_tail() {
+    let cfg = LinkConfig {
+        delay: Duration::from_millis(1),
+        bandwidth: Some(1_000_000), // 1 byte per µs
+        queue_limit: 5_000,
+        ..LinkConfig::default()
+    };
+    let mut link = Link::new(cfg, 2);
+    let t0 = Instant::ZERO;
+    // Ten 1000-byte frames at once: five fit the queue, the rest are tail-dropped.
+    for i in 0..10 {
+        link.send(t0, &frame(i, 1000));
+    }
+    assert_eq!(link.stats().tail_dropped, 5);
+    let got = drain(&mut link);
+    let ids: Vec<u32> = got.iter().map(|g| g.1).collect();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    // Each frame takes 1 ms to serialize, then 1 ms to propagate.
+    for (k, (t, _)) in got.iter().enumerate() {
+        assert_eq!(*t, Instant::from_millis(2 + k as u64));
+    }
+    // Once the queue has drained (by 5 ms), frames are accepted again.
+    link.send(Instant::from_millis(5), &frame(99, 1000));
+    assert_eq!(link.stats().tail_dropped, 5);
+    assert_eq!(drain(&mut link), [(Instant::from_millis(7), 99)]);
+    // Paced sending at the link rate never queues up.
+    let mut link = Link::new(
+        LinkConfig {
+            queue_limit: 1000,
+            ..link.config().clone()
+        },
+        3,
+    );
+    for i in 0..100 {
+        link.send(Instant::from_millis(i), &frame(i as u32, 1000));
+    }
+    assert_eq!(link.stats().tail_dropped, 0);
+    assert_eq!(drain(&mut link).len(), 100);
+}
+
+#[test]
+fn loss_duplication_and_reordering_rates() {
+    let n = 20_000u32;
+    let cfg = LinkConfig {
+        loss: 0.05,
+        duplicate: 0.02,
+        reorder: 0.1,
+        reorder_max_delay: Duration::from_millis(3),
+        delay: Duration::from_millis(1),
+        ..LinkConfig::default()
+    };
+    let mut link = Link::new(cfg, 42);
+    for i in 0..n {
+        link.send(Instant::from_micros(u64::from(i) * 100), &frame(i, 64));
+    }
+    let s = link.stats().clone();
+    let near = |x: u64, p: f64, base: f64| (x as f64 - p * base).abs() < 4.0 * (p * base).sqrt();
+    assert!(near(s.lost, 0.05, f64::from(n)), "{s:?}");
+    let kept = f64::from(n) - s.lost as f64;
+    assert!(near(s.duplicated, 0.02, kept), "{s:?}");
+    assert!(near(s.reordered, 0.1, kept + s.duplicated as f64), "{s:?}");
+    let got = drain(&mut link);
+    assert_eq!(got.len() as u64, u64::from(n) - s.lost + s.duplicated);
+    // Arrival times never go backwards; frame ids sometimes do (reordering).
+    assert!(got.windows(2).all(|w| w[0].0 <= w[1].0));
+    let inversions = got.windows(2).filter(|w| w[1].1 < w[0].1).count();
+    assert!(inversions > 100, "{inversions}");
+    // No frame arrives later than delay + max reorder delay after it was sent.
+    for (t, f) in &got {
+        let sent = Instant::from_micros(u64::from(*f) * 100);
+        assert!(*t - sent <= Duration::from_millis(4));
+    }
+}
+
+#[test]
+fn same_seed_same_run() {
+    let cfg = LinkConfig {
+        loss: 0.2,
+        duplicate: 0.1,
+        reorder: 0.3,
+        reorder_max_delay: Duration::from_millis(2),
+        bandwidth: Some(10_000_000),
+        queue_limit: 20_000,
+        ..LinkConfig::default()
+    };
+    let run = |seed| {
+        let mut link = Link::new(cfg.clone(), seed);
+        let mut rng = Rng::new(seed ^ 0xabc);
+        for i in 0..2000 {
+            let len = 40 + rng.below(1500) as usize;
+            link.send(Instant::from_micros(i * 50), &frame(i as u32, len));
+        }
+        drain(&mut link)
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
+#[test]
+fn rng_is_uniform_enough() {
+    let mut rng = Rng::new(0);
+    let mut buckets = [0u32; 10];
+    for _ in 0..100_000 {
+        buckets[rng.below(10) as usize] += 1;
+    }
+    assert!(
+        buckets.iter().all(|&b| (9_500..10_500).contains(&b)),
+        "{buckets:?}"
+    );
+    let f: f64 = (0..10_000).map(|_| rng.next_f64()).sum::<f64>() / 10_000.0;
+    assert!((f - 0.5).abs() < 0.01);
+    assert!(!rng.chance(0.0) && rng.chance(1.0));
+    let mut b = [0u8; 13];
+    rng.fill(&mut b);
+    assert!(b.iter().any(|&x| x != 0));
+}
