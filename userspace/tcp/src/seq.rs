@@ -118,3 +118,54 @@ mod tests {
         assert!(!b.in_range(a, b));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Offsets within one half of the space: the range over which TCP relies on order.
+    fn off() -> impl Strategy<Value = u32> {
+        0u32..(1 << 31)
+    }
+
+    proptest! {
+        #[test]
+        fn add_then_sub_round_trips(a in any::<u32>(), n in off()) {
+            let a = SeqNumber(a);
+            prop_assert_eq!((a + n as usize) - a, n as usize);
+            prop_assert_eq!((a + n as usize).distance(a), n as i32);
+            let mut b = a;
+            b += n as usize;
+            prop_assert_eq!(b, a + n as usize);
+        }
+
+        #[test]
+        fn order_follows_offsets_within_a_window(a in any::<u32>(), i in off(), j in off()) {
+            // Two numbers at offsets i, j from a base: they compare as the offsets do as
+            // long as they are less than 2^31 apart.
+            prop_assume!(i.abs_diff(j) < (1 << 31));
+            let (x, y) = (SeqNumber(a) + i as usize, SeqNumber(a) + j as usize);
+            prop_assert_eq!(x.cmp(&y), i.cmp(&j));
+            prop_assert_eq!(x.max(y), SeqNumber(a) + i.max(j) as usize);
+            prop_assert_eq!(x.min(y), SeqNumber(a) + i.min(j) as usize);
+        }
+
+        #[test]
+        fn distance_is_antisymmetric(a in any::<u32>(), b in any::<u32>()) {
+            let (a, b) = (SeqNumber(a), SeqNumber(b));
+            let d = a.distance(b);
+            prop_assume!(d != i32::MIN);
+            prop_assert_eq!(b.distance(a), -d);
+            prop_assert_eq!(a.cmp(&b), b.cmp(&a).reverse());
+        }
+
+        #[test]
+        fn in_range_is_offset_below_length(a in any::<u32>(), n in off(), x in any::<u32>()) {
+            let start = SeqNumber(a);
+            let end = start + n as usize;
+            let inside = x.wrapping_sub(a) < n;
+            prop_assert_eq!(SeqNumber(x).in_range(start, end), inside);
+        }
+    }
+}
