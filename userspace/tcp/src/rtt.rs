@@ -266,3 +266,53 @@ mod tests {
         assert_eq!(e.rto(), ms(200));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any samples, scales and backoffs: the RTO stays within the configured bounds,
+        /// never shrinks when backing off, and SRTT stays within the range of the samples.
+        #[test]
+        fn rto_stays_bounded(
+            min_ms in 0u64..2000,
+            span_ms in 0u64..120_000,
+            init_ms in 0u64..10_000,
+            ops in proptest::collection::vec((any::<u64>(), 0u32..64, 0u8..4), 1..100),
+        ) {
+            let (min, max) = (min_ms * 1000, (min_ms + span_ms) * 1000);
+            let mut e = RttEstimator::new(
+                Duration::from_millis(init_ms),
+                Duration::from_micros(min),
+                Duration::from_micros(max),
+            );
+            let (mut lo, mut hi) = (u64::MAX, 0u64);
+            for (sample, n, op) in ops {
+                let sample = sample % 200_000_000;
+                match op {
+                    0 => e.on_sample(Duration::from_micros(sample)),
+                    1 => e.on_sample_scaled(Duration::from_micros(sample), n),
+                    2 => {
+                        let before = e.rto();
+                        e.on_timeout_backoff();
+                        prop_assert!(e.rto() >= before);
+                        continue;
+                    }
+                    _ => {
+                        e.reset_backoff();
+                        continue;
+                    }
+                }
+                let clamped = sample.min(max);
+                lo = lo.min(clamped);
+                hi = hi.max(clamped);
+                let srtt = e.srtt().unwrap().as_micros() as u64;
+                prop_assert!(srtt >= lo && srtt <= hi, "{} not in [{}, {}]", srtt, lo, hi);
+                let rto = e.rto().as_micros() as u64;
+                prop_assert!(rto >= min && rto <= max);
+            }
+        }
+    }
+}

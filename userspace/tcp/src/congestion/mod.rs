@@ -291,3 +291,102 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        Ack {
+            dt_us: u32,
+            acked: u32,
+            prior: u32,
+            rtt_us: Option<u32>,
+        },
+        Congestion(u32),
+        Timeout(u32),
+        RecoveryExit,
+        Idle,
+        Mss(u16),
+    }
+
+    fn ev() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            10 => (any::<u32>(), any::<u32>(), any::<u32>(), proptest::option::of(any::<u32>()))
+                .prop_map(|(dt_us, acked, prior, rtt_us)| Ev::Ack { dt_us, acked, prior, rtt_us }),
+            1 => any::<u32>().prop_map(Ev::Congestion),
+            1 => any::<u32>().prop_map(Ev::Timeout),
+            1 => Just(Ev::RecoveryExit),
+            1 => Just(Ev::Idle),
+            1 => any::<u16>().prop_map(Ev::Mss),
+        ]
+    }
+
+    proptest! {
+        /// Whatever a peer (through the connection) makes happen: no panic, cwnd at least
+        /// one segment, ssthresh at least two once set, and the reductions reduce.
+        #[test]
+        fn invariants_hold_under_any_event_sequence(
+            cubic in any::<bool>(),
+            mss0 in 1usize..9000,
+            evs in proptest::collection::vec(ev(), 1..300),
+        ) {
+            let algo = if cubic { Algorithm::Cubic } else { Algorithm::NewReno };
+            let mut c = Congestion::new(algo, mss0);
+            let mut mss = mss0;
+            let mut now = Instant::from_secs(1);
+            let mut repeated_timeout = false;
+            for e in evs {
+                match e {
+                    Ev::Ack { dt_us, acked, prior, rtt_us } => {
+                        now += core::time::Duration::from_micros(u64::from(dt_us));
+                        let rtt = rtt_us.map(|r| core::time::Duration::from_micros(u64::from(r)));
+                        let before = c.cwnd();
+                        let in_rec = c.in_recovery();
+                        c.on_ack(now, acked as usize, prior as usize, rtt);
+                        repeated_timeout &= acked == 0;
+                        if in_rec || acked == 0 {
+                            prop_assert_eq!(c.cwnd(), before);
+                        } else {
+                            prop_assert!(c.cwnd() >= before);
+                        }
+                    }
+                    Ev::Congestion(f) => {
+                        c.on_congestion_event(now, f as usize);
+                        prop_assert!(c.in_recovery());
+                        prop_assert_eq!(c.cwnd(), c.ssthresh());
+                        prop_assert!(c.ssthresh() >= 2 * mss);
+                        prop_assert!(c.ssthresh() <= (f as usize).max(2 * mss));
+                    }
+                    Ev::Timeout(f) => {
+                        let before = c.ssthresh();
+                        c.on_retransmission_timeout(now, f as usize);
+                        prop_assert_eq!(c.cwnd(), mss);
+                        prop_assert!(!c.in_recovery());
+                        if repeated_timeout {
+                            // RFC 5681 §3.1: the same data timing out again keeps ssthresh.
+                            prop_assert_eq!(c.ssthresh(), before);
+                        } else {
+                            prop_assert!(c.ssthresh() >= 2 * mss);
+                            prop_assert!(c.ssthresh() <= (f as usize).max(2 * mss));
+                        }
+                        repeated_timeout = true;
+                    }
+                    Ev::RecoveryExit => c.on_recovery_exit(now),
+                    Ev::Idle => {
+                        let before = c.cwnd();
+                        c.on_idle_restart(now);
+                        prop_assert!(c.cwnd() <= before.max(mss));
+                    }
+                    Ev::Mss(m) => {
+                        mss = usize::from(m).max(1);
+                        c.set_mss(mss);
+                    }
+                }
+                prop_assert!(c.cwnd() >= mss);
+            }
+        }
+    }
+}
