@@ -418,3 +418,27 @@ fn main() {
     println!("limit: {verdict}");
     println!("note: on veth the kernel's receive work (XDP program, copy into the UMEM) runs on the transmitting core");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn echo_swaps_every_address_pair() {
+        let mut f: Vec<u8> = (0u8..64).collect();
+        f[14] = 0x45;
+        let before = f.clone();
+        echo_in_place(&mut f);
+        assert_eq!(&f[0..6], &before[6..12]);
+        assert_eq!(&f[26..30], &before[30..34]);
+        assert_eq!(&f[34..36], &before[36..38]);
+        echo_in_place(&mut f);
+        assert_eq!(f, before);
+    }
+}

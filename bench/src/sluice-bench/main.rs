@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use load::{Counters, Mode, Plan, Task, PHASE_MEASURE, PHASE_STOP};
+use load::{Counters, Mode, Plan, Protocol, Task, PHASE_MEASURE, PHASE_STOP};
 use stack::{Backend, Listeners, Stack, StackConfig};
 
 /// DNS-over-TCP load generator on sluice's stack.
@@ -32,6 +32,10 @@ struct Args {
     /// How connections are used.
     #[arg(long, value_enum, default_value = "pipelined")]
     mode: Mode,
+    /// What the server speaks: dns, or echo (the queries are sent to an echo server and
+    /// any echoed frame with our ID counts as the answer).
+    #[arg(long, value_enum, default_value = "dns")]
+    protocol: Protocol,
     /// Concurrent connections (tasks), spread over the workers.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -125,6 +129,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     }
     let workers = args.cores.len().max(1);
     let plan = Arc::new(Plan {
+        protocol: args.protocol,
         mode: args.mode,
         server: args.server,
         in_flight: args.in_flight,
@@ -222,4 +227,31 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(result.errors() == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+        let a = Args::try_parse_from([
+            "sluice-bench",
+            "--server",
+            "198.18.0.1:53",
+            "--mode",
+            "per-connection",
+            "--rate",
+            "1000",
+            "--cores",
+            "1",
+            "--protocol",
+            "echo",
+        ])
+        .unwrap();
+        assert_eq!(a.mode, Mode::PerConnection);
+        assert!(Args::try_parse_from(["sluice-bench", "--server", "nowhere"]).is_err());
+    }
 }

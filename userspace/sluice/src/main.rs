@@ -42,3 +42,30 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "serve",
+            "--addr",
+            "198.18.0.1",
+            "--listen",
+            "7=echo",
+            "--cores",
+            "0-1",
+            "--backend",
+            "kernel",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Serve(_)));
+        assert!(Cli::try_parse_from(["sluice", "serve", "--listen", "7=bogus"]).is_err());
+        assert!(Cli::try_parse_from(["sluice", "demo", "--queues", "1"]).is_ok());
+    }
+}

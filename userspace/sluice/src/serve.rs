@@ -25,8 +25,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "kernel")]
     backend: Backend,
     /// Cores to pin workers to, e.g. 0-3,6.
-    #[arg(long, value_parser = parse_cores)]
-    cores: Option<Vec<usize>>,
+    #[arg(long)]
+    cores: Option<CoreList>,
     /// Workers of the kernel backend (default: one per core in --cores, or one).
     #[arg(long)]
     workers: Option<usize>,
@@ -60,6 +60,17 @@ fn parse_listen(s: &str) -> Result<(u16, BuiltinHandler), String> {
         other => return Err(format!("unknown handler {other:?} (echo, discard)")),
     };
     Ok((port, handler))
+}
+
+/// A list of cores, as `0-3,6`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreList(pub Vec<usize>);
+
+impl std::str::FromStr for CoreList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_cores(s).map(CoreList)
+    }
 }
 
 /// Parses a core list such as `0-3,6`.
@@ -123,7 +134,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = StackConfig {
         backend: args.backend,
         addrs: args.addrs.clone(),
-        cores: args.cores.clone().unwrap_or_default(),
+        cores: args.cores.clone().map(|c| c.0).unwrap_or_default(),
         workers: args.workers,
         ..StackConfig::default()
     };
