@@ -178,3 +178,61 @@ fn rng_is_uniform_enough() {
     rng.fill(&mut b);
     assert!(b.iter().any(|&x| x != 0));
 }
+
+#[test]
+fn tcp_frames_cross_the_link_intact() {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use support::frames;
+    use wire::{TcpFlags, TcpRepr, TcpTimestamp};
+
+    let a = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 40000);
+    let b = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 53);
+    let payload: Vec<u8> = (0..1460u32).map(|i| (i * 7) as u8).collect();
+    let mut flags = TcpFlags::default();
+    flags.set_psh(true);
+    let seg = TcpRepr {
+        src_port: 0,
+        dst_port: 0,
+        seq_number: 0xdead_beef,
+        ack_number: Some(17),
+        flags,
+        window_len: 65535,
+        urgent_pointer: 0,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [Some((100, 200)), Some((300, 400)), Some((500, 600)), None],
+        timestamp: Some(TcpTimestamp { tsval: 5, tsecr: 6 }),
+        payload: &payload,
+    };
+    let mut link = Link::new(
+        LinkConfig {
+            duplicate: 0.5,
+            bandwidth: Some(125_000_000),
+            queue_limit: 1 << 20,
+            ..LinkConfig::default()
+        },
+        9,
+    );
+    for _ in 0..20 {
+        link.send(Instant::ZERO, &frames::emit(a, b, &seg));
+    }
+    let mut n = 0;
+    while let Some(t) = link.next_event() {
+        while let Some(f) = link.poll_deliver(t) {
+            let p = frames::parse(&f).expect("valid frame");
+            assert_eq!((p.src, p.dst), (a, b));
+            assert_eq!(p.tcp.payload, &payload[..]);
+            assert_eq!(p.tcp.sack_ranges, seg.sack_ranges);
+            assert_eq!(p.tcp.timestamp, seg.timestamp);
+            assert_eq!(p.tcp.ack_number, Some(17));
+            n += 1;
+        }
+    }
+    assert_eq!(n, 20 + link.stats().duplicated);
+    // A corrupted frame is refused by the checksum.
+    let mut f = frames::emit(a, b, &seg);
+    let last = f.len() - 1;
+    f[last] ^= 1;
+    assert!(frames::parse(&f).is_err());
+}

@@ -1,5 +1,7 @@
-//! Test support shared by the simulation tests: a deterministic PRNG and a simulated link.
+//! Test support shared by the simulation tests: a deterministic PRNG, a simulated link,
+//! and frame emit/parse through the `wire` crate.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod frames;
 pub mod link;
 pub mod rng;
