@@ -14,27 +14,29 @@ const GRANULARITY_US: u64 = 1_000;
 
 /// The most doublings of the RTO kept track of; past this the RTO is pinned at its maximum
 /// anyway (1 s << 16 is 18 hours) and the count only has to not overflow.
-const MAX_BACKOFF: u32 = 16;
+const MAX_BACKOFF: u8 = 16;
 
 /// RFC 6298 §5.7: the RTO used once data flows if the SYN or SYN-ACK had to be retransmitted
 /// and no RTT sample exists.
-const SYN_FALLBACK_RTO_US: u64 = 3_000_000;
+const SYN_FALLBACK_RTO_US: u32 = 3_000_000;
 
 /// Smoothed RTT, RTT variance and the retransmission timeout of one connection.
 #[derive(Debug, Clone)]
 pub struct RttEstimator {
-    /// Smoothed RTT in µs; `None` until the first sample (RFC 6298 §2.1).
-    srtt_us: Option<u64>,
-    rttvar_us: u64,
+    // All in µs, as u32 to keep the per-connection state small: 2^32 µs is 71 minutes,
+    // far above any RTO, and every stored value is clamped to `max_rto_us`.
+    /// Smoothed RTT; `None` until the first sample (RFC 6298 §2.1).
+    srtt_us: Option<u32>,
+    rttvar_us: u32,
     /// The RTO before backoff, recomputed on each sample.
-    base_rto_us: u64,
-    min_rto_us: u64,
-    max_rto_us: u64,
-    backoff: u32,
+    base_rto_us: u32,
+    min_rto_us: u32,
+    max_rto_us: u32,
+    backoff: u8,
 }
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 impl RttEstimator {
@@ -57,7 +59,7 @@ impl RttEstimator {
 
     /// Take one RTT measurement (RFC 6298 §2.2 for the first, §2.3 after).
     pub fn on_sample(&mut self, rtt: Duration) {
-        self.sample(micros(rtt), 1);
+        self.sample(u64::from(micros(rtt)), 1);
     }
 
     /// Take one of several RTT measurements made within one window, as timestamps allow
@@ -66,17 +68,18 @@ impl RttEstimator {
     /// the estimator's memory to a fraction of an RTT. `expected_samples` of 0 or 1 is the
     /// plain RFC 6298 update.
     pub fn on_sample_scaled(&mut self, rtt: Duration, expected_samples: u32) {
-        self.sample(micros(rtt), u64::from(expected_samples.max(1)));
+        self.sample(u64::from(micros(rtt)), u64::from(expected_samples.max(1)));
     }
 
     fn sample(&mut self, r: u64, n: u64) {
         // A sample larger than any RTO we would ever use carries no information and could
         // overflow the arithmetic below.
-        let r = r.min(self.max_rto_us);
-        match self.srtt_us {
+        let max = u64::from(self.max_rto_us);
+        let r = r.min(max);
+        match self.srtt_us.map(u64::from) {
             None => {
-                self.srtt_us = Some(r);
-                self.rttvar_us = r / 2;
+                self.srtt_us = Some(r as u32);
+                self.rttvar_us = (r / 2) as u32;
             }
             Some(srtt) => {
                 // RTTVAR <- (1 - beta) RTTVAR + beta |SRTT - R'|, beta = 1/4 (scaled by 1/n)
@@ -86,25 +89,23 @@ impl RttEstimator {
                 let var = self.rttvar_us as i128;
                 let var = var + (err - var) / (4 * n as i128);
                 let s = srtt as i128 - (srtt as i128 - r as i128) / (8 * n as i128);
-                self.rttvar_us = var.max(0) as u64;
-                self.srtt_us = Some(s.max(0) as u64);
+                // Both stay within [0, max]: they move toward samples clamped to it.
+                self.rttvar_us = var.clamp(0, i128::from(max)) as u32;
+                self.srtt_us = Some(s.clamp(0, i128::from(max)) as u32);
             }
         }
-        let srtt = self.srtt_us.unwrap_or(r);
+        let srtt = self.srtt_us.map_or(r, u64::from);
         // RTO <- SRTT + max(G, K*RTTVAR), K = 4 (RFC 6298 §2.3), then §2.4/§2.5 bounds.
-        let rto = srtt.saturating_add(GRANULARITY_US.max(self.rttvar_us.saturating_mul(4)));
-        self.base_rto_us = rto.clamp(self.min_rto_us, self.max_rto_us);
+        let rto = srtt + GRANULARITY_US.max(u64::from(self.rttvar_us) * 4);
+        self.base_rto_us = rto.clamp(u64::from(self.min_rto_us), max) as u32;
     }
 
     /// The current retransmission timeout, including exponential backoff, at most the
     /// configured maximum.
     pub fn rto(&self) -> Duration {
-        let rto = self
-            .base_rto_us
-            .checked_shl(self.backoff)
-            .filter(|v| v >> self.backoff == self.base_rto_us)
-            .unwrap_or(u64::MAX);
-        Duration::from_micros(rto.min(self.max_rto_us))
+        // base < 2^32 and backoff <= 16, so the shift cannot overflow a u64.
+        let rto = u64::from(self.base_rto_us) << self.backoff;
+        Duration::from_micros(rto.min(u64::from(self.max_rto_us)))
     }
 
     /// The retransmission timer expired: double the RTO (RFC 6298 §5.5).
@@ -122,7 +123,7 @@ impl RttEstimator {
     ///
     /// [`reset_backoff`]: Self::reset_backoff
     pub fn backoff(&self) -> u32 {
-        self.backoff
+        u32::from(self.backoff)
     }
 
     /// RFC 6298 §5.7: the SYN (or SYN-ACK) was retransmitted and no sample was taken, so
@@ -141,12 +142,12 @@ impl RttEstimator {
 
     /// The smoothed RTT, once at least one sample was taken.
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt_us.map(Duration::from_micros)
+        self.srtt_us.map(|v| Duration::from_micros(u64::from(v)))
     }
 
     /// The RTT variance estimate (zero before the first sample).
     pub fn rttvar(&self) -> Duration {
-        Duration::from_micros(self.rttvar_us)
+        Duration::from_micros(u64::from(self.rttvar_us))
     }
 }
 
@@ -176,7 +177,7 @@ mod tests {
         for _ in 0..100 {
             e.on_timeout_backoff();
         }
-        assert_eq!(e.backoff(), MAX_BACKOFF);
+        assert_eq!(e.backoff(), u32::from(MAX_BACKOFF));
         assert_eq!(e.rto(), ms(60_000));
         e.reset_backoff();
         assert_eq!(e.rto(), ms(1000));

@@ -39,9 +39,9 @@ pub struct Cubic {
     /// convergence; 0 before any congestion event.
     w_max: f64,
     /// cwnd_prior (segments) at the last reduction, for the Reno-friendly α switch.
-    cwnd_prior: f64,
-    /// Start of the current congestion-avoidance epoch, `None` until the first ACK of it.
-    t_epoch: Option<Instant>,
+    cwnd_prior: f32,
+    /// Start of the current congestion-avoidance epoch, if `epoch_started`.
+    t_epoch: Instant,
     cwnd_epoch: f64,
     k: f64,
     /// W_est (segments), the Reno-friendly estimate.
@@ -49,9 +49,12 @@ pub struct Cubic {
     /// A timeout preceded this epoch: RFC 9438 §4.8 sets K = 0 and W_max = cwnd_epoch.
     epoch_after_timeout: bool,
     /// Smoothed RTT from the samples passed to `on_ack` (µs), for W(t + RTT).
-    srtt_us: Option<u64>,
+    /// 0 until the first sample (an RTT of 0 would mean the same: look no time ahead).
+    srtt_us: u32,
     /// Fractional bytes of growth not yet added to cwnd.
-    carry: f64,
+    carry: f32,
+    /// The first ACK of the current epoch has been seen (`t_epoch` is valid).
+    epoch_started: bool,
 }
 
 impl Cubic {
@@ -61,13 +64,14 @@ impl Cubic {
             w: Window::new(mss),
             w_max: 0.0,
             cwnd_prior: 0.0,
-            t_epoch: None,
+            t_epoch: Instant::ZERO,
             cwnd_epoch: 0.0,
             k: 0.0,
             w_est: 0.0,
             epoch_after_timeout: false,
-            srtt_us: None,
+            srtt_us: 0,
             carry: 0.0,
+            epoch_started: false,
         }
     }
 
@@ -93,8 +97,8 @@ impl Cubic {
         } else {
             cwnd
         };
-        self.cwnd_prior = cwnd;
-        self.t_epoch = None;
+        self.cwnd_prior = cwnd as f32;
+        self.epoch_started = false;
     }
 
     fn reduced_ssthresh(&self, bytes_in_flight: usize) -> usize {
@@ -105,7 +109,8 @@ impl Cubic {
 
     fn start_epoch(&mut self, now: Instant) {
         let cwnd = self.segments(self.w.cwnd);
-        self.t_epoch = Some(now);
+        self.t_epoch = now;
+        self.epoch_started = true;
         self.cwnd_epoch = cwnd;
         self.w_est = cwnd;
         if self.epoch_after_timeout || self.w_max < cwnd {
@@ -119,17 +124,16 @@ impl Cubic {
     }
 
     fn congestion_avoidance(&mut self, now: Instant, acked: usize) {
-        if self.t_epoch.is_none() {
+        if !self.epoch_started {
             self.start_epoch(now);
         }
-        let t_epoch = self.t_epoch.unwrap_or(now);
-        let t = (now - t_epoch).as_secs_f64();
-        let rtt = self.srtt_us.unwrap_or(0) as f64 / 1e6;
+        let t = (now - self.t_epoch).as_secs_f64();
+        let rtt = f64::from(self.srtt_us) / 1e6;
         let cwnd = self.segments(self.w.cwnd);
         let acked_segs = self.segments(acked);
 
         // §4.3: W_est grows like Reno with α_cubic, then with α = 1 once past cwnd_prior.
-        let alpha = if self.w_est >= self.cwnd_prior {
+        let alpha = if self.w_est >= f64::from(self.cwnd_prior) {
             1.0
         } else {
             ALPHA
@@ -145,13 +149,13 @@ impl Cubic {
             let target = w_cubic(t + rtt, self.k, self.w_max).clamp(cwnd, 1.5 * cwnd);
             cwnd + (target - cwnd) / cwnd * acked_segs
         };
-        let grow = (new_cwnd - cwnd) * self.w.mss as f64 + self.carry;
+        let grow = (new_cwnd - cwnd) * self.w.mss as f64 + f64::from(self.carry);
         if grow >= 1.0 {
             let whole = grow.floor();
-            self.carry = grow - whole;
+            self.carry = (grow - whole) as f32;
             self.w.cwnd = self.w.cwnd.saturating_add(whole as usize);
         } else {
-            self.carry = grow.max(0.0);
+            self.carry = grow.max(0.0) as f32;
         }
     }
 }
@@ -167,11 +171,11 @@ impl CongestionControl for Cubic {
 
     fn on_ack(&mut self, now: Instant, acked: usize, prior: usize, rtt: Option<Duration>) {
         if let Some(r) = rtt {
-            let r = u64::try_from(r.as_micros()).unwrap_or(u64::MAX);
-            self.srtt_us = Some(match self.srtt_us {
-                None => r,
-                Some(s) => s - s / 8 + r / 8,
-            });
+            let r = u32::try_from(r.as_micros()).unwrap_or(u32::MAX);
+            self.srtt_us = match self.srtt_us {
+                0 => r,
+                s => s - s / 8 + r / 8,
+            };
         }
         if !self.w.ack_may_grow(acked, prior) {
             return;
@@ -197,7 +201,7 @@ impl CongestionControl for Cubic {
             self.w.ssthresh = self.reduced_ssthresh(bytes_in_flight);
         }
         self.epoch_after_timeout = true;
-        self.t_epoch = None;
+        self.epoch_started = false;
         self.w.loss_window();
     }
 
@@ -205,7 +209,7 @@ impl CongestionControl for Cubic {
         if self.w.in_recovery {
             self.w.in_recovery = false;
             self.w.cwnd = self.w.ssthresh.max(self.w.mss);
-            self.t_epoch = None;
+            self.epoch_started = false;
         }
     }
 
@@ -213,7 +217,7 @@ impl CongestionControl for Cubic {
         self.w.idle_restart();
         // The curve's clock must not run while nothing was sent (Linux shifts the epoch by
         // the idle time; restarting it from the current window is the sans-IO equivalent).
-        self.t_epoch = None;
+        self.epoch_started = false;
     }
 
     fn set_mss(&mut self, mss: usize) {
