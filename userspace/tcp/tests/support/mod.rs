@@ -5,3 +5,4 @@
 pub mod frames;
 pub mod link;
 pub mod rng;
+pub mod sim;
