@@ -10,6 +10,7 @@ pub mod rtt;
 pub mod scoreboard;
 pub mod seq;
 pub mod syncookie;
+pub mod tcb;
 pub mod time;
 
 pub use seq::SeqNumber;

@@ -1,0 +1,1267 @@
+//! A TCP connection (RFC 9293's transmission control block) as a sans-IO state machine:
+//! `on_segment` and `on_timeout` take what arrives and what time it is; `poll_transmit`
+//! hands out what to send (a header plus a range of the send buffer, copied by the
+//! caller straight into its frame with `write_payload`); `poll_event` says what the
+//! application should know.
+//!
+//! Implemented: active, passive and simultaneous open; every close path, TIME-WAIT;
+//! RST handling with RFC 5961 challenge ACKs (blind RST and SYN); MSS, window scaling,
+//! timestamps with PAWS and RTT samples, SACK-permitted and SACK blocks for
+//! out-of-order data; retransmission per RFC 6298 (Karn, backoff), fast retransmit and
+//! NewReno recovery (RFC 5681, RFC 6582) with the congestion controller of
+//! `crate::congestion`; delayed ACKs (every second full segment, 40 ms, immediate for
+//! out-of-order data); Nagle with a per-write bypass; receiver and sender SWS avoidance;
+//! zero-window probes; keepalive. SACK-based recovery (RFC 6675) on the sending side is
+//! not used yet: received SACK blocks are parsed and ignored.
+
+mod buffers;
+
+use core::net::SocketAddrV4;
+use core::time::Duration;
+
+use wire::{TcpFlags, TcpRepr, TcpTimestamp};
+
+use crate::assembler::Assembler;
+use crate::congestion::{Algorithm, Congestion, CongestionControl};
+use crate::rtt::RttEstimator;
+use crate::seq::SeqNumber;
+use crate::time::Instant;
+use buffers::{RecvBuffer, SendBuffer};
+
+/// Keepalive, as the flow API's: probes after `after` idle, every `interval`, lost after
+/// `probes` unanswered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub after: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is lost.
+    pub probes: u32,
+}
+
+/// A connection's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Our MSS (MTU minus 40 for IPv4 and TCP headers).
+    pub mss: u16,
+    /// Send buffer, bytes.
+    pub send_buffer: usize,
+    /// Receive buffer (the largest window we advertise), bytes.
+    pub recv_buffer: usize,
+    /// TIME-WAIT duration (2·MSL).
+    pub time_wait: Duration,
+    /// RTO before any RTT sample (RFC 6298: 1 s).
+    pub initial_rto: Duration,
+    /// Floor of the RTO.
+    pub min_rto: Duration,
+    /// Ceiling of the RTO.
+    pub max_rto: Duration,
+    /// Longest an ACK is delayed.
+    pub delayed_ack: Duration,
+    /// Nagle's algorithm for writes that do not ask to bypass it.
+    pub nagle: bool,
+    /// Congestion control.
+    pub congestion: Algorithm,
+    /// Offer and use SACK.
+    pub sack: bool,
+    /// Offer and use timestamps.
+    pub timestamps: bool,
+    /// Our window-scale shift, offered in the SYN (None: no scaling).
+    pub window_scale: Option<u8>,
+    /// Keepalive, if any.
+    pub keepalive: Option<Keepalive>,
+    /// SYN (or SYN-ACK) retransmissions before giving up.
+    pub syn_retries: u32,
+    /// Data retransmissions of the same segment before the connection is lost.
+    pub data_retries: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mss: 1460,
+            send_buffer: 256 * 1024,
+            recv_buffer: 256 * 1024,
+            time_wait: Duration::from_secs(60),
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            delayed_ack: Duration::from_millis(40),
+            nagle: true,
+            congestion: Algorithm::Cubic,
+            sack: true,
+            timestamps: true,
+            window_scale: Some(7),
+            keepalive: None,
+            syn_retries: 6,
+            data_retries: 15,
+        }
+    }
+}
+
+/// What happened, for the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed.
+    Connected,
+    /// Data arrived.
+    Readable,
+    /// Room appeared in the send buffer.
+    Writable,
+    /// The peer sent FIN: after the buffered data, reads see the end.
+    PeerClosed,
+    /// The connection is finished (both sides closed, TIME-WAIT over, or aborted).
+    Closed,
+    /// The peer reset the connection.
+    Reset,
+    /// Retransmissions or keepalive probes went unanswered.
+    TimedOut,
+    /// The peer refused the connection (RST to our SYN).
+    Refused,
+}
+
+const EVENTS: [Event; 8] = [
+    Event::Connected,
+    Event::Readable,
+    Event::Writable,
+    Event::PeerClosed,
+    Event::Reset,
+    Event::TimedOut,
+    Event::Refused,
+    Event::Closed,
+];
+
+/// The RFC 9293 states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Our SYN is out.
+    SynSent,
+    /// A SYN came in and our SYN-ACK is out.
+    SynReceived,
+    /// Open both ways.
+    Established,
+    /// We sent FIN, not yet acknowledged.
+    FinWait1,
+    /// Our FIN was acknowledged; the peer may still send.
+    FinWait2,
+    /// The peer sent FIN; we may still send.
+    CloseWait,
+    /// Both sent FIN at once; ours is not yet acknowledged.
+    Closing,
+    /// We sent FIN after the peer's; waiting for its ACK.
+    LastAck,
+    /// Waiting out old duplicates.
+    TimeWait,
+    /// Done.
+    Closed,
+}
+
+impl State {
+    fn synchronized(self) -> bool {
+        !matches!(self, State::SynSent | State::SynReceived | State::Closed)
+    }
+}
+
+/// A segment to send: its header, and which bytes of the send buffer it carries.
+#[derive(Clone, Copy, Debug)]
+pub struct Transmit {
+    header: TcpRepr<'static>,
+    /// Offset of the payload from SND.UNA in the send buffer.
+    offset: usize,
+    len: usize,
+}
+
+impl Transmit {
+    /// The TCP header (its payload field is empty: see [`Transmit::payload_len`]).
+    pub fn header(&self) -> TcpRepr<'static> {
+        self.header
+    }
+
+    /// Bytes of payload the segment carries.
+    pub fn payload_len(&self) -> usize {
+        self.len
+    }
+}
+
+/// One TCP connection.
+pub struct Tcb {
+    config: Config,
+    state: State,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    // Send sequence space.
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    /// Highest sequence number sent (SND.NXT goes back on a timeout; this does not).
+    snd_max: SeqNumber,
+    snd_wnd: usize,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    snd_wscale: u8,
+    snd_mss: usize,
+    send: SendBuffer,
+    /// Bytes up to which the application asked to bypass Nagle.
+    push_until: usize,
+    fin_queued: bool,
+    fin_sent: bool,
+    // Receive sequence space.
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    rcv_wscale: u8,
+    /// The right edge we last advertised: never moved left (RFC 7323 §2.4).
+    rcv_adv: SeqNumber,
+    recv: RecvBuffer,
+    ooo: Assembler,
+    /// Sequence number of the peer's FIN, once seen (possibly ahead of data).
+    fin_at: Option<SeqNumber>,
+    fin_received: bool,
+    // Options.
+    sack_ok: bool,
+    ts_ok: bool,
+    ws_ok: bool,
+    ts_recent: u32,
+    // Timers and loss recovery.
+    rtt: RttEstimator,
+    cc: Congestion,
+    rto_at: Option<Instant>,
+    retries: u32,
+    /// A retransmission happened since SND.UNA last moved: no RTT samples (Karn).
+    retransmitted: bool,
+    /// Segment being timed without timestamps: (sequence it ends at, sent at).
+    timed: Option<(SeqNumber, Instant)>,
+    dupacks: u32,
+    recover: SeqNumber,
+    /// Retransmit the first unacknowledged segment at the next poll.
+    fast_retransmit: bool,
+    delack_at: Option<Instant>,
+    /// Full-sized segments received since the last ACK we sent.
+    unacked_segments: u32,
+    ack_now: bool,
+    persist_at: Option<Instant>,
+    persist_backoff: u32,
+    probe_now: bool,
+    keepalive_at: Option<Instant>,
+    keepalive_sent: u32,
+    time_wait_at: Option<Instant>,
+    rst_now: bool,
+    /// Sequence number for that RST (RFC 9293: SEG.ACK of the segment that caused it).
+    rst_seq: Option<SeqNumber>,
+    /// Our SYN (or SYN-ACK) must go out at the next poll.
+    syn_due: bool,
+    events: u8,
+}
+
+fn event_bit(e: Event) -> u8 {
+    1 << EVENTS
+        .iter()
+        .position(|x| *x == e)
+        .expect("every event is listed")
+}
+
+fn ms32(now: Instant) -> u32 {
+    now.as_millis() as u32
+}
+
+impl Tcb {
+    fn new(config: Config, local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNumber) -> Tcb {
+        let rtt = RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto);
+        let cc = Congestion::new(config.congestion, 536);
+        Tcb {
+            send: SendBuffer::new(config.send_buffer),
+            recv: RecvBuffer::new(config.recv_buffer),
+            state: State::Closed,
+            local,
+            remote,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
+            snd_wscale: 0,
+            snd_mss: 536,
+            push_until: 0,
+            fin_queued: false,
+            fin_sent: false,
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_wscale: 0,
+            rcv_adv: SeqNumber(0),
+            ooo: Assembler::default(),
+            fin_at: None,
+            fin_received: false,
+            sack_ok: false,
+            ts_ok: false,
+            ws_ok: false,
+            ts_recent: 0,
+            rtt,
+            cc,
+            rto_at: None,
+            retries: 0,
+            retransmitted: false,
+            timed: None,
+            dupacks: 0,
+            recover: iss,
+            fast_retransmit: false,
+            delack_at: None,
+            unacked_segments: 0,
+            ack_now: false,
+            persist_at: None,
+            persist_backoff: 0,
+            probe_now: false,
+            keepalive_at: None,
+            keepalive_sent: 0,
+            time_wait_at: None,
+            rst_now: false,
+            rst_seq: None,
+            syn_due: false,
+            events: 0,
+            config,
+        }
+    }
+
+    /// Active open: the SYN goes out at the next [`Tcb::poll_transmit`].
+    pub fn connect(
+        config: Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        isn: SeqNumber,
+        _now: Instant,
+    ) -> Tcb {
+        let mut t = Tcb::new(config, local, remote, isn);
+        t.state = State::SynSent;
+        t.syn_due = true;
+        t
+    }
+
+    /// Passive open from a SYN (the listener decided to accept it): the SYN-ACK goes out
+    /// at the next [`Tcb::poll_transmit`].
+    pub fn accept(
+        config: Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &TcpRepr<'_>,
+        isn: SeqNumber,
+        _now: Instant,
+    ) -> Tcb {
+        let mut t = Tcb::new(config, local, remote, isn);
+        t.state = State::SynReceived;
+        t.take_syn_options(syn);
+        t.irs = SeqNumber(syn.seq_number);
+        t.rcv_nxt = t.irs + 1;
+        t.snd_wnd = syn.window_len as usize; // never scaled in a SYN
+        t.snd_wl1 = t.irs;
+        t.syn_due = true;
+        t
+    }
+
+    fn take_syn_options(&mut self, syn: &TcpRepr<'_>) {
+        self.snd_mss =
+            (syn.max_seg_size.unwrap_or(536) as usize).clamp(64, self.config.mss as usize);
+        self.cc.set_mss(self.snd_mss);
+        match (syn.window_scale, self.config.window_scale) {
+            (Some(theirs), Some(ours)) => {
+                self.snd_wscale = theirs.min(14);
+                self.rcv_wscale = ours.min(14);
+                self.ws_ok = true;
+            }
+            _ => {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+                self.ws_ok = false;
+            }
+        }
+        self.sack_ok = syn.sack_permitted && self.config.sack;
+        self.ts_ok = syn.timestamp.is_some() && self.config.timestamps;
+        if let Some(ts) = syn.timestamp {
+            self.ts_recent = ts.tsval;
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Our address and port.
+    pub fn local(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    /// The peer's address and port.
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+
+    fn emit_event(&mut self, e: Event) {
+        self.events |= event_bit(e);
+    }
+
+    /// The next thing the application should hear about.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        for e in EVENTS {
+            let bit = event_bit(e);
+            if self.events & bit != 0 {
+                self.events &= !bit;
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    fn enter_closed(&mut self) {
+        self.state = State::Closed;
+        self.rto_at = None;
+        self.delack_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.time_wait_at = None;
+        self.emit_event(Event::Closed);
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.rto_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.time_wait_at = Some(now + self.config.time_wait);
+    }
+
+    // ---- the application's side ----
+
+    /// Queues what fits of `data` for sending; returns how much (0 when full or closing).
+    pub fn send(&mut self, data: &[u8]) -> usize {
+        if !self.can_send() {
+            return 0;
+        }
+        self.send.push(data)
+    }
+
+    /// Like [`Tcb::send`], but the data leaves without waiting for Nagle.
+    pub fn send_nodelay(&mut self, data: &[u8]) -> usize {
+        let n = self.send(data);
+        self.push_until = self.send.len();
+        n
+    }
+
+    /// Whether the application may still write.
+    pub fn can_send(&self) -> bool {
+        matches!(
+            self.state,
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait
+        ) && !self.fin_queued
+    }
+
+    /// Room in the send buffer.
+    pub fn send_capacity(&self) -> usize {
+        self.send.free()
+    }
+
+    /// Written bytes not yet transmitted even once.
+    pub fn unsent(&self) -> usize {
+        self.send.len() - self.sent_offset()
+    }
+
+    fn sent_offset(&self) -> usize {
+        (self.snd_nxt - self.snd_una)
+            .saturating_sub(self.syn_in_flight() as usize)
+            .min(self.send.len())
+    }
+
+    fn syn_in_flight(&self) -> bool {
+        // Before the SYN is acknowledged it occupies ISS.
+        self.snd_una == self.iss && matches!(self.state, State::SynSent | State::SynReceived)
+    }
+
+    /// Readable bytes.
+    pub fn recv_available(&self) -> usize {
+        self.recv.len()
+    }
+
+    /// Reads into `dst`; returns how many bytes. Reading may open the window, in which
+    /// case an update is sent at the next poll if it is worth it (SWS avoidance).
+    pub fn recv(&mut self, dst: &mut [u8]) -> usize {
+        let n = self.recv.read(dst);
+        if n > 0 && self.state.synchronized() {
+            // RFC 1122 §4.2.3.3: announce only a window increase of at least
+            // min(buffer / 2, MSS).
+            let edge = self.rcv_nxt + self.recv.window();
+            if edge.distance(self.rcv_adv) as usize >= (self.recv.capacity() / 2).min(self.snd_mss)
+            {
+                self.ack_now = true;
+            }
+        }
+        n
+    }
+
+    /// The peer closed and everything it sent has been read.
+    pub fn at_eof(&self) -> bool {
+        self.fin_received && self.recv.len() == 0
+    }
+
+    /// Sends FIN after what is queued; reading goes on (half-close).
+    pub fn close(&mut self) {
+        match self.state {
+            State::SynSent => self.enter_closed(),
+            State::SynReceived | State::Established | State::CloseWait => self.fin_queued = true,
+            _ => {}
+        }
+    }
+
+    /// Resets the connection at once.
+    pub fn abort(&mut self) {
+        if self.state != State::Closed {
+            if self.state.synchronized() || self.state == State::SynReceived {
+                self.rst_now = true;
+            }
+            self.enter_closed();
+        }
+    }
+
+    /// Whether the connection is finished.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed && !self.rst_now
+    }
+
+    /// Heap bytes held by the buffers right now.
+    pub fn buffer_bytes(&self) -> usize {
+        self.send.allocated() + self.recv.allocated()
+    }
+
+    // ---- segments in ----
+
+    fn window_of(&self, seg: &TcpRepr<'_>) -> usize {
+        (seg.window_len as usize) << self.snd_wscale
+    }
+
+    fn rcv_wnd(&self) -> usize {
+        self.recv.window()
+    }
+
+    /// Processes an arriving segment (RFC 9293 §3.10.7).
+    pub fn on_segment(&mut self, seg: &TcpRepr<'_>, now: Instant) {
+        match self.state {
+            State::Closed => {}
+            State::SynSent => self.on_segment_syn_sent(seg, now),
+            _ => self.on_segment_synchronized(seg, now),
+        }
+    }
+
+    fn on_segment_syn_sent(&mut self, seg: &TcpRepr<'_>, now: Instant) {
+        let ack_ok = seg.ack_number.map(|a| {
+            let a = SeqNumber(a);
+            a > self.iss && a <= self.snd_max
+        });
+        if ack_ok == Some(false) {
+            // An unacceptable ACK: RST it (unless it is one).
+            if !seg.flags.rst() {
+                self.rst_for(seg);
+            }
+            return;
+        }
+        if seg.flags.rst() {
+            if ack_ok == Some(true) {
+                self.emit_event(Event::Refused);
+                self.enter_closed();
+            }
+            return;
+        }
+        if !seg.flags.syn() {
+            return;
+        }
+        self.take_syn_options(seg);
+        self.irs = SeqNumber(seg.seq_number);
+        self.rcv_nxt = self.irs + 1;
+        self.snd_wnd = seg.window_len as usize; // a SYN's window is never scaled
+        self.snd_wl1 = SeqNumber(seg.seq_number);
+        if let Some(ack) = seg.ack_number {
+            self.snd_wl2 = SeqNumber(ack);
+            self.ack_our_syn(SeqNumber(ack), seg, now);
+            self.state = State::Established;
+            self.emit_event(Event::Connected);
+            self.ack_now = true;
+            self.arm_keepalive(now);
+        } else {
+            // Simultaneous open: our SYN crossed theirs.
+            self.state = State::SynReceived;
+            self.syn_due = true;
+        }
+    }
+
+    fn ack_our_syn(&mut self, ack: SeqNumber, seg: &TcpRepr<'_>, now: Instant) {
+        self.snd_una = ack;
+        if self.snd_nxt < ack {
+            self.snd_nxt = ack;
+        }
+        self.rto_at = None;
+        self.retries = 0;
+        if !self.retransmitted {
+            if let Some((_, sent)) = self.timed.take() {
+                self.rtt.on_sample(now.saturating_duration_since(sent));
+            }
+        } else {
+            self.rtt.on_handshake_retransmitted();
+        }
+        if let (true, Some(ts)) = (self.ts_ok, seg.timestamp) {
+            if ts.tsecr != 0 {
+                self.rtt.on_sample(Duration::from_millis(
+                    ms32(now).wrapping_sub(ts.tsecr) as u64
+                ));
+            }
+        }
+        self.timed = None;
+        self.retransmitted = false;
+    }
+
+    fn on_segment_synchronized(&mut self, seg: &TcpRepr<'_>, now: Instant) {
+        let seq = SeqNumber(seg.seq_number);
+        let seg_len = seg.segment_len();
+        // PAWS (RFC 7323 §5.3): a timestamp older than TS.Recent marks an old duplicate.
+        if self.ts_ok && !seg.flags.rst() {
+            if let Some(ts) = seg.timestamp {
+                if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    self.ack_now = true;
+                    return;
+                }
+            }
+        }
+        // Acceptability (RFC 9293 §3.10.7.4, first check).
+        let wnd = self.rcv_wnd();
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, _) => seq.in_range(self.rcv_nxt, self.rcv_nxt + wnd),
+            (_, 0) => false,
+            (n, _) => {
+                seq.in_range(self.rcv_nxt, self.rcv_nxt + wnd)
+                    || (seq + (n - 1)).in_range(self.rcv_nxt, self.rcv_nxt + wnd)
+            }
+        };
+        if self.state == State::TimeWait && seg.flags.fin() && !seg.flags.rst() {
+            // A retransmitted FIN: the peer lost our ACK. ACK again, restart 2·MSL.
+            self.ack_now = true;
+            self.time_wait_at = Some(now + self.config.time_wait);
+            return;
+        }
+        if !acceptable {
+            if !seg.flags.rst() {
+                self.ack_now = true;
+            }
+            return;
+        }
+        if seg.flags.rst() {
+            // RFC 5961 §3.2: only an exact match resets; the rest of the window gets a
+            // challenge ACK (a blind attacker must guess RCV.NXT exactly).
+            if seq == self.rcv_nxt {
+                match self.state {
+                    State::SynReceived => self.enter_closed(),
+                    State::TimeWait => self.enter_closed(),
+                    _ => {
+                        self.emit_event(Event::Reset);
+                        self.enter_closed();
+                    }
+                }
+            } else {
+                self.ack_now = true;
+            }
+            return;
+        }
+        if seg.flags.syn() {
+            // RFC 5961 §4.2: a SYN in a synchronized state gets a challenge ACK.
+            if self.state == State::SynReceived && seq == self.irs {
+                // Our SYN-ACK was lost and the peer resent its SYN: resend it.
+                self.syn_due = true;
+                return;
+            }
+            self.ack_now = true;
+            return;
+        }
+        let Some(ack) = seg.ack_number.map(SeqNumber) else {
+            return;
+        };
+        if self.ts_ok {
+            if let Some(ts) = seg.timestamp {
+                // RFC 7323 §4.3: remember the latest in-window timestamp.
+                if seq <= self.rcv_nxt {
+                    self.ts_recent = ts.tsval;
+                }
+            }
+        }
+        self.keepalive_sent = 0;
+        if self.state == State::SynReceived {
+            if ack > self.snd_una && ack <= self.snd_max {
+                self.ack_our_syn(ack, seg, now);
+                self.snd_wnd = self.window_of(seg);
+                self.snd_wl1 = seq;
+                self.snd_wl2 = ack;
+                self.state = State::Established;
+                self.emit_event(Event::Connected);
+                self.arm_keepalive(now);
+            } else {
+                self.rst_for(seg);
+                return;
+            }
+        }
+        self.process_ack(ack, seg, now);
+        if self.state == State::Closed {
+            return;
+        }
+        self.process_data(seq, seg, now);
+        self.arm_keepalive(now);
+        self.arm_persist(now);
+    }
+
+    /// A zero window with data waiting and nothing in flight: nothing would ever reopen
+    /// it but a probe (RFC 9293 §3.8.6.1), so arm the persist timer.
+    fn arm_persist(&mut self, now: Instant) {
+        if self.snd_wnd == 0
+            && self.unsent() > 0
+            && self.snd_una == self.snd_nxt
+            && self.persist_at.is_none()
+            && self.state.synchronized()
+        {
+            let backoff = 1u32 << self.persist_backoff.min(6);
+            self.persist_at = Some(now + self.rtt.rto().max(Duration::from_millis(200)) * backoff);
+        }
+    }
+
+    fn process_ack(&mut self, ack: SeqNumber, seg: &TcpRepr<'_>, now: Instant) {
+        if ack > self.snd_max {
+            // Acknowledges what we never sent.
+            self.ack_now = true;
+            return;
+        }
+        let seq = SeqNumber(seg.seq_number);
+        let window = self.window_of(seg);
+        let in_flight_before = self.snd_max - self.snd_una;
+        if ack > self.snd_una {
+            let acked = ack - self.snd_una;
+            let fin_acked = self.fin_sent && ack == self.snd_max;
+            let data_acked = acked - fin_acked as usize;
+            self.send.consume(data_acked);
+            self.push_until = self.push_until.saturating_sub(data_acked);
+            self.snd_una = ack;
+            if self.snd_nxt < ack {
+                self.snd_nxt = ack;
+            }
+            // RTT: from timestamps when both use them, else the timed segment (Karn).
+            let mut sample = None;
+            if let (true, Some(ts)) = (self.ts_ok, seg.timestamp) {
+                if ts.tsecr != 0 {
+                    sample = Some(Duration::from_millis(
+                        ms32(now).wrapping_sub(ts.tsecr) as u64
+                    ));
+                }
+            } else if let Some((end, sent)) = self.timed {
+                if ack >= end && !self.retransmitted {
+                    sample = Some(now.saturating_duration_since(sent));
+                    self.timed = None;
+                }
+            }
+            if let Some(s) = sample {
+                self.rtt.on_sample(s);
+            }
+            self.rtt.reset_backoff();
+            self.retries = 0;
+            self.retransmitted = false;
+            // NewReno (RFC 6582): a partial ACK in recovery retransmits the next hole.
+            if self.cc.in_recovery() {
+                if ack >= self.recover {
+                    self.cc.on_recovery_exit(now);
+                    self.dupacks = 0;
+                } else {
+                    self.fast_retransmit = true;
+                }
+            } else {
+                self.dupacks = 0;
+                self.cc.on_ack(now, acked, in_flight_before, sample);
+            }
+            self.rto_at = if self.snd_una < self.snd_max {
+                Some(now + self.rtt.rto())
+            } else {
+                None
+            };
+            if data_acked > 0 {
+                self.emit_event(Event::Writable);
+            }
+            if fin_acked {
+                match self.state {
+                    State::FinWait1 => self.state = State::FinWait2,
+                    State::Closing => self.enter_time_wait(now),
+                    State::LastAck => {
+                        self.enter_closed();
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.flags.fin()
+            && window == self.snd_wnd
+            && self.snd_una < self.snd_max
+        {
+            // A duplicate ACK (RFC 5681 §2).
+            self.dupacks += 1;
+            // RFC 6582 §3.2 step 2: a new recovery only when the ACK is past `recover`.
+            if self.dupacks == 3
+                && !self.cc.in_recovery()
+                && (ack > self.recover || self.recover == self.iss)
+            {
+                self.recover = self.snd_max;
+                self.cc.on_congestion_event(now, in_flight_before);
+                self.fast_retransmit = true;
+            }
+        }
+        // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
+        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+            let opened = window > self.snd_wnd;
+            self.snd_wnd = window;
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            if self.snd_wnd > 0 {
+                self.persist_at = None;
+                self.persist_backoff = 0;
+            }
+            if opened {
+                self.emit_event(Event::Writable);
+            }
+        }
+    }
+
+    fn process_data(&mut self, seq: SeqNumber, seg: &TcpRepr<'_>, now: Instant) {
+        let receiving = matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        );
+        let mut payload = seg.payload;
+        let mut start = seq;
+        if !payload.is_empty() && receiving {
+            // Trim what we already have, then what is beyond the window.
+            if start < self.rcv_nxt {
+                let skip = (self.rcv_nxt - start).min(payload.len());
+                payload = &payload[skip..];
+                start = self.rcv_nxt;
+            }
+            let offset = start - self.rcv_nxt;
+            let room = self.rcv_wnd().saturating_sub(offset);
+            payload = &payload[..payload.len().min(room)];
+            if !payload.is_empty() {
+                if offset == 0 {
+                    self.recv.write_at(0, payload);
+                    let mut advance = payload.len();
+                    let filled_hole = !self.ooo.is_empty();
+                    if filled_hole {
+                        // Out-of-order bytes that are now contiguous join the in-order run.
+                        let _ = self.ooo.add(0, advance);
+                        advance = self.ooo.remove_front();
+                    }
+                    self.recv.commit(advance);
+                    self.rcv_nxt += advance;
+                    self.emit_event(Event::Readable);
+                    if filled_hole {
+                        self.ack_now = true;
+                    } else if payload.len() >= self.snd_mss {
+                        self.unacked_segments += 1;
+                        if self.unacked_segments >= 2 {
+                            self.ack_now = true;
+                        }
+                    }
+                    if !self.ack_now && self.delack_at.is_none() {
+                        self.delack_at = Some(now + self.config.delayed_ack);
+                    }
+                } else if self.ooo.add(offset, payload.len()).is_ok() {
+                    self.recv.write_at(offset, payload);
+                    // Out of order: ACK at once so the sender sees the hole (RFC 5681 §4.2).
+                    self.ack_now = true;
+                } else {
+                    self.ack_now = true;
+                }
+            } else {
+                self.ack_now = true;
+            }
+        }
+        if seg.flags.fin() && !self.fin_received {
+            self.fin_at = Some(seq + seg.payload.len());
+        }
+        if let Some(fin) = self.fin_at {
+            if fin == self.rcv_nxt && !self.fin_received {
+                self.fin_received = true;
+                self.rcv_nxt += 1;
+                self.ack_now = true;
+                self.emit_event(Event::PeerClosed);
+                match self.state {
+                    State::Established => self.state = State::CloseWait,
+                    State::FinWait1 => {
+                        if self.fin_sent && self.snd_una == self.snd_max {
+                            self.enter_time_wait(now);
+                        } else {
+                            self.state = State::Closing;
+                        }
+                    }
+                    State::FinWait2 => self.enter_time_wait(now),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn rst_for(&mut self, seg: &TcpRepr<'_>) {
+        // An unacceptable ACK during the handshake: RST with SEG.ACK as sequence number,
+        // leaving the connection as it is (RFC 9293 §3.10.7.3, §3.10.7.4).
+        self.rst_now = true;
+        self.rst_seq = seg.ack_number.map(SeqNumber);
+    }
+
+    fn arm_keepalive(&mut self, now: Instant) {
+        if let Some(ka) = self.config.keepalive {
+            if self.state.synchronized() {
+                self.keepalive_at = Some(now + ka.after);
+            }
+        }
+    }
+
+    // ---- time ----
+
+    /// The earliest moment [`Tcb::on_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.rto_at,
+            self.delack_at,
+            self.persist_at,
+            self.keepalive_at,
+            self.time_wait_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs the timers that are due at `now`.
+    pub fn on_timeout(&mut self, now: Instant) {
+        if self.time_wait_at.is_some_and(|t| t <= now) {
+            self.enter_closed();
+            return;
+        }
+        if self.delack_at.is_some_and(|t| t <= now) {
+            self.delack_at = None;
+            self.ack_now = true;
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            self.on_rto(now);
+        }
+        if self.persist_at.is_some_and(|t| t <= now) {
+            self.persist_at = None;
+            self.probe_now = true;
+        }
+        if let (Some(t), Some(ka)) = (self.keepalive_at, self.config.keepalive) {
+            if t <= now {
+                if self.keepalive_sent >= ka.probes {
+                    self.emit_event(Event::TimedOut);
+                    self.enter_closed();
+                    return;
+                }
+                if self.snd_una == self.snd_max {
+                    self.keepalive_sent += 1;
+                    self.probe_now = true;
+                }
+                self.keepalive_at = Some(now + ka.interval);
+            }
+        }
+    }
+
+    fn on_rto(&mut self, now: Instant) {
+        self.retries += 1;
+        let limit = if self.state.synchronized() {
+            self.config.data_retries
+        } else {
+            self.config.syn_retries
+        };
+        if self.retries > limit {
+            self.emit_event(Event::TimedOut);
+            self.enter_closed();
+            return;
+        }
+        self.rtt.on_timeout_backoff();
+        self.retransmitted = true;
+        self.timed = None;
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            self.syn_due = true;
+        } else {
+            self.cc
+                .on_retransmission_timeout(now, self.snd_max - self.snd_una);
+            // Go back to SND.UNA and resend from there as the window allows.
+            self.snd_nxt = self.snd_una;
+            if self.fin_sent && self.snd_una < self.snd_max {
+                self.fin_sent = false;
+            }
+            self.dupacks = 0;
+        }
+        self.rto_at = Some(now + self.rtt.rto());
+    }
+
+    // ---- segments out ----
+
+    fn our_window(&mut self) -> u16 {
+        let wnd = self.rcv_wnd();
+        // Never move the advertised right edge left (RFC 7323 §2.4 / RFC 9293).
+        let edge = self.rcv_nxt + wnd;
+        let edge = if self.state.synchronized() && edge < self.rcv_adv {
+            self.rcv_adv
+        } else {
+            edge
+        };
+        self.rcv_adv = edge;
+        let wnd = edge - self.rcv_nxt;
+        ((wnd >> self.rcv_wscale).min(u16::MAX as usize)) as u16
+    }
+
+    fn header(&mut self, seq: SeqNumber, flags: TcpFlags, now: Instant) -> TcpRepr<'static> {
+        let syn = flags.syn();
+        let window_len = if syn {
+            self.rcv_wnd().min(u16::MAX as usize) as u16
+        } else {
+            self.our_window()
+        };
+        let mut sack_ranges = [None; 4];
+        if self.sack_ok && !syn && !self.ooo.is_empty() {
+            let max = if self.ts_ok { 3 } else { 4 };
+            self.ooo.sack_blocks(self.rcv_nxt, &mut sack_ranges, max);
+        }
+        let ts_wanted = if syn {
+            self.config.timestamps && (self.state == State::SynSent || self.ts_ok)
+        } else {
+            self.ts_ok
+        };
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq_number: seq.0,
+            ack_number: (self.state != State::SynSent).then_some(self.rcv_nxt.0),
+            flags,
+            window_len,
+            urgent_pointer: 0,
+            max_seg_size: syn.then_some(self.config.mss),
+            window_scale: if syn && (self.state == State::SynSent || self.ws_ok) {
+                self.config.window_scale
+            } else {
+                None
+            },
+            sack_permitted: syn
+                && self.config.sack
+                && (self.state == State::SynSent || self.sack_ok),
+            sack_ranges,
+            timestamp: ts_wanted.then(|| TcpTimestamp {
+                tsval: ms32(now).max(1),
+                tsecr: if self.state == State::SynSent {
+                    0
+                } else {
+                    self.ts_recent
+                },
+            }),
+            payload: &[],
+        }
+    }
+
+    fn sent_ack(&mut self) {
+        self.ack_now = false;
+        self.delack_at = None;
+        self.unacked_segments = 0;
+    }
+
+    /// Whether [`Tcb::poll_transmit`] would return something now.
+    pub fn wants_to_send(&self) -> bool {
+        self.rst_now
+            || self.syn_due
+            || self.ack_now
+            || self.probe_now
+            || self.fast_retransmit
+            || (self.fin_queued
+                && !self.fin_sent
+                && self.unsent() == 0
+                && self.state.synchronized())
+            || (self.unsent() > 0 && self.state.synchronized() && self.usable_window() > 0)
+    }
+
+    fn usable_window(&self) -> usize {
+        let in_flight = self.snd_nxt - self.snd_una;
+        self.snd_wnd.min(self.cc.cwnd()).saturating_sub(in_flight)
+    }
+
+    /// The next segment to send, if any.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if self.rst_now {
+            self.rst_now = false;
+            let mut f = TcpFlags::default();
+            f.set_rst(true);
+            let seq = self.rst_seq.take().unwrap_or(self.snd_nxt);
+            let mut h = self.header(seq, f, now);
+            h.window_len = 0;
+            h.sack_ranges = [None; 4];
+            return Some(Transmit {
+                header: h,
+                offset: 0,
+                len: 0,
+            });
+        }
+        if self.state == State::Closed {
+            return None;
+        }
+        if self.syn_due {
+            self.syn_due = false;
+            let mut f = TcpFlags::default();
+            f.set_syn(true);
+            if self.snd_max == self.iss {
+                self.snd_max = self.iss + 1;
+                self.snd_nxt = self.iss + 1;
+                self.timed = Some((self.iss + 1, now));
+            }
+            if self.rto_at.is_none() {
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+            let h = self.header(self.iss, f, now);
+            self.sent_ack();
+            return Some(Transmit {
+                header: h,
+                offset: 0,
+                len: 0,
+            });
+        }
+        if !self.state.synchronized() {
+            return None;
+        }
+        if self.fast_retransmit {
+            self.fast_retransmit = false;
+            self.retransmitted = true;
+            let len = (self.send.len()).min(self.snd_mss);
+            if len > 0 {
+                let t = self.data_segment(self.snd_una, 0, len, now);
+                return Some(t);
+            }
+        }
+        // New data, as far as the windows and Nagle allow.
+        let unsent = self.unsent();
+        if unsent > 0 {
+            let offset = self.sent_offset();
+            let usable = self.usable_window();
+            let len = unsent.min(self.snd_mss).min(usable);
+            let full = len == self.snd_mss;
+            let pushed = self.push_until > offset;
+            let idle = self.snd_una == self.snd_nxt;
+            // Nagle (RFC 1122 §4.2.3.4) and sender SWS avoidance: a short segment goes
+            // when nothing is outstanding, or when it ends what was written and the
+            // application asked to bypass Nagle (or Nagle is off).
+            let nagle_ok = full || idle || (len == unsent && (pushed || !self.config.nagle));
+            // With nothing in flight no ACK will come to open the window further, so what
+            // fits goes (RFC 1122's override, without waiting for a timer).
+            let sws_ok = full || len == unsent || len >= self.snd_wnd / 2 || idle;
+            if len > 0 && nagle_ok && sws_ok {
+                let seq = self.snd_nxt;
+                return Some(self.data_segment(seq, offset, len, now));
+            }
+            self.arm_persist(now);
+        }
+        if self.fin_queued && !self.fin_sent && self.unsent() == 0 {
+            self.fin_sent = true;
+            let mut f = TcpFlags::default();
+            f.set_fin(true);
+            let seq = self.snd_nxt;
+            self.snd_nxt += 1;
+            if self.snd_max < self.snd_nxt {
+                self.snd_max = self.snd_nxt;
+            }
+            self.state = match self.state {
+                State::CloseWait => State::LastAck,
+                State::Established => State::FinWait1,
+                s => s,
+            };
+            if self.rto_at.is_none() {
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+            let h = self.header(seq, f, now);
+            self.sent_ack();
+            return Some(Transmit {
+                header: h,
+                offset: 0,
+                len: 0,
+            });
+        }
+        if self.probe_now {
+            self.probe_now = false;
+            if self.snd_wnd == 0 && self.unsent() > 0 {
+                // A window probe: the next byte, beyond the window. It is real data (the
+                // peer keeps it if its window has opened meanwhile), so it advances
+                // SND.NXT; the retransmission timer takes over resending it.
+                self.persist_backoff += 1;
+                let offset = self.sent_offset();
+                let seq = self.snd_nxt;
+                return Some(self.data_segment(seq, offset, 1, now));
+            }
+            // A keepalive probe: an old sequence number, so the peer must answer.
+            let h = self.header(before(self.snd_una, 1), TcpFlags::default(), now);
+            self.sent_ack();
+            return Some(Transmit {
+                header: h,
+                offset: 0,
+                len: 0,
+            });
+        }
+        if self.ack_now {
+            let h = self.header(self.snd_nxt, TcpFlags::default(), now);
+            self.sent_ack();
+            return Some(Transmit {
+                header: h,
+                offset: 0,
+                len: 0,
+            });
+        }
+        None
+    }
+
+    fn data_segment(
+        &mut self,
+        seq: SeqNumber,
+        offset: usize,
+        len: usize,
+        now: Instant,
+    ) -> Transmit {
+        let mut f = TcpFlags::default();
+        let end = seq + len;
+        if offset + len == self.send.len() {
+            f.set_psh(true);
+        }
+        if end > self.snd_nxt {
+            self.snd_nxt = end;
+        }
+        if end > self.snd_max {
+            self.snd_max = end;
+            if self.timed.is_none() && !self.retransmitted {
+                self.timed = Some((end, now));
+            }
+        }
+        if self.rto_at.is_none() {
+            self.rto_at = Some(now + self.rtt.rto());
+        }
+        let h = self.header(seq, f, now);
+        self.sent_ack();
+        Transmit {
+            header: h,
+            offset,
+            len,
+        }
+    }
+
+    /// Copies the payload of `t` into `dst` (which must be `t.payload_len()` long).
+    pub fn write_payload(&self, t: &Transmit, dst: &mut [u8]) {
+        self.send.copy_out(t.offset, &mut dst[..t.len]);
+    }
+}
+
+fn before(s: SeqNumber, n: u32) -> SeqNumber {
+    SeqNumber(s.0.wrapping_sub(n))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,480 @@
+//! Deterministic tests with virtual time: two connections joined by a pipe that
+//! serialises every segment with `wire` (so what goes out is a real, checksummed
+//! segment) and can drop segments on a schedule.
+
+use super::*;
+use core::net::Ipv4Addr;
+use wire::{ChecksumMode, TcpPacket};
+
+const A: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 40000);
+const B: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 53);
+
+/// A segment on the wire, as bytes.
+fn serialise(t: &Transmit, tcb: &Tcb, src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
+    let h = t.header();
+    let mut payload = vec![0u8; t.payload_len()];
+    tcb.write_payload(t, &mut payload);
+    let repr = TcpRepr {
+        payload: &payload,
+        ..h
+    };
+    let mut buf = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut buf, *src.ip(), *dst.ip()).unwrap();
+    buf
+}
+
+fn deliver(bytes: &[u8], to: &mut Tcb, src: SocketAddrV4, dst: SocketAddrV4, now: Instant) {
+    let p = TcpPacket::new_checked(bytes).unwrap();
+    let seg = TcpRepr::parse(&p, *src.ip(), *dst.ip(), ChecksumMode::Verify).unwrap();
+    to.on_segment(&seg, now);
+}
+
+/// Decides, per segment (from a?, index among that side's segments, bytes), whether the
+/// pipe loses it.
+type DropRule = Box<dyn FnMut(bool, usize, &[u8]) -> bool>;
+
+struct Pair {
+    a: Tcb,
+    b: Option<Tcb>,
+    b_config: Config,
+    now: Instant,
+    /// Segments sent so far by a and b; `drop` decides by (from_a, index).
+    sent: (usize, usize),
+    drop: DropRule,
+    got_a: Vec<u8>,
+    got_b: Vec<u8>,
+    read_b: bool,
+}
+
+impl Pair {
+    fn new(ca: Config, cb: Config) -> Pair {
+        let now = Instant::from_secs(10);
+        Pair {
+            a: Tcb::connect(ca, A, B, SeqNumber(0xffff_ff00), now),
+            b: None,
+            b_config: cb,
+            now,
+            sent: (0, 0),
+            drop: Box::new(|_, _, _| false),
+            got_a: Vec::new(),
+            got_b: Vec::new(),
+            read_b: true,
+        }
+    }
+
+    fn b(&mut self) -> &mut Tcb {
+        self.b.as_mut().expect("b exists")
+    }
+
+    /// Moves every pending segment once in each direction; returns how many moved.
+    fn step(&mut self) -> usize {
+        let mut moved = 0;
+        while let Some(t) = self.a.poll_transmit(self.now) {
+            let bytes = serialise(&t, &self.a, A, B);
+            let i = self.sent.0;
+            self.sent.0 += 1;
+            moved += 1;
+            if (self.drop)(true, i, &bytes) {
+                continue;
+            }
+            match self.b.as_mut() {
+                Some(b) => deliver(&bytes, b, A, B, self.now),
+                None => {
+                    let p = TcpPacket::new_checked(&bytes[..]).unwrap();
+                    let syn = TcpRepr::parse(&p, *A.ip(), *B.ip(), ChecksumMode::Verify).unwrap();
+                    assert!(syn.flags.syn());
+                    self.b = Some(Tcb::accept(
+                        self.b_config.clone(),
+                        B,
+                        A,
+                        &syn,
+                        SeqNumber(7),
+                        self.now,
+                    ));
+                }
+            }
+        }
+        if let Some(b) = self.b.as_mut() {
+            while let Some(t) = b.poll_transmit(self.now) {
+                let bytes = serialise(&t, b, B, A);
+                let i = self.sent.1;
+                self.sent.1 += 1;
+                moved += 1;
+                if (self.drop)(false, i, &bytes) {
+                    continue;
+                }
+                deliver(&bytes, &mut self.a, B, A, self.now);
+            }
+        }
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = self.a.recv(&mut buf);
+            if n == 0 {
+                break;
+            }
+            self.got_a.extend_from_slice(&buf[..n]);
+        }
+        if self.read_b {
+            if let Some(b) = self.b.as_mut() {
+                loop {
+                    let n = b.recv(&mut buf);
+                    if n == 0 {
+                        break;
+                    }
+                    self.got_b.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        moved
+    }
+
+    /// Steps, advancing virtual time to the next timer whenever nothing moves, until
+    /// `done` or `limit` of virtual time passes.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Pair) -> bool) {
+        let end = self.now + limit;
+        while self.now < end {
+            if done(self) {
+                return;
+            }
+            if self.step() > 0 {
+                // Some serialisation delay, so timers and RTTs see time pass.
+                self.now += Duration::from_micros(50);
+                continue;
+            }
+            let next = [
+                self.a.poll_timeout(),
+                self.b.as_ref().and_then(|b| b.poll_timeout()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match next {
+                Some(t) => {
+                    self.now = self.now.max(t);
+                    self.a.on_timeout(self.now);
+                    if let Some(b) = self.b.as_mut() {
+                        b.on_timeout(self.now);
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Like assert_eq! for byte streams, without printing megabytes.
+fn assert_same(got: &[u8], want: &[u8]) {
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!(
+            "byte {i} differs (got {} of {} bytes)",
+            got.len(),
+            want.len()
+        );
+    }
+    assert_eq!(got.len(), want.len(), "lengths differ");
+}
+
+fn events(t: &mut Tcb) -> Vec<Event> {
+    std::iter::from_fn(|| t.poll_event()).collect()
+}
+
+#[test]
+fn handshake_transfer_both_ways_and_close() {
+    let mut p = Pair::new(Config::default(), Config::default());
+    p.run_until(Duration::from_secs(1), |p| {
+        p.b.as_ref()
+            .is_some_and(|b| b.state() == State::Established)
+    });
+    assert_eq!(p.a.state(), State::Established);
+    assert!(events(&mut p.a).contains(&Event::Connected));
+    assert!(events(p.b()).contains(&Event::Connected));
+    let (to_b, to_a) = (pattern(1_000_000, 1), pattern(700_000, 2));
+    let (mut ia, mut ib) = (0, 0);
+    p.run_until(Duration::from_secs(30), |p| {
+        ia += p.a.send(&to_b[ia..]);
+        let b = p.b.as_mut().unwrap();
+        ib += b.send(&to_a[ib..]);
+        p.got_b.len() == to_b.len() && p.got_a.len() == to_a.len()
+    });
+    assert_same(&p.got_b, &to_b);
+    assert_same(&p.got_a, &to_a);
+    // a closes first: FIN-WAIT, TIME-WAIT; b sees the end after the data, then closes.
+    p.a.close();
+    p.run_until(Duration::from_secs(5), |p| p.b.as_ref().unwrap().at_eof());
+    assert_eq!(p.b().state(), State::CloseWait);
+    assert_eq!(p.a.state(), State::FinWait2);
+    p.b().close();
+    p.run_until(Duration::from_secs(5), |p| {
+        p.b.as_ref().unwrap().state() == State::Closed
+    });
+    assert_eq!(p.a.state(), State::TimeWait);
+    p.run_until(Duration::from_secs(120), |p| p.a.state() == State::Closed);
+    assert!(p.a.is_closed() && p.b().is_closed());
+}
+
+#[test]
+fn transfer_survives_loss_and_duplicate_acks() {
+    let mut p = Pair::new(Config::default(), Config::default());
+    // Drop every 9th data segment from a, and a few ACKs from b.
+    p.drop = Box::new(|from_a, i, bytes| {
+        if from_a {
+            bytes.len() > 100 && i % 9 == 4
+        } else {
+            i % 13 == 6
+        }
+    });
+    let data = pattern(2_000_000, 3);
+    let mut at = 0;
+    p.run_until(Duration::from_secs(300), |p| {
+        at += p.a.send(&data[at..]);
+        p.got_b.len() == data.len()
+    });
+    assert_same(&p.got_b, &data);
+}
+
+#[test]
+fn half_close_keeps_the_other_direction_open() {
+    let mut p = Pair::new(Config::default(), Config::default());
+    p.run_until(Duration::from_secs(1), |p| {
+        p.a.state() == State::Established
+    });
+    p.a.send(b"request");
+    p.a.close();
+    p.run_until(Duration::from_secs(2), |p| {
+        p.b.as_ref().is_some_and(|b| b.at_eof())
+    });
+    assert_eq!(p.got_b, b"request");
+    assert!(!p.a.can_send());
+    let reply = pattern(300_000, 9);
+    let mut at = 0;
+    p.run_until(Duration::from_secs(20), |p| {
+        at += p.b.as_mut().unwrap().send(&reply[at..]);
+        p.got_a.len() == reply.len()
+    });
+    assert_same(&p.got_a, &reply);
+}
+
+#[test]
+fn a_reset_syn_is_refused() {
+    let now = Instant::from_secs(1);
+    let mut a = Tcb::connect(Config::default(), A, B, SeqNumber(1000), now);
+    let syn = a.poll_transmit(now).unwrap().header();
+    assert!(syn.flags.syn() && syn.ack_number.is_none());
+    assert_eq!(syn.max_seg_size, Some(1460));
+    assert!(syn.sack_permitted && syn.timestamp.is_some() && syn.window_scale == Some(7));
+    let mut rst = TcpFlags::default();
+    rst.set_rst(true);
+    let reply = TcpRepr {
+        src_port: 53,
+        dst_port: 40000,
+        seq_number: 0,
+        ack_number: Some(1001),
+        flags: rst,
+        window_len: 0,
+        urgent_pointer: 0,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 4],
+        timestamp: None,
+        payload: &[],
+    };
+    a.on_segment(&reply, now);
+    assert_eq!(events(&mut a), vec![Event::Refused, Event::Closed]);
+    assert!(a.is_closed());
+}
+
+#[test]
+fn syn_retransmission_backs_off_then_times_out() {
+    let cfg = Config {
+        syn_retries: 3,
+        ..Config::default()
+    };
+    let t0 = Instant::from_secs(1);
+    let mut a = Tcb::connect(cfg, A, B, SeqNumber(5), t0);
+    assert!(a.poll_transmit(t0).is_some());
+    let mut sends = vec![];
+    while let Some(now) = a.poll_timeout() {
+        a.on_timeout(now);
+        if a.poll_transmit(now).is_some() {
+            sends.push(now.saturating_duration_since(t0).as_secs());
+        }
+        if a.state() == State::Closed {
+            break;
+        }
+    }
+    assert_eq!(sends, vec![1, 3, 7], "1 s, then doubling");
+    assert_eq!(events(&mut a), vec![Event::TimedOut, Event::Closed]);
+}
+
+#[test]
+fn blind_rst_and_syn_get_challenge_acks() {
+    let mut p = Pair::new(Config::default(), Config::default());
+    p.run_until(Duration::from_secs(1), |p| {
+        p.b.as_ref()
+            .is_some_and(|b| b.state() == State::Established)
+    });
+    let now = p.now;
+    let b = p.b();
+    let _ = events(b);
+    let rcv_nxt = b.rcv_nxt.0;
+    let mut rst = TcpFlags::default();
+    rst.set_rst(true);
+    let base = TcpRepr {
+        src_port: 40000,
+        dst_port: 53,
+        seq_number: rcv_nxt + 100,
+        ack_number: None,
+        flags: rst,
+        window_len: 0,
+        urgent_pointer: 0,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 4],
+        timestamp: None,
+        payload: &[],
+    };
+    b.on_segment(&base, now);
+    assert_eq!(
+        b.state(),
+        State::Established,
+        "an in-window but inexact RST must not reset"
+    );
+    let ack = b.poll_transmit(now).expect("a challenge ACK");
+    assert_eq!(ack.header().ack_number, Some(rcv_nxt));
+    let mut syn = TcpFlags::default();
+    syn.set_syn(true);
+    b.on_segment(
+        &TcpRepr {
+            flags: syn,
+            seq_number: rcv_nxt + 5,
+            ..base
+        },
+        now,
+    );
+    assert_eq!(b.state(), State::Established);
+    assert!(
+        b.poll_transmit(now).is_some(),
+        "a SYN in a synchronized state gets a challenge ACK"
+    );
+    b.on_segment(
+        &TcpRepr {
+            seq_number: rcv_nxt,
+            ..base
+        },
+        now,
+    );
+    assert_eq!(
+        events(b),
+        vec![Event::Reset, Event::Closed],
+        "an exact RST resets"
+    );
+}
+
+#[test]
+fn keepalive_declares_a_silent_peer_lost() {
+    let ca = Config {
+        keepalive: Some(Keepalive {
+            after: Duration::from_secs(2),
+            interval: Duration::from_secs(1),
+            probes: 3,
+        }),
+        ..Config::default()
+    };
+    let mut p = Pair::new(ca, Config::default());
+    p.run_until(Duration::from_secs(1), |p| {
+        p.b.as_ref()
+            .is_some_and(|b| b.state() == State::Established)
+    });
+    let start = p.now;
+    // While b answers, probes keep the connection up.
+    p.run_until(Duration::from_secs(10), |_| false);
+    assert_eq!(
+        p.a.state(),
+        State::Established,
+        "answered probes keep it alive"
+    );
+    // Then b goes silent.
+    p.drop = Box::new(|from_a, _, _| !from_a);
+    let silent = p.now;
+    p.run_until(Duration::from_secs(30), |p| p.a.state() == State::Closed);
+    let took = p.now.saturating_duration_since(silent);
+    assert!(events(&mut p.a).contains(&Event::TimedOut));
+    assert!(
+        took <= Duration::from_secs(2 + 3 + 1),
+        "lost after {took:?}"
+    );
+    assert!(p.now > start);
+}
+
+#[test]
+fn zero_window_is_probed_and_reopens() {
+    let cb = Config {
+        recv_buffer: 16 * 1024,
+        ..Config::default()
+    };
+    let mut p = Pair::new(Config::default(), cb);
+    p.read_b = false;
+    let data = pattern(200_000, 4);
+    let mut at = 0;
+    p.run_until(Duration::from_secs(10), |p| {
+        at += p.a.send(&data[at..]);
+        false
+    });
+    let held = p.b().recv_available();
+    assert!(held > 16 * 1024 - 1460, "b's buffer is full: {held}");
+    assert_eq!(p.a.snd_wnd, 0, "a sees a zero window");
+    assert!(
+        p.a.wants_to_send() || p.a.poll_timeout().is_some(),
+        "a keeps probing: state {:?} una {} nxt {} max {} unsent {} rto {:?}",
+        p.a.state(),
+        p.a.snd_una,
+        p.a.snd_nxt,
+        p.a.snd_max,
+        p.a.unsent(),
+        p.a.rto_at
+    );
+    p.read_b = true;
+    p.run_until(Duration::from_secs(120), |p| {
+        at += p.a.send(&data[at..]);
+        p.got_b.len() == data.len()
+    });
+    assert_same(&p.got_b, &data);
+}
+
+#[test]
+fn options_negotiate_down_to_what_both_offer() {
+    let cb = Config {
+        timestamps: false,
+        sack: false,
+        window_scale: None,
+        mss: 1200,
+        ..Config::default()
+    };
+    let mut p = Pair::new(Config::default(), cb);
+    p.run_until(Duration::from_secs(1), |p| {
+        p.a.state() == State::Established
+    });
+    assert!(!p.a.ts_ok && !p.a.sack_ok && !p.a.ws_ok);
+    assert_eq!(p.a.snd_mss, 1200, "clamped to the peer's MSS");
+    assert_eq!(p.b().snd_mss, 1200, "and to our own");
+}
+
+#[test]
+fn an_idle_connection_holds_no_buffer_memory() {
+    let mut p = Pair::new(Config::default(), Config::default());
+    p.run_until(Duration::from_secs(1), |p| {
+        p.a.state() == State::Established
+    });
+    assert_eq!(p.a.buffer_bytes(), 0);
+    let size = core::mem::size_of::<Tcb>();
+    eprintln!("size_of::<Tcb>() = {size} bytes");
+    assert!(size < 1024, "an idle connection is {size} bytes");
+}
