@@ -863,7 +863,7 @@ impl Tcb {
                     self.emit_event(Event::Readable);
                     if filled_hole {
                         self.ack_now = true;
-                    } else if payload.len() >= self.snd_mss {
+                    } else if payload.len() >= self.peer_full_segment() {
                         self.unacked_segments += 1;
                         if self.unacked_segments >= 2 {
                             self.ack_now = true;
@@ -1085,6 +1085,24 @@ impl Tcb {
             || (self.unsent() > 0 && self.state.synchronized() && self.usable_window() > 0)
     }
 
+    /// Payload bytes a segment can carry: the MSS less the options every segment carries
+    /// (RFC 6691: MSS counts no options), so full segments still fit the path's MTU.
+    fn max_payload(&self) -> usize {
+        let ts = if self.ts_ok { 12 } else { 0 };
+        let sack = if self.sack_ok && !self.ooo.is_empty() {
+            let blocks = self.ooo.range_count().min(if self.ts_ok { 3 } else { 4 });
+            4 + 8 * blocks
+        } else {
+            0
+        };
+        self.snd_mss.saturating_sub(ts + sack).max(1)
+    }
+
+    /// The size of a full segment from the peer, for the every-second-segment ACK rule.
+    fn peer_full_segment(&self) -> usize {
+        (self.config.mss as usize).saturating_sub(if self.ts_ok { 12 } else { 0 }).max(1)
+    }
+
     fn usable_window(&self) -> usize {
         let in_flight = self.snd_nxt - self.snd_una;
         self.snd_wnd.min(self.cc.cwnd()).saturating_sub(in_flight)
@@ -1135,7 +1153,7 @@ impl Tcb {
         if self.fast_retransmit {
             self.fast_retransmit = false;
             self.retransmitted = true;
-            let len = (self.send.len()).min(self.snd_mss);
+            let len = self.send.len().min(self.max_payload());
             if len > 0 {
                 let t = self.data_segment(self.snd_una, 0, len, now);
                 return Some(t);
@@ -1146,8 +1164,9 @@ impl Tcb {
         if unsent > 0 {
             let offset = self.sent_offset();
             let usable = self.usable_window();
-            let len = unsent.min(self.snd_mss).min(usable);
-            let full = len == self.snd_mss;
+            let max = self.max_payload();
+            let len = unsent.min(max).min(usable);
+            let full = len == max;
             let pushed = self.push_until > offset;
             let idle = self.snd_una == self.snd_nxt;
             // Nagle (RFC 1122 §4.2.3.4) and sender SWS avoidance: a short segment goes

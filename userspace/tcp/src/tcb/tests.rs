@@ -20,6 +20,8 @@ fn serialise(t: &Transmit, tcb: &Tcb, src: SocketAddrV4, dst: SocketAddrV4) -> V
     };
     let mut buf = vec![0u8; repr.buffer_len()];
     repr.emit(&mut buf, *src.ip(), *dst.ip()).unwrap();
+    // Options count against the MSS: a full segment must still fit a 1500-byte MTU.
+    assert!(buf.len() <= 20 + 1460, "a {}-byte segment would not fit the MTU", buf.len());
     buf
 }
 
