@@ -21,7 +21,7 @@ pub struct ServeArgs {
     /// A port and its handler, PORT=HANDLER (repeatable). Handlers: echo, discard.
     #[arg(long = "listen", value_parser = parse_listen, required = true)]
     listen: Vec<(u16, BuiltinHandler)>,
-    /// Where the TCP runs: kernel (kernel sockets).
+    /// Where the TCP runs: xdp (sluice's TCP over AF_XDP) or kernel (kernel sockets).
     #[arg(long, default_value = "kernel")]
     backend: Backend,
     /// Cores to pin workers to, e.g. 0-3,6.
@@ -133,6 +133,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let config = StackConfig {
         backend: args.backend,
+        iface: args.iface.clone(),
         addrs: args.addrs.clone(),
         cores: args.cores.clone().map(|c| c.0).unwrap_or_default(),
         workers: args.workers,

@@ -3,9 +3,13 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use crate::xdp::ports::PortRange;
+
 /// Where the stack's TCP runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    /// sluice's own TCP over AF_XDP sockets, one worker per queue of the interface.
+    Xdp,
     /// Ordinary kernel sockets: the fallback and the benchmarks' baseline.
     Kernel,
 }
@@ -14,8 +18,9 @@ impl std::str::FromStr for Backend {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "xdp" => Ok(Backend::Xdp),
             "kernel" => Ok(Backend::Kernel),
-            other => Err(format!("unknown backend {other:?} (kernel)")),
+            other => Err(format!("unknown backend {other:?} (xdp or kernel)")),
         }
     }
 }
@@ -25,6 +30,23 @@ impl std::str::FromStr for Backend {
 pub struct StackConfig {
     /// Which backend runs the TCP.
     pub backend: Backend,
+    /// The interface whose queues the AF_XDP backend serves.
+    pub iface: Option<String>,
+    /// How the steering program attaches (AF_XDP backend).
+    pub xdp_mode: xsk::AttachMode,
+    /// Zero-copy or copy mode for the AF_XDP sockets.
+    pub xdp_bind_mode: xsk::BindMode,
+    /// How long an idle AF_XDP worker keeps polling before it sleeps in poll(2).
+    pub busy_poll: Duration,
+    /// Verify IPv4 and TCP checksums of received frames (AF_XDP backend). Leave on
+    /// unless the NIC already drops bad frames.
+    pub verify_checksums: bool,
+    /// Half-open connections a worker holds at most; further SYNs wait for room.
+    pub max_half_open: usize,
+    /// Local ports of active opens (AF_XDP backend), reserved from the kernel.
+    pub client_ports: PortRange,
+    /// TCP settings of the AF_XDP backend.
+    pub tcp: tcp::tcb::Config,
     /// Addresses to serve; empty means every local address (kernel backend only).
     pub addrs: Vec<Ipv4Addr>,
     /// Cores to pin workers to, in worker order; empty means no pinning.
@@ -41,6 +63,14 @@ impl Default for StackConfig {
     fn default() -> Self {
         StackConfig {
             backend: Backend::Kernel,
+            iface: None,
+            xdp_mode: xsk::AttachMode::Auto,
+            xdp_bind_mode: xsk::BindMode::Auto,
+            busy_poll: Duration::from_micros(200),
+            verify_checksums: true,
+            max_half_open: 65536,
+            client_ports: PortRange::default(),
+            tcp: tcp::tcb::Config::default(),
             addrs: Vec::new(),
             cores: Vec::new(),
             workers: None,

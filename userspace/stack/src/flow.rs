@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::{Error, WriteError};
 use crate::kernel::KernelFlow;
+use crate::xdp::flow::XdpFlow;
 
 /// A TCP connection: read, write, writev, their no-delay forms, close (half-close) and
 /// dst, with the seed's semantics. It lives on the worker that owns the connection and
@@ -26,12 +27,19 @@ pub struct Flow {
 
 enum Inner {
     Kernel(KernelFlow),
+    Xdp(XdpFlow),
 }
 
 impl Flow {
     pub(crate) fn kernel(flow: KernelFlow) -> Flow {
         Flow {
             inner: Inner::Kernel(flow),
+        }
+    }
+
+    pub(crate) fn xdp(flow: XdpFlow) -> Flow {
+        Flow {
+            inner: Inner::Xdp(flow),
         }
     }
 
@@ -49,6 +57,7 @@ impl Flow {
     pub async fn read(&mut self) -> Result<Option<Bytes>, Error> {
         match &mut self.inner {
             Inner::Kernel(f) => f.read().await,
+            Inner::Xdp(f) => f.read().await,
         }
     }
 
@@ -63,6 +72,7 @@ impl Flow {
     pub async fn write(&mut self, data: Bytes) -> Result<(), WriteError> {
         match &mut self.inner {
             Inner::Kernel(f) => f.writev(std::slice::from_ref(&data)).await,
+            Inner::Xdp(f) => f.writev(std::slice::from_ref(&data), false).await,
         }
     }
 
@@ -78,6 +88,7 @@ impl Flow {
     pub async fn writev(&mut self, bufs: &[Bytes]) -> Result<(), WriteError> {
         match &mut self.inner {
             Inner::Kernel(f) => f.writev(bufs).await,
+            Inner::Xdp(f) => f.writev(bufs, false).await,
         }
     }
 
@@ -103,6 +114,7 @@ impl Flow {
     pub async fn writev_nodelay(&mut self, bufs: &[Bytes]) -> Result<(), WriteError> {
         match &mut self.inner {
             Inner::Kernel(f) => f.writev_nodelay(bufs).await,
+            Inner::Xdp(f) => f.writev(bufs, true).await,
         }
     }
 
@@ -119,6 +131,7 @@ impl Flow {
     pub async fn close(&mut self) {
         match &mut self.inner {
             Inner::Kernel(f) => f.close().await,
+            Inner::Xdp(f) => f.close().await,
         }
     }
 
@@ -132,6 +145,7 @@ impl Flow {
     pub fn dst(&self) -> SocketAddrV4 {
         match &self.inner {
             Inner::Kernel(f) => f.dst(),
+            Inner::Xdp(f) => f.dst(),
         }
     }
 
@@ -139,6 +153,7 @@ impl Flow {
     pub fn src(&self) -> SocketAddrV4 {
         match &self.inner {
             Inner::Kernel(f) => f.src(),
+            Inner::Xdp(f) => f.src(),
         }
     }
 }
@@ -160,6 +175,7 @@ impl AsyncRead for Flow {
     ) -> Poll<io::Result<()>> {
         match &mut self.get_mut().inner {
             Inner::Kernel(f) => f.poll_read(cx, buf),
+            Inner::Xdp(f) => f.poll_read(cx, buf),
         }
     }
 }
@@ -172,18 +188,22 @@ impl AsyncWrite for Flow {
     ) -> Poll<io::Result<usize>> {
         match &mut self.get_mut().inner {
             Inner::Kernel(f) => f.poll_write(cx, buf),
+            Inner::Xdp(f) => f.poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().inner {
             Inner::Kernel(f) => f.poll_flush(cx),
+            // Written data is in the stack's send buffer already: nothing to flush.
+            Inner::Xdp(_) => Poll::Ready(Ok(())),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().inner {
             Inner::Kernel(f) => f.poll_shutdown(cx),
+            Inner::Xdp(f) => f.poll_shutdown(),
         }
     }
 }

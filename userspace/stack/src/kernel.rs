@@ -282,7 +282,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
         let mut accept_tasks = Vec::new();
         match bind_all(&listeners, &addrs, config.listen_backlog) {
             Ok(bound) => {
-                let _ = ready.send(Ok(()));
+                let _ = ready.send(Ok(None));
                 for (listener, port) in bound {
                     let listeners = listeners.clone();
                     let active = active.clone();

@@ -28,6 +28,7 @@ pub mod nexthop;
 #[allow(dead_code)] // used by the AF_XDP backend, next
 mod timer;
 mod worker;
+mod xdp;
 
 pub use bytes::Bytes;
 pub use config::{Backend, StackConfig};
@@ -35,3 +36,4 @@ pub use error::{Error, WriteError};
 pub use flow::Flow;
 pub use listener::{Handler, Keepalive, Listener, Listeners, LocalFuture};
 pub use worker::{Stack, StartError, WorkerContext};
+pub use xdp::ports::PortRange;

@@ -1,8 +1,10 @@
 //! Workers: one thread per queue (AF_XDP) or per core (kernel), each pinned to its core,
 //! and the handle through which the rest of the program talks to them.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,6 +31,10 @@ pub enum StartError {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The AF_XDP layer refused (no interface, no privileges, a program already
+    /// attached, a busy queue...).
+    #[error("AF_XDP: {0}")]
+    Xdp(#[from] xsk::Error),
     /// A system call failed.
     #[error("{0}: {1}")]
     Io(&'static str, #[source] io::Error),
@@ -48,14 +54,24 @@ pub(crate) struct WorkerSetup {
     pub listeners: Listeners,
     pub addrs: Vec<Ipv4Addr>,
     pub config: Arc<StackConfig>,
-    pub ready: std::sync::mpsc::Sender<Result<(), StartError>>,
+    pub ready: std::sync::mpsc::Sender<Result<Option<(u32, std::os::fd::RawFd)>, StartError>>,
 }
 
 /// A task's view of the worker it runs on: how it opens connections.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WorkerContext {
     index: usize,
     connect_timeout: Duration,
+    xdp: Option<Rc<RefCell<crate::xdp::worker::State>>>,
+}
+
+impl std::fmt::Debug for WorkerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerContext")
+            .field("index", &self.index)
+            .field("xdp", &self.xdp.is_some())
+            .finish()
+    }
 }
 
 impl WorkerContext {
@@ -63,6 +79,19 @@ impl WorkerContext {
         WorkerContext {
             index,
             connect_timeout,
+            xdp: None,
+        }
+    }
+
+    pub(crate) fn xdp(
+        index: usize,
+        connect_timeout: Duration,
+        state: Rc<RefCell<crate::xdp::worker::State>>,
+    ) -> WorkerContext {
+        WorkerContext {
+            index,
+            connect_timeout,
+            xdp: Some(state),
         }
     }
 
@@ -79,7 +108,12 @@ impl WorkerContext {
         dst: SocketAddrV4,
         keepalive: Option<Keepalive>,
     ) -> Result<Flow, Error> {
-        kernel::connect(dst, keepalive, self.connect_timeout).await
+        match &self.xdp {
+            Some(state) => {
+                crate::xdp::worker::connect(state, dst, keepalive, self.connect_timeout).await
+            }
+            None => kernel::connect(dst, keepalive, self.connect_timeout).await,
+        }
     }
 }
 
@@ -92,6 +126,8 @@ struct WorkerHandle {
 pub struct Stack {
     workers: Vec<WorkerHandle>,
     backend: Backend,
+    // Dropped after the workers have stopped (see Drop): detaches the program.
+    xdp: Option<crate::xdp::XdpShared>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -113,69 +149,112 @@ impl Stack {
                 return Err(StartError::NoSuchCore(c, cores.len()));
             }
         }
-        let addrs = if config.addrs.is_empty() {
-            vec![Ipv4Addr::UNSPECIFIED]
-        } else {
-            config.addrs.clone()
-        };
-        let workers = match config.backend {
-            Backend::Kernel => config.workers.unwrap_or(config.cores.len().max(1)),
-        };
-        if workers == 0 {
-            return Err(StartError::Config("at least one worker is needed".into()));
-        }
-        if config.backend == Backend::Kernel {
-            for port in listeners.ports() {
-                for addr in &addrs {
-                    kernel::check_port_free(SocketAddrV4::new(*addr, port))?;
-                }
-            }
-        }
         let config = Arc::new(config);
         let mut stack = Stack {
             workers: Vec::new(),
             backend: config.backend,
+            xdp: None,
         };
-        for index in 0..workers {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let setup = WorkerSetup {
-                index,
-                listeners: listeners.clone(),
-                addrs: addrs.clone(),
-                config: config.clone(),
-                ready: ready_tx,
-            };
-            let core = (!config.cores.is_empty()).then(|| config.cores[index % config.cores.len()]);
-            let thread = std::thread::Builder::new()
-                .name(format!("sluice-w{index}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core_affinity::CoreId { id: core });
-                    }
-                    kernel::run_worker(setup, rx)
-                })
-                .map_err(|e| StartError::Io("spawning a worker thread", e))?;
-            stack.workers.push(WorkerHandle {
-                thread: Some(thread),
-                commands: tx,
-            });
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    stack.shutdown(Duration::ZERO);
-                    return Err(e);
+        match config.backend {
+            Backend::Kernel => {
+                let addrs = if config.addrs.is_empty() {
+                    vec![Ipv4Addr::UNSPECIFIED]
+                } else {
+                    config.addrs.clone()
+                };
+                let workers = config.workers.unwrap_or(config.cores.len().max(1));
+                if workers == 0 {
+                    return Err(StartError::Config("at least one worker is needed".into()));
                 }
-                Err(_) => {
-                    stack.shutdown(Duration::ZERO);
-                    return Err(StartError::Io(
-                        "starting a worker",
-                        io::Error::other("the worker thread died"),
-                    ));
+                for port in listeners.ports() {
+                    for addr in &addrs {
+                        kernel::check_port_free(SocketAddrV4::new(*addr, port))?;
+                    }
+                }
+                for index in 0..workers {
+                    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+                    let setup = WorkerSetup {
+                        index,
+                        listeners: listeners.clone(),
+                        addrs: addrs.clone(),
+                        config: config.clone(),
+                        ready: ready_tx,
+                    };
+                    stack.launch(index, &config, ready_rx, move |rx| {
+                        kernel::run_worker(setup, rx)
+                    })?;
+                }
+            }
+            Backend::Xdp => {
+                let (shared, templates) = crate::xdp::prepare(&config, &listeners)?;
+                stack.xdp = Some(shared);
+                for t in templates {
+                    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+                    let setup = crate::xdp::XdpWorkerSetup {
+                        index: t.index,
+                        workers: t.workers,
+                        queue: t.queue,
+                        iface: t.iface,
+                        mac: t.mac,
+                        addrs: config.addrs.clone(),
+                        listeners: listeners.clone(),
+                        config: config.clone(),
+                        tcp: crate::xdp::conn::TcbFactory::new(&config.tcp),
+                        ports: config.client_ports,
+                        ready: ready_tx,
+                    };
+                    stack.launch(t.index, &config, ready_rx, move |rx| {
+                        crate::xdp::worker::run_worker(setup, rx)
+                    })?;
                 }
             }
         }
         Ok(stack)
+    }
+
+    /// Starts worker `index` on its core and waits until it serves (or fails).
+    fn launch(
+        &mut self,
+        index: usize,
+        config: &StackConfig,
+        ready: std::sync::mpsc::Receiver<Result<Option<(u32, std::os::fd::RawFd)>, StartError>>,
+        run: impl FnOnce(mpsc::UnboundedReceiver<Command>) + Send + 'static,
+    ) -> Result<(), StartError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let core = (!config.cores.is_empty()).then(|| config.cores[index % config.cores.len()]);
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-w{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                }
+                run(rx)
+            })
+            .map_err(|e| StartError::Io("spawning a worker thread", e))?;
+        self.workers.push(WorkerHandle {
+            thread: Some(thread),
+            commands: tx,
+        });
+        let outcome = match ready.recv() {
+            Ok(Ok(Some((queue, fd)))) => match &mut self.xdp {
+                Some(shared) => shared
+                    .program
+                    .register_fd(queue, fd)
+                    .map_err(StartError::Xdp),
+                None => Ok(()),
+            },
+            Ok(Ok(None)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StartError::Io(
+                "starting a worker",
+                io::Error::other("the worker thread died"),
+            )),
+        };
+        if let Err(e) = outcome {
+            self.shutdown(Duration::ZERO);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// How many workers run.
@@ -231,5 +310,6 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown(Duration::ZERO);
+        self.xdp = None;
     }
 }

@@ -1,0 +1,200 @@
+//! The connection as the AF_XDP worker drives it: everything that touches the sans-IO
+//! `tcp` crate, in one place. Time is microseconds since the worker's epoch.
+
+use std::net::SocketAddrV4;
+
+use bytes::BytesMut;
+use tcp::tcb::{Config as TcpConfig, Event as TcpEvent, Keepalive as TcpKeepalive};
+use tcp::time::Instant;
+use wire::TcpRepr;
+
+use crate::error::Error;
+use crate::listener::Keepalive;
+
+/// What happened to a connection, as the worker and its flows care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnEvent {
+    Connected,
+    Readable,
+    Writable,
+    PeerClosed,
+    Closed,
+    Reset,
+    TimedOut,
+    Refused,
+}
+
+impl ConnEvent {
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            ConnEvent::Reset => Error::Reset,
+            ConnEvent::TimedOut => Error::Timeout,
+            ConnEvent::Refused => Error::Refused,
+            _ => Error::Reset,
+        }
+    }
+}
+
+fn instant(us: u64) -> Instant {
+    Instant::from_micros(us)
+}
+
+fn keepalive(k: Option<Keepalive>) -> Option<TcpKeepalive> {
+    k.map(|k| TcpKeepalive {
+        after: k.after,
+        interval: k.interval,
+        probes: k.probes,
+    })
+}
+
+/// Makes connections with the worker's settings and its keyed ISN generator.
+pub(crate) struct TcbFactory {
+    config: TcpConfig,
+    isn: tcp::isn::IsnGenerator,
+}
+
+/// 16 random bytes from the kernel, for the ISN key.
+fn random_key() -> [u8; 16] {
+    let mut key = [0u8; 16];
+    // SAFETY: key is a valid, writable 16-byte buffer.
+    let n = unsafe { libc::getrandom(key.as_mut_ptr().cast(), key.len(), 0) };
+    assert_eq!(n, 16, "getrandom failed: the ISN key would be predictable");
+    key
+}
+
+impl TcbFactory {
+    pub(crate) fn new(config: &TcpConfig) -> TcbFactory {
+        TcbFactory {
+            config: config.clone(),
+            isn: tcp::isn::IsnGenerator::new(random_key()),
+        }
+    }
+
+    pub(crate) fn accept(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &TcpRepr<'_>,
+        ka: Option<Keepalive>,
+        now_us: u64,
+    ) -> Tcb {
+        let now = instant(now_us);
+        let isn = self.isn.generate(local, remote, now);
+        let mut config = self.config.clone();
+        config.keepalive = keepalive(ka);
+        Tcb(tcp::tcb::Tcb::accept(config, local, remote, syn, isn, now))
+    }
+
+    pub(crate) fn connect(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        ka: Option<Keepalive>,
+        now_us: u64,
+    ) -> Tcb {
+        let now = instant(now_us);
+        let isn = self.isn.generate(local, remote, now);
+        let mut config = self.config.clone();
+        config.keepalive = keepalive(ka);
+        Tcb(tcp::tcb::Tcb::connect(config, local, remote, isn, now))
+    }
+}
+
+/// One TCP connection.
+pub(crate) struct Tcb(tcp::tcb::Tcb);
+
+impl Tcb {
+    pub(crate) fn on_segment(&mut self, seg: &TcpRepr<'_>, now_us: u64) {
+        self.0.on_segment(seg, instant(now_us));
+    }
+
+    pub(crate) fn on_timeout(&mut self, now_us: u64) {
+        self.0.on_timeout(instant(now_us));
+    }
+
+    pub(crate) fn next_deadline_us(&self) -> Option<u64> {
+        self.0.poll_timeout().map(|t| t.as_micros())
+    }
+
+    pub(crate) fn events(&mut self, mut f: impl FnMut(ConnEvent)) {
+        while let Some(e) = self.0.poll_event() {
+            f(match e {
+                TcpEvent::Connected => ConnEvent::Connected,
+                TcpEvent::Readable => ConnEvent::Readable,
+                TcpEvent::Writable => ConnEvent::Writable,
+                TcpEvent::PeerClosed => ConnEvent::PeerClosed,
+                TcpEvent::Closed => ConnEvent::Closed,
+                TcpEvent::Reset => ConnEvent::Reset,
+                TcpEvent::TimedOut => ConnEvent::TimedOut,
+                TcpEvent::Refused => ConnEvent::Refused,
+            });
+        }
+    }
+
+    /// Hands each segment the connection wants to send to `emit` (header, payload
+    /// length, and a closure that copies the payload into the frame), until `emit`
+    /// refuses one (no TX room) or nothing is left.
+    pub(crate) fn transmit(
+        &mut self,
+        now_us: u64,
+        mut emit: impl FnMut(&TcpRepr<'_>, usize, &mut dyn FnMut(&mut [u8])) -> bool,
+    ) {
+        let now = instant(now_us);
+        while let Some(t) = self.0.poll_transmit(now) {
+            let header = t.header();
+            let len = t.payload_len();
+            let conn = &self.0;
+            if !emit(&header, len, &mut |dst| conn.write_payload(&t, dst)) {
+                // No room in the TX ring: the segment counts as lost and is resent by
+                // the retransmission machinery, which is what a full NIC queue does too.
+                break;
+            }
+        }
+    }
+
+    pub(crate) fn wants_to_send(&self) -> bool {
+        self.0.wants_to_send()
+    }
+
+    pub(crate) fn recv_into(&mut self, buf: &mut BytesMut) -> usize {
+        let spare = buf.capacity() - buf.len();
+        let start = buf.len();
+        buf.resize(start + spare, 0);
+        let n = self.0.recv(&mut buf[start..]);
+        buf.truncate(start + n);
+        n
+    }
+
+    /// The peer has closed and every byte it sent has been read.
+    pub(crate) fn at_eof(&self) -> bool {
+        self.0.at_eof()
+    }
+
+    pub(crate) fn can_send(&self) -> bool {
+        self.0.can_send()
+    }
+
+    pub(crate) fn send(&mut self, data: &[u8], nodelay: bool) -> usize {
+        if nodelay {
+            self.0.send_nodelay(data)
+        } else {
+            self.0.send(data)
+        }
+    }
+
+    pub(crate) fn unsent(&self) -> usize {
+        self.0.unsent()
+    }
+
+    pub(crate) fn close(&mut self) {
+        self.0.close();
+    }
+
+    pub(crate) fn abort(&mut self) {
+        self.0.abort();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}

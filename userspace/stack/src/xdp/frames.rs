@@ -1,0 +1,87 @@
+//! Frames in and out of the worker: everything that touches the `wire` crate, in one
+//! place. Outgoing frames are written straight into UMEM frames.
+
+use std::net::Ipv4Addr;
+
+use wire::frame::{emit_tcp_ipv4_with, parse_tcp_ipv4, TcpFrame};
+use wire::{
+    ChecksumMode, EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr, TcpFlags, TcpRepr,
+};
+
+/// Parses a received frame; `verify` checks the IPv4 and TCP checksums.
+pub(crate) fn parse(frame: &[u8], verify: bool) -> Option<TcpFrame<'_>> {
+    let mode = if verify {
+        ChecksumMode::Verify
+    } else {
+        ChecksumMode::Ignore
+    };
+    parse_tcp_ipv4(frame, mode).ok()
+}
+
+/// Where a connection's frames go: MAC and IPv4 addresses of both ends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Path {
+    pub local_mac: [u8; 6],
+    pub remote_mac: [u8; 6],
+    pub local_ip: Ipv4Addr,
+    pub remote_ip: Ipv4Addr,
+}
+
+/// Writes Ethernet + IPv4 + the TCP header `tcp` + `payload_len` bytes that `payload`
+/// fills in place, into `buf` (a UMEM frame). Returns the frame length, 0 if it does
+/// not fit.
+pub(crate) fn emit(
+    buf: &mut [u8],
+    path: &Path,
+    tcp: &TcpRepr<'_>,
+    payload_len: usize,
+    payload: impl FnOnce(&mut [u8]),
+) -> usize {
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(path.local_mac),
+        dst_addr: EthernetAddress(path.remote_mac),
+        ethertype: EtherType::Ipv4,
+    };
+    let ip = Ipv4Repr {
+        src_addr: path.local_ip,
+        dst_addr: path.remote_ip,
+        protocol: IpProtocol::Tcp,
+        payload_len: tcp.header_len() + payload_len,
+        ttl: 64,
+        ident: 0,
+        dont_frag: true,
+    };
+    emit_tcp_ipv4_with(buf, &eth, &ip, tcp, payload_len, payload).unwrap_or(0)
+}
+
+/// The RST answering `seg` (RFC 9293 §3.10.7.1): for a segment with ACK, the reset
+/// takes its sequence number from the ACK; otherwise it acknowledges the segment.
+pub(crate) fn reset_for<'a>(seg: &TcpRepr<'_>) -> Option<TcpRepr<'a>> {
+    if seg.flags.rst() {
+        return None;
+    }
+    let mut flags = TcpFlags::default();
+    flags.set_rst(true);
+    let (seq, ack) = match seg.ack_number {
+        Some(ack) => (ack, None),
+        None => {
+            let len = seg.payload.len() as u32 + seg.flags.syn() as u32 + seg.flags.fin() as u32;
+            (0, Some(seg.seq_number.wrapping_add(len)))
+        }
+    };
+    Some(TcpRepr {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        seq_number: seq,
+        ack_number: ack,
+        flags,
+        window_len: 0,
+        urgent_pointer: 0,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 4],
+        timestamp: None,
+        payload: &[],
+    })
+}

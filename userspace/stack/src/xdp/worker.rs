@@ -1,0 +1,672 @@
+//! One AF_XDP worker: its socket, its connections, its timers, and the loop that moves
+//! frames between them. Everything here runs on the worker's thread; flows reach the
+//! state through an `Rc<RefCell<..>>` borrowed only between awaits, so nothing on the
+//! packet path takes a lock.
+//!
+//! The loop (a task on the worker's single-threaded runtime) does, in turn: receive a
+//! batch and feed each segment to its connection; fire due timers; transmit what the
+//! connections have to send straight into UMEM frames and kick the ring once; then yield
+//! so the flow tasks woken by all that run. With nothing to do it keeps polling for
+//! `busy_poll`, then sleeps until the socket is readable, a timer is due, a flow has
+//! something to send, or a command arrives.
+
+use std::cell::RefCell;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::rc::Rc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, Notify};
+use xsk::{RxAction, XskConfig, XskSocket};
+
+use super::conn::{ConnEvent, Tcb};
+use super::frames::{self, Path};
+use super::table::{FourTuple, Handle, Table};
+use super::XdpWorkerSetup;
+use crate::error::Error;
+use crate::listener::{Keepalive, Listeners};
+use crate::timer::TimerWheel;
+use crate::worker::{Command, StartError, WorkerContext};
+use crate::Flow;
+
+/// Frames taken from the RX ring per round.
+const RX_BATCH: u32 = 64;
+
+/// A connection as the worker keeps it.
+pub(crate) struct Conn {
+    pub tcb: Tcb,
+    pub tuple: FourTuple,
+    pub path: Path,
+    /// The wheel entry's time, when one is armed.
+    armed_ms: Option<u64>,
+    pub read_waker: Option<Waker>,
+    pub write_waker: Option<Waker>,
+    /// Accepted from a listener and not yet handed to its handler.
+    pending_handler: Option<u16>,
+    /// An active open waiting for the handshake.
+    pub connect_waker: Option<Waker>,
+    pub connected: bool,
+    pub failed: Option<ConnEvent>,
+    /// The application holds a Flow for it (or a connect is waiting): keep the slot
+    /// until the Flow is dropped, even after TCP is done with it.
+    pub attached: bool,
+    queued: bool,
+}
+
+/// Counters of one worker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WorkerStats {
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Frames that were not IPv4/TCP for us, or failed their checksums.
+    pub rx_dropped: u64,
+    /// Frames transmitted.
+    pub tx_frames: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// RSTs sent for segments that matched no connection or listener.
+    pub resets_sent: u64,
+    /// SYNs refused because the half-open backlog was full.
+    pub backlog_full: u64,
+}
+
+/// The worker's state, shared with its flows.
+pub(crate) struct State {
+    pub sock: XskSocket,
+    pub mac: [u8; 6],
+    pub addrs: Vec<Ipv4Addr>,
+    pub listeners: Listeners,
+    pub conns: Table<Conn>,
+    timers: TimerWheel,
+    /// Connections with something to transmit.
+    dirty: Vec<Handle>,
+    dirty_spare: Vec<Handle>,
+    epoch: Instant,
+    pub verify_checksums: bool,
+    pub tcp: super::conn::TcbFactory,
+    pub half_open: usize,
+    pub max_half_open: usize,
+    pub stats: WorkerStats,
+    /// Woken when a flow gives the loop work while it sleeps.
+    pub loop_wake: Rc<Notify>,
+    /// Next local port to try for an active open.
+    pub next_port: u16,
+    pub ports: super::ports::PortRange,
+    pub index: usize,
+    pub workers: usize,
+    /// Accepted flows waiting to be handed to their handlers (spawned outside the borrow).
+    accepted: Vec<(Handle, u16)>,
+    /// Scratch lists reused every round, so the loop allocates nothing in steady state.
+    scratch_handles: Vec<Handle>,
+    scratch_timers: Vec<u32>,
+}
+
+impl State {
+    pub fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Marks a connection as having something to send, and makes sure the loop looks.
+    pub fn mark_dirty(&mut self, h: Handle) {
+        if let Some(c) = self.conns.get_mut(h) {
+            if !c.queued {
+                c.queued = true;
+                self.dirty.push(h);
+            }
+        }
+        self.loop_wake.notify_one();
+    }
+
+    /// After anything touched a connection: arm its timer, wake its flow, hand it to
+    /// its handler, or retire it.
+    fn after_tcp(&mut self, h: Handle) {
+        let Some(c) = self.conns.get_mut(h) else {
+            return;
+        };
+        let mut wake_read = false;
+        let mut wake_write = false;
+        let mut newly_connected = false;
+        c.tcb.events(|e| match e {
+            ConnEvent::Connected => newly_connected = true,
+            ConnEvent::Readable | ConnEvent::PeerClosed => wake_read = true,
+            ConnEvent::Writable => wake_write = true,
+            ConnEvent::Closed | ConnEvent::Reset | ConnEvent::TimedOut | ConnEvent::Refused => {
+                wake_read = true;
+                wake_write = true;
+                if c.failed.is_none() && e != ConnEvent::Closed {
+                    c.failed = Some(e);
+                }
+            }
+        });
+        if newly_connected && !c.connected {
+            c.connected = true;
+            if let Some(port) = c.pending_handler.take() {
+                self.half_open = self.half_open.saturating_sub(1);
+                self.accepted.push((h, port));
+            }
+        }
+        if wake_read || newly_connected {
+            if let Some(w) = c.read_waker.take() {
+                w.wake();
+            }
+            if let Some(w) = c.connect_waker.take() {
+                w.wake();
+            }
+        }
+        if wake_write {
+            if let Some(w) = c.write_waker.take() {
+                w.wake();
+            }
+        }
+        if let Some(deadline_us) = c.tcb.next_deadline_us() {
+            let ms = deadline_us.div_ceil(1000);
+            if c.armed_ms.is_none_or(|armed| ms < armed) {
+                c.armed_ms = Some(ms);
+                self.timers.insert(h.index, ms);
+            }
+        }
+        if c.tcb.is_closed() && !c.attached {
+            if c.pending_handler.is_some() {
+                self.half_open = self.half_open.saturating_sub(1);
+            }
+            let tuple = c.tuple;
+            self.conns.remove(&tuple, h);
+        } else if c.tcb.wants_to_send() && !c.queued {
+            c.queued = true;
+            self.dirty.push(h);
+        }
+    }
+
+    /// Called when a Flow (or a failed connect) lets go of its connection.
+    pub fn detach(&mut self, h: Handle) {
+        if let Some(c) = self.conns.get_mut(h) {
+            c.attached = false;
+            if !c.tcb.is_closed() {
+                // The application dropped the flow without closing: close for it, the way a
+                // process exit closes its sockets.
+                c.tcb.close();
+            }
+        }
+        self.after_tcp(h);
+        self.mark_dirty(h);
+    }
+
+    /// One receive batch. Returns how many frames were taken.
+    fn receive(&mut self) -> u32 {
+        let now_us = self.now_us();
+        let verify = self.verify_checksums;
+        // Split the borrow: the socket hands frames to a closure that needs the rest.
+        let mut touched = std::mem::take(&mut self.scratch_handles);
+        touched.clear();
+        let State {
+            sock,
+            conns,
+            listeners,
+            tcp,
+            stats,
+            half_open,
+            max_half_open,
+            mac,
+            addrs,
+            ..
+        } = self;
+        let mut replies = 0u64;
+        let n = sock.recv(RX_BATCH, |frame| {
+            stats.rx_frames += 1;
+            let Some(f) = frames::parse(frame, verify) else {
+                stats.rx_dropped += 1;
+                return RxAction::Recycle;
+            };
+            if !addrs.contains(&f.ip.dst_addr) {
+                stats.rx_dropped += 1;
+                return RxAction::Recycle;
+            }
+            let tuple = FourTuple {
+                local: SocketAddrV4::new(f.ip.dst_addr, f.tcp.dst_port),
+                remote: SocketAddrV4::new(f.ip.src_addr, f.tcp.src_port),
+            };
+            if let Some(h) = conns.lookup(&tuple) {
+                if let Some(c) = conns.get_mut(h) {
+                    c.tcb.on_segment(&f.tcp, now_us);
+                    touched.push(h);
+                }
+                return RxAction::Recycle;
+            }
+            let is_syn = f.tcp.flags.syn() && f.tcp.ack_number.is_none() && !f.tcp.flags.rst();
+            if is_syn {
+                if let Some(l) = listeners.get(f.tcp.dst_port) {
+                    if *half_open >= *max_half_open {
+                        // Bounded backlog: drop the SYN; the client retries.
+                        stats.backlog_full += 1;
+                        return RxAction::Recycle;
+                    }
+                    let path = Path {
+                        local_mac: *mac,
+                        remote_mac: f.eth.src_addr.0,
+                        local_ip: f.ip.dst_addr,
+                        remote_ip: f.ip.src_addr,
+                    };
+                    let tcb = tcp.accept(tuple.local, tuple.remote, &f.tcp, l.keepalive, now_us);
+                    let h = conns.insert(
+                        tuple,
+                        Conn {
+                            tcb,
+                            tuple,
+                            path,
+                            armed_ms: None,
+                            read_waker: None,
+                            write_waker: None,
+                            pending_handler: Some(f.tcp.dst_port),
+                            connect_waker: None,
+                            connected: false,
+                            failed: None,
+                            attached: false,
+                            queued: false,
+                        },
+                    );
+                    *half_open += 1;
+                    stats.accepted += 1;
+                    touched.push(h);
+                    return RxAction::Recycle;
+                }
+            }
+            // Nothing here for it: answer with a RST in place of the frame itself.
+            let Some(rst) = frames::reset_for(&f.tcp) else {
+                return RxAction::Recycle;
+            };
+            let path = Path {
+                local_mac: f.eth.dst_addr.0,
+                remote_mac: f.eth.src_addr.0,
+                local_ip: f.ip.dst_addr,
+                remote_ip: f.ip.src_addr,
+            };
+            let len = frames::emit(frame, &path, &rst, 0, |_| {});
+            if len == 0 {
+                return RxAction::Recycle;
+            }
+            replies += 1;
+            RxAction::Transmit(len as u32)
+        });
+        self.stats.resets_sent += replies;
+        self.stats.tx_frames += replies;
+        for &h in &touched {
+            self.after_tcp(h);
+        }
+        self.scratch_handles = touched;
+        n
+    }
+
+    /// Fires due timers. Returns how many connections were touched.
+    fn fire_timers(&mut self) -> usize {
+        let now_us = self.now_us();
+        let now_ms = now_us / 1000;
+        let mut due = std::mem::take(&mut self.scratch_timers);
+        due.clear();
+        self.timers.expire(now_ms, |index| due.push(index));
+        let mut touched = 0;
+        for &index in &due {
+            let Some(h) = self.conns.handle_at(index) else {
+                continue;
+            };
+            let Some(c) = self.conns.get_mut(h) else {
+                continue;
+            };
+            c.armed_ms = None;
+            if c.tcb.next_deadline_us().is_some_and(|d| d <= now_us) {
+                c.tcb.on_timeout(now_us);
+                touched += 1;
+            }
+            // Re-arms at the real deadline (the entry may have been early).
+            self.after_tcp(h);
+        }
+        self.scratch_timers = due;
+        touched
+    }
+
+    /// Transmits what every dirty connection has to send. Returns frames sent.
+    fn transmit(&mut self) -> u32 {
+        let now_us = self.now_us();
+        let mut sent = 0;
+        // Work on the current list while new marks go to the (empty) other one; the two
+        // swap every round, so neither is reallocated in steady state.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        std::mem::swap(&mut self.dirty, &mut self.dirty_spare);
+        for &h in &dirty {
+            let State { conns, sock, .. } = self;
+            let Some(c) = conns.get_mut(h) else { continue };
+            c.queued = false;
+            let path = c.path;
+            c.tcb.transmit(now_us, |hdr, payload_len, fill| {
+                let ok = sock
+                    .transmit_with(|buf| frames::emit(buf, &path, hdr, payload_len, |p| fill(p)));
+                sent += ok as u32;
+                ok
+            });
+            // Still wanting to send (TX ring full) puts it back on the list.
+            self.after_tcp(h);
+        }
+        dirty.clear();
+        self.dirty_spare = dirty;
+        self.stats.tx_frames += sent as u64;
+        sent
+    }
+
+    /// One round of the loop without awaiting. Returns whether anything happened.
+    fn step(&mut self) -> bool {
+        self.sock.reclaim();
+        let got = self.receive();
+        let fired = self.fire_timers();
+        let sent = self.transmit();
+        let _ = self.sock.flush();
+        self.sock.refill();
+        got > 0 || fired > 0 || sent > 0
+    }
+
+    fn next_timer(&self) -> Option<Duration> {
+        let next_ms = self.timers.next_deadline_ms()?;
+        let now_ms = self.now_us() / 1000;
+        Some(Duration::from_millis(next_ms.saturating_sub(now_ms)))
+    }
+
+    /// A local port for an active open to `remote` that this worker owns.
+    pub fn pick_port(&mut self, local_ip: Ipv4Addr, remote: SocketAddrV4) -> Option<u16> {
+        let span = self.ports.len();
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port >= self.ports.last {
+                self.ports.first
+            } else {
+                port + 1
+            };
+            let tuple = FourTuple {
+                local: SocketAddrV4::new(local_ip, port),
+                remote,
+            };
+            if tuple.owner(self.workers) == self.index && self.conns.lookup(&tuple).is_none() {
+                return Some(port);
+            }
+        }
+        None
+    }
+}
+
+/// Creates the worker's socket and state, reports readiness, and runs the loop until a
+/// shutdown command.
+pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let XdpWorkerSetup {
+        index,
+        workers,
+        queue,
+        iface,
+        mac,
+        addrs,
+        listeners,
+        config,
+        tcp,
+        ports,
+        ready,
+    } = setup;
+    let sock = match XskSocket::bind(
+        &iface,
+        queue,
+        &XskConfig {
+            bind_mode: config.xdp_bind_mode,
+            ..XskConfig::default()
+        },
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(StartError::Xdp(e)));
+            return;
+        }
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(StartError::Io("building the worker runtime", e)));
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let state = Rc::new(RefCell::new(State {
+            sock,
+            mac,
+            addrs,
+            listeners,
+            conns: Table::new(),
+            timers: TimerWheel::new(0),
+            dirty: Vec::new(),
+            dirty_spare: Vec::new(),
+            epoch: Instant::now(),
+            verify_checksums: config.verify_checksums,
+            tcp,
+            half_open: 0,
+            max_half_open: config.max_half_open,
+            stats: WorkerStats::default(),
+            loop_wake: Rc::new(Notify::new()),
+            next_port: ports.first + (index as u16 % ports.len().max(1) as u16),
+            ports,
+            index,
+            workers,
+            accepted: Vec::new(),
+            scratch_handles: Vec::new(),
+            scratch_timers: Vec::new(),
+        }));
+        // SAFETY: `fd` is the socket that `state` owns; `afd` is declared after `state`,
+        // so it is dropped (and deregistered) before the socket closes.
+        let afd = match unsafe { AsyncFd::register(fd) } {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = ready.send(Err(StartError::Io(
+                    "registering the AF_XDP socket with epoll",
+                    std::io::Error::other(e.to_string()),
+                )));
+                return;
+            }
+        };
+        // The map entry for this queue points at our socket from now on.
+        let _ = ready.send(Ok(Some((queue, fd))));
+        let ctx = WorkerContext::xdp(index, config.connect_timeout, state.clone());
+        let busy_poll = config.busy_poll;
+        let mut idle_since: Option<Instant> = None;
+        let active_tasks = Rc::new(());
+        let mut draining: Option<Instant> = None;
+        loop {
+            let (worked, accepted) = {
+                let mut s = state.borrow_mut();
+                let worked = s.step();
+                (worked, std::mem::take(&mut s.accepted))
+            };
+            for (h, port) in accepted {
+                start_handler(&state, h, port, &active_tasks);
+            }
+            while let Ok(cmd) = commands.try_recv() {
+                match cmd {
+                    Command::Spawn(f) => {
+                        let fut = f(ctx.clone());
+                        let token = active_tasks.clone();
+                        tokio::task::spawn_local(async move {
+                            fut.await;
+                            drop(token);
+                        });
+                    }
+                    Command::Shutdown { drain } => {
+                        state.borrow_mut().listeners = Listeners::new();
+                        draining = Some(Instant::now() + drain);
+                    }
+                }
+            }
+            if let Some(deadline) = draining {
+                // Only the loop's own reference left: every flow task has finished.
+                if Rc::strong_count(&active_tasks) == 1 || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            if worked {
+                idle_since = None;
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let idle = *idle_since.get_or_insert_with(Instant::now);
+            if idle.elapsed() < busy_poll {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            // Sleep until something can happen.
+            let (notify, timer) = {
+                let s = state.borrow();
+                (s.loop_wake.clone(), s.next_timer())
+            };
+            let wait = timer
+                .unwrap_or(Duration::from_millis(100))
+                .min(Duration::from_millis(100));
+            tokio::select! {
+                guard = afd.readable() => {
+                    if let Ok(mut g) = guard {
+                        g.clear_ready();
+                    }
+                }
+                _ = notify.notified() => {}
+                cmd = commands.recv() => {
+                    match cmd {
+                        Some(Command::Spawn(f)) => {
+                            let fut = f(ctx.clone());
+                            let token = active_tasks.clone();
+                            tokio::task::spawn_local(async move {
+                                fut.await;
+                                drop(token);
+                            });
+                        }
+                        Some(Command::Shutdown { drain }) => {
+                            state.borrow_mut().listeners = Listeners::new();
+                            draining = Some(Instant::now() + drain);
+                        }
+                        None => break,
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            idle_since = None;
+        }
+        drop(active_tasks);
+    });
+}
+
+/// Hands an accepted connection to its listener's handler.
+fn start_handler(state: &Rc<RefCell<State>>, h: Handle, port: u16, tasks: &Rc<()>) {
+    let handler = {
+        let mut s = state.borrow_mut();
+        let Some(l) = s.listeners.get(port).cloned() else {
+            // The listener went away (shutdown): refuse the connection.
+            if let Some(c) = s.conns.get_mut(h) {
+                c.tcb.abort();
+            }
+            s.after_tcp(h);
+            return;
+        };
+        match s.conns.get_mut(h) {
+            Some(c) => c.attached = true,
+            None => return,
+        }
+        l.handler
+    };
+    let flow = Flow::xdp(super::flow::XdpFlow::new(state.clone(), h));
+    let fut = handler(flow);
+    let token = tasks.clone();
+    tokio::task::spawn_local(async move {
+        fut.await;
+        drop(token);
+    });
+}
+
+/// Opens a connection from this worker (the seed's create_connection).
+pub(crate) async fn connect(
+    state: &Rc<RefCell<State>>,
+    dst: SocketAddrV4,
+    keepalive: Option<Keepalive>,
+    timeout: Duration,
+) -> Result<Flow, Error> {
+    let h = {
+        let mut nl = super::nexthop_cache::Resolver::current();
+        let (route, remote_mac) = nl
+            .resolve(*dst.ip())
+            .map_err(|e| Error::Unreachable(e.to_string()))?;
+        let mut s = state.borrow_mut();
+        let local_ip = super::table::pick_source(&s.addrs, route.source)
+            .ok_or_else(|| Error::Unreachable("no local address".into()))?;
+        let port = s
+            .pick_port(local_ip, dst)
+            .ok_or_else(|| Error::Unreachable("no free local port".into()))?;
+        let tuple = FourTuple {
+            local: SocketAddrV4::new(local_ip, port),
+            remote: dst,
+        };
+        let now = s.now_us();
+        let path = Path {
+            local_mac: s.mac,
+            remote_mac,
+            local_ip,
+            remote_ip: *dst.ip(),
+        };
+        let tcb = s.tcp.connect(tuple.local, tuple.remote, keepalive, now);
+        let h = s.conns.insert(
+            tuple,
+            Conn {
+                tcb,
+                tuple,
+                path,
+                armed_ms: None,
+                read_waker: None,
+                write_waker: None,
+                pending_handler: None,
+                connect_waker: None,
+                connected: false,
+                failed: None,
+                attached: true,
+                queued: false,
+            },
+        );
+        s.after_tcp(h);
+        s.mark_dirty(h);
+        h
+    };
+    let outcome = tokio::time::timeout(
+        timeout,
+        std::future::poll_fn(|cx| {
+            let mut s = state.borrow_mut();
+            let Some(c) = s.conns.get_mut(h) else {
+                return std::task::Poll::Ready(Err(Error::Refused));
+            };
+            if let Some(e) = c.failed {
+                return std::task::Poll::Ready(Err(e.into_error()));
+            }
+            if c.connected {
+                return std::task::Poll::Ready(Ok(()));
+            }
+            c.connect_waker = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        }),
+    )
+    .await;
+    match outcome {
+        Ok(Ok(())) => Ok(Flow::xdp(super::flow::XdpFlow::new(state.clone(), h))),
+        Ok(Err(e)) => {
+            state.borrow_mut().detach(h);
+            Err(e)
+        }
+        Err(_) => {
+            let mut s = state.borrow_mut();
+            if let Some(c) = s.conns.get_mut(h) {
+                c.tcb.abort();
+            }
+            s.detach(h);
+            Err(Error::Timeout)
+        }
+    }
+}
