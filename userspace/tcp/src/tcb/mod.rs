@@ -11,8 +11,9 @@
 //! NewReno recovery (RFC 5681, RFC 6582) with the congestion controller of
 //! `crate::congestion`; delayed ACKs (every second full segment, 40 ms, immediate for
 //! out-of-order data); Nagle with a per-write bypass; receiver and sender SWS avoidance;
-//! zero-window probes; keepalive. SACK-based recovery (RFC 6675) on the sending side is
-//! not used yet: received SACK blocks are parsed and ignored.
+//! zero-window probes; keepalive. With SACK, loss recovery follows RFC 6675 (the
+//! scoreboard's IsLost, NextSeg and pipe) and a retransmission timeout skips what the
+//! peer has SACKed.
 
 mod buffers;
 
@@ -24,6 +25,7 @@ use wire::{TcpFlags, TcpRepr, TcpTimestamp};
 use crate::assembler::Assembler;
 use crate::congestion::{Algorithm, Congestion, CongestionControl};
 use crate::rtt::RttEstimator;
+use crate::scoreboard::{NextSeg, Scoreboard, SendSpace, DUP_THRESH};
 use crate::seq::SeqNumber;
 use crate::time::Instant;
 use buffers::{RecvBuffer, SendBuffer};
@@ -184,8 +186,20 @@ impl Transmit {
     }
 }
 
+/// What a connection went through, for the operator's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcbStats {
+    /// Segments sent again (any reason).
+    pub retransmits: u32,
+    /// Retransmission timeouts.
+    pub timeouts: u32,
+    /// Fast recoveries entered (duplicate ACKs or SACK).
+    pub recoveries: u32,
+}
+
 /// One TCP connection.
 pub struct Tcb {
+    stats: TcbStats,
     config: Config,
     state: State,
     local: SocketAddrV4,
@@ -233,6 +247,12 @@ pub struct Tcb {
     timed: Option<(SeqNumber, Instant)>,
     dupacks: u32,
     recover: SeqNumber,
+    /// SACKed ranges of the send space (RFC 6675).
+    scoreboard: Scoreboard,
+    /// One past the highest octet retransmitted in this recovery (HighRxt + 1).
+    high_rxt: SeqNumber,
+    /// In SACK-based loss recovery (RFC 6675 §5), until SND.UNA passes `recover`.
+    sack_recovery: bool,
     /// Retransmit the first unacknowledged segment at the next poll.
     fast_retransmit: bool,
     delack_at: Option<Instant>,
@@ -269,6 +289,7 @@ impl Tcb {
         let rtt = RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto);
         let cc = Congestion::new(config.congestion, 536);
         Tcb {
+            stats: TcbStats::default(),
             send: SendBuffer::new(config.send_buffer),
             recv: RecvBuffer::new(config.recv_buffer),
             state: State::Closed,
@@ -305,6 +326,9 @@ impl Tcb {
             timed: None,
             dupacks: 0,
             recover: iss,
+            scoreboard: Scoreboard::default(),
+            high_rxt: iss,
+            sack_recovery: false,
             fast_retransmit: false,
             delack_at: None,
             unacked_segments: 0,
@@ -526,6 +550,11 @@ impl Tcb {
         self.state == State::Closed && !self.rst_now
     }
 
+    /// Retransmission counters.
+    pub fn stats(&self) -> TcbStats {
+        self.stats
+    }
+
     /// Heap bytes held by the buffers right now.
     pub fn buffer_bytes(&self) -> usize {
         self.send.allocated() + self.recv.allocated()
@@ -736,6 +765,12 @@ impl Tcb {
         let seq = SeqNumber(seg.seq_number);
         let window = self.window_of(seg);
         let in_flight_before = self.snd_max - self.snd_una;
+        let newly_sacked = if self.sack_ok {
+            self.scoreboard
+                .update(ack.max(self.snd_una), self.snd_max, &seg.sack_ranges)
+        } else {
+            0
+        };
         if ack > self.snd_una {
             let acked = ack - self.snd_una;
             let fin_acked = self.fin_sent && ack == self.snd_max;
@@ -766,12 +801,14 @@ impl Tcb {
             self.rtt.reset_backoff();
             self.retries = 0;
             self.retransmitted = false;
-            // NewReno (RFC 6582): a partial ACK in recovery retransmits the next hole.
+            // NewReno (RFC 6582): a partial ACK in recovery retransmits the next hole;
+            // with SACK the scoreboard picks what to resend (RFC 6675).
             if self.cc.in_recovery() {
                 if ack >= self.recover {
                     self.cc.on_recovery_exit(now);
+                    self.sack_recovery = false;
                     self.dupacks = 0;
-                } else {
+                } else if !self.sack_recovery {
                     self.fast_retransmit = true;
                 }
             } else {
@@ -798,21 +835,32 @@ impl Tcb {
                 }
             }
         } else if ack == self.snd_una
-            && seg.payload.is_empty()
-            && !seg.flags.fin()
-            && window == self.snd_wnd
             && self.snd_una < self.snd_max
+            && ((seg.payload.is_empty() && !seg.flags.fin() && window == self.snd_wnd)
+                || newly_sacked > 0)
         {
-            // A duplicate ACK (RFC 5681 §2).
+            // A duplicate ACK (RFC 5681 §2), or one with new SACK information (RFC 6675
+            // §2; Linux's window moves with autotuning, so window equality alone would
+            // miss most of them).
             self.dupacks += 1;
+            let lost = self.sack_ok
+                && self
+                    .scoreboard
+                    .is_lost(self.snd_una, self.max_payload(), DUP_THRESH);
             // RFC 6582 §3.2 step 2: a new recovery only when the ACK is past `recover`.
-            if self.dupacks == 3
+            if (self.dupacks as usize >= DUP_THRESH || lost)
                 && !self.cc.in_recovery()
                 && (ack > self.recover || self.recover == self.iss)
             {
                 self.recover = self.snd_max;
+                self.stats.recoveries += 1;
                 self.cc.on_congestion_event(now, in_flight_before);
-                self.fast_retransmit = true;
+                if self.sack_ok {
+                    self.sack_recovery = true;
+                    self.high_rxt = self.snd_una;
+                } else {
+                    self.fast_retransmit = true;
+                }
             }
         }
         // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
@@ -985,6 +1033,7 @@ impl Tcb {
             return;
         }
         self.rtt.on_timeout_backoff();
+        self.stats.timeouts += 1;
         self.retransmitted = true;
         self.timed = None;
         if matches!(self.state, State::SynSent | State::SynReceived) {
@@ -992,7 +1041,9 @@ impl Tcb {
         } else {
             self.cc
                 .on_retransmission_timeout(now, self.snd_max - self.snd_una);
-            // Go back to SND.UNA and resend from there as the window allows.
+            self.sack_recovery = false;
+            // Go back to SND.UNA and resend from there as the window allows, skipping
+            // what the peer has SACKed.
             self.snd_nxt = self.snd_una;
             if self.fin_sent && self.snd_una < self.snd_max {
                 self.fin_sent = false;
@@ -1100,12 +1151,29 @@ impl Tcb {
 
     /// The size of a full segment from the peer, for the every-second-segment ACK rule.
     fn peer_full_segment(&self) -> usize {
-        (self.config.mss as usize).saturating_sub(if self.ts_ok { 12 } else { 0 }).max(1)
+        (self.config.mss as usize)
+            .saturating_sub(if self.ts_ok { 12 } else { 0 })
+            .max(1)
+    }
+
+    fn send_space(&self) -> SendSpace {
+        SendSpace {
+            snd_una: self.snd_una,
+            snd_nxt: self.snd_max,
+            high_rxt: self.high_rxt.max(self.snd_una),
+            mss: self.max_payload(),
+            dupthresh: DUP_THRESH,
+        }
     }
 
     fn usable_window(&self) -> usize {
-        let in_flight = self.snd_nxt - self.snd_una;
-        self.snd_wnd.min(self.cc.cwnd()).saturating_sub(in_flight)
+        let by_peer = self.snd_wnd.saturating_sub(self.snd_nxt - self.snd_una);
+        let in_flight = if self.sack_recovery {
+            self.scoreboard.pipe(&self.send_space())
+        } else {
+            self.snd_nxt - self.snd_una
+        };
+        by_peer.min(self.cc.cwnd().saturating_sub(in_flight))
     }
 
     /// The next segment to send, if any.
@@ -1157,6 +1225,33 @@ impl Tcb {
             if len > 0 {
                 let t = self.data_segment(self.snd_una, 0, len, now);
                 return Some(t);
+            }
+        }
+        if self.sack_recovery {
+            let sp = self.send_space();
+            let pipe = self.scoreboard.pipe(&sp);
+            if self.cc.cwnd() >= pipe + sp.mss {
+                if let Some(NextSeg::Retransmit { seq, len }) =
+                    self.scoreboard.next_seg(&sp, false, false)
+                {
+                    let len = len
+                        .min(sp.mss)
+                        .min(self.send.len().saturating_sub(seq - self.snd_una));
+                    if len > 0 {
+                        self.high_rxt = seq + len;
+                        self.retransmitted = true;
+                        let offset = seq - self.snd_una;
+                        return Some(self.data_segment(seq, offset, len, now));
+                    }
+                }
+            }
+        }
+        // After a timeout SND.NXT is back below SND.MAX: skip what the peer SACKed.
+        if self.sack_ok && self.snd_nxt < self.snd_max {
+            for (left, right) in self.scoreboard.ranges() {
+                if left <= self.snd_nxt && self.snd_nxt < right {
+                    self.snd_nxt = right.min(self.snd_max);
+                }
             }
         }
         // New data, as far as the windows and Nagle allow.
@@ -1253,6 +1348,9 @@ impl Tcb {
         }
         if end > self.snd_nxt {
             self.snd_nxt = end;
+        }
+        if seq < self.snd_max {
+            self.stats.retransmits += 1;
         }
         if end > self.snd_max {
             self.snd_max = end;
