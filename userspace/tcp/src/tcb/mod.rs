@@ -83,8 +83,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             mss: 1460,
-            send_buffer: 256 * 1024,
-            recv_buffer: 256 * 1024,
+            // 64 KiB each: below the allocator's mmap threshold, so a new connection's
+            // first buffer costs a malloc and a short memset, not an mmap and page faults
+            // (256 KiB made a one-request connection cost ~80 us of CPU).
+            send_buffer: 64 * 1024,
+            recv_buffer: 64 * 1024,
             time_wait: Duration::from_secs(60),
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
