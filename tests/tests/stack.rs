@@ -231,8 +231,10 @@ fn our_connect_bulk_echo(backend: Backend) {
         let (mut out, mut back) = (Pattern::new(5), Pattern::new(5));
         let (mut sent, mut got) = (0usize, 0usize);
         while got < TOTAL {
-            // Keep at most 256 KiB in flight so neither side's buffers can deadlock us.
-            if sent < TOTAL && sent - got < 256 * 1024 {
+            // Keep at most 48 KiB unanswered: this task cannot read while it waits to
+            // write, so more than the buffers between us and back (our 64 KiB send and
+            // receive buffers included) could deadlock the echo.
+            if sent < TOTAL && sent - got < 48 * 1024 {
                 let mut chunk = vec![0u8; (TOTAL - sent).min(64 * 1024)];
                 out.fill(&mut chunk);
                 sent += chunk.len();

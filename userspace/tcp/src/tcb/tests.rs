@@ -546,3 +546,36 @@ fn one_lost_segment_is_repaired_by_fast_recovery_not_a_timeout() {
     let s = p.a.stats();
     assert_eq!((s.recoveries, s.timeouts), (1, 0), "{s:?}");
 }
+
+#[test]
+fn echo_with_small_buffers_keeps_moving() {
+    // The application pattern of the end-to-end echo test: write while less than 256 KiB
+    // is unanswered, otherwise read; the peer echoes. Buffers (64 KiB) smaller than what
+    // is in flight: windows close and reopen all the time.
+    let mut p = Pair::new(Config::default(), Config::default());
+    p.run_until(Duration::from_secs(1), |p| p.b.as_ref().is_some_and(|b| b.state() == State::Established));
+    let total = 8_000_000usize;
+    let data = pattern(total, 8);
+    let mut sent = 0;
+    let mut echoed = 0;
+    p.read_b = false;
+    let mut buf = vec![0u8; 65536];
+    p.run_until(Duration::from_secs(120), |p| {
+        if sent < total && sent - p.got_a.len() < 256 * 1024 {
+            sent += p.a.send(&data[sent..(sent + 65536).min(total)]);
+        }
+        let b = p.b.as_mut().unwrap();
+        // b echoes what it can.
+        let room = b.send_capacity().min(buf.len());
+        let n = b.recv(&mut buf[..room]);
+        let mut at = 0;
+        while at < n {
+            let k = b.send(&buf[at..n]);
+            assert!(k > 0, "b had room for what it read");
+            at += k;
+        }
+        echoed += n;
+        p.got_a.len() == total
+    });
+    assert_same(&p.got_a, &data);
+}
