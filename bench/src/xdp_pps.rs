@@ -54,8 +54,10 @@ struct Args {
     #[arg(long)]
     no_echo: bool,
     /// Microseconds the server keeps polling an empty ring before it sleeps in poll(2)
-    /// (the stack's idle policy); sleeping hands the core to the NAPI thread.
-    #[arg(long, default_value_t = 50)]
+    /// (the stack's idle policy). 0 by default: here the NAPI thread that fills the ring
+    /// shares the server's core, and every microsecond spent polling is taken from it
+    /// (measured: 1.09 Mpps received at 0, 0.62 at 50).
+    #[arg(long, default_value_t = 0)]
     busy_poll_us: u64,
     /// Leave veth's receive work (XDP program, copy into the UMEM) on the transmitting
     /// core instead of moving it into NAPI threads pinned beside each receiver.
