@@ -1,38 +1,36 @@
-//! `sluice demo`: the datapath demo.
+//! `sluice demo`: the whole path in one command.
 //!
-//! Until the TCP stack is wired in, the demo shows the layer it stands on: the XDP
-//! program steering one (address, port) into AF_XDP sockets on every queue, frames
-//! rewritten in place and sent back through the TX ring, and everything else still
-//! served by the kernel. The server side answers each SYN with a SYN-ACK (and anything
-//! later with a RST), so the peer's kernel completes real TCP handshakes against the
-//! AF_XDP path; the demo then checks that ping and a kernel TCP server on another port
-//! of the same address still work.
+//! Builds a two-namespace veth topology, starts the stack on its AF_XDP backend on the
+//! server side with an echo listener, and drives it from the peer side through the
+//! kernel's own TCP: many concurrent connections echoing a checked byte stream, then an
+//! active open from our stack to a kernel server in the peer namespace. It also checks
+//! that ping and a kernel TCP server on another port of the same address keep working
+//! while sluice owns its port, prints what happened, and tears everything down.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use netns::{Topology, TopologyConfig};
-use wire::frame::{emit_tcp_ipv4, parse_tcp_ipv4};
-use wire::{ChecksumMode, EthernetRepr, Ipv4Repr, TcpFlags, TcpRepr};
-use xsk::{
-    AttachMode, KernelStats, RxAction, SteeringCounters, XdpProgram, XskConfig, XskSocket, XskStats,
-};
+use stack::{Backend, Bytes, Flow, Listener, Listeners, Stack, StackConfig};
+use xsk::AttachMode;
 
 /// Options of `sluice demo`.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Queues of the veth pair (a socket is bound on each).
-    #[arg(long, default_value_t = 2)]
+    /// Queues of the veth pair (one AF_XDP worker per queue).
+    #[arg(long, default_value_t = 1)]
     queues: u32,
-    /// Kernel TCP connections the peer opens to the steered port.
+    /// Kernel TCP connections the peer opens to the echo port at once.
     #[arg(long, default_value_t = 200)]
-    connections: u32,
-    /// The steered port.
-    #[arg(long, default_value_t = 7000)]
+    connections: usize,
+    /// Bytes each of them sends and expects back.
+    #[arg(long, default_value_t = 64 * 1024)]
+    bytes: usize,
+    /// The echo port.
+    #[arg(long, default_value_t = 7)]
     port: u16,
     /// XDP attach mode: auto, driver or skb.
     #[arg(long, default_value = "auto")]
@@ -41,17 +39,10 @@ pub struct DemoArgs {
 
 type DemoError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What the server side saw.
-#[derive(Default, Debug)]
-struct ServerReport {
-    mode: Option<AttachMode>,
-    zero_copy: bool,
-    syns: u64,
-    handshakes_completed: u64,
-    resets_sent: u64,
-    other_frames: u64,
-    counters: SteeringCounters,
-    sockets: Vec<(u32, XskStats, KernelStats)>,
+fn pattern(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(31) ^ seed.wrapping_mul(7)) as u8)
+        .collect()
 }
 
 pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
@@ -60,7 +51,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
             "the demo needs root: it creates network namespaces and attaches XDP programs".into(),
         );
     }
-    println!("== sluice datapath demo ==");
+    println!("== sluice demo ==");
     let topo = Topology::create(&TopologyConfig {
         purpose: "demo",
         queues: args.queues,
@@ -77,49 +68,158 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         topo.peer_ip
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-    let server = {
-        let (iface, addr, port, mode, stop) = (
-            topo.server_if.clone(),
-            topo.server_ip,
-            args.port,
-            args.mode,
-            stop.clone(),
+    // The stack, on the server side: an echo listener on the AF_XDP backend.
+    let (iface, server_ip, port, mode) =
+        (topo.server_if.clone(), topo.server_ip, args.port, args.mode);
+    let mut stack = topo.run_in(&topo.server_ns.clone(), move || {
+        let mut listeners = Listeners::new();
+        listeners.listen(
+            port,
+            Listener::new(|mut flow: Flow| async move {
+                while let Ok(Some(data)) = flow.read().await {
+                    if flow.write(data).await.is_err() {
+                        return;
+                    }
+                }
+                flow.close().await;
+            }),
         );
-        topo.spawn_in_server(move || serve(&iface, addr, port, mode, &stop, ready_tx))?
-    };
-    let kernel_server = {
-        let addr = topo.server_ip;
-        let stop = stop.clone();
-        topo.spawn_in_server(move || kernel_echo(addr, 9000, &stop))?
-    };
-    match ready_rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            let _ = server.join();
-            return Err(e.into());
-        }
-        Err(_) => return Err("the server side did not start within 20 s".into()),
-    }
+        let config = StackConfig {
+            backend: Backend::Xdp,
+            iface: Some(iface),
+            addrs: vec![server_ip],
+            xdp_mode: mode,
+            ..Default::default()
+        };
+        Stack::start(config, listeners)
+    })??;
+    println!(
+        "sluice: {} AF_XDP worker(s) serving echo on {}:{}",
+        stack.workers(),
+        topo.server_ip,
+        args.port
+    );
 
-    // 1. Kernel TCP handshakes against the AF_XDP path.
+    // A kernel server on another port of the same address: not ours, so the kernel's.
+    let kernel_port = 9000;
+    let stop_kernel = topo.spawn_in_server(move || kernel_echo(server_ip, kernel_port))?;
+
+    // 1. Kernel clients against our listener, all at once.
+    let (n, bytes) = (args.connections, args.bytes);
     let target = SocketAddr::from((topo.server_ip, args.port));
-    let n = args.connections;
     let started = Instant::now();
-    let latencies = topo.run_in(&topo.peer_ns.clone(), move || {
-        let mut latencies = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            let t = Instant::now();
-            if TcpStream::connect_timeout(&target, Duration::from_secs(2)).is_ok() {
-                latencies.push(t.elapsed());
-            }
-        }
-        latencies
+    let results = topo.run_in(&topo.peer_ns.clone(), move || {
+        let workers: Vec<_> = (0..n)
+            .map(|i| {
+                std::thread::spawn(move || -> Result<Duration, String> {
+                    let t = Instant::now();
+                    let mut c = TcpStream::connect_timeout(&target, Duration::from_secs(5))
+                        .map_err(|e| format!("connect: {e}"))?;
+                    c.set_read_timeout(Some(Duration::from_secs(10)))
+                        .map_err(|e| e.to_string())?;
+                    let data = pattern(i, bytes);
+                    let mut w = c.try_clone().map_err(|e| e.to_string())?;
+                    let sent = data.clone();
+                    let writer = std::thread::spawn(move || {
+                        let r = w.write_all(&sent);
+                        let _ = w.shutdown(Shutdown::Write);
+                        r
+                    });
+                    let mut back = Vec::with_capacity(bytes);
+                    c.read_to_end(&mut back).map_err(|e| format!("read: {e}"))?;
+                    writer
+                        .join()
+                        .map_err(|_| "writer panicked".to_string())?
+                        .map_err(|e| format!("write: {e}"))?;
+                    if back != data {
+                        return Err(format!(
+                            "echo differs ({} of {} bytes)",
+                            back.len(),
+                            data.len()
+                        ));
+                    }
+                    Ok(t.elapsed())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err("client panicked".into())))
+            .collect::<Vec<_>>()
     })?;
     let elapsed = started.elapsed();
+    let mut times: Vec<Duration> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    times.sort();
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    let pct = |p: f64| {
+        times
+            .get(((times.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "kernel clients -> sluice: {} of {} connections echoed {} KiB each, byte for byte, in {:.2?} ({:.1} MB/s; per connection p50 {:.2?}, p99 {:.2?})",
+        times.len(),
+        n,
+        bytes / 1024,
+        elapsed,
+        (2 * times.len() * bytes) as f64 / elapsed.as_secs_f64() / 1e6,
+        pct(0.5),
+        pct(0.99)
+    );
+    for f in failures.iter().take(3) {
+        println!("  failure: {f}");
+    }
 
-    // 2. What we do not own still reaches the kernel.
+    // 2. Our connect against a kernel server in the peer namespace.
+    let peer_ip = topo.peer_ip;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    topo.spawn_in_peer(move || {
+        let Ok(l) = TcpListener::bind((peer_ip, 9100)) else {
+            return;
+        };
+        let _ = ready_tx.send(());
+        if let Ok((mut c, _)) = l.accept() {
+            let mut buf = Vec::new();
+            let _ = c.read_to_end(&mut buf);
+            let _ = c.write_all(format!("kernel got {} bytes", buf.len()).as_bytes());
+        }
+    })?;
+    ready_rx.recv_timeout(Duration::from_secs(5))?;
+    let (tx, rx) = mpsc::channel();
+    stack.spawn(0, move |ctx| async move {
+        let outcome = async {
+            let mut flow = ctx
+                .connect(SocketAddrV4::new(peer_ip, 9100), None)
+                .await
+                .map_err(|e| e.to_string())?;
+            flow.write(Bytes::from(vec![b'x'; 100_000]))
+                .await
+                .map_err(|e| e.to_string())?;
+            flow.close().await;
+            let mut reply = Vec::new();
+            while let Some(d) = flow.read().await.map_err(|e| e.to_string())? {
+                reply.extend_from_slice(&d);
+            }
+            Ok::<_, String>(String::from_utf8_lossy(&reply).to_string())
+        }
+        .await;
+        let _ = tx.send(outcome);
+    })?;
+    let active = rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| "our connect did not finish in 10 s")?;
+    match &active {
+        Ok(reply) => {
+            println!("sluice -> kernel server: sent 100000 bytes, half-closed, read back {reply:?}")
+        }
+        Err(e) => println!("sluice -> kernel server: FAILED: {e}"),
+    }
+
+    // 3. What we do not own still reaches the kernel.
     let ping = topo
         .peer_cmd("ping")
         .args([
@@ -133,10 +233,9 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         ])
         .output();
     let ping_ok = ping.as_ref().is_ok_and(|o| o.status.success());
-    let server_ip = topo.server_ip;
     let kernel_tcp = topo.run_in(&topo.peer_ns.clone(), move || -> std::io::Result<bool> {
         let mut c = TcpStream::connect_timeout(
-            &SocketAddr::from((server_ip, 9000)),
+            &SocketAddr::from((server_ip, kernel_port)),
             Duration::from_secs(3),
         )?;
         c.set_read_timeout(Some(Duration::from_secs(3)))?;
@@ -145,61 +244,19 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         c.read_exact(&mut buf)?;
         Ok(&buf == b"sluice")
     })?;
-
-    stop.store(true, Ordering::Relaxed);
-    let report = server.join().map_err(|_| "the server thread panicked")??;
-    let _ = kernel_server.join();
-
-    let mut sorted = latencies.clone();
-    sorted.sort();
-    let pct = |p: f64| {
-        sorted
-            .get(((sorted.len() as f64 - 1.0) * p) as usize)
-            .copied()
-            .unwrap_or_default()
-    };
     println!(
-        "XDP program: {} mode; AF_XDP sockets: {} on {} queue(s), {}",
-        report.mode.map(|m| m.to_string()).unwrap_or_default(),
-        report.sockets.len(),
-        topo.queues,
-        if report.zero_copy {
-            "zero-copy"
-        } else {
-            "copy mode"
-        }
-    );
-    println!(
-        "kernel TCP handshakes answered from AF_XDP: {} of {} in {:.2?} (SYN->SYN-ACK latency p50 {:?}, p99 {:?})",
-        latencies.len(),
-        n,
-        elapsed,
-        pct(0.5),
-        pct(0.99)
-    );
-    println!(
-        "server side: {} SYNs answered with SYN-ACK in place, {} handshakes completed, {} RSTs sent, {} other frames",
-        report.syns, report.handshakes_completed, report.resets_sent, report.other_frames
-    );
-    for (queue, ours, kernel) in &report.sockets {
-        println!(
-            "  queue {queue}: rx {} in {} batches, tx {} ({} kicks), fill wakeups {}; kernel: rx dropped {}, ring full {}, fill empty {}",
-            ours.rx_packets, ours.rx_batches, ours.tx_packets, ours.tx_kicks, ours.fill_wakeups, kernel.rx_dropped, kernel.rx_ring_full, kernel.rx_fill_ring_empty
-        );
-    }
-    let c = report.counters;
-    println!(
-        "XDP counters: redirected {}, passed {}, malformed {}, no socket {}",
-        c.redirected, c.passed, c.malformed, c.no_socket
-    );
-    println!(
-        "passthrough while attached: ping {}, kernel TCP on port 9000 {}",
+        "while sluice owns port {}: ping {}, kernel TCP on port {kernel_port} {}",
+        args.port,
         ok(ping_ok),
         ok(matches!(kernel_tcp, Ok(true)))
     );
+
+    stack.shutdown(Duration::from_secs(1));
+    drop(stack);
+    drop(stop_kernel);
     drop(topo);
-    println!("topology removed");
-    if latencies.len() as u32 != n || !ping_ok || !matches!(kernel_tcp, Ok(true)) {
+    println!("stack stopped, XDP program detached, topology removed");
+    if !failures.is_empty() || active.is_err() || !ping_ok || !matches!(kernel_tcp, Ok(true)) {
         return Err("the demo saw failures (see above)".into());
     }
     Ok(())
@@ -213,146 +270,16 @@ fn ok(b: bool) -> &'static str {
     }
 }
 
-/// The server side: steer `addr:port`, answer SYNs with SYN-ACKs and everything after
-/// the handshake with a RST, rewriting each frame in place.
-fn serve(
-    iface: &str,
-    addr: Ipv4Addr,
-    port: u16,
-    mode: AttachMode,
-    stop: &AtomicBool,
-    ready: mpsc::Sender<Result<(), String>>,
-) -> Result<ServerReport, DemoError> {
-    let setup = || -> Result<(XdpProgram, Vec<XskSocket>), xsk::Error> {
-        let mut program = XdpProgram::attach(iface, mode)?;
-        let config = XskConfig {
-            frame_count: 4096,
-            ring_size: 1024,
-            ..XskConfig::default()
-        };
-        let mut sockets = Vec::new();
-        for q in 0..xsk::iface::rx_queue_count(iface)? {
-            let s = XskSocket::bind(iface, q, &config)?;
-            program.register_socket(&s)?;
-            sockets.push(s);
-        }
-        program.add_service(addr, port)?;
-        Ok((program, sockets))
+/// A kernel TCP echo server for one connection at a time, until its namespace goes away.
+fn kernel_echo(addr: Ipv4Addr, port: u16) {
+    let Ok(listener) = TcpListener::bind((addr, port)) else {
+        return;
     };
-    let (program, mut sockets) = match setup() {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
-            return Err(e.into());
-        }
-    };
-    let _ = ready.send(Ok(()));
-    let mut report = ServerReport {
-        mode: Some(program.mode()),
-        zero_copy: sockets.iter().all(|s| s.is_zero_copy()),
-        ..Default::default()
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let mut got = 0;
-        for s in sockets.iter_mut() {
-            s.reclaim();
-            got += s.recv(64, |frame| answer(frame, &mut report));
-            s.flush()?;
-            s.refill();
-        }
-        if got == 0 {
-            // Idle: block briefly on the first socket rather than spin.
-            sockets[0].wait_readable(1)?;
+    for mut c in listener.incoming().flatten() {
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 64];
+        if let Ok(n) = c.read(&mut buf) {
+            let _ = c.write_all(&buf[..n]);
         }
     }
-    report.counters = program.counters()?;
-    report.sockets = sockets
-        .iter()
-        .map(|s| Ok((s.queue(), s.stats(), s.kernel_stats()?)))
-        .collect::<Result<_, xsk::Error>>()?;
-    Ok(report)
-}
-
-/// Rewrites a steered frame into its answer, in place.
-fn answer(frame: &mut [u8], report: &mut ServerReport) -> RxAction {
-    let Ok(f) = parse_tcp_ipv4(frame, ChecksumMode::Verify) else {
-        report.other_frames += 1;
-        return RxAction::Recycle;
-    };
-    let (eth, ip, tcp) = (f.eth, f.ip, &f.tcp);
-    let syn = tcp.flags.syn() && tcp.ack_number.is_none();
-    let (flags, seq, ack, mss) = if syn {
-        report.syns += 1;
-        let mut flags = TcpFlags::default();
-        flags.set_syn(true);
-        // A fixed ISN derived from the peer's is enough for a handshake demo.
-        (
-            flags,
-            tcp.seq_number.rotate_left(13) ^ 0x5a5a_5a5a,
-            Some(tcp.seq_number.wrapping_add(1)),
-            Some(1460),
-        )
-    } else if tcp.flags.rst() {
-        report.other_frames += 1;
-        return RxAction::Recycle;
-    } else if tcp.payload.is_empty() && !tcp.flags.fin() {
-        report.handshakes_completed += 1;
-        return RxAction::Recycle;
-    } else {
-        report.resets_sent += 1;
-        let mut flags = TcpFlags::default();
-        flags.set_rst(true);
-        (flags, tcp.ack_number.unwrap_or(0), None, None)
-    };
-    let reply = TcpRepr {
-        src_port: tcp.dst_port,
-        dst_port: tcp.src_port,
-        seq_number: seq,
-        ack_number: ack,
-        flags,
-        window_len: 65535,
-        urgent_pointer: 0,
-        max_seg_size: mss,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 4],
-        timestamp: None,
-        payload: &[],
-    };
-    let ip_reply = Ipv4Repr {
-        src_addr: ip.dst_addr,
-        dst_addr: ip.src_addr,
-        payload_len: reply.buffer_len(),
-        ttl: 64,
-        ..ip
-    };
-    let eth_reply = EthernetRepr {
-        src_addr: eth.dst_addr,
-        dst_addr: eth.src_addr,
-        ethertype: eth.ethertype,
-    };
-    match emit_tcp_ipv4(frame, &eth_reply, &ip_reply, &reply) {
-        Ok(len) => RxAction::Transmit(len as u32),
-        Err(_) => RxAction::Recycle,
-    }
-}
-
-/// A kernel TCP echo server on another port of the same address.
-fn kernel_echo(addr: Ipv4Addr, port: u16, stop: &AtomicBool) -> std::io::Result<()> {
-    let listener = TcpListener::bind((addr, port))?;
-    listener.set_nonblocking(true)?;
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((mut c, _)) => {
-                c.set_nonblocking(false)?;
-                c.set_read_timeout(Some(Duration::from_secs(2)))?;
-                let mut buf = [0u8; 64];
-                if let Ok(n) = c.read(&mut buf) {
-                    let _ = c.write_all(&buf[..n]);
-                }
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
-    Ok(())
 }
