@@ -239,12 +239,23 @@ fn topology_is_removed_even_when_a_test_panics() {
     let seen = names.clone();
     let result = std::panic::catch_unwind(move || {
         let topo = topology(1);
-        *seen.lock().unwrap() = Some((topo.server_ns.clone(), topo.peer_ns.clone(), topo.server_if.clone()));
+        *seen.lock().unwrap() = Some((
+            topo.server_ns.clone(),
+            topo.peer_ns.clone(),
+            topo.server_if.clone(),
+        ));
         panic!("a failing test");
     });
     assert!(result.is_err());
-    let (srv, peer, _) = names.lock().unwrap().clone().expect("the topology was built");
+    let (srv, peer, _) = names
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the topology was built");
     let list = netns::ip(&["netns", "list"]).unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(!list.contains(&srv) && !list.contains(&peer), "namespaces left behind: {list}");
+    assert!(
+        !list.contains(&srv) && !list.contains(&peer),
+        "namespaces left behind: {list}"
+    );
 }

@@ -553,7 +553,10 @@ fn echo_with_small_buffers_keeps_moving() {
     // is unanswered, otherwise read; the peer echoes. Buffers (64 KiB) smaller than what
     // is in flight: windows close and reopen all the time.
     let mut p = Pair::new(Config::default(), Config::default());
-    p.run_until(Duration::from_secs(1), |p| p.b.as_ref().is_some_and(|b| b.state() == State::Established));
+    p.run_until(Duration::from_secs(1), |p| {
+        p.b.as_ref()
+            .is_some_and(|b| b.state() == State::Established)
+    });
     let total = 8_000_000usize;
     let data = pattern(total, 8);
     let mut sent = 0;
