@@ -12,6 +12,18 @@ use stack::{
     Backend, Bytes, Error, Flow, Keepalive, Listener, Listeners, Stack, StackConfig, WriteError,
 };
 
+/// One case at a time: each moves up to hundreds of megabytes through two stacks on a
+/// 2-core machine, and under full-parallel load the AF_XDP backend drops frames, which
+/// exposes a recovery stall that is still open (see docs/status.md) instead of testing
+/// the case itself.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 const ECHO: u16 = 7;
 const SOURCE: u16 = 19; // sends a fixed amount, then closes
 const SOURCE_BYTES: usize = 8 << 20;
@@ -475,54 +487,63 @@ macro_rules! every_case {
             #[test]
             fn kernel_client_bulk_echo_100mb() {
                 require_root!();
+                let _serial = serial();
                 super::kernel_client_bulk_echo($value);
             }
 
             #[test]
             fn kernel_clients_1000_concurrent() {
                 require_root!();
+                let _serial = serial();
                 super::kernel_clients_concurrent($value);
             }
 
             #[test]
             fn our_connect_bulk_echo_100mb() {
                 require_root!();
+                let _serial = serial();
                 super::our_connect_bulk_echo($value);
             }
 
             #[test]
             fn our_connects_1000_concurrent() {
                 require_root!();
+                let _serial = serial();
                 super::our_connects_concurrent($value);
             }
 
             #[test]
             fn half_close_both_ways() {
                 require_root!();
+                let _serial = serial();
                 super::half_close_both_ways($value);
             }
 
             #[test]
             fn closed_port_refused_and_timeout() {
                 require_root!();
+                let _serial = serial();
                 super::closed_port_refused_and_timeout($value);
             }
 
             #[test]
             fn keepalive_detects_a_silent_peer() {
                 require_root!();
+                let _serial = serial();
                 super::keepalive_detects_a_silent_peer($value);
             }
 
             #[test]
             fn zero_window_then_resume() {
                 require_root!();
+                let _serial = serial();
                 super::zero_window_then_resume($value);
             }
 
             #[test]
             fn loss_1_then_5_percent() {
                 require_root!();
+                let _serial = serial();
                 if $value == Backend::Xdp && std::env::var_os("SLUICE_TEST_XDP_LOSS").is_none() {
                     // Known gap (issue 3): without RFC 6675 SACK recovery our sender
                     // recovers one hole per RTT and 8 MB at 5 % loss outlasts the 30 s
