@@ -9,6 +9,9 @@ use crate::iface;
 use crate::ring::Ring;
 use crate::umem::Umem;
 
+/// Kicks per flush at most: enough to drain a full ring 32 frames at a time.
+const MAX_KICKS_PER_FLUSH: usize = 256;
+
 /// How the socket moves frames between the driver and the UMEM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BindMode {
@@ -66,7 +69,7 @@ pub struct XskStats {
     pub tx_packets: u64,
     /// sendto() kicks to make the kernel transmit.
     pub tx_kicks: u64,
-    /// Kicks the kernel answered with EAGAIN/EBUSY/ENOBUFS (it will catch up later).
+    /// Kicks the kernel answered with EBUSY/ENOBUFS (the next flush tries again).
     pub tx_kick_busy: u64,
     /// TX requests refused because every frame was in flight.
     pub tx_no_frame: u64,
@@ -386,19 +389,29 @@ impl XskSocket {
     /// Publishes the frames queued since the last flush and kicks the kernel to send
     /// them: copy mode always needs the kick, zero-copy only when the ring asks for it.
     pub fn flush(&mut self) -> Result<()> {
-        if self.tx_unsubmitted == 0 {
+        if self.tx_unsubmitted > 0 {
+            self.tx.submit();
+            self.stats.tx_packets += self.tx_unsubmitted as u64;
+            self.tx_unsubmitted = 0;
+        }
+        if self.tx.outstanding() == 0 || !(!self.zero_copy || self.tx.needs_wakeup()) {
             return Ok(());
         }
-        self.tx.submit();
-        self.stats.tx_packets += self.tx_unsubmitted as u64;
-        self.tx_unsubmitted = 0;
-        if !self.zero_copy || self.tx.needs_wakeup() {
-            self.kick()?;
+        // Copy mode sends at most 32 frames per kick (the kernel's TX_BATCH_SIZE) and
+        // answers EAGAIN when more are left: kick until the ring is drained, or the kernel
+        // is out of buffers. Frames left behind would wait for the next frame we queue,
+        // and a connection waiting for the ACK of those very frames queues none.
+        for _ in 0..MAX_KICKS_PER_FLUSH {
+            if !self.kick()? || self.tx.outstanding() == 0 {
+                break;
+            }
         }
         Ok(())
     }
 
-    fn kick(&mut self) -> Result<()> {
+    /// One TX kick. Returns whether kicking again may make progress (false when the
+    /// kernel is short of buffers or busy with another sender).
+    fn kick(&mut self) -> Result<bool> {
         self.stats.tx_kicks += 1;
         // SAFETY: a zero-length sendto with no buffers is the documented TX kick.
         let rc = unsafe {
@@ -414,13 +427,17 @@ impl XskSocket {
         if rc < 0 {
             let err = io::Error::last_os_error();
             match err.raw_os_error() {
-                // The kernel is busy or short of buffers: it will send on the next kick.
-                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS)
-                | Some(libc::EINTR) => self.stats.tx_kick_busy += 1,
+                // More frames than one call sends: call again.
+                Some(libc::EAGAIN) | Some(libc::EINTR) => return Ok(true),
+                // The kernel is busy or short of buffers: the next flush tries again.
+                Some(libc::EBUSY) | Some(libc::ENOBUFS) => {
+                    self.stats.tx_kick_busy += 1;
+                    return Ok(false);
+                }
                 _ => return Err(Error::os("kicking AF_XDP TX", err)),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Takes finished TX frames back from the completion ring; returns how many.
