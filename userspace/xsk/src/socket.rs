@@ -394,7 +394,8 @@ impl XskSocket {
             self.stats.tx_packets += self.tx_unsubmitted as u64;
             self.tx_unsubmitted = 0;
         }
-        if self.tx.outstanding() == 0 || !(!self.zero_copy || self.tx.needs_wakeup()) {
+        // Zero-copy drivers send by themselves unless they ask to be woken.
+        if self.tx.outstanding() == 0 || (self.zero_copy && !self.tx.needs_wakeup()) {
             return Ok(());
         }
         // Copy mode sends at most 32 frames per kick (the kernel's TX_BATCH_SIZE) and
