@@ -336,7 +336,9 @@ fn unowned_traffic_still_reaches_the_kernel() {
     assert_eq!(stolen, 0, "we received frames we do not own");
     assert_eq!(counters.redirected, 0, "{counters:?}");
     assert!(
-        counters.passed >= 10,
+        // At least: one ARP request, three echo requests, and SYN, ACK and data of the
+        // TCP exchange; how many more depends on ACK timing.
+        counters.passed >= 7,
         "ARP, ICMP and TCP should have been passed: {counters:?}"
     );
 }
