@@ -548,12 +548,6 @@ macro_rules! every_case {
             fn loss_1_then_5_percent() {
                 require_root!();
                 let _serial = serial();
-                if $value == Backend::Xdp && std::env::var_os("SLUICE_TEST_XDP_LOSS").is_none() {
-                    // Open gap (issue 4): on AF_XDP this case passes alone but still
-                    // stalls now and then in a full run. SLUICE_TEST_XDP_LOSS=1 runs it.
-                    eprintln!("skipping the AF_XDP loss case (SLUICE_TEST_XDP_LOSS=1 runs it)");
-                    return;
-                }
                 super::loss_on_the_wire($value);
             }
         }

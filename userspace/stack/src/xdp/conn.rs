@@ -101,6 +101,7 @@ impl TcbFactory {
 }
 
 /// One TCP connection.
+#[derive(Debug)]
 pub(crate) struct Tcb(tcp::tcb::Tcb);
 
 impl Tcb {

@@ -120,6 +120,11 @@ impl<T> Table<T> {
         })
     }
 
+    /// Every live connection, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(|s| s.value.as_ref())
+    }
+
     /// Removes the connection; its handle (and every copy) goes stale.
     pub fn remove(&mut self, key: &FourTuple, h: Handle) -> Option<T> {
         let slot = self.slots.get_mut(h.index as usize)?;

@@ -100,6 +100,9 @@ pub(crate) struct State {
     /// Scratch lists reused every round, so the loop allocates nothing in steady state.
     scratch_handles: Vec<Handle>,
     scratch_timers: Vec<u32>,
+    /// `SLUICE_DUMP_CONNS_MS`, in microseconds.
+    dump_period_us: Option<u64>,
+    next_dump_us: u64,
 }
 
 impl State {
@@ -360,7 +363,33 @@ impl State {
         let sent = self.transmit();
         let _ = self.sock.flush();
         self.sock.refill();
+        self.maybe_dump();
         got > 0 || fired > 0 || sent > 0
+    }
+
+    /// With `SLUICE_DUMP_CONNS_MS` set, prints every connection's TCP state to stderr
+    /// at that period: the tool for finding out why a transfer stopped.
+    fn maybe_dump(&mut self) {
+        let Some(period_us) = self.dump_period_us else {
+            return;
+        };
+        let now_us = self.now_us();
+        if now_us < self.next_dump_us {
+            return;
+        }
+        self.next_dump_us = now_us + period_us;
+        eprintln!(
+            "worker {} at {now_us} us: {:?} sock {:?}",
+            self.index,
+            self.stats,
+            self.sock.stats()
+        );
+        for c in self.conns.iter() {
+            eprintln!(
+                "  {:?} armed_ms={:?} queued={}",
+                c.tcb, c.armed_ms, c.queued
+            );
+        }
     }
 
     fn next_timer(&self) -> Option<Duration> {
@@ -457,6 +486,11 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
             accepted: Vec::new(),
             scratch_handles: Vec::new(),
             scratch_timers: Vec::new(),
+            dump_period_us: std::env::var("SLUICE_DUMP_CONNS_MS")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|ms| ms.max(1) * 1000),
+            next_dump_us: 0,
         }));
         // SAFETY: `fd` is the socket that `state` owns; `afd` is declared after `state`,
         // so it is dropped (and deregistered) before the socket closes.

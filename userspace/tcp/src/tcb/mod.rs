@@ -276,6 +276,50 @@ pub struct Tcb {
     events: u8,
 }
 
+/// A one-line summary of what matters when a connection is stuck: the sequence spaces,
+/// windows, buffers and armed timers (absolute microseconds).
+impl core::fmt::Debug for Tcb {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let una = self.iss;
+        let rel = |s: SeqNumber| s - una;
+        write!(
+            f,
+            "{:?} {}->{} una={} nxt={} max={} wnd={} cwnd={} ssthresh={} sndbuf={} \
+             rcv_nxt={} recvbuf={} ooo={:?} sack_rec={} fr={} dupacks={} retries={} \
+             fin_q={} fin_s={} fin_r={} rto={:?} delack={:?} persist={:?} ka={:?} tw={:?} \
+             ack_now={} probe_now={} stats={:?}",
+            self.state,
+            self.local,
+            self.remote,
+            rel(self.snd_una),
+            rel(self.snd_nxt),
+            rel(self.snd_max),
+            self.snd_wnd,
+            self.cc.cwnd(),
+            self.cc.ssthresh(),
+            self.send.len(),
+            self.rcv_nxt - self.irs,
+            self.recv.len(),
+            self.ooo,
+            self.sack_recovery,
+            self.fast_retransmit,
+            self.dupacks,
+            self.retries,
+            self.fin_queued,
+            self.fin_sent,
+            self.fin_received,
+            self.rto_at.map(|t| t.as_micros()),
+            self.delack_at.map(|t| t.as_micros()),
+            self.persist_at.map(|t| t.as_micros()),
+            self.keepalive_at.map(|t| t.as_micros()),
+            self.time_wait_at.map(|t| t.as_micros()),
+            self.ack_now,
+            self.probe_now,
+            self.stats,
+        )
+    }
+}
+
 fn event_bit(e: Event) -> u8 {
     1 << EVENTS
         .iter()
@@ -379,6 +423,8 @@ impl Tcb {
         t.take_syn_options(syn);
         t.irs = SeqNumber(syn.seq_number);
         t.rcv_nxt = t.irs + 1;
+        // The SYN-ACK's (unscaled) window is the first right edge we advertise.
+        t.rcv_adv = t.rcv_nxt + t.rcv_wnd().min(u16::MAX as usize);
         t.snd_wnd = syn.window_len as usize; // never scaled in a SYN
         t.snd_wl1 = t.irs;
         t.syn_due = true;
@@ -607,6 +653,7 @@ impl Tcb {
         self.take_syn_options(seg);
         self.irs = SeqNumber(seg.seq_number);
         self.rcv_nxt = self.irs + 1;
+        self.rcv_adv = self.rcv_nxt + self.rcv_wnd().min(u16::MAX as usize);
         self.snd_wnd = seg.window_len as usize; // a SYN's window is never scaled
         self.snd_wl1 = SeqNumber(seg.seq_number);
         if let Some(ack) = seg.ack_number {
@@ -665,7 +712,11 @@ impl Tcb {
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seq == self.rcv_nxt,
             (0, _) => seq.in_range(self.rcv_nxt, self.rcv_nxt + wnd),
-            (_, 0) => false,
+            // RFC 9293: with a zero window no data is acceptable, "but special allowance
+            // should be made to accept valid ACKs": a segment that starts at RCV.NXT has
+            // its ACK processed and its data dropped (as Linux does). Rejecting it
+            // whole would deadlock a peer whose ACKs ride on window-probe data.
+            (_, 0) => seq == self.rcv_nxt,
             (n, _) => {
                 seq.in_range(self.rcv_nxt, self.rcv_nxt + wnd)
                     || (seq + (n - 1)).in_range(self.rcv_nxt, self.rcv_nxt + wnd)

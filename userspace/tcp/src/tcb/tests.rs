@@ -35,6 +35,22 @@ fn deliver(bytes: &[u8], to: &mut Tcb, src: SocketAddrV4, dst: SocketAddrV4, now
     to.on_segment(&seg, now);
 }
 
+/// What a segment advertises never reaches past the sender's free receive buffer: the
+/// peer may fill the whole window, and what it sends beyond the buffer is lost.
+fn check_window(bytes: &[u8], from: &Tcb) {
+    let p = TcpPacket::new_checked(bytes).unwrap();
+    if p.flags().syn() || p.flags().rst() {
+        return;
+    }
+    let advertised = (p.window_len() as usize) << from.rcv_wscale;
+    assert!(
+        advertised <= from.recv.window(),
+        "advertised {advertised} bytes with {} free (rcv_nxt {})",
+        from.recv.window(),
+        from.rcv_nxt
+    );
+}
+
 /// Decides, per segment (from a?, index among that side's segments, bytes), whether the
 /// pipe loses it.
 type DropRule = Box<dyn FnMut(bool, usize, &[u8]) -> bool>;
@@ -50,13 +66,21 @@ struct Pair {
     got_a: Vec<u8>,
     got_b: Vec<u8>,
     read_b: bool,
+    isn_b: u32,
 }
 
 impl Pair {
     fn new(ca: Config, cb: Config) -> Pair {
+        Pair::with_isns(ca, cb, 0xffff_ff00, 7)
+    }
+
+    /// Initial sequence numbers matter: comparisons are modulo 2^32, and a bug that
+    /// depends on which half of the space a number falls in shows only for some.
+    fn with_isns(ca: Config, cb: Config, isn_a: u32, isn_b: u32) -> Pair {
         let now = Instant::from_secs(10);
         Pair {
-            a: Tcb::connect(ca, A, B, SeqNumber(0xffff_ff00), now),
+            isn_b,
+            a: Tcb::connect(ca, A, B, SeqNumber(isn_a), now),
             b: None,
             b_config: cb,
             now,
@@ -83,6 +107,7 @@ impl Pair {
             if (self.drop)(true, i, &bytes) {
                 continue;
             }
+            check_window(&bytes, &self.a);
             match self.b.as_mut() {
                 Some(b) => deliver(&bytes, b, A, B, self.now),
                 None => {
@@ -94,7 +119,7 @@ impl Pair {
                         B,
                         A,
                         &syn,
-                        SeqNumber(7),
+                        SeqNumber(self.isn_b),
                         self.now,
                     ));
                 }
@@ -109,6 +134,7 @@ impl Pair {
                 if (self.drop)(false, i, &bytes) {
                     continue;
                 }
+                check_window(&bytes, b);
                 deliver(&bytes, &mut self.a, B, A, self.now);
             }
         }
@@ -581,4 +607,89 @@ fn echo_with_small_buffers_keeps_moving() {
         p.got_a.len() == total
     });
     assert_same(&p.got_a, &data);
+}
+
+#[test]
+fn windows_stay_honest_whatever_the_initial_sequence_numbers() {
+    // Each pair puts a side's RCV.NXT in a different half of the sequence space, where
+    // a right edge compared against an uninitialised zero once went wrong.
+    for (isn_a, isn_b) in [
+        (0x8000_0010, 0x4000_0000),
+        (0xc000_0000, 0x7fff_ff00),
+        (0, 0xffff_0000),
+    ] {
+        let cb = Config {
+            recv_buffer: 16 * 1024,
+            ..Config::default()
+        };
+        let mut p = Pair::with_isns(Config::default(), cb, isn_a, isn_b);
+        p.read_b = false;
+        let data = pattern(300_000, 6);
+        let mut at = 0;
+        // b does not read for a while: its window closes, a probes.
+        p.run_until(Duration::from_secs(5), |p| {
+            at += p.a.send(&data[at..]);
+            false
+        });
+        p.read_b = true;
+        p.run_until(Duration::from_secs(120), |p| {
+            at += p.a.send(&data[at..]);
+            p.got_b.len() == data.len()
+        });
+        assert_same(&p.got_b, &data);
+    }
+}
+
+#[test]
+fn a_zero_window_still_takes_the_ack_of_a_segment_at_rcv_nxt() {
+    // Two full segments (MSS 1460 less 12 bytes of timestamps) fill b exactly.
+    let cb = Config {
+        recv_buffer: 2 * 1448,
+        ..Config::default()
+    };
+    let mut p = Pair::new(Config::default(), cb);
+    p.read_b = false;
+    let data = pattern(8 * 1024, 7);
+    let mut at = 0;
+    p.run_until(Duration::from_secs(2), |p| {
+        at += p.a.send(&data[at..]);
+        false
+    });
+    assert_eq!(p.b().rcv_wnd(), 0, "b's buffer is full");
+    // b has data of its own in flight to a; a's next segment carries both data (which b
+    // cannot take) and the ACK of b's data (which b must take).
+    let b_data = pattern(1000, 8);
+    assert_eq!(p.b().send_nodelay(&b_data), 1000);
+    let now = p.now;
+    let t = p.b().poll_transmit(now).expect("b sends");
+    let bytes = serialise(&t, p.b(), B, A);
+    deliver(&bytes, &mut p.a, B, A, p.now);
+    let b_una_before = p.b().snd_una;
+    let rcv_nxt = p.b().rcv_nxt;
+    let ack = p.a.rcv_nxt.0;
+    let payload = [0u8; 100];
+    let mut flags = TcpFlags::default();
+    flags.set_ack(true);
+    let seg = TcpRepr {
+        src_port: A.port(),
+        dst_port: B.port(),
+        seq_number: rcv_nxt.0,
+        ack_number: Some(ack),
+        flags,
+        window_len: 1000,
+        urgent_pointer: 0,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 4],
+        timestamp: p.a.ts_ok.then_some(TcpTimestamp {
+            tsval: p.b().ts_recent.wrapping_add(1),
+            tsecr: 0,
+        }),
+        payload: &payload,
+    };
+    p.b().on_segment(&seg, now);
+    assert_eq!(p.b().snd_una.0, ack, "the ACK was taken");
+    assert!(p.b().snd_una > b_una_before);
+    assert_eq!(p.b().rcv_nxt, rcv_nxt, "the data was not");
 }
