@@ -2,6 +2,7 @@
 //! and frame emit/parse through the `wire` crate.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod endpoint;
 pub mod frames;
 pub mod link;
 pub mod rng;

@@ -31,6 +31,10 @@ pub trait Endpoint {
     fn close(&mut self);
     /// The connection failed (reset or timed out): the run cannot complete.
     fn failed(&self) -> Option<String>;
+    /// The endpoint's state, for the diagnosis of a stall.
+    fn describe(&self) -> String {
+        String::new()
+    }
 }
 
 /// One run's parameters.
@@ -215,19 +219,28 @@ pub fn run<A: Endpoint, B: Endpoint>(
         .min();
         let Some(next) = next else {
             panic!(
-                "stalled at {now:?}: nothing in flight and no timer; A->B {}/{} B->A {}/{}",
-                rx[0].done, sc.a_to_b, rx[1].done, sc.b_to_a
+                "stalled at {now:?}: nothing in flight and no timer; A->B {}/{} B->A {}/{}\n\
+                 A: {}\nB: {}",
+                rx[0].done,
+                sc.a_to_b,
+                rx[1].done,
+                sc.b_to_a,
+                a.describe(),
+                b.describe()
             );
         };
         if next > deadline {
             panic!(
-                "no completion by {deadline:?}: A->B {}/{} B->A {}/{}; links {:?} {:?}",
+                "no completion by {deadline:?}: A->B {}/{} B->A {}/{}; links {:?} {:?}\n\
+                 A: {}\nB: {}",
                 rx[0].done,
                 sc.a_to_b,
                 rx[1].done,
                 sc.b_to_a,
                 ab.stats(),
-                ba.stats()
+                ba.stats(),
+                a.describe(),
+                b.describe()
             );
         }
         // A timer that stays due without anything happening would spin forever.
