@@ -7,3 +7,4 @@ pub mod frames;
 pub mod link;
 pub mod rng;
 pub mod sim;
+pub mod steady;
