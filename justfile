@@ -31,6 +31,16 @@ bench-pps *ARGS:
 bench-checksum:
     cargo bench -p sluice-wire --bench checksum
 
-# Run every wire fuzz target for SECONDS each (needs cargo-fuzz and the nightly toolchain)
+# Run every fuzz target (wire's parsers, tcp's connection) for SECONDS each (needs
+# cargo-fuzz and the nightly toolchain)
 fuzz SECONDS="30":
     userspace/wire/fuzz/run-all.sh {{SECONDS}}
+    userspace/tcp/fuzz/run.sh {{SECONDS}}
+
+# CPU cost per segment on the TCP steady path
+bench-segment:
+    cargo bench -p sluice-tcp --bench segment
+
+# Goodput of the TCP implementation against loss rate, on the simulated link
+goodput MEGABYTES="10":
+    cargo run --release -p sluice-tcp --example goodput {{MEGABYTES}}

@@ -5,7 +5,6 @@
 //! `cargo bench -p sluice-tcp --bench segment`
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

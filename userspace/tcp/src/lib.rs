@@ -5,6 +5,8 @@
 
 pub mod assembler;
 pub mod congestion;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod isn;
 pub mod rtt;
 pub mod scoreboard;

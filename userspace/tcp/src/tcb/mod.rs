@@ -276,6 +276,41 @@ pub struct Tcb {
     events: u8,
 }
 
+impl Tcb {
+    /// Checks the connection's internal invariants; `Err` says which one broke. For the
+    /// fuzz target and the hostile-input tests (a broken invariant is a bug in this
+    /// crate whatever the peer sent).
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let fail = |what: &str| Err(format!("{what}: {self:?}"));
+        if self.snd_una > self.snd_nxt || self.snd_nxt > self.snd_max {
+            return fail("SND.UNA <= SND.NXT <= SND.MAX");
+        }
+        // In flight: the send buffer plus at most a SYN and a FIN.
+        if self.snd_max - self.snd_una > self.send.len() + 2 {
+            return fail("more in flight than the send buffer holds");
+        }
+        if self.recv.len() > self.recv.capacity() {
+            return fail("receive buffer over capacity");
+        }
+        // The right edge we advertised never lies beyond the buffer's room (the peer
+        // may fill all of it). It may lie behind RCV.NXT: data that fits the buffer is
+        // taken even past the (scale-rounded) window.
+        if self.state.synchronized() {
+            let advertised = self.rcv_adv.distance(self.rcv_nxt);
+            if advertised > 0 && advertised as usize > self.recv.window() {
+                return fail("advertised window beyond the receive buffer's room");
+            }
+        }
+        for (l, r) in self.scoreboard.ranges() {
+            if l < self.snd_una || r > self.snd_max || r <= l {
+                return fail("SACK scoreboard outside [SND.UNA, SND.MAX)");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A one-line summary of what matters when a connection is stuck: the sequence spaces,
 /// windows, buffers and armed timers (absolute microseconds).
 impl core::fmt::Debug for Tcb {
@@ -820,8 +855,14 @@ impl Tcb {
         let window = self.window_of(seg);
         let in_flight_before = self.snd_max - self.snd_una;
         let newly_sacked = if self.sack_ok {
-            self.scoreboard
-                .update(ack.max(self.snd_una), self.snd_max, &seg.sack_ranges)
+            // Only data can be SACKed: a block over our FIN's sequence number would
+            // make a retransmission skip it and send the FIN at a new one.
+            let data_end = self.snd_una + self.syn_in_flight() as usize + self.send.len();
+            self.scoreboard.update(
+                ack.max(self.snd_una),
+                self.snd_max.min(data_end).max(ack.max(self.snd_una)),
+                &seg.sack_ranges,
+            )
         } else {
             0
         };
@@ -1335,8 +1376,9 @@ impl Tcb {
             self.fin_sent = true;
             let mut f = TcpFlags::default();
             f.set_fin(true);
-            let seq = self.snd_nxt;
-            self.snd_nxt += 1;
+            // The FIN's place is right after the data, whatever SND.NXT says.
+            let seq = self.snd_una + self.syn_in_flight() as usize + self.send.len();
+            self.snd_nxt = seq + 1;
             if self.snd_max < self.snd_nxt {
                 self.snd_max = self.snd_nxt;
             }

@@ -693,3 +693,52 @@ fn a_zero_window_still_takes_the_ack_of_a_segment_at_rcv_nxt() {
     assert!(p.b().snd_una > b_una_before);
     assert_eq!(p.b().rcv_nxt, rcv_nxt, "the data was not");
 }
+
+#[test]
+fn a_sack_block_over_our_fin_does_not_move_it() {
+    // Found by the connection fuzz target: a SACK covering the FIN's sequence number
+    // made the retransmission skip it and send the FIN one further each timeout.
+    let mut p = Pair::new(Config::default(), Config::default());
+    p.run_until(Duration::from_secs(1), |p| {
+        p.a.state() == State::Established
+    });
+    p.a.close();
+    let fin = p.a.poll_transmit(p.now).expect("a's FIN").header();
+    assert!(fin.flags.fin());
+    let mut flags = TcpFlags::default();
+    flags.set_ack(true);
+    let b = p.b();
+    let sack = TcpRepr {
+        src_port: B.port(),
+        dst_port: A.port(),
+        seq_number: b.snd_nxt.0,
+        ack_number: Some(fin.seq_number),
+        flags,
+        window_len: 1000,
+        urgent_pointer: 0,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [
+            Some((fin.seq_number, fin.seq_number.wrapping_add(1))),
+            None,
+            None,
+            None,
+        ],
+        timestamp: fin.timestamp.map(|t| TcpTimestamp {
+            tsval: b.ts_recent.wrapping_add(1),
+            tsecr: t.tsval,
+        }),
+        payload: &[],
+    };
+    let now = p.now;
+    p.a.on_segment(&sack, now);
+    for _ in 0..3 {
+        let due = p.a.poll_timeout().expect("the FIN's retransmission timer");
+        p.a.on_timeout(due);
+        let again = p.a.poll_transmit(due).expect("the FIN again").header();
+        assert!(again.flags.fin());
+        assert_eq!(again.seq_number, fin.seq_number, "the FIN keeps its place");
+        assert_eq!(p.a.snd_max, SeqNumber(fin.seq_number) + 1);
+    }
+}

@@ -22,7 +22,14 @@ pub struct Established {
     pub now: Instant,
 }
 
-fn carry(t: &Transmit, from: &Tcb, to: &mut Tcb, src: SocketAddrV4, dst: SocketAddrV4, now: Instant) {
+fn carry(
+    t: &Transmit,
+    from: &Tcb,
+    to: &mut Tcb,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    now: Instant,
+) {
     let mut payload = vec![0u8; t.payload_len()];
     from.write_payload(t, &mut payload);
     let repr = TcpRepr {
@@ -41,7 +48,14 @@ impl Established {
         let now = Instant::from_secs(100);
         let mut a = Tcb::connect(Config::default(), A, B, SeqNumber(0x1000), now);
         let syn = a.poll_transmit(now).expect("a SYN");
-        let mut b = Tcb::accept(Config::default(), B, A, &syn.header(), SeqNumber(0x9000), now);
+        let mut b = Tcb::accept(
+            Config::default(),
+            B,
+            A,
+            &syn.header(),
+            SeqNumber(0x9000),
+            now,
+        );
         let syn_ack = b.poll_transmit(now).expect("a SYN-ACK");
         carry(&syn_ack, &b, &mut a, B, A, now);
         let ack = a.poll_transmit(now).expect("the handshake's ACK");
