@@ -60,6 +60,11 @@ fn source_listener() -> Listener {
 }
 
 fn rig(backend: Backend) -> Rig {
+    rig_with(backend, |_| {})
+}
+
+/// A rig whose stack configuration `tweak` adjusts.
+fn rig_with(backend: Backend, tweak: impl FnOnce(&mut StackConfig) + Send + 'static) -> Rig {
     let topo = Topology::create(&TopologyConfig::default()).expect("topology");
     let (server_ip, iface) = (topo.server_ip, topo.server_if.clone());
     let stack = topo
@@ -67,7 +72,7 @@ fn rig(backend: Backend) -> Rig {
             let mut listeners = Listeners::new();
             listeners.listen(ECHO, echo_listener());
             listeners.listen(SOURCE, source_listener());
-            let config = StackConfig {
+            let mut config = StackConfig {
                 backend,
                 iface: Some(iface),
                 addrs: vec![server_ip],
@@ -75,6 +80,7 @@ fn rig(backend: Backend) -> Rig {
                 connect_timeout: Duration::from_secs(3),
                 ..Default::default()
             };
+            tweak(&mut config);
             Stack::start(config, listeners)
         })
         .unwrap()
@@ -481,6 +487,56 @@ fn loss_on_the_wire(backend: Backend) {
         );
         eprintln!("{percent}% loss: dropped {dropped} of {seen} TCP packets, transfer complete");
     }
+}
+
+/// With the half-open backlog full every SYN is answered with a SYN cookie, and the
+/// connections the returning ACKs build work like any other.
+fn syn_cookies_when_the_backlog_is_full(max_half_open: usize) {
+    const CLIENTS: usize = 200;
+    let r = rig_with(Backend::Xdp, move |c| c.max_half_open = max_half_open);
+    let addr = r.server(ECHO);
+    let ok = r.peer(move || {
+        let threads: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let c = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                        .unwrap_or_else(|e| panic!("client {i}: {e}"));
+                    echo_through(c, 20_000, i as u64);
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().is_ok() as usize)
+            .sum::<usize>()
+    });
+    assert_eq!(ok, CLIENTS, "every client's echo came back");
+    let stats = r.stack.stats();
+    let sent: u64 = stats.iter().map(|s| s.syn_cookies_sent).sum();
+    let accepted: u64 = stats.iter().map(|s| s.syn_cookies_accepted).sum();
+    eprintln!("backlog {max_half_open}: {sent} cookies sent, {accepted} accepted; {stats:?}");
+    if max_half_open == 0 {
+        assert_eq!(
+            accepted, CLIENTS as u64,
+            "every connection came from a cookie"
+        );
+    } else {
+        assert!(accepted > 0, "some connections came from cookies");
+    }
+}
+
+#[test]
+fn xdp_syn_cookies_for_every_connection() {
+    require_root!();
+    let _serial = serial();
+    syn_cookies_when_the_backlog_is_full(0);
+}
+
+#[test]
+fn xdp_syn_cookies_past_a_small_backlog() {
+    require_root!();
+    let _serial = serial();
+    syn_cookies_when_the_backlog_is_full(2);
 }
 
 macro_rules! every_case {

@@ -279,6 +279,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let active = Rc::new(Cell::new(0usize));
+        let accepted = Rc::new(Cell::new(0u64));
         let mut accept_tasks = Vec::new();
         match bind_all(&listeners, &addrs, config.listen_backlog) {
             Ok(bound) => {
@@ -286,8 +287,9 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
                 for (listener, port) in bound {
                     let listeners = listeners.clone();
                     let active = active.clone();
+                    let accepted = accepted.clone();
                     accept_tasks.push(tokio::task::spawn_local(async move {
-                        accept_loop(listener, port, &listeners, active).await;
+                        accept_loop(listener, port, &listeners, active, accepted).await;
                     }));
                 }
             }
@@ -306,6 +308,13 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
                     tokio::task::spawn_local(async move {
                         fut.await;
                         active.set(active.get() - 1);
+                    });
+                }
+                Command::Stats(reply) => {
+                    let _ = reply.send(crate::WorkerStats {
+                        accepted: accepted.get(),
+                        connections: active.get() as u64,
+                        ..Default::default()
                     });
                 }
                 Command::Shutdown { drain } => {
@@ -352,6 +361,7 @@ async fn accept_loop(
     port: u16,
     listeners: &Listeners,
     active: Rc<Cell<usize>>,
+    accepted: Rc<Cell<u64>>,
 ) {
     let Some(l) = listeners.get(port) else { return };
     loop {
@@ -373,6 +383,7 @@ async fn accept_loop(
             Ok(f) => Flow::kernel(f),
             Err(_) => continue, // the peer is already gone
         };
+        accepted.set(accepted.get() + 1);
         let fut = (l.handler)(flow);
         let active = active.clone();
         active.set(active.get() + 1);

@@ -25,6 +25,7 @@ mod flow;
 mod kernel;
 mod listener;
 pub mod nexthop;
+mod stats;
 #[allow(dead_code)] // used by the AF_XDP backend, next
 mod timer;
 mod worker;
@@ -35,5 +36,6 @@ pub use config::{Backend, StackConfig};
 pub use error::{Error, WriteError};
 pub use flow::Flow;
 pub use listener::{Handler, Keepalive, Listener, Listeners, LocalFuture};
+pub use stats::WorkerStats;
 pub use worker::{Stack, StartError, WorkerContext};
 pub use xdp::ports::PortRange;

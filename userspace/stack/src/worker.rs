@@ -46,6 +46,8 @@ pub(crate) enum Command {
     Spawn(Box<dyn FnOnce(WorkerContext) -> LocalFuture + Send>),
     /// Stop accepting, let flows finish for at most `drain`, then exit.
     Shutdown { drain: Duration },
+    /// Send the worker's counters.
+    Stats(std::sync::mpsc::Sender<crate::WorkerStats>),
 }
 
 /// Everything a worker thread starts from.
@@ -291,6 +293,31 @@ impl Stack {
         w.commands
             .send(Command::Spawn(Box::new(move |ctx| Box::pin(task(ctx)))))
             .map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Every worker's counters, in worker order (a worker that does not answer within a
+    /// second is left out).
+    ///
+    /// ```no_run
+    /// # fn f(stack: &stack::Stack) {
+    /// for (i, w) in stack.stats().iter().enumerate() {
+    ///     println!("worker {i}: {} frames in, {} accepted", w.rx_frames, w.accepted);
+    /// }
+    /// # }
+    /// ```
+    pub fn stats(&self) -> Vec<crate::WorkerStats> {
+        let replies: Vec<_> = self
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                w.commands.send(Command::Stats(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        replies
+            .into_iter()
+            .filter_map(|rx| rx.recv_timeout(Duration::from_secs(1)).ok())
+            .collect()
     }
 
     /// Stops accepting, lets flows in progress finish for at most `drain`, and waits for

@@ -51,6 +51,8 @@ fn keepalive(k: Option<Keepalive>) -> Option<TcpKeepalive> {
 pub(crate) struct TcbFactory {
     config: TcpConfig,
     isn: tcp::isn::IsnGenerator,
+    /// For SYNs that arrive while the half-open backlog is full.
+    cookies: tcp::syncookie::SynCookies,
 }
 
 /// 16 random bytes from the kernel, for the ISN key.
@@ -67,7 +69,41 @@ impl TcbFactory {
         TcbFactory {
             config: config.clone(),
             isn: tcp::isn::IsnGenerator::new(random_key()),
+            cookies: tcp::syncookie::SynCookies::new(random_key()),
         }
+    }
+
+    /// A stateless SYN-ACK carrying a SYN cookie, for when the backlog is full.
+    pub(crate) fn cookie_syn_ack(
+        &self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &TcpRepr<'_>,
+        now_us: u64,
+    ) -> Option<TcpRepr<'static>> {
+        tcp::tcb::Tcb::cookie_syn_ack(
+            &self.config,
+            local,
+            remote,
+            syn,
+            &self.cookies,
+            instant(now_us),
+        )
+    }
+
+    /// The connection for the ACK that returns a valid SYN cookie, if `ack` is one.
+    pub(crate) fn accept_cookie(
+        &self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        ack: &TcpRepr<'_>,
+        ka: Option<Keepalive>,
+        now_us: u64,
+    ) -> Option<Tcb> {
+        let mut config = self.config.clone();
+        config.keepalive = keepalive(ka);
+        tcp::tcb::Tcb::accept_cookie(config, local, remote, ack, &self.cookies, instant(now_us))
+            .map(Tcb)
     }
 
     pub(crate) fn accept(
@@ -193,6 +229,10 @@ impl Tcb {
 
     pub(crate) fn abort(&mut self) {
         self.0.abort();
+    }
+
+    pub(crate) fn stats(&self) -> tcp::tcb::TcbStats {
+        self.0.stats()
     }
 
     pub(crate) fn is_closed(&self) -> bool {

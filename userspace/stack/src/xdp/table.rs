@@ -67,6 +67,10 @@ impl<T> Table<T> {
         }
     }
 
+    pub fn count(&self) -> usize {
+        self.index.len()
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.index.len()

@@ -26,6 +26,7 @@ use super::table::{FourTuple, Handle, Table};
 use super::XdpWorkerSetup;
 use crate::error::Error;
 use crate::listener::{Keepalive, Listeners};
+use crate::stats::WorkerStats;
 use crate::timer::TimerWheel;
 use crate::worker::{Command, StartError, WorkerContext};
 use crate::Flow;
@@ -52,23 +53,6 @@ pub(crate) struct Conn {
     /// until the Flow is dropped, even after TCP is done with it.
     pub attached: bool,
     queued: bool,
-}
-
-/// Counters of one worker.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct WorkerStats {
-    /// Frames received.
-    pub rx_frames: u64,
-    /// Frames that were not IPv4/TCP for us, or failed their checksums.
-    pub rx_dropped: u64,
-    /// Frames transmitted.
-    pub tx_frames: u64,
-    /// Connections accepted.
-    pub accepted: u64,
-    /// RSTs sent for segments that matched no connection or listener.
-    pub resets_sent: u64,
-    /// SYNs refused because the half-open backlog was full.
-    pub backlog_full: u64,
 }
 
 /// The worker's state, shared with its flows.
@@ -174,6 +158,9 @@ impl State {
                 self.half_open = self.half_open.saturating_sub(1);
             }
             let tuple = c.tuple;
+            let t = c.tcb.stats();
+            self.stats.retransmits += u64::from(t.retransmits);
+            self.stats.timeouts += u64::from(t.timeouts);
             self.conns.remove(&tuple, h);
         } else if c.tcb.wants_to_send() && !c.queued {
             c.queued = true;
@@ -237,42 +224,68 @@ impl State {
                 return RxAction::Recycle;
             }
             let is_syn = f.tcp.flags.syn() && f.tcp.ack_number.is_none() && !f.tcp.flags.rst();
-            if is_syn {
-                if let Some(l) = listeners.get(f.tcp.dst_port) {
-                    if *half_open >= *max_half_open {
-                        // Bounded backlog: drop the SYN; the client retries.
-                        stats.backlog_full += 1;
+            let listener = listeners.get(f.tcp.dst_port);
+            let path = Path {
+                local_mac: *mac,
+                remote_mac: f.eth.src_addr.0,
+                local_ip: f.ip.dst_addr,
+                remote_ip: f.ip.src_addr,
+            };
+            let new_conn = match listener {
+                Some(l) if is_syn && *half_open < *max_half_open => {
+                    Some(tcp.accept(tuple.local, tuple.remote, &f.tcp, l.keepalive, now_us))
+                }
+                Some(_) if is_syn => {
+                    // The backlog is full: answer with a SYN cookie and keep nothing; the
+                    // connection exists only if the client's ACK brings the cookie back.
+                    let Some(syn_ack) =
+                        tcp.cookie_syn_ack(tuple.local, tuple.remote, &f.tcp, now_us)
+                    else {
+                        return RxAction::Recycle;
+                    };
+                    let len = frames::emit(frame, &path, &syn_ack, 0, |_| {});
+                    if len == 0 {
                         return RxAction::Recycle;
                     }
-                    let path = Path {
-                        local_mac: *mac,
-                        remote_mac: f.eth.src_addr.0,
-                        local_ip: f.ip.dst_addr,
-                        remote_ip: f.ip.src_addr,
-                    };
-                    let tcb = tcp.accept(tuple.local, tuple.remote, &f.tcp, l.keepalive, now_us);
-                    let h = conns.insert(
-                        tuple,
-                        Conn {
-                            tcb,
-                            tuple,
-                            path,
-                            armed_ms: None,
-                            read_waker: None,
-                            write_waker: None,
-                            pending_handler: Some(f.tcp.dst_port),
-                            connect_waker: None,
-                            connected: false,
-                            failed: None,
-                            attached: false,
-                            queued: false,
-                        },
-                    );
-                    *half_open += 1;
-                    stats.accepted += 1;
-                    touched.push(h);
-                    return RxAction::Recycle;
+                    stats.syn_cookies_sent += 1;
+                    stats.tx_frames += 1;
+                    return RxAction::Transmit(len as u32);
                 }
+                Some(l)
+                    if f.tcp.ack_number.is_some() && !f.tcp.flags.rst() && !f.tcp.flags.syn() =>
+                {
+                    let t =
+                        tcp.accept_cookie(tuple.local, tuple.remote, &f.tcp, l.keepalive, now_us);
+                    if t.is_some() {
+                        stats.syn_cookies_accepted += 1;
+                    }
+                    t
+                }
+                _ => None,
+            };
+            if let Some(tcb) = new_conn {
+                let h = conns.insert(
+                    tuple,
+                    Conn {
+                        tcb,
+                        tuple,
+                        path,
+                        armed_ms: None,
+                        read_waker: None,
+                        write_waker: None,
+                        pending_handler: Some(f.tcp.dst_port),
+                        connect_waker: None,
+                        connected: false,
+                        failed: None,
+                        attached: false,
+                        queued: false,
+                    },
+                );
+                // Counted half-open until its handshake completes (at once for a cookie).
+                *half_open += 1;
+                stats.accepted += 1;
+                touched.push(h);
+                return RxAction::Recycle;
             }
             // Nothing here for it: answer with a RST in place of the frame itself.
             let Some(rst) = frames::reset_for(&f.tcp) else {
@@ -521,20 +534,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
                 start_handler(&state, h, port, &active_tasks);
             }
             while let Ok(cmd) = commands.try_recv() {
-                match cmd {
-                    Command::Spawn(f) => {
-                        let fut = f(ctx.clone());
-                        let token = active_tasks.clone();
-                        tokio::task::spawn_local(async move {
-                            fut.await;
-                            drop(token);
-                        });
-                    }
-                    Command::Shutdown { drain } => {
-                        state.borrow_mut().listeners = Listeners::new();
-                        draining = Some(Instant::now() + drain);
-                    }
-                }
+                command(cmd, &state, &ctx, &active_tasks, &mut draining);
             }
             if let Some(deadline) = draining {
                 // Only the loop's own reference left: every flow task has finished.
@@ -569,18 +569,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
                 _ = notify.notified() => {}
                 cmd = commands.recv() => {
                     match cmd {
-                        Some(Command::Spawn(f)) => {
-                            let fut = f(ctx.clone());
-                            let token = active_tasks.clone();
-                            tokio::task::spawn_local(async move {
-                                fut.await;
-                                drop(token);
-                            });
-                        }
-                        Some(Command::Shutdown { drain }) => {
-                            state.borrow_mut().listeners = Listeners::new();
-                            draining = Some(Instant::now() + drain);
-                        }
+                        Some(cmd) => command(cmd, &state, &ctx, &active_tasks, &mut draining),
                         None => break,
                     }
                 }
@@ -590,6 +579,43 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
         }
         drop(active_tasks);
     });
+}
+
+/// Carries out one command from the Stack.
+fn command(
+    cmd: Command,
+    state: &Rc<RefCell<State>>,
+    ctx: &WorkerContext,
+    active_tasks: &Rc<()>,
+    draining: &mut Option<Instant>,
+) {
+    match cmd {
+        Command::Spawn(f) => {
+            let fut = f(ctx.clone());
+            let token = active_tasks.clone();
+            tokio::task::spawn_local(async move {
+                fut.await;
+                drop(token);
+            });
+        }
+        Command::Shutdown { drain } => {
+            state.borrow_mut().listeners = Listeners::new();
+            *draining = Some(Instant::now() + drain);
+        }
+        Command::Stats(reply) => {
+            let s = state.borrow();
+            let mut stats = s.stats;
+            stats.connections = s.conns.count() as u64;
+            for c in s.conns.iter() {
+                let t = c.tcb.stats();
+                stats.retransmits += u64::from(t.retransmits);
+                stats.timeouts += u64::from(t.timeouts);
+            }
+            let sock = s.sock.stats();
+            stats.tx_ring_full = sock.tx_ring_full;
+            let _ = reply.send(stats);
+        }
+    }
 }
 
 /// Hands an accepted connection to its listener's handler.

@@ -16,6 +16,7 @@
 //! peer has SACKed.
 
 mod buffers;
+mod cookie;
 
 use core::net::SocketAddrV4;
 use core::time::Duration;

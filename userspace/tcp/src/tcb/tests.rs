@@ -742,3 +742,77 @@ fn a_sack_block_over_our_fin_does_not_move_it() {
         assert_eq!(p.a.snd_max, SeqNumber(fin.seq_number) + 1);
     }
 }
+
+/// The cookie handshake by hand: a's SYN answered statelessly, a's ACK turned into b.
+fn cookie_pair(ca: Config, cb: Config) -> (Pair, TcpRepr<'static>) {
+    use crate::syncookie::SynCookies;
+    let cookies = SynCookies::new(*b"0123456789abcdef");
+    let mut p = Pair::new(ca, cb.clone());
+    let now = p.now;
+    let syn = p.a.poll_transmit(now).expect("a's SYN").header();
+    let syn_ack = Tcb::cookie_syn_ack(&cb, B, A, &syn, &cookies, now).expect("a SYN-ACK");
+    let bytes = {
+        let mut buf = vec![0u8; syn_ack.buffer_len()];
+        syn_ack.emit(&mut buf, *B.ip(), *A.ip()).unwrap();
+        buf
+    };
+    deliver(&bytes, &mut p.a, B, A, now);
+    assert_eq!(p.a.state(), State::Established);
+    let t = p.a.poll_transmit(now).expect("a's ACK");
+    let ack = t.header();
+    // A forged cookie (any other ACK number) builds nothing.
+    let mut forged = ack;
+    forged.ack_number = ack.ack_number.map(|a| a.wrapping_add(4));
+    assert!(Tcb::accept_cookie(cb.clone(), B, A, &forged, &cookies, now).is_none());
+    let b = Tcb::accept_cookie(cb, B, A, &ack, &cookies, now).expect("a valid cookie");
+    assert_eq!(b.state(), State::Established);
+    p.b = Some(b);
+    (p, syn_ack)
+}
+
+#[test]
+fn syn_cookie_round_trip_keeps_the_options_and_carries_data() {
+    let (mut p, syn_ack) = cookie_pair(Config::default(), Config::default());
+    assert!(syn_ack.timestamp.is_some() && syn_ack.sack_permitted);
+    assert_eq!(syn_ack.window_scale, Config::default().window_scale);
+    let b = p.b();
+    assert!(
+        b.ts_ok && b.sack_ok && b.ws_ok,
+        "options remembered by the cookie"
+    );
+    assert_eq!(b.snd_mss, 1460);
+    assert_eq!(events(b), vec![Event::Connected]);
+    let (to_b, to_a) = (pattern(300_000, 9), pattern(200_000, 10));
+    let (mut ia, mut ib) = (0, 0);
+    p.run_until(Duration::from_secs(30), |p| {
+        ia += p.a.send(&to_b[ia..]);
+        if let Some(b) = p.b.as_mut() {
+            ib += b.send(&to_a[ib..]);
+        }
+        p.got_b.len() == to_b.len() && p.got_a.len() == to_a.len()
+    });
+    assert_same(&p.got_b, &to_b);
+    assert_same(&p.got_a, &to_a);
+}
+
+#[test]
+fn syn_cookie_without_timestamps_goes_without_scaling_and_sack() {
+    let ca = Config {
+        timestamps: false,
+        mss: 1300,
+        ..Config::default()
+    };
+    let (mut p, syn_ack) = cookie_pair(ca, Config::default());
+    assert!(syn_ack.timestamp.is_none());
+    assert!(syn_ack.window_scale.is_none() && !syn_ack.sack_permitted);
+    let b = p.b();
+    assert!(!b.ts_ok && !b.sack_ok && !b.ws_ok);
+    assert_eq!(b.snd_mss, 1300, "the MSS rounds down to a table entry");
+    let data = pattern(100_000, 11);
+    let mut at = 0;
+    p.run_until(Duration::from_secs(30), |p| {
+        at += p.a.send(&data[at..]);
+        p.got_b.len() == data.len()
+    });
+    assert_same(&p.got_b, &data);
+}
