@@ -758,6 +758,16 @@ impl Tcb {
                     || (seq + (n - 1)).in_range(self.rcv_nxt, self.rcv_nxt + wnd)
             }
         };
+        if self.state == State::SynReceived
+            && seg.flags.syn()
+            && !seg.flags.rst()
+            && seg.ack_number.is_none()
+            && seq == self.irs
+        {
+            // The peer resent its SYN: our SYN-ACK was lost. Resend it.
+            self.syn_due = true;
+            return;
+        }
         if self.state == State::TimeWait && seg.flags.fin() && !seg.flags.rst() {
             // A retransmitted FIN: the peer lost our ACK. ACK again, restart 2·MSL.
             self.ack_now = true;
@@ -823,8 +833,7 @@ impl Tcb {
                 return;
             }
         }
-        self.process_ack(ack, seg, now);
-        if self.state == State::Closed {
+        if !self.process_ack(ack, seg, now) || self.state == State::Closed {
             return;
         }
         self.process_data(seq, seg, now);
@@ -846,11 +855,13 @@ impl Tcb {
         }
     }
 
-    fn process_ack(&mut self, ack: SeqNumber, seg: &TcpRepr<'_>, now: Instant) {
+    /// Takes the ACK field of a segment. Returns false if the segment is to be dropped
+    /// (RFC 9293: an ACK of something not yet sent is answered with an ACK, and the
+    /// segment, data included, goes no further).
+    fn process_ack(&mut self, ack: SeqNumber, seg: &TcpRepr<'_>, now: Instant) -> bool {
         if ack > self.snd_max {
-            // Acknowledges what we never sent.
             self.ack_now = true;
-            return;
+            return false;
         }
         let seq = SeqNumber(seg.seq_number);
         let window = self.window_of(seg);
@@ -925,7 +936,7 @@ impl Tcb {
                     State::Closing => self.enter_time_wait(now),
                     State::LastAck => {
                         self.enter_closed();
-                        return;
+                        return true;
                     }
                     _ => {}
                 }
@@ -973,6 +984,7 @@ impl Tcb {
                 self.emit_event(Event::Writable);
             }
         }
+        true
     }
 
     fn process_data(&mut self, seq: SeqNumber, seg: &TcpRepr<'_>, now: Instant) {
@@ -1312,6 +1324,16 @@ impl Tcb {
             });
         }
         if !self.state.synchronized() {
+            if self.state == State::SynReceived && self.ack_now {
+                // An unacceptable segment in SYN-RECEIVED is answered with an ACK.
+                let h = self.header(self.snd_nxt, TcpFlags::default(), now);
+                self.sent_ack();
+                return Some(Transmit {
+                    header: h,
+                    offset: 0,
+                    len: 0,
+                });
+            }
             return None;
         }
         if self.fast_retransmit {
@@ -1479,3 +1501,5 @@ fn before(s: SeqNumber, n: u32) -> SeqNumber {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transitions;

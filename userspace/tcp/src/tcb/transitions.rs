@@ -1,0 +1,655 @@
+//! The RFC 9293 state diagram, transition by transition, in the manner of smoltcp's
+//! socket tests: a scripted peer sends hand-written segments and every segment the
+//! connection sends back is checked field by field, with the state after each step.
+//! Times are virtual; no other connection is involved.
+
+use super::*;
+use core::net::Ipv4Addr;
+
+const LOCAL: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 80);
+const REMOTE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 49152);
+/// Our ISS and the peer's.
+const ISS: u32 = 10_000;
+const IRS: u32 = 90_000;
+
+/// A segment as the tests write it: numbers absolute, flags spelled out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seg {
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+    fin: bool,
+    rst: bool,
+    len: usize,
+    window: u16,
+}
+
+fn seg(seq: u32, ack: Option<u32>) -> Seg {
+    Seg {
+        seq,
+        ack,
+        syn: false,
+        fin: false,
+        rst: false,
+        len: 0,
+        window: 8192,
+    }
+}
+
+impl Seg {
+    fn syn(mut self) -> Seg {
+        self.syn = true;
+        self
+    }
+    fn fin(mut self) -> Seg {
+        self.fin = true;
+        self
+    }
+    fn rst(mut self) -> Seg {
+        self.rst = true;
+        self
+    }
+    fn len(mut self, n: usize) -> Seg {
+        self.len = n;
+        self
+    }
+}
+
+/// The connection under test, the clock, and what it has said.
+struct Rig {
+    t: Tcb,
+    now: Instant,
+    payload: [u8; 2048],
+}
+
+/// Plain segments: no options beyond what a test adds, so every field is predictable.
+fn plain() -> Config {
+    Config {
+        timestamps: false,
+        sack: false,
+        window_scale: None,
+        mss: 1000,
+        recv_buffer: 8192,
+        send_buffer: 8192,
+        time_wait: Duration::from_secs(60),
+        ..Config::default()
+    }
+}
+
+impl Rig {
+    fn connect() -> Rig {
+        let now = Instant::from_secs(1);
+        Rig {
+            t: Tcb::connect(plain(), LOCAL, REMOTE, SeqNumber(ISS), now),
+            now,
+            payload: [7; 2048],
+        }
+    }
+
+    fn accept() -> Rig {
+        let now = Instant::from_secs(1);
+        let syn = repr(&seg(IRS, None).syn(), &[]);
+        let r = Rig {
+            t: Tcb::accept(plain(), LOCAL, REMOTE, &syn, SeqNumber(ISS), now),
+            now,
+            payload: [7; 2048],
+        };
+        assert_eq!(r.t.state(), State::SynReceived);
+        r
+    }
+
+    /// An established connection, by an active open.
+    fn established() -> Rig {
+        let mut r = Rig::connect();
+        r.expect(seg(ISS, None).syn());
+        r.recv(seg(IRS, Some(ISS + 1)).syn());
+        r.expect(seg(ISS + 1, Some(IRS + 1)));
+        assert_eq!(r.t.state(), State::Established);
+        r.events();
+        r
+    }
+
+    fn recv(&mut self, s: Seg) {
+        let payload = self.payload;
+        let r = repr(&s, &payload[..s.len]);
+        self.t.on_segment(&r, self.now);
+    }
+
+    /// The next segment out must be `want` (sequence, ACK, flags, payload length; the
+    /// window is checked only when the test gives one other than the default).
+    fn expect(&mut self, want: Seg) {
+        let got = self
+            .next()
+            .unwrap_or_else(|| panic!("expected {want:?}, got nothing"));
+        let got = if want.window == 8192 {
+            Seg {
+                window: 8192,
+                ..got
+            }
+        } else {
+            got
+        };
+        assert_eq!(got, want, "in state {:?}", self.t.state());
+    }
+
+    fn expect_nothing(&mut self) {
+        if let Some(s) = self.next() {
+            panic!("expected nothing, got {s:?} in state {:?}", self.t.state());
+        }
+    }
+
+    fn next(&mut self) -> Option<Seg> {
+        let x = self.t.poll_transmit(self.now)?;
+        let h = x.header();
+        Some(Seg {
+            seq: h.seq_number,
+            ack: h.ack_number,
+            syn: h.flags.syn(),
+            fin: h.flags.fin(),
+            rst: h.flags.rst(),
+            len: x.payload_len(),
+            window: h.window_len,
+        })
+    }
+
+    /// Lets time pass to `at` seconds after the start, running due timers.
+    fn at(&mut self, secs: f64) {
+        self.now = Instant::from_micros(1_000_000 + (secs * 1e6) as u64);
+        if self.t.poll_timeout().is_some_and(|d| d <= self.now) {
+            self.t.on_timeout(self.now);
+        }
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        let mut v = Vec::new();
+        while let Some(e) = self.t.poll_event() {
+            v.push(e);
+        }
+        v
+    }
+}
+
+fn repr<'a>(s: &Seg, payload: &'a [u8]) -> TcpRepr<'a> {
+    let mut flags = TcpFlags::default();
+    flags.set_syn(s.syn);
+    flags.set_fin(s.fin);
+    flags.set_rst(s.rst);
+    flags.set_ack(s.ack.is_some());
+    TcpRepr {
+        src_port: REMOTE.port(),
+        dst_port: LOCAL.port(),
+        seq_number: s.seq,
+        ack_number: s.ack,
+        flags,
+        window_len: s.window,
+        urgent_pointer: 0,
+        max_seg_size: s.syn.then_some(1000),
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 4],
+        timestamp: None,
+        payload,
+    }
+}
+
+// ---- opening ----
+
+#[test]
+fn closed_to_syn_sent_to_established() {
+    let mut r = Rig::connect();
+    assert_eq!(r.t.state(), State::SynSent);
+    r.expect(seg(ISS, None).syn());
+    r.expect_nothing();
+    r.recv(seg(IRS, Some(ISS + 1)).syn());
+    assert_eq!(r.t.state(), State::Established);
+    r.expect(seg(ISS + 1, Some(IRS + 1)));
+    assert_eq!(r.events(), vec![Event::Connected]);
+}
+
+#[test]
+fn listen_to_syn_received_to_established() {
+    let mut r = Rig::accept();
+    r.expect(seg(ISS, Some(IRS + 1)).syn());
+    r.recv(seg(IRS + 1, Some(ISS + 1)));
+    assert_eq!(r.t.state(), State::Established);
+    assert_eq!(r.events(), vec![Event::Connected]);
+    r.expect_nothing();
+}
+
+#[test]
+fn simultaneous_open() {
+    let mut r = Rig::connect();
+    r.expect(seg(ISS, None).syn());
+    // Their SYN crosses ours: SYN-RECEIVED, and a SYN-ACK.
+    r.recv(seg(IRS, None).syn());
+    assert_eq!(r.t.state(), State::SynReceived);
+    r.expect(seg(ISS, Some(IRS + 1)).syn());
+    // Their SYN-ACK (the answer to our SYN) completes it.
+    r.recv(seg(IRS, Some(ISS + 1)).syn());
+    r.recv(seg(IRS + 1, Some(ISS + 1)));
+    assert_eq!(r.t.state(), State::Established);
+    assert!(r.events().contains(&Event::Connected));
+}
+
+#[test]
+fn syn_sent_refused_by_rst() {
+    let mut r = Rig::connect();
+    r.expect(seg(ISS, None).syn());
+    // A RST that does not acknowledge our SYN is ignored...
+    r.recv(seg(0, Some(ISS + 5)).rst());
+    assert_eq!(r.t.state(), State::SynSent);
+    // ...one that does refuses the connection.
+    r.recv(seg(0, Some(ISS + 1)).rst());
+    assert_eq!(r.t.state(), State::Closed);
+    assert_eq!(r.events(), vec![Event::Refused, Event::Closed]);
+    r.expect_nothing();
+}
+
+#[test]
+fn syn_sent_answers_a_bad_ack_with_rst() {
+    let mut r = Rig::connect();
+    r.expect(seg(ISS, None).syn());
+    r.recv(seg(IRS, Some(ISS + 77)));
+    // RFC 9293: <SEQ=SEG.ACK><CTL=RST>.
+    r.expect(Seg {
+        window: 0,
+        ..seg(ISS + 77, None).rst()
+    });
+    assert_eq!(r.t.state(), State::SynSent);
+}
+
+#[test]
+fn syn_received_reset_by_the_peer_closes_quietly() {
+    let mut r = Rig::accept();
+    r.expect(seg(ISS, Some(IRS + 1)).syn());
+    r.recv(seg(IRS + 1, None).rst());
+    assert_eq!(r.t.state(), State::Closed);
+    // The application never saw this connection: closed, not reset.
+    assert_eq!(r.events(), vec![Event::Closed]);
+}
+
+#[test]
+fn syn_received_retransmits_the_syn_ack_for_a_repeated_syn() {
+    let mut r = Rig::accept();
+    r.expect(seg(ISS, Some(IRS + 1)).syn());
+    r.recv(seg(IRS, None).syn());
+    r.expect(seg(ISS, Some(IRS + 1)).syn());
+}
+
+#[test]
+fn syn_ack_retransmission_backs_off_from_one_second() {
+    let mut r = Rig::accept();
+    r.expect(seg(ISS, Some(IRS + 1)).syn());
+    for (i, at) in [1.0, 3.0, 7.0, 15.0].into_iter().enumerate() {
+        r.at(at - 0.001);
+        r.expect_nothing();
+        r.at(at);
+        r.expect(seg(ISS, Some(IRS + 1)).syn());
+        assert_eq!(r.t.stats().timeouts, i as u32 + 1);
+    }
+}
+
+// ---- closing ----
+
+#[test]
+fn active_close_fin_wait_1_2_time_wait_closed() {
+    let mut r = Rig::established();
+    r.t.close();
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    assert_eq!(r.t.state(), State::FinWait1);
+    r.recv(seg(IRS + 1, Some(ISS + 2)));
+    assert_eq!(r.t.state(), State::FinWait2);
+    r.recv(seg(IRS + 1, Some(ISS + 2)).fin());
+    r.expect(seg(ISS + 2, Some(IRS + 2)));
+    assert_eq!(r.t.state(), State::TimeWait);
+    // 2·MSL (60 s configured) later it is gone.
+    r.at(59.5);
+    assert_eq!(r.t.state(), State::TimeWait);
+    r.at(60.5);
+    assert_eq!(r.t.state(), State::Closed);
+}
+
+#[test]
+fn time_wait_acks_a_retransmitted_fin_and_restarts() {
+    let mut r = Rig::established();
+    r.t.close();
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    r.recv(seg(IRS + 1, Some(ISS + 2)).fin());
+    r.expect(seg(ISS + 2, Some(IRS + 2)));
+    assert_eq!(r.t.state(), State::TimeWait);
+    r.at(50.0);
+    r.recv(seg(IRS + 1, Some(ISS + 2)).fin());
+    r.expect(seg(ISS + 2, Some(IRS + 2)));
+    r.at(100.0);
+    assert_eq!(r.t.state(), State::TimeWait, "the timer restarted at 50 s");
+    r.at(111.0);
+    assert_eq!(r.t.state(), State::Closed);
+}
+
+#[test]
+fn fin_wait_1_straight_to_time_wait_on_fin_ack() {
+    let mut r = Rig::established();
+    r.t.close();
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    r.recv(seg(IRS + 1, Some(ISS + 2)).fin());
+    assert_eq!(r.t.state(), State::TimeWait);
+    r.expect(seg(ISS + 2, Some(IRS + 2)));
+}
+
+#[test]
+fn simultaneous_close_through_closing() {
+    let mut r = Rig::established();
+    r.t.close();
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    // Their FIN crosses ours (it does not acknowledge ours).
+    r.recv(seg(IRS + 1, Some(ISS + 1)).fin());
+    assert_eq!(r.t.state(), State::Closing);
+    r.expect(seg(ISS + 2, Some(IRS + 2)));
+    r.recv(seg(IRS + 2, Some(ISS + 2)));
+    assert_eq!(r.t.state(), State::TimeWait);
+}
+
+#[test]
+fn passive_close_close_wait_last_ack_closed() {
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 1, Some(ISS + 1)).fin());
+    assert_eq!(r.t.state(), State::CloseWait);
+    r.expect(seg(ISS + 1, Some(IRS + 2)));
+    assert_eq!(r.events(), vec![Event::PeerClosed]);
+    assert!(r.t.at_eof());
+    r.t.close();
+    r.expect(seg(ISS + 1, Some(IRS + 2)).fin());
+    assert_eq!(r.t.state(), State::LastAck);
+    r.recv(seg(IRS + 2, Some(ISS + 2)));
+    assert_eq!(r.t.state(), State::Closed);
+    assert_eq!(r.events(), vec![Event::Closed]);
+}
+
+#[test]
+fn half_close_keeps_receiving_in_fin_wait_2() {
+    let mut r = Rig::established();
+    r.t.close();
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    r.recv(seg(IRS + 1, Some(ISS + 2)));
+    assert_eq!(r.t.state(), State::FinWait2);
+    r.recv(seg(IRS + 1, Some(ISS + 2)).len(500));
+    assert_eq!(r.t.recv_available(), 500);
+    r.at(0.5);
+    r.expect(seg(ISS + 2, Some(IRS + 501)));
+}
+
+#[test]
+fn close_in_syn_received_sends_fin_after_the_handshake() {
+    let mut r = Rig::accept();
+    r.expect(seg(ISS, Some(IRS + 1)).syn());
+    r.t.close();
+    r.recv(seg(IRS + 1, Some(ISS + 1)));
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    assert_eq!(r.t.state(), State::FinWait1);
+}
+
+// ---- resets and challenge ACKs (RFC 5961) ----
+
+#[test]
+fn exact_rst_resets_established() {
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 1, None).rst());
+    assert_eq!(r.t.state(), State::Closed);
+    assert_eq!(r.events(), vec![Event::Reset, Event::Closed]);
+}
+
+#[test]
+fn in_window_rst_gets_a_challenge_ack() {
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 100, None).rst());
+    assert_eq!(r.t.state(), State::Established);
+    r.expect(seg(ISS + 1, Some(IRS + 1)));
+}
+
+#[test]
+fn out_of_window_rst_is_ignored() {
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 100_000, None).rst());
+    assert_eq!(r.t.state(), State::Established);
+    r.expect_nothing();
+}
+
+#[test]
+fn syn_in_established_gets_a_challenge_ack() {
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 1, None).syn());
+    assert_eq!(r.t.state(), State::Established);
+    r.expect(seg(ISS + 1, Some(IRS + 1)));
+}
+
+#[test]
+fn ack_of_unsent_data_is_answered_and_dropped() {
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 1, Some(ISS + 500)).len(10));
+    r.expect(seg(ISS + 1, Some(IRS + 1)));
+    assert_eq!(r.t.recv_available(), 0, "its data is not taken");
+}
+
+// ---- data, ACKs, retransmission ----
+
+#[test]
+fn delayed_ack_every_second_full_segment_or_after_the_delay() {
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 1, Some(ISS + 1)).len(1000));
+    r.expect_nothing();
+    r.recv(seg(IRS + 1001, Some(ISS + 1)).len(1000));
+    r.expect(seg(ISS + 1, Some(IRS + 2001)));
+    r.recv(seg(IRS + 2001, Some(ISS + 1)).len(100));
+    r.expect_nothing();
+    r.at(0.039);
+    r.expect_nothing();
+    r.at(0.041);
+    r.expect(seg(ISS + 1, Some(IRS + 2101)));
+}
+
+#[test]
+fn out_of_order_data_is_acked_at_once() {
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 1001, Some(ISS + 1)).len(1000));
+    r.expect(seg(ISS + 1, Some(IRS + 1)));
+    r.recv(seg(IRS + 1, Some(ISS + 1)).len(1000));
+    r.expect(seg(ISS + 1, Some(IRS + 2001)));
+    assert_eq!(r.t.recv_available(), 2000);
+}
+
+#[test]
+fn data_retransmission_timeline_follows_rfc_6298() {
+    let mut r = Rig::connect();
+    r.expect(seg(ISS, None).syn());
+    // The handshake takes 100 ms: SRTT = 100 ms, RTTVAR = 50 ms, so
+    // RTO = SRTT + 4 * RTTVAR = 300 ms, doubling at each timeout.
+    r.at(0.1);
+    r.recv(seg(IRS, Some(ISS + 1)).syn());
+    r.expect(seg(ISS + 1, Some(IRS + 1)));
+    assert_eq!(r.t.send(&[1u8; 500]), 500);
+    r.expect(seg(ISS + 1, Some(IRS + 1)).len(500));
+    let mut at = 0.1;
+    for gap in [0.3, 0.6, 1.2, 2.4] {
+        at += gap;
+        r.at(at - 0.005);
+        r.expect_nothing();
+        r.at(at);
+        r.expect(seg(ISS + 1, Some(IRS + 1)).len(500));
+    }
+    // An ACK ends it.
+    r.recv(seg(IRS + 1, Some(ISS + 501)));
+    r.at(100.0);
+    r.expect_nothing();
+    assert_eq!(r.t.stats().timeouts, 4);
+}
+
+#[test]
+fn three_duplicate_acks_retransmit_at_once() {
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 1, Some(ISS + 1)).len(0));
+    // Open the congestion window a little: 4 segments of 1000 need cwnd >= 4000.
+    let data = [3u8; 4000];
+    assert_eq!(r.t.send(&data), 4000);
+    let mut sent = Vec::new();
+    while let Some(s) = r.next() {
+        sent.push(s);
+    }
+    assert!(
+        sent.len() >= 4,
+        "initial window of RFC 6928 lets 4 go: {sent:?}"
+    );
+    for _ in 0..3 {
+        r.recv(seg(IRS + 1, Some(ISS + 1)));
+    }
+    r.expect(seg(ISS + 1, Some(IRS + 1)).len(1000));
+    assert_eq!(r.t.stats().recoveries, 1);
+    assert_eq!(r.t.stats().timeouts, 0);
+}
+
+// ---- keepalive ----
+
+#[test]
+fn keepalive_probes_then_declares_the_peer_lost() {
+    let config = Config {
+        keepalive: Some(Keepalive {
+            after: Duration::from_secs(10),
+            interval: Duration::from_secs(2),
+            probes: 3,
+        }),
+        ..plain()
+    };
+    let now = Instant::from_secs(1);
+    let mut r = Rig {
+        t: Tcb::connect(config, LOCAL, REMOTE, SeqNumber(ISS), now),
+        now,
+        payload: [0; 2048],
+    };
+    r.expect(seg(ISS, None).syn());
+    r.recv(seg(IRS, Some(ISS + 1)).syn());
+    r.expect(seg(ISS + 1, Some(IRS + 1)));
+    // Probes: SEG.SEQ = SND.NXT - 1, no data, at 10, 12, 14 s; lost at 16 s.
+    for at in [10.0, 12.0, 14.0] {
+        r.at(at - 0.01);
+        r.expect_nothing();
+        r.at(at);
+        r.expect(seg(ISS, Some(IRS + 1)));
+    }
+    r.at(16.0);
+    assert_eq!(r.t.state(), State::Closed);
+    assert!(r.events().contains(&Event::TimedOut));
+}
+
+#[test]
+fn keepalive_answer_resets_the_count() {
+    let config = Config {
+        keepalive: Some(Keepalive {
+            after: Duration::from_secs(10),
+            interval: Duration::from_secs(2),
+            probes: 2,
+        }),
+        ..plain()
+    };
+    let now = Instant::from_secs(1);
+    let mut r = Rig {
+        t: Tcb::connect(config, LOCAL, REMOTE, SeqNumber(ISS), now),
+        now,
+        payload: [0; 2048],
+    };
+    r.expect(seg(ISS, None).syn());
+    r.recv(seg(IRS, Some(ISS + 1)).syn());
+    r.expect(seg(ISS + 1, Some(IRS + 1)));
+    r.at(10.0);
+    r.expect(seg(ISS, Some(IRS + 1)));
+    r.recv(seg(IRS + 1, Some(ISS + 1)));
+    // Answered: idle again, the next probe comes 10 s after the answer.
+    r.at(19.9);
+    r.expect_nothing();
+    r.at(20.0);
+    r.expect(seg(ISS, Some(IRS + 1)));
+    assert_eq!(r.t.state(), State::Established);
+}
+
+// ---- options ----
+
+fn syn_with(mss: Option<u16>, ws: Option<u8>, sack: bool, ts: bool) -> TcpRepr<'static> {
+    let mut r = repr(&seg(IRS, None).syn(), &[]);
+    r.max_seg_size = mss;
+    r.window_scale = ws;
+    r.sack_permitted = sack;
+    r.timestamp = ts.then_some(TcpTimestamp {
+        tsval: 5000,
+        tsecr: 0,
+    });
+    r
+}
+
+fn accept_with(syn: &TcpRepr<'_>) -> (Tcb, TcpRepr<'static>) {
+    let now = Instant::from_secs(1);
+    let mut t = Tcb::accept(Config::default(), LOCAL, REMOTE, syn, SeqNumber(ISS), now);
+    let syn_ack = t.poll_transmit(now).expect("SYN-ACK").header();
+    (t, syn_ack)
+}
+
+#[test]
+fn options_all_offered_all_taken() {
+    let (t, sa) = accept_with(&syn_with(Some(1400), Some(9), true, true));
+    assert_eq!(sa.max_seg_size, Some(1460));
+    assert_eq!(sa.window_scale, Some(7));
+    assert!(sa.sack_permitted);
+    assert_eq!(sa.timestamp.map(|t| t.tsecr), Some(5000));
+    assert_eq!(t.snd_mss, 1400, "our segments fit the peer's MSS");
+    assert_eq!((t.snd_wscale, t.rcv_wscale), (9, 7));
+    assert!(t.sack_ok && t.ts_ok && t.ws_ok);
+}
+
+#[test]
+fn options_none_offered_none_used() {
+    let (t, sa) = accept_with(&syn_with(None, None, false, false));
+    assert_eq!(sa.window_scale, None, "no scaling unless both offer it");
+    assert!(!sa.sack_permitted);
+    assert_eq!(sa.timestamp, None);
+    assert_eq!(t.snd_mss, 536, "RFC 9293's default MSS");
+    assert!(!t.sack_ok && !t.ts_ok && !t.ws_ok);
+    assert_eq!(sa.window_len, 65535, "a 64 KiB buffer, unscaled: the most 16 bits say");
+}
+
+#[test]
+fn window_scale_above_14_is_taken_as_14() {
+    let (t, _) = accept_with(&syn_with(Some(1460), Some(15), false, false));
+    assert_eq!(t.snd_wscale, 14);
+}
+
+#[test]
+fn timestamps_alone() {
+    let (t, sa) = accept_with(&syn_with(Some(1460), None, false, true));
+    assert!(sa.timestamp.is_some() && sa.window_scale.is_none() && !sa.sack_permitted);
+    assert!(t.ts_ok && !t.ws_ok && !t.sack_ok);
+    assert_eq!(
+        t.max_payload(),
+        1448,
+        "timestamps take 12 bytes of every segment"
+    );
+}
+
+#[test]
+fn paws_drops_an_old_timestamp() {
+    let (mut t, sa) = accept_with(&syn_with(Some(1460), None, false, true));
+    let now = Instant::from_secs(1);
+    let mut ack = repr(&seg(IRS + 1, Some(ISS + 1)), &[]);
+    ack.timestamp = Some(TcpTimestamp {
+        tsval: 5001,
+        tsecr: sa.timestamp.unwrap().tsval,
+    });
+    t.on_segment(&ack, now);
+    assert_eq!(t.state(), State::Established);
+    let payload = [1u8; 100];
+    let mut old = repr(&seg(IRS + 1, Some(ISS + 1)).len(100), &payload);
+    old.timestamp = Some(TcpTimestamp {
+        tsval: 4000,
+        tsecr: 0,
+    });
+    t.on_segment(&old, now);
+    assert_eq!(t.recv_available(), 0, "an old duplicate by its timestamp");
+    let dup_ack = t.poll_transmit(now).expect("an ACK").header();
+    assert_eq!(dup_ack.ack_number, Some(IRS + 1));
+}
