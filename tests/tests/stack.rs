@@ -65,7 +65,20 @@ fn rig(backend: Backend) -> Rig {
 
 /// A rig whose stack configuration `tweak` adjusts.
 fn rig_with(backend: Backend, tweak: impl FnOnce(&mut StackConfig) + Send + 'static) -> Rig {
-    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    rig_queues(backend, 1, tweak)
+}
+
+/// A rig on veths of `queues` queues (a worker per queue on the AF_XDP backend).
+fn rig_queues(
+    backend: Backend,
+    queues: u32,
+    tweak: impl FnOnce(&mut StackConfig) + Send + 'static,
+) -> Rig {
+    let topo = Topology::create(&TopologyConfig {
+        queues,
+        ..TopologyConfig::default()
+    })
+    .expect("topology");
     let (server_ip, iface) = (topo.server_ip, topo.server_if.clone());
     let stack = topo
         .run_in(&topo.server_ns.clone(), move || {
@@ -103,9 +116,19 @@ impl Rig {
         timeout: Duration,
         task: impl FnOnce(stack::WorkerContext) -> Fut + Send + 'static,
     ) -> T {
+        self.ours_on(0, timeout, task)
+    }
+
+    /// Runs `task` on worker `worker` of our stack and waits for its result.
+    fn ours_on<T: Send + 'static, Fut: std::future::Future<Output = T> + 'static>(
+        &self,
+        worker: usize,
+        timeout: Duration,
+        task: impl FnOnce(stack::WorkerContext) -> Fut + Send + 'static,
+    ) -> T {
         let (tx, rx) = mpsc::channel();
         self.stack
-            .spawn(0, move |ctx| async move {
+            .spawn(worker, move |ctx| async move {
                 let _ = tx.send(task(ctx).await);
             })
             .unwrap();
@@ -282,12 +305,17 @@ fn our_connect_bulk_echo(backend: Backend) {
 }
 
 fn our_connects_concurrent(backend: Backend) {
-    const FLOWS: usize = 1000;
     let r = rig(backend);
     r.kernel_echo_server(9008);
     let dst = SocketAddrV4::new(r.topo.peer_ip, 9008);
-    let done = r.ours(Duration::from_secs(120), move |ctx| async move {
-        let tasks: Vec<_> = (0..FLOWS)
+    assert_eq!(connect_and_echo(&r, 0, dst, 1000), 1000);
+}
+
+/// `flows` active opens from worker `worker` to the echo server at `dst`, all at once,
+/// each echoing 4 KiB. Returns how many completed intact (panics on the first failure).
+fn connect_and_echo(r: &Rig, worker: usize, dst: SocketAddrV4, flows: usize) -> usize {
+    r.ours_on(worker, Duration::from_secs(120), move |ctx| async move {
+        let tasks: Vec<_> = (0..flows)
             .map(|i| {
                 let ctx = ctx.clone();
                 tokio::task::spawn_local(async move {
@@ -318,8 +346,47 @@ fn our_connects_concurrent(backend: Backend) {
             ok += 1;
         }
         ok
+    })
+}
+
+/// Two queues, a worker on each: the kernel peer picks the queue of each reply by its
+/// own hash, so about half the replies to each worker's active opens land on the other
+/// worker's queue and must be handed over.
+#[test]
+fn xdp_active_opens_on_two_queues() {
+    require_root!();
+    let _serial = serial();
+    let r = rig_queues(Backend::Xdp, 2, |c| c.cores = vec![0, 1]);
+    assert_eq!(r.stack.workers(), 2);
+    r.kernel_echo_server(9010);
+    let dst = SocketAddrV4::new(r.topo.peer_ip, 9010);
+    for worker in 0..2 {
+        assert_eq!(connect_and_echo(&r, worker, dst, 300), 300);
+    }
+    // Passive opens on both queues too.
+    let addr = r.server(ECHO);
+    let ok = r.peer(move || {
+        let threads: Vec<_> = (0..50)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    echo_through(TcpStream::connect(addr).unwrap(), 50_000, i)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().is_ok() as usize)
+            .sum::<usize>()
     });
-    assert_eq!(done, FLOWS);
+    assert_eq!(ok, 50);
+    let stats = r.stack.stats();
+    let handed: u64 = stats.iter().map(|s| s.handed_in).sum();
+    eprintln!("two queues: {handed} frames handed over; {stats:?}");
+    assert!(
+        handed > 0,
+        "some replies arrived on the other worker's queue"
+    );
+    assert_eq!(handed, stats.iter().map(|s| s.handed_out).sum::<u64>());
 }
 
 fn half_close_both_ways(backend: Backend) {

@@ -22,6 +22,11 @@ pub struct WorkerStats {
     pub syn_cookies_sent: u64,
     /// Connections made from a returned SYN cookie.
     pub syn_cookies_accepted: u64,
+    /// Frames of another worker's connection that arrived on this worker's queue and
+    /// were handed to it.
+    pub handed_out: u64,
+    /// Frames other workers handed to this one.
+    pub handed_in: u64,
     /// Segments sent again, over all connections, closed ones included.
     pub retransmits: u64,
     /// Retransmission timeouts, likewise.

@@ -190,7 +190,8 @@ impl Stack {
             Backend::Xdp => {
                 let (shared, templates) = crate::xdp::prepare(&config, &listeners)?;
                 stack.xdp = Some(shared);
-                for t in templates {
+                let (peers, inboxes) = crate::xdp::worker::peers(templates.len());
+                for (t, inbox) in templates.into_iter().zip(inboxes) {
                     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
                     let setup = crate::xdp::XdpWorkerSetup {
                         index: t.index,
@@ -203,6 +204,8 @@ impl Stack {
                         config: config.clone(),
                         tcp: crate::xdp::conn::TcbFactory::new(&config.tcp),
                         ports: config.client_ports,
+                        peers: peers.clone(),
+                        inbox,
                         ready: ready_tx,
                     };
                     stack.launch(t.index, &config, ready_rx, move |rx| {

@@ -6,9 +6,11 @@
 //! range from the kernel. Each worker then binds its queue's socket and reports its
 //! descriptor, which the start-up thread registers in the program's socket map.
 //!
-//! A flow belongs to the worker that `FourTuple::owner` names. With one queue (the usual
-//! veth case) that is always worker 0; with several, a worker picks local ports for its
-//! active opens so that replies hash back to it.
+//! A passive open belongs to the worker whose queue its SYN arrived on. An active open
+//! belongs to the worker that `FourTuple::owner` names: a worker picks local ports so
+//! that the owner is itself. Which queue the replies arrive on is the peer's choice
+//! (its RSS or transmit hash), so a worker that receives a segment for a port of the
+//! client range that another worker owns hands the frame to that worker.
 
 pub(crate) mod conn;
 pub(crate) mod flow;
@@ -54,6 +56,10 @@ pub(crate) struct XdpWorkerSetup {
     pub config: Arc<StackConfig>,
     pub tcp: conn::TcbFactory,
     pub ports: ports::PortRange,
+    /// The other workers, to hand them frames of their connections.
+    pub peers: Arc<[worker::Peer]>,
+    /// Frames the other workers hand this one.
+    pub inbox: std::sync::mpsc::Receiver<Vec<u8>>,
     pub ready: std::sync::mpsc::Sender<Result<Option<(u32, std::os::fd::RawFd)>, StartError>>,
 }
 

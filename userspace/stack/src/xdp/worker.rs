@@ -13,6 +13,7 @@
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -72,8 +73,12 @@ pub(crate) struct State {
     pub half_open: usize,
     pub max_half_open: usize,
     pub stats: WorkerStats,
-    /// Woken when a flow gives the loop work while it sleeps.
-    pub loop_wake: Rc<Notify>,
+    /// Woken when a flow (or another worker) gives the loop work while it sleeps.
+    pub loop_wake: Arc<Notify>,
+    /// Every worker's inbox, this one's included, by worker index.
+    peers: Arc<[Peer]>,
+    /// Frames other workers received for this worker's connections.
+    inbox: std::sync::mpsc::Receiver<Vec<u8>>,
     /// Next local port to try for an active open.
     pub next_port: u16,
     pub ports: super::ports::PortRange,
@@ -182,10 +187,10 @@ impl State {
         self.mark_dirty(h);
     }
 
-    /// One receive batch. Returns how many frames were taken.
+    /// One receive batch, then what other workers handed over. Returns how many frames
+    /// were taken.
     fn receive(&mut self) -> u32 {
         let now_us = self.now_us();
-        let verify = self.verify_checksums;
         // Split the borrow: the socket hands frames to a closure that needs the rest.
         let mut touched = std::mem::take(&mut self.scratch_handles);
         touched.clear();
@@ -199,113 +204,54 @@ impl State {
             max_half_open,
             mac,
             addrs,
+            verify_checksums,
+            ports,
+            index,
+            workers,
+            peers,
+            inbox,
             ..
         } = self;
-        let mut replies = 0u64;
-        let n = sock.recv(RX_BATCH, |frame| {
-            stats.rx_frames += 1;
-            let Some(f) = frames::parse(frame, verify) else {
-                stats.rx_dropped += 1;
-                return RxAction::Recycle;
-            };
-            if !addrs.contains(&f.ip.dst_addr) {
-                stats.rx_dropped += 1;
-                return RxAction::Recycle;
-            }
-            let tuple = FourTuple {
-                local: SocketAddrV4::new(f.ip.dst_addr, f.tcp.dst_port),
-                remote: SocketAddrV4::new(f.ip.src_addr, f.tcp.src_port),
-            };
-            if let Some(h) = conns.lookup(&tuple) {
-                if let Some(c) = conns.get_mut(h) {
-                    c.tcb.on_segment(&f.tcp, now_us);
-                    touched.push(h);
+        let mut cx = FrameContext {
+            conns,
+            listeners,
+            tcp,
+            stats,
+            half_open,
+            max_half_open,
+            mac: *mac,
+            addrs,
+            verify: *verify_checksums,
+            ports: *ports,
+            index: *index,
+            workers: *workers,
+            peers,
+            touched: &mut touched,
+            now_us,
+        };
+        let mut n = sock.recv(RX_BATCH, |frame| {
+            cx.stats.rx_frames += 1;
+            match on_frame(&mut cx, frame) {
+                FrameAction::Done => RxAction::Recycle,
+                FrameAction::Reply(len) => {
+                    cx.stats.tx_frames += 1;
+                    RxAction::Transmit(len as u32)
                 }
-                return RxAction::Recycle;
             }
-            let is_syn = f.tcp.flags.syn() && f.tcp.ack_number.is_none() && !f.tcp.flags.rst();
-            let listener = listeners.get(f.tcp.dst_port);
-            let path = Path {
-                local_mac: *mac,
-                remote_mac: f.eth.src_addr.0,
-                local_ip: f.ip.dst_addr,
-                remote_ip: f.ip.src_addr,
-            };
-            let new_conn = match listener {
-                Some(l) if is_syn && *half_open < *max_half_open => {
-                    Some(tcp.accept(tuple.local, tuple.remote, &f.tcp, l.keepalive, now_us))
-                }
-                Some(_) if is_syn => {
-                    // The backlog is full: answer with a SYN cookie and keep nothing; the
-                    // connection exists only if the client's ACK brings the cookie back.
-                    let Some(syn_ack) =
-                        tcp.cookie_syn_ack(tuple.local, tuple.remote, &f.tcp, now_us)
-                    else {
-                        return RxAction::Recycle;
-                    };
-                    let len = frames::emit(frame, &path, &syn_ack, 0, |_| {});
-                    if len == 0 {
-                        return RxAction::Recycle;
-                    }
-                    stats.syn_cookies_sent += 1;
-                    stats.tx_frames += 1;
-                    return RxAction::Transmit(len as u32);
-                }
-                Some(l)
-                    if f.tcp.ack_number.is_some() && !f.tcp.flags.rst() && !f.tcp.flags.syn() =>
-                {
-                    let t =
-                        tcp.accept_cookie(tuple.local, tuple.remote, &f.tcp, l.keepalive, now_us);
-                    if t.is_some() {
-                        stats.syn_cookies_accepted += 1;
-                    }
-                    t
-                }
-                _ => None,
-            };
-            if let Some(tcb) = new_conn {
-                let h = conns.insert(
-                    tuple,
-                    Conn {
-                        tcb,
-                        tuple,
-                        path,
-                        armed_ms: None,
-                        read_waker: None,
-                        write_waker: None,
-                        pending_handler: Some(f.tcp.dst_port),
-                        connect_waker: None,
-                        connected: false,
-                        failed: None,
-                        attached: false,
-                        queued: false,
-                    },
-                );
-                // Counted half-open until its handshake completes (at once for a cookie).
-                *half_open += 1;
-                stats.accepted += 1;
-                touched.push(h);
-                return RxAction::Recycle;
-            }
-            // Nothing here for it: answer with a RST in place of the frame itself.
-            let Some(rst) = frames::reset_for(&f.tcp) else {
-                return RxAction::Recycle;
-            };
-            let path = Path {
-                local_mac: f.eth.dst_addr.0,
-                remote_mac: f.eth.src_addr.0,
-                local_ip: f.ip.dst_addr,
-                remote_ip: f.ip.src_addr,
-            };
-            let len = frames::emit(frame, &path, &rst, 0, |_| {});
-            if len == 0 {
-                return RxAction::Recycle;
-            }
-            replies += 1;
-            RxAction::Transmit(len as u32)
         });
-        self.stats.resets_sent += replies;
-        self.stats.tx_frames += replies;
+        // Segments of our connections that arrived on another worker's queue.
+        while let Ok(mut frame) = inbox.try_recv() {
+            n += 1;
+            cx.stats.handed_in += 1;
+            if let FrameAction::Reply(len) = on_frame(&mut cx, &mut frame) {
+                let sent = sock.transmit_with(|buf| {
+                    let len = len.min(buf.len());
+                    buf[..len].copy_from_slice(&frame[..len]);
+                    len
+                });
+                cx.stats.tx_frames += sent as u64;
+            }
+        }
         for &h in &touched {
             self.after_tcp(h);
         }
@@ -447,6 +393,8 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
         config,
         tcp,
         ports,
+        peers,
+        inbox,
         ready,
     } = setup;
     let sock = match XskSocket::bind(
@@ -491,7 +439,9 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
             half_open: 0,
             max_half_open: config.max_half_open,
             stats: WorkerStats::default(),
-            loop_wake: Rc::new(Notify::new()),
+            loop_wake: peers[index].wake.clone(),
+            peers,
+            inbox,
             next_port: ports.first + (index as u16 % ports.len().max(1) as u16),
             ports,
             index,
@@ -579,6 +529,186 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
         }
         drop(active_tasks);
     });
+}
+
+/// How a worker reaches another: frames for its connections, and its wake-up.
+pub(crate) struct Peer {
+    pub inbox: std::sync::mpsc::Sender<Vec<u8>>,
+    pub wake: Arc<Notify>,
+}
+
+/// The workers' links to each other, and each worker's receiving end.
+pub(crate) fn peers(workers: usize) -> (Arc<[Peer]>, Vec<std::sync::mpsc::Receiver<Vec<u8>>>) {
+    let (links, inboxes): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            (
+                Peer {
+                    inbox: tx,
+                    wake: Arc::new(Notify::new()),
+                },
+                rx,
+            )
+        })
+        .unzip();
+    (links.into(), inboxes)
+}
+
+/// What a frame asks of the receive loop.
+enum FrameAction {
+    /// Taken (or dropped, or handed to its owner): the frame can be reused.
+    Done,
+    /// Send the frame back, rewritten in place into this many bytes (a RST, or a
+    /// SYN-ACK with a cookie).
+    Reply(usize),
+}
+
+/// What handling one frame may touch: the worker's state less its socket.
+struct FrameContext<'a> {
+    conns: &'a mut Table<Conn>,
+    listeners: &'a Listeners,
+    tcp: &'a mut super::conn::TcbFactory,
+    stats: &'a mut WorkerStats,
+    half_open: &'a mut usize,
+    max_half_open: &'a mut usize,
+    mac: [u8; 6],
+    addrs: &'a [Ipv4Addr],
+    verify: bool,
+    ports: super::ports::PortRange,
+    index: usize,
+    workers: usize,
+    peers: &'a [Peer],
+    touched: &'a mut Vec<Handle>,
+    now_us: u64,
+}
+
+/// A received frame: to its connection, to a listener, to the worker that owns it, or
+/// answered with a RST.
+fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
+    let FrameContext {
+        conns,
+        listeners,
+        tcp,
+        stats,
+        half_open,
+        max_half_open,
+        mac,
+        addrs,
+        verify: f_verify,
+        ports,
+        index,
+        workers,
+        peers,
+        touched,
+        now_us,
+    } = cx;
+    let (mac, f_verify, now_us) = (&*mac, *f_verify, *now_us);
+    let Some(f) = frames::parse(frame, f_verify) else {
+        stats.rx_dropped += 1;
+        return FrameAction::Done;
+    };
+    if !addrs.contains(&f.ip.dst_addr) {
+        stats.rx_dropped += 1;
+        return FrameAction::Done;
+    }
+    let tuple = FourTuple {
+        local: SocketAddrV4::new(f.ip.dst_addr, f.tcp.dst_port),
+        remote: SocketAddrV4::new(f.ip.src_addr, f.tcp.src_port),
+    };
+    if let Some(h) = conns.lookup(&tuple) {
+        if let Some(c) = conns.get_mut(h) {
+            c.tcb.on_segment(&f.tcp, now_us);
+            touched.push(h);
+        }
+        return FrameAction::Done;
+    }
+    let owner = tuple.owner(*workers);
+    if owner != *index && ports.contains(tuple.local.port()) {
+        // A reply to another worker's active open, on this worker's queue (the peer's
+        // hash, not ours, chose the queue): hand it to the owner. A rare path, so a
+        // copy in a fresh buffer is fine.
+        let peer = &peers[owner];
+        if peer.inbox.send(frame.to_vec()).is_ok() {
+            peer.wake.notify_one();
+            stats.handed_out += 1;
+        }
+        return FrameAction::Done;
+    }
+    let is_syn = f.tcp.flags.syn() && f.tcp.ack_number.is_none() && !f.tcp.flags.rst();
+    let listener = listeners.get(f.tcp.dst_port);
+    let path = Path {
+        local_mac: *mac,
+        remote_mac: f.eth.src_addr.0,
+        local_ip: f.ip.dst_addr,
+        remote_ip: f.ip.src_addr,
+    };
+    let new_conn = match listener {
+        Some(l) if is_syn && *half_open < *max_half_open => {
+            Some(tcp.accept(tuple.local, tuple.remote, &f.tcp, l.keepalive, now_us))
+        }
+        Some(_) if is_syn => {
+            // The backlog is full: answer with a SYN cookie and keep nothing; the
+            // connection exists only if the client's ACK brings the cookie back.
+            let Some(syn_ack) = tcp.cookie_syn_ack(tuple.local, tuple.remote, &f.tcp, now_us)
+            else {
+                return FrameAction::Done;
+            };
+            let len = frames::emit(frame, &path, &syn_ack, 0, |_| {});
+            if len == 0 {
+                return FrameAction::Done;
+            }
+            stats.syn_cookies_sent += 1;
+            return FrameAction::Reply(len);
+        }
+        Some(l) if f.tcp.ack_number.is_some() && !f.tcp.flags.rst() && !f.tcp.flags.syn() => {
+            let t = tcp.accept_cookie(tuple.local, tuple.remote, &f.tcp, l.keepalive, now_us);
+            if t.is_some() {
+                stats.syn_cookies_accepted += 1;
+            }
+            t
+        }
+        _ => None,
+    };
+    if let Some(tcb) = new_conn {
+        let h = conns.insert(
+            tuple,
+            Conn {
+                tcb,
+                tuple,
+                path,
+                armed_ms: None,
+                read_waker: None,
+                write_waker: None,
+                pending_handler: Some(f.tcp.dst_port),
+                connect_waker: None,
+                connected: false,
+                failed: None,
+                attached: false,
+                queued: false,
+            },
+        );
+        // Counted half-open until its handshake completes (at once for a cookie).
+        **half_open += 1;
+        stats.accepted += 1;
+        touched.push(h);
+        return FrameAction::Done;
+    }
+    // Nothing here for it: answer with a RST in place of the frame itself.
+    let Some(rst) = frames::reset_for(&f.tcp) else {
+        return FrameAction::Done;
+    };
+    let path = Path {
+        local_mac: f.eth.dst_addr.0,
+        remote_mac: f.eth.src_addr.0,
+        local_ip: f.ip.dst_addr,
+        remote_ip: f.ip.src_addr,
+    };
+    let len = frames::emit(frame, &path, &rst, 0, |_| {});
+    if len == 0 {
+        return FrameAction::Done;
+    }
+    stats.resets_sent += 1;
+    FrameAction::Reply(len)
 }
 
 /// Carries out one command from the Stack.

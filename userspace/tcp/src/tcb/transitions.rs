@@ -610,7 +610,10 @@ fn options_none_offered_none_used() {
     assert_eq!(sa.timestamp, None);
     assert_eq!(t.snd_mss, 536, "RFC 9293's default MSS");
     assert!(!t.sack_ok && !t.ts_ok && !t.ws_ok);
-    assert_eq!(sa.window_len, 65535, "a 64 KiB buffer, unscaled: the most 16 bits say");
+    assert_eq!(
+        sa.window_len, 65535,
+        "a 64 KiB buffer, unscaled: the most 16 bits say"
+    );
 }
 
 #[test]
