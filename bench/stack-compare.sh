@@ -29,26 +29,51 @@ deploy/netns-topology.sh up >/dev/null
 # a free port and the benchmark measures that instead of the server.
 ip netns exec sl-peer sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
 
+# Each side's receive work on its own core (DESIGN.md, "Measuring on a 2-core machine"):
+# veth processes what it receives in NAPI when GRO (or XDP) is on and the sender has no
+# TSO (veth_skb_is_eligible_for_gro); otherwise in the sender's softirq, on the sender's
+# core: then the peer's kernel TCP would run on the server's core, inside its sendto,
+# and the server's kernel TCP (kernel backend) on the load generator's. With GRO on,
+# TSO off and threaded NAPI pinned, each side's receive work runs on its own core.
+ip netns exec sl-srv ethtool -K slsrv0 gro on tso off >/dev/null
+ip netns exec sl-peer ethtool -K slpeer0 gro on tso off >/dev/null
+ip netns exec sl-srv sh -c 'echo 1 > /sys/class/net/slsrv0/threaded'
+ip netns exec sl-peer sh -c 'echo 1 > /sys/class/net/slpeer0/threaded'
+pin_napi() { # IFACE CORE: pins the NAPI threads of IFACE (they may be re-created)
+	local n=0
+	for pid in $(pgrep "^napi/$1-" || true); do
+		taskset -pc "$2" "$pid" >/dev/null && n=$((n + 1))
+	done
+	[ "$n" -gt 0 ] || echo "warning: no NAPI thread for $1" >&2
+}
+# Busy ticks of one CPU (user nice system irq softirq steal) from /proc/stat.
+cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+
 declare -A modes=([pipelined]="--mode pipelined --connections 64 --in-flight 16" [per-connection]="--mode per-connection --connections 32")
 for backend in xdp kernel; do
 	ip netns exec sl-srv "$bin/sluice" serve --backend "$backend" --iface slsrv0 --addr 198.18.0.1 \
 		--listen 7=echo --cores 0 >"$out/runs/server-$backend.log" 2>&1 &
 	sleep 1
 	pid=$(pgrep -f "sluice serve --backend $backend" | head -1)
+	pin_napi slsrv0 0
+	pin_napi slpeer0 1
 	for mode in pipelined per-connection; do
 		for run in $(seq 1 "$RUNS"); do
-			# Server CPU (user + system ticks of the process) over the whole run, warm-up
-			# included: divided by the requests it answered, it compares the servers even
-			# when the load generator is the limit.
-			before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+			# Server CPU: CPU0's busy time over the whole run (the server, its NAPI
+			# thread, its softirqs), warm-up included; divided by the requests answered
+			# it compares the servers even when the load generator is the limit. CPU1's
+			# says whether the generator was.
+			before=$(cpu_busy 0)
+			before1=$(cpu_busy 1)
 			start=$(date +%s.%N)
 			# shellcheck disable=SC2086
 			ip netns exec sl-peer "$bin/sluice-bench" --server 198.18.0.1:7 --protocol echo ${modes[$mode]} \
 				--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$backend" \
 				--json "$out/runs/$backend-$mode-$run.json" >/dev/null || true
-			after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+			after=$(cpu_busy 0)
+			after1=$(cpu_busy 1)
 			end=$(date +%s.%N)
-			echo "$((after - before)) $(getconf CLK_TCK) $start $end" >"$out/runs/$backend-$mode-$run.cpu"
+			echo "$((after - before)) $(getconf CLK_TCK) $start $end $((after1 - before1))" >"$out/runs/$backend-$mode-$run.cpu"
 		done
 	done
 	pkill -INT -f "sluice serve --backend $backend" || true
@@ -73,18 +98,18 @@ for m, metric in [("pipelined", "qps"), ("per-connection", "cps")]:
         if not rs:
             med[b] = None
             continue
-        cpu = []
+        cpu, gen = [], []
         for r in range(1, runs + 1):
             try:
-                ticks, hz, t0, t1 = open(f"{out}/runs/{b}-{m}-{r}.cpu").read().split()
-                j = json.load(open(f"{out}/runs/{b}-{m}-{r}.json"))
+                ticks, hz, t0, t1, ticks1 = open(f"{out}/runs/{b}-{m}-{r}.cpu").read().split()
                 wall = float(t1) - float(t0)
-                # requests over the whole window ~ rate x wall (warm-up included)
                 cpu.append(int(ticks) / int(hz) / wall)
+                gen.append(int(ticks1) / int(hz) / wall)
             except (OSError, ValueError):
                 pass
         med[b] = {
             "cpu": statistics.median(cpu) if cpu else float("nan"),
+            "gen": statistics.median(gen) if gen else float("nan"),
             "rate": statistics.median(r[metric] for r in rs),
             "p50": statistics.median(r["latency_us"]["50"] for r in rs),
             "p99": statistics.median(r["latency_us"]["99"] for r in rs),
@@ -92,8 +117,8 @@ for m, metric in [("pipelined", "qps"), ("per-connection", "cps")]:
         }
     rows.append((m, metric, med))
 lines = [f"# sluice AF_XDP stack vs kernel backend ({datetime.date.today()})", "",
-         f"Echo over veth, server on core 0, sluice-bench (kernel sockets, tcp_tw_reuse on) on core 1, {runs} runs each, medians.", "",
-         "| workload | backend | rate | p50 µs | p99 µs | server CPU (cores) | server µs CPU per request | errors |", "|---|---|---|---|---|---|---|---|"]
+         f"Echo over veth, server and its veth NAPI thread on core 0, sluice-bench (kernel sockets, tcp_tw_reuse on) and its NAPI thread on core 1, {runs} runs each, medians. CPU is each core's busy time over the run.", "",
+         "| workload | backend | rate | p50 µs | p99 µs | server core busy | server µs CPU per request | load core busy | errors |", "|---|---|---|---|---|---|---|---|---|"]
 for m, metric, med in rows:
     for b in ("xdp", "kernel"):
         v = med[b]
@@ -102,9 +127,11 @@ for m, metric, med in rows:
             continue
         unit = "req/s" if metric == "qps" else "conn/s"
         per = v['cpu'] / v['rate'] * 1e6 if v['rate'] else float("nan")
-        lines.append(f"| {m} | {b} | {v['rate']:.0f} {unit} | {v['p50']} | {v['p99']} | {v['cpu']:.2f} | {per:.2f} | {v['errors']} |")
+        lines.append(f"| {m} | {b} | {v['rate']:.0f} {unit} | {v['p50']} | {v['p99']} | {v['cpu']:.2f} | {per:.2f} | {v['gen']:.2f} | {v['errors']} |")
     if med["xdp"] and med["kernel"] and med["kernel"]["rate"] > 0:
-        lines.append(f"| {m} | **xdp / kernel** | **{med['xdp']['rate'] / med['kernel']['rate']:.2f}×** | | | | | |")
+        x, k = med["xdp"], med["kernel"]
+        eff = (k["cpu"] / k["rate"]) / (x["cpu"] / x["rate"]) if x["rate"] and k["rate"] else float("nan")
+        lines.append(f"| {m} | **xdp / kernel** | **{x['rate'] / k['rate']:.2f}×** | | | | **{eff:.2f}× less CPU per request** | | |")
 text = "\n".join(lines) + "\n"
 open(f"{out}/stack-compare.md", "w").write(text)
 print(text)

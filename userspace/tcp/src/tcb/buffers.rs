@@ -1,21 +1,81 @@
-//! The two byte rings of a connection. Both are allocated on first use, so a connection
-//! that is idle (or has not yet sent or received data) holds no buffer memory.
+//! The two byte rings of a connection. Each starts empty and grows (doubling, from
+//! [`MIN_ALLOCATION`]) as far as its capacity when more bytes must be held, so a
+//! connection that is idle holds no buffer memory and one that carries a DNS exchange
+//! holds a few KiB, not the full capacity: allocating (and zeroing) 64 KiB twice per
+//! connection was the largest single cost of a short connection.
+
+/// The first allocation of a ring.
+pub(crate) const MIN_ALLOCATION: usize = 2048;
+
+/// A ring of bytes: `len` bytes starting at `head`, in an allocation whose size is the
+/// modulus. Growing re-lays the bytes from offset 0, so positions relative to `head` stay
+/// valid (the receive side relies on that for out-of-order bytes beyond `len`).
+#[derive(Debug, Default)]
+struct Ring {
+    buf: Vec<u8>,
+    head: usize,
+}
+
+impl Ring {
+    /// Makes the allocation hold at least `need` bytes from `head` (at most `cap`).
+    fn reserve(&mut self, need: usize, cap: usize) {
+        if need <= self.buf.len() {
+            return;
+        }
+        let mut size = self.buf.len().max(MIN_ALLOCATION);
+        while size < need {
+            size *= 2;
+        }
+        let size = size.min(cap);
+        let mut grown = vec![0u8; size];
+        let old = self.buf.len();
+        if old > 0 {
+            grown[..old - self.head].copy_from_slice(&self.buf[self.head..]);
+            grown[old - self.head..old].copy_from_slice(&self.buf[..self.head]);
+        }
+        self.buf = grown;
+        self.head = 0;
+    }
+
+    /// Copies `data` in at `offset` from the head (the allocation already holds it).
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        let size = self.buf.len();
+        let start = (self.head + offset) % size;
+        let first = data.len().min(size - start);
+        self.buf[start..start + first].copy_from_slice(&data[..first]);
+        self.buf[..data.len() - first].copy_from_slice(&data[first..]);
+    }
+
+    /// Copies `dst.len()` bytes out from `offset` after the head.
+    fn read(&self, offset: usize, dst: &mut [u8]) {
+        let size = self.buf.len();
+        let start = (self.head + offset) % size;
+        let first = dst.len().min(size - start);
+        dst[..first].copy_from_slice(&self.buf[start..start + first]);
+        let n = dst.len();
+        dst[first..n].copy_from_slice(&self.buf[..n - first]);
+    }
+
+    fn advance(&mut self, n: usize) {
+        if !self.buf.is_empty() {
+            self.head = (self.head + n) % self.buf.len();
+        }
+    }
+}
 
 /// Bytes written by the application and not yet acknowledged. Offset 0 is SND.UNA.
 #[derive(Debug, Default)]
 pub(crate) struct SendBuffer {
-    buf: Vec<u8>,
+    ring: Ring,
     capacity: usize,
-    head: usize,
     len: usize,
 }
 
 impl SendBuffer {
     pub fn new(capacity: usize) -> SendBuffer {
         SendBuffer {
-            buf: Vec::new(),
+            ring: Ring::default(),
             capacity: capacity.max(1),
-            head: 0,
             len: 0,
         }
     }
@@ -34,13 +94,8 @@ impl SendBuffer {
         if n == 0 {
             return 0;
         }
-        if self.buf.is_empty() {
-            self.buf = vec![0; self.capacity];
-        }
-        let tail = (self.head + self.len) % self.capacity;
-        let first = n.min(self.capacity - tail);
-        self.buf[tail..tail + first].copy_from_slice(&data[..first]);
-        self.buf[..n - first].copy_from_slice(&data[first..n]);
+        self.ring.reserve(self.len + n, self.capacity);
+        self.ring.write(self.len, &data[..n]);
         self.len += n;
         n
     }
@@ -48,10 +103,10 @@ impl SendBuffer {
     /// Drops `n` acknowledged bytes from the front.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
-        self.head = (self.head + n) % self.capacity;
+        self.ring.advance(n);
         self.len -= n;
         if self.len == 0 {
-            self.head = 0;
+            self.ring.head = 0;
         }
     }
 
@@ -61,15 +116,12 @@ impl SendBuffer {
         if n == 0 {
             return;
         }
-        let start = (self.head + offset) % self.capacity;
-        let first = n.min(self.capacity - start);
-        dst[..first].copy_from_slice(&self.buf[start..start + first]);
-        dst[first..n].copy_from_slice(&self.buf[..n - first]);
+        self.ring.read(offset, &mut dst[..n]);
     }
 
     /// Bytes held in memory (0 until first used).
     pub fn allocated(&self) -> usize {
-        self.buf.capacity()
+        self.ring.buf.capacity()
     }
 }
 
@@ -77,9 +129,8 @@ impl SendBuffer {
 /// placed where they belong (the assembler says which).
 #[derive(Debug, Default)]
 pub(crate) struct RecvBuffer {
-    buf: Vec<u8>,
+    ring: Ring,
     capacity: usize,
-    head: usize,
     /// In-order bytes ready for the application.
     len: usize,
 }
@@ -87,9 +138,8 @@ pub(crate) struct RecvBuffer {
 impl RecvBuffer {
     pub fn new(capacity: usize) -> RecvBuffer {
         RecvBuffer {
-            buf: Vec::new(),
+            ring: Ring::default(),
             capacity: capacity.max(1),
-            head: 0,
             len: 0,
         }
     }
@@ -114,13 +164,9 @@ impl RecvBuffer {
         if data.is_empty() {
             return;
         }
-        if self.buf.is_empty() {
-            self.buf = vec![0; self.capacity];
-        }
-        let start = (self.head + self.len + offset) % self.capacity;
-        let first = data.len().min(self.capacity - start);
-        self.buf[start..start + first].copy_from_slice(&data[..first]);
-        self.buf[..data.len() - first].copy_from_slice(&data[first..]);
+        self.ring
+            .reserve(self.len + offset + data.len(), self.capacity);
+        self.ring.write(self.len + offset, data);
     }
 
     /// Makes `n` more bytes (already written) readable.
@@ -134,19 +180,17 @@ impl RecvBuffer {
         if n == 0 {
             return 0;
         }
-        let first = n.min(self.capacity - self.head);
-        dst[..first].copy_from_slice(&self.buf[self.head..self.head + first]);
-        dst[first..n].copy_from_slice(&self.buf[..n - first]);
+        self.ring.read(0, &mut dst[..n]);
         // The head only ever moves forward: out-of-order bytes already placed beyond the
         // in-order end are positioned relative to it.
-        self.head = (self.head + n) % self.capacity;
+        self.ring.advance(n);
         self.len -= n;
         n
     }
 
     /// Bytes held in memory (0 until first used).
     pub fn allocated(&self) -> usize {
-        self.buf.capacity()
+        self.ring.buf.capacity()
     }
 }
 
@@ -183,6 +227,46 @@ mod tests {
         let mut out = [0u8; 8];
         assert_eq!(r.read(&mut out), 7);
         assert_eq!(&out[..7], b"efghijk");
+    }
+
+    #[test]
+    fn rings_grow_on_demand_and_keep_their_bytes() {
+        let mut s = SendBuffer::new(64 * 1024);
+        assert_eq!(s.push(&[1u8; 100]), 100);
+        assert_eq!(
+            s.allocated(),
+            MIN_ALLOCATION,
+            "small writes, small allocation"
+        );
+        s.consume(60);
+        let big: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        assert_eq!(s.push(&big), 10_000);
+        assert_eq!(s.allocated(), 16 * 1024);
+        let mut out = vec![0u8; 10_040];
+        s.copy_out(0, &mut out);
+        assert_eq!(&out[..40], &[1u8; 40]);
+        assert_eq!(&out[40..], &big[..]);
+        // Never beyond the capacity.
+        let mut t = SendBuffer::new(3000);
+        assert_eq!(t.push(&[0u8; 5000]), 3000);
+        assert_eq!(t.allocated(), 3000);
+
+        // Receive: out-of-order bytes placed before a growth stay where they belong.
+        let mut r = RecvBuffer::new(64 * 1024);
+        r.write_at(0, &[9u8; 1500]);
+        r.commit(1500);
+        let mut drain = [0u8; 1000];
+        assert_eq!(r.read(&mut drain), 1000); // head moves: the ring wraps below
+        r.write_at(5100, b"later"); // out of order, past the in-order 500
+        r.write_at(100, &big[..5000]); // forces growth with a moved head
+        r.write_at(0, &[7u8; 100]);
+        r.commit(5105);
+        let mut all = vec![0u8; r.len()];
+        assert_eq!(r.read(&mut all), all.len());
+        assert_eq!(&all[..500], &[9u8; 500]);
+        assert_eq!(&all[500..600], &[7u8; 100]);
+        assert_eq!(&all[600..5600], &big[..5000]);
+        assert_eq!(&all[5600..], b"later");
     }
 
     #[test]
