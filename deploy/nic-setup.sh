@@ -8,7 +8,10 @@
 # - turns off GRO/LRO (XDP needs linear frames; LRO also merges segments behind TCP's back);
 # - pins the IRQ of queue i to core FIRST_CORE+i, so a queue's interrupts, its NAPI work
 #   and its worker share a core;
-# - stops irqbalance from moving them again.
+# - stops irqbalance from moving them again;
+# - sets napi_defer_hard_irqs=2 and gro_flush_timeout=200us, so that with
+#   `sluice serve --napi-busy-poll USECS` the workers drive their queues' NAPI from
+#   their own loops (preferred busy polling) and interrupts stay off while they do.
 # Run as root. It prints what it changes; nothing else on the host is touched.
 set -euo pipefail
 iface=${1:?usage: $0 IFACE QUEUES [FIRST_CORE]}
@@ -35,4 +38,7 @@ for irq in $(grep -E "$iface[-_](TxRx|rx|combined|comp)?[-_]?[0-9]+" /proc/inter
 	i=$((i + 1))
 done
 [ "$i" -gt 0 ] || echo "warning: found no per-queue IRQs for $iface in /proc/interrupts; pin them by hand"
+echo 2 >"/sys/class/net/$iface/napi_defer_hard_irqs"
+echo 200000 >"/sys/class/net/$iface/gro_flush_timeout"
+echo "napi_defer_hard_irqs 2, gro_flush_timeout 200000 ns (for --napi-busy-poll)"
 echo "next: run one sluice worker per queue, pinned to cores $first-$((first + queues - 1))"

@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// Seconds flows in progress get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 5.0)]
     drain: f64,
+    /// AF_XDP: run each queue's NAPI from the worker's own loop (preferred busy
+    /// polling) for up to this many microseconds per call; 0 for off. Set the
+    /// interface's napi_defer_hard_irqs and gro_flush_timeout too (deploy/nic-setup.sh).
+    #[arg(long, default_value_t = 0)]
+    napi_busy_poll: u32,
 }
 
 /// The handlers built into the daemon.
@@ -137,6 +142,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         addrs: args.addrs.clone(),
         cores: args.cores.clone().map(|c| c.0).unwrap_or_default(),
         workers: args.workers,
+        napi_busy_poll_us: args.napi_busy_poll,
         ..StackConfig::default()
     };
     let mut signals = signal_hook::iterator::Signals::new([

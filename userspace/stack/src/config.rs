@@ -38,6 +38,12 @@ pub struct StackConfig {
     pub xdp_bind_mode: xsk::BindMode,
     /// How long an idle AF_XDP worker keeps polling before it sleeps in poll(2).
     pub busy_poll: Duration,
+    /// AF_XDP preferred busy polling: each worker runs its queue's NAPI from its own
+    /// loop (SO_PREFER_BUSY_POLL) for up to this many microseconds per call, instead of
+    /// in a softirq or NAPI thread that the worker would context-switch with. 0 leaves
+    /// it off. Needs the interface's napi_defer_hard_irqs and gro_flush_timeout set
+    /// (deploy/nic-setup.sh does).
+    pub napi_busy_poll_us: u32,
     /// Verify IPv4 and TCP checksums of received frames (AF_XDP backend). Leave on
     /// unless the NIC already drops bad frames.
     pub verify_checksums: bool,
@@ -67,6 +73,7 @@ impl Default for StackConfig {
             xdp_mode: xsk::AttachMode::Auto,
             xdp_bind_mode: xsk::BindMode::Auto,
             busy_poll: Duration::from_micros(200),
+            napi_busy_poll_us: 0,
             verify_checksums: true,
             max_half_open: 65536,
             client_ports: PortRange::default(),

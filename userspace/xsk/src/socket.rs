@@ -116,6 +116,8 @@ pub struct XskSocket {
     iface: String,
     queue: u32,
     zero_copy: bool,
+    /// Preferred busy polling is on (set_busy_poll).
+    busy_polling: bool,
     tx_unsubmitted: u32,
     stats: XskStats,
 }
@@ -288,6 +290,7 @@ impl XskSocket {
             iface: iface.to_string(),
             queue,
             zero_copy,
+            busy_polling: false,
             tx_unsubmitted: 0,
             stats: XskStats::default(),
         };
@@ -491,6 +494,57 @@ impl XskSocket {
                 std::ptr::null_mut(),
             )
         };
+    }
+
+    /// Asks the kernel for preferred busy polling (Linux 5.11+): the device's NAPI
+    /// for this queue then runs from this socket's own recvfrom/sendto calls on the
+    /// caller's core, for up to `usecs` and `budget` frames per call, instead of in a
+    /// softirq or NAPI thread elsewhere. Pair it with the device's
+    /// `napi_defer_hard_irqs` and `gro_flush_timeout` (deploy/nic-setup.sh) and call
+    /// [`XskSocket::busy_poll`] every round of the loop.
+    pub fn set_busy_poll(&mut self, usecs: u32, budget: u16) -> Result<()> {
+        // Constants from include/uapi/asm-generic/socket.h (not all in the libc crate).
+        const SO_BUSY_POLL: libc::c_int = 46;
+        const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+        const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+        for (name, value, what) in [
+            (SO_PREFER_BUSY_POLL, 1i32, "SO_PREFER_BUSY_POLL"),
+            (
+                SO_BUSY_POLL,
+                usecs.min(i32::MAX as u32) as i32,
+                "SO_BUSY_POLL",
+            ),
+            (
+                SO_BUSY_POLL_BUDGET,
+                i32::from(budget),
+                "SO_BUSY_POLL_BUDGET",
+            ),
+        ] {
+            // SAFETY: an int option on our own socket.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    name,
+                    (&value as *const i32).cast(),
+                    std::mem::size_of::<i32>() as libc::socklen_t,
+                )
+            };
+            if rc < 0 {
+                return Err(Error::os(what, io::Error::last_os_error()));
+            }
+        }
+        self.busy_polling = true;
+        Ok(())
+    }
+
+    /// With busy polling on, runs the device's NAPI for this queue now (a non-blocking
+    /// recvfrom); otherwise nothing.
+    #[inline]
+    pub fn busy_poll(&mut self) {
+        if self.busy_polling {
+            self.wake_rx();
+        }
     }
 
     /// Blocks until frames arrive or `timeout_ms` passes (the idle half of the worker's

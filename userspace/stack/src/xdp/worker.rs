@@ -316,6 +316,7 @@ impl State {
 
     /// One round of the loop without awaiting. Returns whether anything happened.
     fn step(&mut self) -> bool {
+        self.sock.busy_poll();
         self.sock.reclaim();
         let got = self.receive();
         let fired = self.fire_timers();
@@ -411,6 +412,13 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
             return;
         }
     };
+    let mut sock = sock;
+    if config.napi_busy_poll_us > 0 {
+        if let Err(e) = sock.set_busy_poll(config.napi_busy_poll_us, RX_BATCH as u16) {
+            let _ = ready.send(Err(StartError::Xdp(e)));
+            return;
+        }
+    }
     let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
