@@ -1,0 +1,726 @@
+//! Answering one query: parse it, find what the zones say, encode the response into
+//! the caller's buffer. Nothing is allocated: names are compared and built in stack
+//! buffers, owner names that are the query name become a pointer to it, other names are
+//! compressed against its suffixes.
+//!
+//! Covered: A, AAAA, NS, SOA, MX, TXT, CNAME (chains followed inside our zones), SRV,
+//! PTR, CAA and any other type as stored; NXDOMAIN and NODATA with the SOA in the
+//! authority section (RFC 2308); referrals with glue below zone cuts; wildcards
+//! (RFC 4592); REFUSED outside our zones; FORMERR for malformed queries; NOTIMP for
+//! other opcodes; ANY (all the name's RRsets: over TCP that is what RFC 8482 allows);
+//! EDNS(0) with BADVERS and edns-tcp-keepalive (RFC 6891, RFC 7828); zone transfers
+//! (AXFR, and IXFR answered with the whole zone) for allowed sources.
+
+use std::net::Ipv4Addr;
+
+use crate::catalog::{Catalog, IndexedZone, Node, RrSet};
+use crate::name::{self, MAX_NAME};
+use crate::{rcode, rtype};
+
+/// What the responder is told about its setting.
+#[derive(Clone, Debug)]
+pub struct ResponderConfig {
+    /// The UDP payload size our OPT record advertises.
+    pub edns_payload: u16,
+    /// The idle timeout advertised in edns-tcp-keepalive, in units of 100 ms (RFC 7828),
+    /// when the client asked for it.
+    pub tcp_keepalive_100ms: Option<u16>,
+    /// Sources allowed to transfer zones (AXFR/IXFR): (network, prefix length).
+    pub transfer_allowed: Vec<(Ipv4Addr, u8)>,
+}
+
+impl Default for ResponderConfig {
+    fn default() -> Self {
+        ResponderConfig {
+            edns_payload: 1232,
+            tcp_keepalive_100ms: Some(100),
+            transfer_allowed: Vec::new(),
+        }
+    }
+}
+
+impl ResponderConfig {
+    /// Whether `src` may transfer zones.
+    pub fn may_transfer(&self, src: Ipv4Addr) -> bool {
+        self.transfer_allowed.iter().any(|&(net, len)| {
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
+            u32::from(src) & mask == u32::from(net) & mask
+        })
+    }
+}
+
+/// What to do with a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Send the first this-many bytes of the buffer.
+    Message(usize),
+    /// A zone transfer of the zone the question names: call [`transfer`].
+    Transfer,
+    /// Say nothing (a response, or less than a header).
+    Drop,
+}
+
+/// Counters by outcome, kept by the caller per worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnswerStats {
+    pub queries: u64,
+    pub noerror: u64,
+    pub nxdomain: u64,
+    pub refused: u64,
+    pub formerr: u64,
+    pub notimp: u64,
+    pub other: u64,
+    pub dropped: u64,
+}
+
+impl AnswerStats {
+    /// Counts a response's rcode (from its header) or a drop.
+    pub fn count(&mut self, out: &[u8], a: Answer) {
+        self.queries += 1;
+        match a {
+            Answer::Drop => self.dropped += 1,
+            Answer::Transfer => self.noerror += 1,
+            Answer::Message(n) if n >= 4 => match out[3] & 0x0f {
+                rcode::NOERROR => self.noerror += 1,
+                rcode::NXDOMAIN => self.nxdomain += 1,
+                rcode::REFUSED => self.refused += 1,
+                rcode::FORMERR => self.formerr += 1,
+                rcode::NOTIMP => self.notimp += 1,
+                _ => self.other += 1,
+            },
+            Answer::Message(_) => self.other += 1,
+        }
+    }
+}
+
+/// A parsed query (the parts an answer needs).
+struct Query<'q> {
+    id: u16,
+    flags: u16,
+    /// The question as received (name with its case, type, class): echoed verbatim.
+    question: &'q [u8],
+    qname: [u8; MAX_NAME],
+    qname_len: usize,
+    qtype: u16,
+    qclass: u16,
+    edns: Option<Edns>,
+}
+
+#[derive(Clone, Copy)]
+struct Edns {
+    version: u8,
+    dnssec_ok: bool,
+    keepalive: bool,
+}
+
+// The query lives on the stack and is moved once: boxing it would allocate per query.
+#[allow(clippy::large_enum_variant)]
+enum Parsed<'q> {
+    Ok(Query<'q>),
+    /// Malformed: FORMERR, with the question if it could be read.
+    FormErr {
+        id: u16,
+        flags: u16,
+        question: Option<&'q [u8]>,
+    },
+    Drop,
+}
+
+fn u16_at(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
+}
+
+/// Reads an uncompressed name at `i` into `lower`; returns (length, end).
+fn read_name(b: &[u8], mut i: usize, lower: &mut [u8; MAX_NAME]) -> Option<(usize, usize)> {
+    let mut n = 0;
+    loop {
+        let len = *b.get(i)? as usize;
+        if len & 0xc0 != 0 {
+            return None; // a pointer (or reserved bits): not in a question
+        }
+        if n + len + 1 > MAX_NAME {
+            return None;
+        }
+        let label = b.get(i..i + 1 + len)?;
+        for (k, &c) in label.iter().enumerate() {
+            lower[n + k] = if k == 0 { c } else { c.to_ascii_lowercase() };
+        }
+        n += len + 1;
+        i += len + 1;
+        if len == 0 {
+            return Some((n, i));
+        }
+    }
+}
+
+/// Skips a (possibly compressed) name in a resource record.
+fn skip_name(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let len = *b.get(i)? as usize;
+        match len & 0xc0 {
+            0 if len == 0 => return Some(i + 1),
+            0 => i += 1 + len,
+            0xc0 => return Some(i + 2),
+            _ => return None,
+        }
+    }
+}
+
+fn parse(q: &[u8]) -> Parsed<'_> {
+    let (Some(id), Some(flags)) = (u16_at(q, 0), u16_at(q, 2)) else {
+        return Parsed::Drop;
+    };
+    if q.len() < 12 || flags & 0x8000 != 0 {
+        return Parsed::Drop; // short, or a response: never answer those
+    }
+    let qd = u16_at(q, 4).unwrap_or(0);
+    let an = u16_at(q, 6).unwrap_or(0);
+    let ns = u16_at(q, 8).unwrap_or(0);
+    let ar = u16_at(q, 10).unwrap_or(0);
+    let mut qname = [0u8; MAX_NAME];
+    let question = if qd == 1 {
+        match read_name(q, 12, &mut qname) {
+            Some((n, end)) if end + 4 <= q.len() => Some((n, end)),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let Some((qname_len, end)) = question else {
+        return Parsed::FormErr {
+            id,
+            flags,
+            question: None,
+        };
+    };
+    let qbytes = &q[12..end + 4];
+    let formerr = Parsed::FormErr {
+        id,
+        flags,
+        question: Some(qbytes),
+    };
+    if an != 0 || ns != 0 {
+        return formerr;
+    }
+    let qtype = u16_at(q, end).unwrap_or(0);
+    let qclass = u16_at(q, end + 2).unwrap_or(0);
+    // The additional section: at most one OPT, and nothing malformed.
+    let mut i = end + 4;
+    let mut edns = None;
+    for _ in 0..ar {
+        let owner = i;
+        let Some(after) = skip_name(q, i) else {
+            return formerr;
+        };
+        let (Some(t), Some(class), Some(rdlen)) =
+            (u16_at(q, after), u16_at(q, after + 2), u16_at(q, after + 8))
+        else {
+            return formerr;
+        };
+        let rdata = after + 10;
+        let next = rdata + rdlen as usize;
+        if next > q.len() {
+            return formerr;
+        }
+        if t == rtype::OPT {
+            if edns.is_some() || q[owner] != 0 {
+                return formerr; // two OPTs, or one not owned by the root (RFC 6891 §6.1.1)
+            }
+            let _ = class; // the client's payload size: TCP answers are not limited by it
+            let version = q[after + 5];
+            let dnssec_ok = q[after + 6] & 0x80 != 0;
+            let mut keepalive = false;
+            let mut o = rdata;
+            while o + 4 <= next {
+                let code = u16_at(q, o).unwrap_or(0);
+                let len = u16_at(q, o + 2).unwrap_or(0) as usize;
+                if o + 4 + len > next {
+                    return formerr;
+                }
+                if code == 11 {
+                    keepalive = true;
+                }
+                o += 4 + len;
+            }
+            if o != next {
+                return formerr;
+            }
+            edns = Some(Edns {
+                version,
+                dnssec_ok,
+                keepalive,
+            });
+        }
+        i = next;
+    }
+    Parsed::Ok(Query {
+        id,
+        flags,
+        question: qbytes,
+        qname,
+        qname_len,
+        qtype,
+        qclass,
+        edns,
+    })
+}
+
+/// Writes a response into a buffer, compressing names against the question's.
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    /// The question name, lower-case, and where its labels start.
+    qname: &'a [u8],
+    qlabels: [u8; 128],
+    qlabel_count: usize,
+    full: bool,
+}
+
+impl<'a> Writer<'a> {
+    fn new(buf: &'a mut [u8], qname: &'a [u8]) -> Writer<'a> {
+        let mut qlabels = [0u8; 128];
+        let qlabel_count = name::label_offsets(qname, &mut qlabels).unwrap_or(0);
+        Writer {
+            buf,
+            len: 0,
+            qname,
+            qlabels,
+            qlabel_count,
+            full: false,
+        }
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        if self.len + b.len() > self.buf.len() {
+            self.full = true;
+            return;
+        }
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    fn u16(&mut self, v: u16) {
+        self.bytes(&v.to_be_bytes());
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_be_bytes());
+    }
+
+    fn set_u16(&mut self, at: usize, v: u16) {
+        if at + 2 <= self.len {
+            self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    /// A name, with its longest suffix shared with the question name as a pointer.
+    fn name(&mut self, n: &[u8]) {
+        let mut i = 0;
+        while i < n.len() && n[i] != 0 {
+            let suffix = &n[i..];
+            if let Some(at) = self.in_qname(suffix) {
+                self.bytes(&n[..i]);
+                self.u16(0xc000 | (12 + at) as u16);
+                return;
+            }
+            i += 1 + n[i] as usize;
+        }
+        self.bytes(n);
+    }
+
+    /// Where `suffix` starts in the question name, if it is one of its suffixes.
+    fn in_qname(&self, suffix: &[u8]) -> Option<usize> {
+        let q = self.qname;
+        if suffix.len() > q.len() || suffix.len() <= 1 {
+            return None;
+        }
+        let at = q.len() - suffix.len();
+        (q[at..] == *suffix && self.qlabels[..self.qlabel_count].contains(&(at as u8)))
+            .then_some(at)
+    }
+
+    /// One resource record; `owner` None means the question name.
+    fn rr(&mut self, owner: Option<&[u8]>, t: u16, ttl: u32, rdata: &[u8]) {
+        match owner {
+            None => self.u16(0xc00c),
+            Some(o) => self.name(o),
+        }
+        self.u16(t);
+        self.u16(1);
+        self.u32(ttl);
+        let len_at = self.len;
+        self.u16(0);
+        let start = self.len;
+        match t {
+            rtype::NS | rtype::CNAME | rtype::PTR => self.name(rdata),
+            rtype::MX if rdata.len() > 2 => {
+                self.bytes(&rdata[..2]);
+                self.name(&rdata[2..]);
+            }
+            rtype::SOA => {
+                let m = skip_name(rdata, 0).unwrap_or(rdata.len());
+                let r = skip_name(rdata, m).unwrap_or(rdata.len());
+                self.name(&rdata[..m]);
+                self.name(&rdata[m..r]);
+                self.bytes(&rdata[r..]);
+            }
+            _ => self.bytes(rdata),
+        }
+        let rdlen = (self.len - start) as u16;
+        self.set_u16(len_at, rdlen);
+    }
+
+    fn rrset(&mut self, owner: Option<&[u8]>, set: &RrSet) -> u16 {
+        for rd in &set.rdatas {
+            self.rr(owner, set.rtype, set.ttl, rd);
+        }
+        set.rdatas.len() as u16
+    }
+}
+
+/// What a name is, in a zone.
+enum Lookup<'z> {
+    /// A node with data (`true` if synthesized from a wildcard).
+    Found(&'z Node),
+    /// An empty non-terminal, or a wildcard... whose type is missing: NODATA.
+    Empty,
+    /// Below a zone cut: refer to the delegation at this name.
+    Delegation(&'z [u8], &'z Node),
+    NxDomain,
+}
+
+fn lookup<'z>(z: &'z IndexedZone, name: &[u8], qtype: u16) -> Lookup<'z> {
+    // The zone cut closest to the apex at or above the name (not at the apex).
+    let mut cut: Option<(&'z [u8], &'z Node)> = None;
+    let mut n = name;
+    while n.len() > z.apex.len() {
+        if let Some((k, node)) = z.nodes.get_key_value(n) {
+            if node.get(rtype::NS).is_some() {
+                cut = Some((k, node));
+            }
+        }
+        match name::parent(n) {
+            Some(p) => n = p,
+            None => break,
+        }
+    }
+    if let Some((at, node)) = cut {
+        // DS lives on the parent side of the cut.
+        if !(at == name && qtype == rtype::DS) {
+            return Lookup::Delegation(at, node);
+        }
+    }
+    if let Some(node) = z.nodes.get(name) {
+        return if node.rrsets.is_empty() {
+            Lookup::Empty
+        } else {
+            Lookup::Found(node)
+        };
+    }
+    // RFC 4592: the closest encloser's wildcard, if it has one.
+    let mut ce = name;
+    while let Some(p) = name::parent(ce) {
+        ce = p;
+        if z.nodes.contains_key(ce) || ce == &z.apex[..] {
+            break;
+        }
+    }
+    let mut wild = [0u8; MAX_NAME + 2];
+    if ce.len() + 2 <= MAX_NAME {
+        wild[0] = 1;
+        wild[1] = b'*';
+        wild[2..2 + ce.len()].copy_from_slice(ce);
+        if let Some(node) = z.nodes.get(&wild[..2 + ce.len()]) {
+            return if node.rrsets.is_empty() {
+                Lookup::Empty
+            } else {
+                Lookup::Found(node)
+            };
+        }
+    }
+    Lookup::NxDomain
+}
+
+const MAX_CHAIN: usize = 8;
+const MAX_ADDITIONAL: usize = 16;
+
+fn header(w: &mut Writer<'_>, id: u16, qflags: u16, aa: bool, rc: u8) {
+    w.len = 0;
+    w.u16(id);
+    // QR, the query's opcode, AA, the query's RD and CD; RA, AD, TC clear.
+    let flags = 0x8000
+        | (qflags & 0x7800)
+        | ((aa as u16) << 10)
+        | (qflags & 0x0100)
+        | (qflags & 0x0010)
+        | u16::from(rc & 0x0f);
+    w.u16(flags);
+    w.u16(0);
+    w.u16(0);
+    w.u16(0);
+    w.u16(0);
+}
+
+fn opt(w: &mut Writer<'_>, cfg: &ResponderConfig, e: &Edns, ext_rcode: u8) {
+    w.bytes(&[0]);
+    w.u16(rtype::OPT);
+    w.u16(cfg.edns_payload);
+    w.bytes(&[ext_rcode, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0]);
+    match (e.keepalive, cfg.tcp_keepalive_100ms) {
+        (true, Some(t)) => {
+            w.u16(6);
+            w.u16(11);
+            w.u16(2);
+            w.u16(t);
+        }
+        _ => w.u16(0),
+    }
+}
+
+/// Answers `query` (one DNS message, without TCP's length prefix) from `catalog` into
+/// `out`. `src` is the client's address (for transfer permissions).
+pub fn answer(
+    catalog: &Catalog,
+    cfg: &ResponderConfig,
+    src: Ipv4Addr,
+    query: &[u8],
+    out: &mut [u8],
+) -> Answer {
+    let q = match parse(query) {
+        Parsed::Drop => return Answer::Drop,
+        Parsed::FormErr {
+            id,
+            flags,
+            question,
+        } => {
+            let mut w = Writer::new(out, &[0]);
+            header(&mut w, id, flags & 0x7900, false, rcode::FORMERR);
+            if let Some(qb) = question {
+                w.bytes(qb);
+                w.set_u16(4, 1);
+            }
+            return if w.full {
+                Answer::Drop
+            } else {
+                Answer::Message(w.len)
+            };
+        }
+        Parsed::Ok(q) => q,
+    };
+    let qname = &q.qname[..q.qname_len];
+    let mut w = Writer::new(out, qname);
+    let opcode = (q.flags >> 11) & 0xf;
+    let reply = |w: &mut Writer<'_>, aa: bool, rc: u8| {
+        header(w, q.id, q.flags, aa, rc);
+        w.bytes(q.question);
+        w.set_u16(4, 1);
+    };
+    if let Some(e) = q.edns {
+        if e.version != 0 {
+            // BADVERS: extended rcode 16 = 1 in the OPT's upper bits, 0 in the header.
+            reply(&mut w, false, 0);
+            opt(&mut w, cfg, &e, (rcode::BADVERS >> 4) as u8);
+            w.set_u16(10, 1);
+            return if w.full {
+                Answer::Drop
+            } else {
+                Answer::Message(w.len)
+            };
+        }
+    }
+    let finish = |w: &mut Writer<'_>, ar: u16| {
+        let mut ar = ar;
+        if let Some(e) = &q.edns {
+            opt(w, cfg, e, 0);
+            ar += 1;
+        }
+        w.set_u16(10, ar);
+        if w.full {
+            Answer::Drop
+        } else {
+            Answer::Message(w.len)
+        }
+    };
+    if opcode != 0 {
+        reply(&mut w, false, rcode::NOTIMP);
+        return finish(&mut w, 0);
+    }
+    if q.qclass != 1 && q.qclass != 255 {
+        reply(&mut w, false, rcode::REFUSED);
+        return finish(&mut w, 0);
+    }
+    let Some(zone) = catalog.find_zone(qname) else {
+        reply(&mut w, false, rcode::REFUSED);
+        return finish(&mut w, 0);
+    };
+    if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR {
+        if qname == &zone.apex[..] && cfg.may_transfer(src) {
+            return Answer::Transfer;
+        }
+        reply(&mut w, false, rcode::REFUSED);
+        return finish(&mut w, 0);
+    }
+
+    // The answer section, following CNAMEs; then authority and additional.
+    reply(&mut w, true, rcode::NOERROR);
+    let mut an = 0u16;
+    let mut ns = 0u16;
+    let mut additional: [Option<&[u8]>; MAX_ADDITIONAL] = [None; MAX_ADDITIONAL];
+    let mut n_add = 0usize;
+    let mut name_buf = [0u8; MAX_NAME];
+    let mut cur_len = qname.len();
+    name_buf[..cur_len].copy_from_slice(qname);
+    let mut cur_zone = zone;
+    let mut rc = rcode::NOERROR;
+    let mut aa = true;
+    let mut negative_zone: Option<&IndexedZone> = None;
+    let mut referral: Option<(&[u8], &Node)> = None;
+    for step in 0..=MAX_CHAIN {
+        let cur = &name_buf[..cur_len];
+        let owner = if step == 0 { None } else { Some(cur) };
+        match lookup(cur_zone, cur, q.qtype) {
+            Lookup::Delegation(at, node) => {
+                if step == 0 {
+                    aa = false;
+                    referral = Some((at, node));
+                }
+                break;
+            }
+            Lookup::Empty => {
+                negative_zone = Some(cur_zone);
+                break;
+            }
+            Lookup::NxDomain => {
+                rc = rcode::NXDOMAIN;
+                negative_zone = Some(cur_zone);
+                break;
+            }
+            Lookup::Found(node) => {
+                if q.qtype == rtype::ANY {
+                    for set in &node.rrsets {
+                        an += w.rrset(owner, set);
+                    }
+                    break;
+                }
+                if let Some(set) = node.get(q.qtype) {
+                    an += w.rrset(owner, set);
+                    if matches!(q.qtype, rtype::MX | rtype::SRV | rtype::NS) {
+                        for t in set.targets.iter().flatten() {
+                            if n_add < MAX_ADDITIONAL {
+                                additional[n_add] = Some(t);
+                                n_add += 1;
+                            }
+                        }
+                    }
+                    break;
+                }
+                match node.get(rtype::CNAME) {
+                    Some(cname) if step < MAX_CHAIN => {
+                        an += w.rrset(owner, cname);
+                        let Some(Some(target)) = cname.targets.first() else {
+                            break;
+                        };
+                        // Followed only while it stays in our zones.
+                        match catalog.find_zone(target) {
+                            Some(z) => {
+                                cur_zone = z;
+                                cur_len = target.len();
+                                name_buf[..cur_len].copy_from_slice(target);
+                            }
+                            None => break,
+                        }
+                    }
+                    Some(_) => break,
+                    None => {
+                        negative_zone = Some(cur_zone);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(z) = negative_zone {
+        w.rr(Some(&z.apex), rtype::SOA, z.negative_ttl, &z.soa_rdata);
+        ns += 1;
+    }
+    if let Some((at, node)) = referral {
+        if let Some(set) = node.get(rtype::NS) {
+            ns += w.rrset(Some(at), set);
+            for t in set.targets.iter().flatten() {
+                if n_add < MAX_ADDITIONAL {
+                    additional[n_add] = Some(t);
+                    n_add += 1;
+                }
+            }
+        }
+    }
+    // Addresses of the targets we serve (glue under a cut included).
+    let mut ar = 0u16;
+    for t in additional[..n_add].iter().flatten() {
+        let Some(z) = catalog.find_zone(t) else {
+            continue;
+        };
+        let Some(node) = z.nodes.get(*t) else {
+            continue;
+        };
+        for ty in [rtype::A, rtype::AAAA] {
+            if let Some(set) = node.get(ty) {
+                ar += w.rrset(Some(t), set);
+            }
+        }
+    }
+    // Fix up the header: rcode, AA, counts.
+    let flags = u16::from_be_bytes([w.buf[2], w.buf[3]]);
+    let flags = (flags & !0x040f) | ((aa as u16) << 10) | u16::from(rc);
+    w.set_u16(2, flags);
+    w.set_u16(6, an);
+    w.set_u16(8, ns);
+    finish(&mut w, ar)
+}
+
+/// The messages of a zone transfer (RFC 5936) of the zone `query` asks for: the SOA,
+/// every record, the SOA again, packed into messages of at most `max` bytes each, handed
+/// to `emit` one by one. Returns how many messages.
+pub fn transfer(catalog: &Catalog, query: &[u8], max: usize, mut emit: impl FnMut(&[u8])) -> usize {
+    let Parsed::Ok(q) = parse(query) else {
+        return 0;
+    };
+    let qname = &q.qname[..q.qname_len];
+    let Some(z) = catalog.zone(qname) else {
+        return 0;
+    };
+    let mut buf = vec![0u8; max.clamp(512, 65535)];
+    let mut sent = 0;
+    let records = z.transfer.iter().chain(z.transfer.first());
+    let mut w = Writer::new(&mut buf, qname);
+    let start = |w: &mut Writer<'_>| {
+        header(w, q.id, q.flags, true, rcode::NOERROR);
+        w.bytes(q.question);
+        w.set_u16(4, 1);
+    };
+    start(&mut w);
+    let mut count = 0u16;
+    for r in records {
+        let mark = w.len;
+        w.rr(Some(&r.owner), r.rtype, r.ttl, &r.rdata);
+        if w.full || w.len > max {
+            // This message is full: send it without the record, start the next.
+            w.full = false;
+            w.len = mark;
+            w.set_u16(6, count);
+            emit(&w.buf[..w.len]);
+            sent += 1;
+            start(&mut w);
+            count = 0;
+            w.rr(Some(&r.owner), r.rtype, r.ttl, &r.rdata);
+        }
+        count += 1;
+    }
+    w.set_u16(6, count);
+    emit(&w.buf[..w.len]);
+    sent + 1
+}

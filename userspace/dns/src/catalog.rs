@@ -1,0 +1,176 @@
+//! The zones being served, indexed for answering: per zone, a hash map from owner name
+//! (lower-case wire form) to its node; every ancestor of a name up to the apex exists
+//! as a node (an empty non-terminal if it owns nothing), which is what NODATA versus
+//! NXDOMAIN and wildcard matching (RFC 4592's closest encloser) need.
+
+use std::collections::HashMap;
+
+use crate::name::{self, Name};
+use crate::rtype;
+use crate::zone::{Rr, Zone};
+
+type Map<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// The records of one type at one name.
+#[derive(Debug, Clone)]
+pub struct RrSet {
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdatas: Vec<Box<[u8]>>,
+    /// The name in each RDATA that answers follow or add addresses for.
+    pub targets: Vec<Option<Name>>,
+}
+
+/// One name of a zone.
+#[derive(Debug, Clone, Default)]
+pub struct Node {
+    pub rrsets: Vec<RrSet>,
+}
+
+impl Node {
+    pub fn get(&self, t: u16) -> Option<&RrSet> {
+        self.rrsets.iter().find(|s| s.rtype == t)
+    }
+}
+
+/// One zone, indexed.
+#[derive(Debug)]
+pub struct IndexedZone {
+    pub apex: Name,
+    pub nodes: Map<Name, Node>,
+    /// The SOA's RDATA, and the TTL of negative answers (RFC 2308: the lesser of the SOA's
+    /// TTL and its MINIMUM field).
+    pub soa_rdata: Box<[u8]>,
+    pub soa_ttl: u32,
+    pub negative_ttl: u32,
+    /// Every record, SOA first, for zone transfers.
+    pub transfer: Vec<Rr>,
+}
+
+/// Every zone served.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    zones: Map<Name, IndexedZone>,
+    /// Zone apexes' label counts, largest first: the suffixes worth looking up.
+    depths: Vec<usize>,
+}
+
+impl Catalog {
+    /// Indexes `zones`. Two zones with one apex is an error (the caller says which files).
+    pub fn new(zones: Vec<Zone>) -> Result<Catalog, String> {
+        let mut c = Catalog::default();
+        for z in zones {
+            if c.zones.contains_key(&z.apex) {
+                return Err(format!("zone {} is loaded twice", name::to_text(&z.apex)));
+            }
+            let iz = index(z);
+            c.zones.insert(iz.apex.clone(), iz);
+        }
+        let mut offs = [0u8; 128];
+        let mut depths: Vec<usize> = c
+            .zones
+            .keys()
+            .map(|a| name::label_offsets(a, &mut offs).unwrap_or(0))
+            .collect();
+        depths.sort_unstable_by(|a, b| b.cmp(a));
+        depths.dedup();
+        c.depths = depths;
+        Ok(c)
+    }
+
+    /// How many zones.
+    pub fn len(&self) -> usize {
+        self.zones.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+    }
+
+    /// The zones' apexes.
+    pub fn apexes(&self) -> impl Iterator<Item = &Name> {
+        self.zones.keys()
+    }
+
+    /// The zone `name` (wire, lower-case) belongs to: the deepest one whose apex is
+    /// `name` or an ancestor of it.
+    pub fn find_zone(&self, name: &[u8]) -> Option<&IndexedZone> {
+        let mut offs = [0u8; 128];
+        let labels = name::label_offsets(name, &mut offs)?;
+        for &d in &self.depths {
+            if d > labels {
+                continue;
+            }
+            let suffix = &name[if d == 0 {
+                name.len() - 1
+            } else {
+                offs[labels - d] as usize
+            }..];
+            if let Some(z) = self.zones.get(suffix) {
+                return Some(z);
+            }
+        }
+        None
+    }
+
+    /// The zone whose apex is exactly `apex`.
+    pub fn zone(&self, apex: &[u8]) -> Option<&IndexedZone> {
+        self.zones.get(apex)
+    }
+}
+
+fn index(z: Zone) -> IndexedZone {
+    let mut nodes: Map<Name, Node> = Map::default();
+    let mut soa_rdata: Box<[u8]> = Box::default();
+    let mut soa_ttl = 0;
+    for r in &z.records {
+        if r.rtype == rtype::SOA {
+            soa_rdata = r.rdata.clone();
+            soa_ttl = r.ttl;
+        }
+        let node = nodes.entry(r.owner.clone()).or_default();
+        match node.rrsets.iter_mut().find(|s| s.rtype == r.rtype) {
+            Some(set) => {
+                // RFC 2181 §5.2: one TTL per RRset; the lowest wins.
+                set.ttl = set.ttl.min(r.ttl);
+                if !set.rdatas.contains(&r.rdata) {
+                    set.rdatas.push(r.rdata.clone());
+                    set.targets.push(r.target.clone());
+                }
+            }
+            None => node.rrsets.push(RrSet {
+                rtype: r.rtype,
+                ttl: r.ttl,
+                rdatas: vec![r.rdata.clone()],
+                targets: vec![r.target.clone()],
+            }),
+        }
+        // Every ancestor up to the apex exists (empty non-terminals).
+        let mut n: &[u8] = &r.owner;
+        while n != &z.apex[..] {
+            match name::parent(n) {
+                Some(p) => {
+                    n = p;
+                    nodes.entry(n.into()).or_default();
+                }
+                None => break,
+            }
+        }
+    }
+    // MINIMUM is the SOA RDATA's last 4 bytes.
+    let minimum = soa_rdata
+        .len()
+        .checked_sub(4)
+        .map(|i| u32::from_be_bytes(soa_rdata[i..].try_into().unwrap()))
+        .unwrap_or(0);
+    let mut transfer = z.records.clone();
+    transfer.sort_by_key(|r| r.rtype != rtype::SOA);
+    IndexedZone {
+        apex: z.apex,
+        nodes,
+        soa_rdata,
+        soa_ttl,
+        negative_ttl: soa_ttl.min(minimum),
+        transfer,
+    }
+}
