@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod dns_service;
 mod serve;
 
 /// sluice: a userspace TCP/IPv4 stack on AF_XDP, serving DNS over TCP.
@@ -24,15 +25,41 @@ enum Command {
     /// the server side, drive kernel TCP traffic at it from the peer side, print what
     /// happened, and tear everything down. Needs root.
     Demo(demo::DemoArgs),
-    /// Serve TCP ports with built-in handlers until SIGINT/SIGTERM, then drain and exit.
-    Serve(serve::ServeArgs),
+    /// Serve TCP ports with built-in handlers (dns, echo, discard) until SIGINT/SIGTERM,
+    /// then drain and exit; SIGHUP reloads the zones.
+    Serve(Box<serve::ServeArgs>),
+    /// Check a zone file: prints each problem with its line, exits non-zero if any.
+    CheckZone {
+        /// The zone file.
+        file: std::path::PathBuf,
+        /// The zone's name, when the file does not set $ORIGIN.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print a running daemon's counters, per worker.
+    Stats {
+        /// The daemon's control socket.
+        #[arg(long, default_value = serve::DEFAULT_CONTROL)]
+        control: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args).map_err(|e| e.to_string()),
         Command::Serve(args) => serve::run(&args).map_err(|e| e.to_string()),
+        Command::CheckZone { file, name } => {
+            serve::check_zone(&file, name.as_deref()).map_err(|e| e.to_string())
+        }
+        Command::Stats { control } => serve::print_stats(&control).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

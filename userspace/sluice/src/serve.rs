@@ -1,16 +1,31 @@
-//! `sluice serve`: run the stack with listeners until SIGINT/SIGTERM.
+//! `sluice serve`: run the stack with listeners until SIGINT/SIGTERM (drain, then exit);
+//! SIGHUP reloads the zones. Everything the flags say a TOML file (`--config`) can say;
+//! flags win over the file.
 
+use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use serde::Deserialize;
 use stack::{Backend, Flow, Listener, Listeners, Stack, StackConfig};
 
+use crate::dns_service::{DnsService, Limits, ZoneSource};
+
+/// Where `sluice stats` finds a running daemon unless told otherwise.
+pub const DEFAULT_CONTROL: &str = "/run/sluice/control.sock";
+
 /// Options of `sluice serve`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct ServeArgs {
+    /// A TOML file with any of these settings (same names, `listen` and `zone` as
+    /// lists); flags given on the command line win.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// The interface whose queues the AF_XDP backend serves (kernel backend: optional).
     #[arg(long)]
     iface: Option<String>,
@@ -18,31 +33,91 @@ pub struct ServeArgs {
     /// when none is given.
     #[arg(long = "addr")]
     addrs: Vec<Ipv4Addr>,
-    /// A port and its handler, PORT=HANDLER (repeatable). Handlers: echo, discard.
-    #[arg(long = "listen", value_parser = parse_listen, required = true)]
+    /// A port and its handler, PORT=HANDLER (repeatable). Handlers: dns (needs --zone),
+    /// echo, discard.
+    #[arg(long = "listen", value_parser = parse_listen)]
     listen: Vec<(u16, BuiltinHandler)>,
-    /// Where the TCP runs: xdp (sluice's TCP over AF_XDP) or kernel (kernel sockets).
-    #[arg(long, default_value = "kernel")]
-    backend: Backend,
+    /// A zone file to serve (repeatable), optionally as FILE=ZONE-NAME when the file
+    /// does not say its origin.
+    #[arg(long = "zone", value_parser = parse_zone)]
+    zones: Vec<ZoneSource>,
+    /// Where the TCP runs: xdp (sluice's TCP over AF_XDP) or kernel (kernel sockets)
+    /// [default: kernel].
+    #[arg(long)]
+    backend: Option<Backend>,
     /// Cores to pin workers to, e.g. 0-3,6.
     #[arg(long)]
     cores: Option<CoreList>,
     /// Workers of the kernel backend (default: one per core in --cores, or one).
     #[arg(long)]
     workers: Option<usize>,
-    /// Seconds flows in progress get to finish after SIGINT/SIGTERM.
-    #[arg(long, default_value_t = 5.0)]
-    drain: f64,
+    /// Seconds flows in progress get to finish after SIGINT/SIGTERM [default: 5].
+    #[arg(long)]
+    drain: Option<f64>,
     /// AF_XDP: run each queue's NAPI from the worker's own loop (preferred busy
     /// polling) for up to this many microseconds per call; 0 for off. Set the
     /// interface's napi_defer_hard_irqs and gro_flush_timeout too (deploy/nic-setup.sh).
-    #[arg(long, default_value_t = 0)]
-    napi_busy_poll: u32,
+    #[arg(long)]
+    napi_busy_poll: Option<u32>,
+    /// DNS: seconds a connection may stay idle [default: 10]; advertised to clients in
+    /// edns-tcp-keepalive (RFC 7828).
+    #[arg(long)]
+    idle_timeout: Option<f64>,
+    /// DNS: seconds a connection may live at most [default: 120].
+    #[arg(long)]
+    max_lifetime: Option<f64>,
+    /// DNS: concurrent connections at most [default: 100000].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// DNS: concurrent connections from one source address at most [default: 1000].
+    #[arg(long)]
+    max_per_source: Option<usize>,
+    /// DNS: a source prefix allowed to transfer zones (AXFR), e.g. 198.18.0.0/16
+    /// (repeatable); none by default.
+    #[arg(long = "transfer-allow", value_parser = parse_prefix)]
+    transfer_allow: Vec<(Ipv4Addr, u8)>,
+    /// The control socket `sluice stats` reads [default: /run/sluice/control.sock].
+    #[arg(long)]
+    control: Option<PathBuf>,
+}
+
+/// The config file: the flags' names, every field optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    iface: Option<String>,
+    #[serde(default)]
+    addr: Vec<Ipv4Addr>,
+    #[serde(default)]
+    listen: Vec<String>,
+    #[serde(default)]
+    zone: Vec<FileZone>,
+    backend: Option<String>,
+    cores: Option<String>,
+    workers: Option<usize>,
+    drain: Option<f64>,
+    napi_busy_poll: Option<u32>,
+    idle_timeout: Option<f64>,
+    max_lifetime: Option<f64>,
+    max_connections: Option<usize>,
+    max_per_source: Option<usize>,
+    #[serde(default)]
+    transfer_allow: Vec<String>,
+    control: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileZone {
+    file: PathBuf,
+    name: Option<String>,
 }
 
 /// The handlers built into the daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuiltinHandler {
+    /// Authoritative DNS over TCP from the zones given.
+    Dns,
     /// Sends back what it reads; closes after the peer does.
     Echo,
     /// Reads and drops everything; closes after the peer does.
@@ -52,7 +127,7 @@ pub enum BuiltinHandler {
 fn parse_listen(s: &str) -> Result<(u16, BuiltinHandler), String> {
     let (port, handler) = s
         .split_once('=')
-        .ok_or_else(|| format!("{s:?}: expected PORT=HANDLER, e.g. 7=echo"))?;
+        .ok_or_else(|| format!("{s:?}: expected PORT=HANDLER, e.g. 53=dns"))?;
     let port: u16 = port
         .parse()
         .map_err(|_| format!("{port:?} is not a port number"))?;
@@ -60,11 +135,47 @@ fn parse_listen(s: &str) -> Result<(u16, BuiltinHandler), String> {
         return Err("port 0 cannot be listened on".into());
     }
     let handler = match handler {
+        "dns" => BuiltinHandler::Dns,
         "echo" => BuiltinHandler::Echo,
         "discard" => BuiltinHandler::Discard,
-        other => return Err(format!("unknown handler {other:?} (echo, discard)")),
+        other => return Err(format!("unknown handler {other:?} (dns, echo, discard)")),
     };
     Ok((port, handler))
+}
+
+fn parse_zone(s: &str) -> Result<ZoneSource, String> {
+    let (file, name) = match s.rsplit_once('=') {
+        Some((f, n)) if !n.is_empty() && !n.contains('/') => (f, Some(n.to_string())),
+        _ => (s, None),
+    };
+    if file.is_empty() {
+        return Err("an empty zone file name".into());
+    }
+    Ok(ZoneSource {
+        file: PathBuf::from(file),
+        name,
+    })
+}
+
+fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (a, len) = s.split_once('/').unwrap_or((s, "32"));
+    let a: Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("{s:?}: not an IPv4 prefix"))?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or_else(|| format!("{s:?}: the prefix length must be 0-32"))?;
+    Ok((a, len))
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    match s {
+        "xdp" => Ok(Backend::Xdp),
+        "kernel" => Ok(Backend::Kernel),
+        other => Err(format!("unknown backend {other:?} (xdp, kernel)")),
+    }
 }
 
 /// A list of cores, as `0-3,6`.
@@ -101,14 +212,14 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
     Ok(cores)
 }
 
-/// Counters the built-in handlers keep, printed at exit.
+/// Counters the built-in echo and discard handlers keep, printed at exit.
 #[derive(Default)]
 struct HandlerStats {
     flows: AtomicU64,
     bytes: AtomicU64,
 }
 
-fn listener(handler: BuiltinHandler, stats: Arc<HandlerStats>) -> Listener {
+fn stream_listener(handler: BuiltinHandler, stats: Arc<HandlerStats>) -> Listener {
     Listener::new(move |mut flow: Flow| {
         let stats = stats.clone();
         async move {
@@ -124,56 +235,321 @@ fn listener(handler: BuiltinHandler, stats: Arc<HandlerStats>) -> Listener {
     })
 }
 
+/// The settings in force: flags over the config file over the defaults.
+struct Settings {
+    stack: StackConfig,
+    listen: Vec<(u16, BuiltinHandler)>,
+    zones: Vec<ZoneSource>,
+    drain: Duration,
+    limits: Limits,
+    transfer_allow: Vec<(Ipv4Addr, u8)>,
+    control: PathBuf,
+}
+
+fn settings(args: &ServeArgs) -> Result<Settings, String> {
+    let file: FileConfig = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let base = args
+        .config
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new(""));
+    let listen = if !args.listen.is_empty() {
+        args.listen.clone()
+    } else {
+        file.listen
+            .iter()
+            .map(|l| parse_listen(l))
+            .collect::<Result<_, _>>()?
+    };
+    if listen.is_empty() {
+        return Err(
+            "nothing to serve: give --listen PORT=HANDLER (or `listen` in --config)".into(),
+        );
+    }
+    let zones = if !args.zones.is_empty() {
+        args.zones.clone()
+    } else {
+        file.zone
+            .iter()
+            .map(|z| ZoneSource {
+                file: base.join(&z.file),
+                name: z.name.clone(),
+            })
+            .collect()
+    };
+    let backend = match (&args.backend, &file.backend) {
+        (Some(b), _) => *b,
+        (None, Some(b)) => parse_backend(b)?,
+        (None, None) => Backend::Kernel,
+    };
+    let cores = match (&args.cores, &file.cores) {
+        (Some(c), _) => c.0.clone(),
+        (None, Some(c)) => parse_cores(c)?,
+        (None, None) => Vec::new(),
+    };
+    let transfer_allow = if !args.transfer_allow.is_empty() {
+        args.transfer_allow.clone()
+    } else {
+        file.transfer_allow
+            .iter()
+            .map(|p| parse_prefix(p))
+            .collect::<Result<_, _>>()?
+    };
+    let secs = |flag: Option<f64>, conf: Option<f64>, default: f64, what: &str| {
+        let v = flag.or(conf).unwrap_or(default);
+        if v.is_finite() && v >= 0.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(format!("{what} must be a number of seconds, not {v}"))
+        }
+    };
+    let defaults = Limits::default();
+    let limits = Limits {
+        idle_timeout: secs(
+            args.idle_timeout,
+            file.idle_timeout,
+            defaults.idle_timeout.as_secs_f64(),
+            "--idle-timeout",
+        )?,
+        max_lifetime: secs(
+            args.max_lifetime,
+            file.max_lifetime,
+            defaults.max_lifetime.as_secs_f64(),
+            "--max-lifetime",
+        )?,
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections),
+        max_per_source: args
+            .max_per_source
+            .or(file.max_per_source)
+            .unwrap_or(defaults.max_per_source),
+    };
+    Ok(Settings {
+        stack: StackConfig {
+            backend,
+            iface: args.iface.clone().or(file.iface),
+            addrs: if args.addrs.is_empty() {
+                file.addr
+            } else {
+                args.addrs.clone()
+            },
+            cores,
+            workers: args.workers.or(file.workers),
+            napi_busy_poll_us: args.napi_busy_poll.or(file.napi_busy_poll).unwrap_or(0),
+            ..StackConfig::default()
+        },
+        listen,
+        zones,
+        drain: secs(args.drain, file.drain, 5.0, "--drain")?,
+        limits,
+        transfer_allow,
+        control: args
+            .control
+            .clone()
+            .or(file.control)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
+    })
+}
+
 pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if let Some(iface) = &args.iface {
+    let s = settings(args)?;
+    if let Some(iface) = &s.stack.iface {
         xsk::iface::ifindex(iface)?;
     }
+    let wants_dns = s.listen.iter().any(|(_, h)| *h == BuiltinHandler::Dns);
+    if wants_dns && s.zones.is_empty() {
+        return Err("the dns handler needs at least one --zone".into());
+    }
+    if !wants_dns && !s.zones.is_empty() {
+        tracing::warn!("zones given but no port is served by the dns handler");
+    }
+    // Counter slots: one per worker (the AF_XDP backend has one per queue, known only
+    // once started), up to 64; more share the last slot.
+    let workers = 64;
+    let dns_service = if wants_dns {
+        let keepalive = (s.limits.idle_timeout.as_millis() / 100).min(u16::MAX as u128) as u16;
+        let responder = dns::ResponderConfig {
+            tcp_keepalive_100ms: Some(keepalive),
+            transfer_allowed: s.transfer_allow.clone(),
+            ..Default::default()
+        };
+        let svc = DnsService::new(s.zones.clone(), responder, s.limits.clone(), workers)
+            .map_err(|errors| format!("bad zone:\n  {}", errors.join("\n  ")))?;
+        let catalog = svc.catalog.load();
+        tracing::info!(zones = catalog.len(), "zones loaded");
+        Some(svc)
+    } else {
+        None
+    };
     let stats = Arc::new(HandlerStats::default());
     let mut listeners = Listeners::new();
-    for (port, handler) in &args.listen {
+    for (port, handler) in &s.listen {
         if listeners.get(*port).is_some() {
             return Err(format!("port {port} is given twice").into());
         }
-        listeners.listen(*port, listener(*handler, stats.clone()));
+        let l = match (handler, &dns_service) {
+            (BuiltinHandler::Dns, Some(svc)) => svc.listener(),
+            _ => stream_listener(*handler, stats.clone()),
+        };
+        listeners.listen(*port, l);
     }
-    let config = StackConfig {
-        backend: args.backend,
-        iface: args.iface.clone(),
-        addrs: args.addrs.clone(),
-        cores: args.cores.clone().map(|c| c.0).unwrap_or_default(),
-        workers: args.workers,
-        napi_busy_poll_us: args.napi_busy_poll,
-        ..StackConfig::default()
-    };
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])?;
-    let mut stack = Stack::start(config, listeners)?;
-    let ports: Vec<String> = args
+    let backend = s.stack.backend;
+    let mut stack = Stack::start(s.stack, listeners)?;
+    let control = open_control(&s.control);
+    let ports: Vec<String> = s
         .listen
         .iter()
         .map(|(p, h)| format!("{p}={h:?}").to_lowercase())
         .collect();
-    eprintln!(
-        "sluice: serving {} on {} backend, {} worker(s)",
-        ports.join(" "),
-        format!("{:?}", args.backend).to_lowercase(),
-        stack.workers()
+    tracing::info!(
+        ports = %ports.join(" "),
+        backend = %format!("{backend:?}").to_lowercase(),
+        workers = stack.workers(),
+        control = %s.control.display(),
+        "serving"
     );
-    let signal = signals.forever().next();
-    eprintln!(
-        "sluice: {} received, draining for up to {} s",
-        signal.map(signal_name).unwrap_or("signal"),
-        args.drain
+    let signal = 'serving: loop {
+        for sig in signals.pending() {
+            if sig == signal_hook::consts::SIGHUP {
+                match &dns_service {
+                    Some(svc) => match svc.reload() {
+                        Ok(n) => tracing::info!(zones = n, "SIGHUP: zones reloaded"),
+                        Err(errors) => tracing::error!(
+                            "SIGHUP: the zones did not load, the old ones stay:\n  {}",
+                            errors.join("\n  ")
+                        ),
+                    },
+                    None => tracing::info!("SIGHUP: no zones to reload"),
+                }
+            } else {
+                break 'serving sig;
+            }
+        }
+        if let Some(l) = &control {
+            while let Ok((mut conn, _)) = l.accept() {
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.write_all(report(&stack, dns_service.as_deref()).as_bytes());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    tracing::info!(
+        signal = signal_name(signal),
+        drain_s = s.drain.as_secs_f64(),
+        "stopping: no new connections, draining"
     );
-    stack.shutdown(Duration::from_secs_f64(args.drain.max(0.0)));
-    eprintln!(
-        "sluice: served {} flows, {} bytes",
-        stats.flows.load(Ordering::Relaxed),
-        stats.bytes.load(Ordering::Relaxed)
+    stack.shutdown(s.drain);
+    if control.is_some() {
+        let _ = std::fs::remove_file(&s.control);
+    }
+    tracing::info!(
+        flows = stats.flows.load(Ordering::Relaxed),
+        bytes = stats.bytes.load(Ordering::Relaxed),
+        "stopped"
     );
     Ok(())
+}
+
+/// The control socket, if it can be had (a warning otherwise: stats are then off).
+fn open_control(path: &Path) -> Option<UnixListener> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // A socket left by a daemon that died; a live one answers, and then we do not steal it.
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        tracing::warn!(path = %path.display(), "another sluice answers on this control socket: stats are off for this one");
+        return None;
+    }
+    let _ = std::fs::remove_file(path);
+    match UnixListener::bind(path) {
+        Ok(l) => {
+            let _ = l.set_nonblocking(true);
+            Some(l)
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "no control socket: `sluice stats` will not reach this daemon");
+            None
+        }
+    }
+}
+
+/// What `sluice stats` prints: per worker, the stack's counters and the DNS service's.
+fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
+    let mut out = String::new();
+    let stats = stack.stats();
+    for (i, w) in stats.iter().enumerate() {
+        out.push_str(&format!(
+            "worker {i}: packets rx {} tx {} dropped {} tx-ring-full {}; connections open {} accepted {}; \
+             resets {}; syn-cookies {}/{}; retransmits {} timeouts {}; handed over {}/{}\n",
+            w.rx_frames, w.tx_frames, w.rx_dropped, w.tx_ring_full, w.connections, w.accepted,
+            w.resets_sent, w.syn_cookies_sent, w.syn_cookies_accepted, w.retransmits, w.timeouts,
+            w.handed_out, w.handed_in
+        ));
+        if let Some(d) = dns.and_then(|d| d.counters.get(i)) {
+            let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "  dns: connections {} queries {}; answers NOERROR {} NXDOMAIN {} REFUSED {} FORMERR {} NOTIMP {} other {}; \
+                 dropped {} transfers {}; closed: garbage {} idle {} lifetime {}; refused by limits {}\n",
+                g(&d.connections), g(&d.queries), g(&d.noerror), g(&d.nxdomain), g(&d.refused),
+                g(&d.formerr), g(&d.notimp), g(&d.other_rcode), g(&d.dropped), g(&d.transfers),
+                g(&d.garbage_closed), g(&d.idle_closed), g(&d.lifetime_closed), g(&d.limit_refused)
+            ));
+        }
+    }
+    if let Some(d) = dns {
+        out.push_str(&format!("zones: {}\n", d.catalog.load().len()));
+    }
+    out
+}
+
+/// `sluice stats`: prints what the daemon at `control` reports.
+pub fn print_stats(control: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Read;
+    let mut conn = std::os::unix::net::UnixStream::connect(control).map_err(|e| {
+        format!(
+            "{}: {e} (is `sluice serve` running, with this --control?)",
+            control.display()
+        )
+    })?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text)?;
+    print!("{text}");
+    Ok(())
+}
+
+/// `sluice check-zone`: loads a zone file and says what is wrong with it.
+pub fn check_zone(file: &Path, name: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+    match dns::load_zone(file, name) {
+        Ok(z) => {
+            println!(
+                "{}: zone {} OK, {} records",
+                file.display(),
+                dns::name::to_text(&z.apex),
+                z.records.len()
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            Err(format!("{}: {} problem(s)", file.display(), errors.len()).into())
+        }
+    }
 }
 
 fn signal_name(s: i32) -> &'static str {
@@ -195,12 +571,78 @@ mod tests {
             parse_listen("9=discard").unwrap(),
             (9, BuiltinHandler::Discard)
         );
+        assert_eq!(parse_listen("53=dns").unwrap(), (53, BuiltinHandler::Dns));
         assert!(parse_listen("7").unwrap_err().contains("PORT=HANDLER"));
         assert!(parse_listen("0=echo").is_err());
         assert!(parse_listen("70000=echo").is_err());
         assert!(parse_listen("7=dns2")
             .unwrap_err()
             .contains("unknown handler"));
+    }
+
+    #[test]
+    fn zones_and_prefixes_parse() {
+        assert_eq!(parse_zone("a.zone").unwrap().name, None);
+        assert_eq!(
+            parse_zone("a.zone=example.test").unwrap().name.as_deref(),
+            Some("example.test")
+        );
+        assert_eq!(
+            parse_prefix("198.18.0.0/16").unwrap(),
+            (Ipv4Addr::new(198, 18, 0, 0), 16)
+        );
+        assert_eq!(parse_prefix("192.0.2.1").unwrap().1, 32);
+        assert!(parse_prefix("192.0.2.1/33").is_err());
+    }
+
+    #[test]
+    fn a_config_file_says_what_flags_say_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("sluice-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("sluice.toml");
+        std::fs::write(
+            &conf,
+            "backend = \"xdp\"\niface = \"eth9\"\naddr = [\"192.0.2.1\"]\nlisten = [\"53=dns\"]\n\
+             cores = \"0-1\"\nidle-timeout = 3\ntransfer-allow = [\"10.0.0.0/8\"]\n\
+             [[zone]]\nfile = \"example.zone\"\nname = \"example.test\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(conf.clone()),
+            ..Default::default()
+        };
+        let s = settings(&args).unwrap();
+        assert_eq!(s.stack.backend, Backend::Xdp);
+        assert_eq!(s.stack.iface.as_deref(), Some("eth9"));
+        assert_eq!(s.stack.cores, vec![0, 1]);
+        assert_eq!(s.listen, vec![(53, BuiltinHandler::Dns)]);
+        assert_eq!(
+            s.zones[0].file,
+            dir.join("example.zone"),
+            "relative to the config file"
+        );
+        assert_eq!(s.limits.idle_timeout, Duration::from_secs(3));
+        assert_eq!(s.transfer_allow, vec![(Ipv4Addr::new(10, 0, 0, 0), 8)]);
+        let args = ServeArgs {
+            config: Some(conf.clone()),
+            backend: Some(Backend::Kernel),
+            ..Default::default()
+        };
+        assert_eq!(
+            settings(&args).unwrap().stack.backend,
+            Backend::Kernel,
+            "the flag wins"
+        );
+        std::fs::write(&conf, "bogus = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(conf.clone()),
+            ..Default::default()
+        };
+        assert!(
+            settings(&args).err().unwrap().contains("bogus"),
+            "unknown keys are errors"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
