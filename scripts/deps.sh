@@ -5,6 +5,10 @@
 #   iproute2                 network namespaces and veth pairs
 #   iputils-ping             the "ping still works while attached" test
 #   util-linux               setpriv, for the "no privileges" test
+#   knot                     Knot DNS, the server our answers are compared with
+#   knot-dnsutils, dnsutils  kdig and dig, DNS clients of the end-to-end tests
+#   dnsperf                  the DNS load generator of the end-to-end tests
+#   ethtool                  NIC/veth settings of the benchmarks
 set -euo pipefail
 need=()
 command -v clang >/dev/null || need+=(clang llvm)
@@ -12,6 +16,11 @@ command -v clang >/dev/null || need+=(clang llvm)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v knotd >/dev/null || need+=(knot)
+command -v kdig >/dev/null || need+=(knot-dnsutils)
+command -v dig >/dev/null || need+=(dnsutils)
+command -v dnsperf >/dev/null || need+=(dnsperf)
+command -v ethtool >/dev/null || need+=(ethtool)
 if [ "${#need[@]}" -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "missing packages: ${need[*]} (run as root, or install them)" >&2

@@ -7,7 +7,7 @@
 //! PTR, CAA and any other type as stored; NXDOMAIN and NODATA with the SOA in the
 //! authority section (RFC 2308); referrals with glue below zone cuts; wildcards
 //! (RFC 4592); REFUSED outside our zones; FORMERR for malformed queries; NOTIMP for
-//! other opcodes; ANY (all the name's RRsets: over TCP that is what RFC 8482 allows);
+//! other opcodes; ANY answered with one RRset (RFC 8482);
 //! EDNS(0) with BADVERS and edns-tcp-keepalive (RFC 6891, RFC 7828); zone transfers
 //! (AXFR, and IXFR answered with the whole zone) for allowed sources.
 
@@ -601,7 +601,9 @@ pub fn answer(
             }
             Lookup::Found(node) => {
                 if q.qtype == rtype::ANY {
-                    for set in &node.rrsets {
+                    // RFC 8482 §4.1: one RRset of the name is enough (as Knot DNS does:
+                    // the lowest type), so ANY cannot amplify.
+                    if let Some(set) = node.rrsets.iter().min_by_key(|s| s.rtype) {
                         an += w.rrset(owner, set);
                     }
                     break;

@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod catalog;
+pub mod decode;
 pub mod name;
 pub mod session;
 pub mod zone;

@@ -1,0 +1,662 @@
+//! The DNS service end to end, on both backends: `sluice serve --listen 53=dns` in the
+//! server namespace, real clients from Debian in the peer namespace (kdig with a kept-open
+//! connection, dig, dnsperf over TCP), RFC 7766 framing at its edges (pipelining, split
+//! and garbage lengths), SIGHUP reload, and the answers compared with Knot DNS serving
+//! the same zone for a list of queries covering every case.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dns::decode::{decode, query, Message};
+use dns::rtype;
+use e2e::{require_root, wait_for, Topology, TopologyConfig};
+
+/// The tests start daemons on fixed ports inside their own namespaces; one at a time
+/// keeps the two CPUs for the one running.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn zone_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../userspace/dns/tests/data")
+}
+
+/// The `sluice` binary cargo built beside this test.
+fn sluice_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("sluice");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it (cargo build -p sluice)",
+        bin.display()
+    );
+    bin
+}
+
+/// A tool from Debian the test needs: under CI=true its absence fails the test.
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is not installed (.ci/run installs it)"
+        );
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+/// A child process stopped (SIGINT, then SIGKILL) when dropped.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.signal(libc::SIGINT);
+        let stopped = wait_for(Duration::from_secs(10), || {
+            self.child.try_wait().ok().flatten()
+        });
+        if stopped.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sluice-dns-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Xdp,
+    Kernel,
+}
+
+/// `sluice serve` for the test zone on `topo`'s server address, port 53.
+fn start_sluice(
+    topo: &Topology,
+    backend: Backend,
+    zone: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> Daemon {
+    let log = dir.join("sluice.log");
+    let mut cmd = topo.server_cmd(sluice_bin().to_str().unwrap());
+    cmd.arg("serve")
+        .args([
+            "--backend",
+            if backend == Backend::Xdp {
+                "xdp"
+            } else {
+                "kernel"
+            },
+        ])
+        .args(["--iface", &topo.server_if])
+        .args(["--addr", &topo.server_ip.to_string()])
+        .args(["--listen", "53=dns", "--cores", "0", "--drain", "1"])
+        .arg("--zone")
+        .arg(zone)
+        .arg("--control")
+        .arg(dir.join("control.sock"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let d = Daemon {
+        child: cmd.spawn().expect("starting sluice"),
+        log,
+    };
+    let ready = wait_for(Duration::from_secs(15), || {
+        d.log().contains("serving").then_some(())
+    });
+    assert!(ready.is_some(), "sluice did not start:\n{}", d.log());
+    d
+}
+
+/// Knot DNS (kernel sockets) serving `zone` on the server address, port 5300.
+fn start_knot(topo: &Topology, zone: &Path, dir: &Path) -> Daemon {
+    let conf = dir.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n    rundir: \"{d}\"\n    listen: {ip}@5300\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+             database:\n    storage: \"{d}/db\"\nlog:\n  - target: \"{d}/knotd.log\"\n    any: info\n\
+             zone:\n  - domain: example.test\n    file: \"{z}\"\n    journal-content: none\n    zonefile-sync: -1\n",
+            d = dir.display(),
+            ip = topo.server_ip,
+            z = zone.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("knotd.log");
+    let child = topo
+        .server_cmd("knotd")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting knotd");
+    let d = Daemon { child, log };
+    let ready = wait_for(Duration::from_secs(15), || {
+        d.log().contains("loaded").then_some(())
+    });
+    assert!(ready.is_some(), "knotd did not load the zone:\n{}", d.log());
+    d
+}
+
+/// Sends every query on one connection (pipelined: all written at once), reads every
+/// answer; runs in the peer namespace.
+fn ask_all(topo: &Topology, server: SocketAddr, queries: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    topo.run_in(&topo.peer_ns.clone(), move || {
+        let mut c =
+            TcpStream::connect_timeout(&server, Duration::from_secs(5)).expect("connecting");
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut out = Vec::new();
+        for q in &queries {
+            out.extend((q.len() as u16).to_be_bytes());
+            out.extend(q);
+        }
+        c.write_all(&out).unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..queries.len() {
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len).expect("an answer's length");
+            let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+            c.read_exact(&mut m).expect("an answer");
+            answers.push(m);
+        }
+        answers
+    })
+    .unwrap()
+}
+
+/// Every answer case: (name, type).
+fn cases() -> Vec<(&'static str, u16)> {
+    vec![
+        ("www.example.test", rtype::A),
+        ("www.example.test", rtype::AAAA),
+        ("example.test", rtype::SOA),
+        ("example.test", rtype::NS),
+        ("example.test", rtype::MX),
+        ("txt.example.test", rtype::TXT),
+        ("alias.example.test", rtype::A),
+        ("alias.example.test", rtype::CNAME),
+        ("chain1.example.test", rtype::A),
+        ("outside.example.test", rtype::A),
+        ("_sip._tcp.example.test", rtype::SRV),
+        ("ptr.example.test", rtype::PTR),
+        ("caa.example.test", rtype::CAA),
+        ("nope.example.test", rtype::A),
+        ("www.example.test", rtype::TXT),
+        ("sub.example.test", rtype::A),
+        ("ent.sub.example.test", rtype::A),
+        ("anything.wild.example.test", rtype::A),
+        ("a.b.wild.example.test", rtype::TXT),
+        ("x.wild.example.test", rtype::MX),
+        ("host.child.example.test", rtype::A),
+        ("child.example.test", rtype::NS),
+        ("www.example.net", rtype::A),
+        ("inc.example.test", rtype::A),
+        ("WwW.ExAmPlE.TeSt", rtype::A),
+        ("www.example.test", rtype::ANY),
+    ]
+}
+
+/// What must agree between two servers: rcode, the AA flag, each section as a set.
+fn comparable(m: &Message) -> (u16, bool, Vec<String>) {
+    let mut sections = Vec::new();
+    for (name, s) in [
+        ("an", &m.answer),
+        ("ns", &m.authority),
+        ("ar", &m.additional),
+    ] {
+        let mut v: Vec<String> = s
+            .iter()
+            .filter(|r| r.rtype != rtype::OPT)
+            .map(|r| format!("{name} {} {} {} {:?}", r.owner, r.rtype, r.ttl, r.rdata))
+            .collect();
+        v.sort();
+        sections.extend(v);
+    }
+    (m.rcode(), m.aa(), sections)
+}
+
+fn answers_match_knot(backend: Backend) {
+    if !have("knotd") {
+        return;
+    }
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp(&format!("knot-{backend:?}"));
+    let zone = zone_dir().join("example.test.zone");
+    let _sluice = start_sluice(&topo, backend, &zone, &dir, &[]);
+    let _knot = start_knot(&topo, &zone, &dir);
+    let cases = cases();
+    for edns in [false, true] {
+        let queries: Vec<Vec<u8>> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (n, t))| query(i as u16, n, *t, edns))
+            .collect();
+        let ours = ask_all(
+            &topo,
+            SocketAddr::from((topo.server_ip, 53)),
+            queries.clone(),
+        );
+        let theirs = ask_all(&topo, SocketAddr::from((topo.server_ip, 5300)), queries);
+        for ((case, o), k) in cases.iter().zip(&ours).zip(&theirs) {
+            let (o, k) = (decode(o).unwrap(), decode(k).unwrap());
+            assert_eq!(o.id, k.id);
+            assert_eq!(
+                comparable(&o),
+                comparable(&k),
+                "{case:?} (EDNS {edns}): sluice vs Knot\nsluice {o:#?}\nknot {k:#?}"
+            );
+            assert_eq!(
+                o.additional.iter().any(|r| r.rtype == rtype::OPT),
+                edns,
+                "an OPT exactly when the query had one"
+            );
+        }
+    }
+    eprintln!("{backend:?}: {} cases x 2 agree with Knot DNS", cases.len());
+}
+
+fn debian_clients(backend: Backend) {
+    if !(have("kdig") && have("dig") && have("dnsperf")) {
+        return;
+    }
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp(&format!("clients-{backend:?}"));
+    let _sluice = start_sluice(
+        &topo,
+        backend,
+        &zone_dir().join("example.test.zone"),
+        &dir,
+        &[],
+    );
+    let ip = topo.server_ip.to_string();
+    // kdig: three queries over one kept-open connection.
+    let out = topo
+        .peer_cmd("kdig")
+        .args(["+tcp", "+keepopen", &format!("@{ip}")])
+        .args([
+            "www.example.test",
+            "A",
+            "chain1.example.test",
+            "A",
+            "nope.example.test",
+            "A",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("status: NOERROR").count(), 2, "{text}");
+    assert_eq!(text.matches("status: NXDOMAIN").count(), 1, "{text}");
+    assert_eq!(text.matches("192.0.2.80").count(), 2, "{text}");
+    // dig.
+    let out = topo
+        .peer_cmd("dig")
+        .args(["+tcp", "+short", &format!("@{ip}"), "example.test", "MX"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "10 mail.example.test."
+    );
+    // dnsperf over TCP: every query answered.
+    let qfile = dir.join("queries.txt");
+    std::fs::write(
+        &qfile,
+        "www.example.test A\nexample.test MX\nnope.example.test A\nanything.wild.example.test A\n",
+    )
+    .unwrap();
+    let out = topo
+        .peer_cmd("dnsperf")
+        .args([
+            "-m", "tcp", "-s", &ip, "-p", "53", "-c", "4", "-l", "2", "-d",
+        ])
+        .arg(&qfile)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let completed = text
+        .lines()
+        .find(|l| l.contains("Queries completed:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("dnsperf said:\n{text}"));
+    assert!(completed > 100, "{text}");
+    assert!(text.contains("Queries lost:         0"), "{text}");
+    eprintln!("{backend:?}: dnsperf completed {completed} queries over TCP in 2 s");
+
+    // AXFR is refused to a source not allowed...
+    let out = topo
+        .peer_cmd("kdig")
+        .args([&format!("@{ip}"), "example.test", "AXFR"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("REFUSED"), "{text}");
+}
+
+fn zone_transfer(backend: Backend) {
+    if !have("kdig") {
+        return;
+    }
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp(&format!("axfr-{backend:?}"));
+    let allow = format!("{}/32", topo.peer_ip);
+    let _sluice = start_sluice(
+        &topo,
+        backend,
+        &zone_dir().join("example.test.zone"),
+        &dir,
+        &["--transfer-allow", &allow],
+    );
+    let out = topo
+        .peer_cmd("kdig")
+        .args([&format!("@{}", topo.server_ip), "example.test", "AXFR"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let z = dns::load_zone(&zone_dir().join("example.test.zone"), None).unwrap();
+    let records = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count();
+    assert_eq!(
+        records,
+        z.records.len() + 1,
+        "every record and the closing SOA:\n{text}"
+    );
+}
+
+fn framing_and_reload(backend: Backend) {
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp(&format!("framing-{backend:?}"));
+    // A copy of the zone we can change.
+    let zone = dir.join("example.test.zone");
+    let src = zone_dir().join("example.test.zone");
+    std::fs::copy(&src, &zone).unwrap();
+    std::fs::copy(zone_dir().join("included.zone"), dir.join("included.zone")).unwrap();
+    let sluice = start_sluice(
+        &topo,
+        backend,
+        &zone,
+        &dir,
+        &["--idle-timeout", "2", "--max-per-source", "3"],
+    );
+    let server = SocketAddr::from((topo.server_ip, 53));
+
+    // Pipelined: 50 queries in one write, 50 answers with the right IDs.
+    let queries: Vec<Vec<u8>> = (0..50)
+        .map(|i| query(1000 + i, "www.example.test", rtype::A, i % 2 == 0))
+        .collect();
+    let answers = ask_all(&topo, server, queries);
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(decode(a).unwrap().id, 1000 + i as u16);
+    }
+
+    // A query split over several writes, byte by byte; then a garbage length closes
+    // that connection only.
+    let (split, closed) = topo
+        .run_in(&topo.peer_ns.clone(), move || {
+            let mut c = TcpStream::connect(server).unwrap();
+            c.set_nodelay(true).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let q = query(7, "www.example.test", rtype::A, false);
+            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+            framed.extend(&q);
+            for b in &framed {
+                c.write_all(&[*b]).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len).unwrap();
+            let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+            c.read_exact(&mut m).unwrap();
+            c.write_all(&[0, 3, 1, 2, 3]).unwrap();
+            let mut rest = Vec::new();
+            let closed = c
+                .read_to_end(&mut rest)
+                .map(|_| rest.is_empty())
+                .unwrap_or(true);
+            (decode(&m).unwrap().id, closed)
+        })
+        .unwrap();
+    assert_eq!(split, 7);
+    assert!(closed, "a garbage length closes the connection");
+
+    // An idle connection is closed after the idle timeout (2 s here).
+    let idle_closed = topo
+        .run_in(&topo.peer_ns.clone(), move || {
+            let mut c = TcpStream::connect(server).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let t = std::time::Instant::now();
+            let mut b = [0u8; 1];
+            matches!(c.read(&mut b), Ok(0)) && t.elapsed() >= Duration::from_millis(1500)
+        })
+        .unwrap();
+    assert!(idle_closed, "the idle timeout closes a silent connection");
+
+    // The per-source limit: a fourth connection from one address is closed at once
+    // while three are open, and the three still work.
+    let (fourth_closed, others_work) = topo
+        .run_in(&topo.peer_ns.clone(), move || {
+            let three: Vec<TcpStream> = (0..3)
+                .map(|_| TcpStream::connect(server).unwrap())
+                .collect();
+            std::thread::sleep(Duration::from_millis(200));
+            let mut fourth = TcpStream::connect(server).unwrap();
+            fourth
+                .set_read_timeout(Some(Duration::from_secs(1)))
+                .unwrap();
+            let mut b = [0u8; 1];
+            let closed = matches!(fourth.read(&mut b), Ok(0) | Err(_));
+            let mut c = &three[0];
+            let q = query(5, "www.example.test", rtype::A, false);
+            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+            framed.extend(&q);
+            c.write_all(&framed).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut len = [0u8; 2];
+            (closed, c.read_exact(&mut len).is_ok())
+        })
+        .unwrap();
+    assert!(
+        fourth_closed,
+        "the fourth connection from one source is refused"
+    );
+    assert!(others_work, "the three admitted connections still answer");
+
+    // SIGHUP: a new record appears; a broken zone keeps the old one.
+    let ask_new = |topo: &Topology| {
+        let a = ask_all(
+            topo,
+            server,
+            vec![query(9, "new.example.test", rtype::A, false)],
+        );
+        decode(&a[0]).unwrap()
+    };
+    assert_eq!(ask_new(&topo).rcode(), 3, "NXDOMAIN before the reload");
+    let mut text = std::fs::read_to_string(&src).unwrap();
+    text.push_str("new A 192.0.2.123\n");
+    std::fs::write(&zone, &text).unwrap();
+    sluice.signal(libc::SIGHUP);
+    let reloaded = wait_for(Duration::from_secs(5), || {
+        (ask_new(&topo).answer.len() == 1).then_some(())
+    });
+    assert!(
+        reloaded.is_some(),
+        "SIGHUP reloads the zone:\n{}",
+        sluice.log()
+    );
+    std::fs::write(&zone, "this is not a zone\n").unwrap();
+    sluice.signal(libc::SIGHUP);
+    let kept = wait_for(Duration::from_secs(5), || {
+        sluice.log().contains("the old ones stay").then_some(())
+    });
+    assert!(kept.is_some(), "a bad zone is reported:\n{}", sluice.log());
+    assert_eq!(ask_new(&topo).answer.len(), 1, "the old zone keeps serving");
+
+    // sluice stats reads the counters.
+    let out = Command::new(sluice_bin())
+        .args(["stats", "--control"])
+        .arg(dir.join("control.sock"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("dns: connections") && text.contains("NOERROR"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_a_non_zero_exit() {
+    let dir = tmp("bad-input");
+    let run = |args: &[&str]| {
+        let out = Command::new(sluice_bin()).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout),
+        )
+    };
+    let broken = zone_dir().join("broken.zone");
+    let (ok, text) = run(&["check-zone", broken.to_str().unwrap()]);
+    assert!(!ok && text.contains("broken.zone:6"), "{text}");
+    let good = zone_dir().join("example.test.zone");
+    let (ok, text) = run(&["check-zone", good.to_str().unwrap()]);
+    assert!(ok && text.contains("OK"), "{text}");
+    let control = dir.join("c.sock");
+    let (ok, text) = run(&[
+        "serve",
+        "--listen",
+        "53=dns",
+        "--zone",
+        broken.to_str().unwrap(),
+        "--control",
+        control.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && text.contains("bad zone") && text.contains(":6"),
+        "{text}"
+    );
+    let (ok, text) = run(&["serve", "--listen", "53=dns"]);
+    assert!(!ok && text.contains("needs at least one --zone"), "{text}");
+    let (ok, text) = run(&[
+        "serve",
+        "--backend",
+        "xdp",
+        "--iface",
+        "sl-no-such-if",
+        "--addr",
+        "192.0.2.1",
+        "--listen",
+        "53=dns",
+        "--zone",
+        good.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("sl-no-such-if"), "{text}");
+    let (ok, text) = run(&["stats", "--control", control.to_str().unwrap()]);
+    assert!(!ok && text.contains("is `sluice serve` running"), "{text}");
+}
+
+#[test]
+fn port_already_served_is_an_error() {
+    require_root!();
+    let _s = serial();
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp("port-taken");
+    let zone = zone_dir().join("example.test.zone");
+    let _first = start_sluice(&topo, Backend::Kernel, &zone, &dir, &[]);
+    let out = topo
+        .server_cmd(sluice_bin().to_str().unwrap())
+        .args([
+            "serve",
+            "--addr",
+            &topo.server_ip.to_string(),
+            "--listen",
+            "53=dns",
+            "--zone",
+        ])
+        .arg(&zone)
+        .arg("--control")
+        .arg(dir.join("second.sock"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a second server on the same port must fail: {text}"
+    );
+    assert!(text.contains("53"), "the error names the port: {text}");
+}
+
+macro_rules! on_both_backends {
+    ($backend:ident, $value:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[test]
+            fn answers_match_knot_dns() {
+                require_root!();
+                let _s = serial();
+                super::answers_match_knot($value);
+            }
+
+            #[test]
+            fn kdig_dig_and_dnsperf() {
+                require_root!();
+                let _s = serial();
+                super::debian_clients($value);
+            }
+
+            #[test]
+            fn zone_transfer_to_an_allowed_source() {
+                require_root!();
+                let _s = serial();
+                super::zone_transfer($value);
+            }
+
+            #[test]
+            fn framing_limits_and_reload() {
+                require_root!();
+                let _s = serial();
+                super::framing_and_reload($value);
+            }
+        }
+    };
+}
+
+on_both_backends!(kernel, Backend::Kernel);
+on_both_backends!(xdp, Backend::Xdp);
