@@ -6,4 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 ebpf/build.sh --check
+# The DNS end-to-end tests run the `sluice` binary itself: cargo test builds a package's
+# binaries only for that package's own integration tests, so build them first.
+cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"

@@ -412,7 +412,7 @@ fn framing_and_reload(backend: Backend) {
         backend,
         &zone,
         &dir,
-        &["--idle-timeout", "2", "--max-per-source", "3"],
+        &["--idle-timeout", "3", "--max-per-source", "3"],
     );
     let server = SocketAddr::from((topo.server_ip, 53));
 
@@ -455,7 +455,7 @@ fn framing_and_reload(backend: Backend) {
     assert_eq!(split, 7);
     assert!(closed, "a garbage length closes the connection");
 
-    // An idle connection is closed after the idle timeout (2 s here).
+    // An idle connection is closed after the idle timeout (3 s here).
     let idle_closed = topo
         .run_in(&topo.peer_ns.clone(), move || {
             let mut c = TcpStream::connect(server).unwrap();
@@ -507,6 +507,29 @@ fn framing_and_reload(backend: Backend) {
         decode(&a[0]).unwrap()
     };
     assert_eq!(ask_new(&topo).rcode(), 3, "NXDOMAIN before the reload");
+    // A connection opened before the reload keeps working after it.
+    let (kept_tx, kept_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    topo.spawn_in_peer(move || {
+        let mut c = TcpStream::connect(server).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let ask = |c: &mut TcpStream, id: u16| {
+            let q = query(id, "new.example.test", rtype::A, false);
+            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+            framed.extend(&q);
+            c.write_all(&framed).unwrap();
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len).unwrap();
+            let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+            c.read_exact(&mut m).unwrap();
+            decode(&m).unwrap().answer.len()
+        };
+        let before = ask(&mut c, 1);
+        let _ = kept_rx.recv();
+        let after = ask(&mut c, 2);
+        let _ = done_tx.send((before, after));
+    })
+    .unwrap();
     let mut text = std::fs::read_to_string(&src).unwrap();
     text.push_str("new A 192.0.2.123\n");
     std::fs::write(&zone, &text).unwrap();
@@ -518,6 +541,13 @@ fn framing_and_reload(backend: Backend) {
         reloaded.is_some(),
         "SIGHUP reloads the zone:\n{}",
         sluice.log()
+    );
+    kept_tx.send(()).unwrap();
+    let (before, after) = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        (before, after),
+        (0, 1),
+        "the same connection sees the new zone"
     );
     std::fs::write(&zone, "this is not a zone\n").unwrap();
     sluice.signal(libc::SIGHUP);

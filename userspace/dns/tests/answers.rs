@@ -545,3 +545,39 @@ fn answer_len(c: &Catalog, cfg: &ResponderConfig, q: &[u8]) -> usize {
         _ => 0,
     }
 }
+
+#[test]
+fn several_zones_at_once_and_chains_across_them() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let c = Catalog::new(vec![
+        load_zone(&dir.join("example.test.zone"), None).unwrap(),
+        load_zone(&dir.join("second.test.zone"), None).unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(c.len(), 2);
+    let r = ask(&c, &query("www.second.test", rtype::A, None));
+    assert_eq!(
+        r.answer,
+        vec![rec("www.second.test.", rtype::A, 600, "198.51.100.80")]
+    );
+    let r = ask(&c, &query("nope.second.test", rtype::A, None));
+    assert_eq!(r.authority[0].owner, "second.test.", "each zone's own SOA");
+    assert_eq!(r.authority[0].ttl, 60);
+    let r = ask(&c, &query("to-first.second.test", rtype::A, None));
+    assert_eq!(
+        r.answer.len(),
+        2,
+        "the chain continues in our other zone: {:?}",
+        r.answer
+    );
+    assert_eq!(
+        r.answer[1],
+        rec("www.example.test.", rtype::A, 3600, "192.0.2.80")
+    );
+    // Loading a zone twice is refused.
+    let twice = Catalog::new(vec![
+        load_zone(&dir.join("second.test.zone"), None).unwrap(),
+        load_zone(&dir.join("second.test.zone"), None).unwrap(),
+    ]);
+    assert!(twice.unwrap_err().contains("twice"));
+}
