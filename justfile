@@ -44,3 +44,7 @@ bench-segment:
 # Goodput of the TCP implementation against loss rate, on the simulated link
 goodput MEGABYTES="10":
     cargo run --release -p sluice-tcp --example goodput {{MEGABYTES}}
+
+# DNS over TCP: sluice (AF_XDP and kernel) against Knot DNS (kernel and XDP), same run
+bench-compare:
+    bench/compare.sh

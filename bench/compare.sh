@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# The standing comparison (issue 6): DNS over TCP, same zone, same topology, same run,
+# against four servers:
+#   sluice-xdp     sluice's TCP on AF_XDP (preferred busy polling)
+#   sluice-kernel  sluice's DNS on kernel sockets
+#   knot-kernel    Knot DNS 3.2, kernel sockets
+#   knot-xdp       Knot DNS 3.2, XDP mode with xdp.tcp on
+# Each server and its veth receive work on core 0; the load and its receive work on
+# core 1 (GRO on, TSO off, threaded NAPI pinned: DESIGN.md's method). Workloads:
+#   pipelined       sluice-bench, kernel sockets, 64 connections x 16 queries in flight
+#   per-connection  sluice-bench, kernel sockets, one query per connection, 32 at a time
+#   kxdpgun         kxdpgun -T: one query per connection, open loop at KX_RATE conn/s,
+#                   its own TCP on AF_XDP (the independent generator)
+# RUNS runs of SECS seconds each; medians; CPU is each core's busy time over the run.
+#
+#   bench/compare.sh                 (root)   RUNS=3 SECS=5 KX_RATE=40000
+#
+# Writes bench/results/compare.md (the table) and the raw runs under bench/results/runs/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+SECS=${SECS:-5}
+KX_RATE=${KX_RATE:-40000}
+SERVERS=${SERVERS:-"sluice-xdp sluice-kernel knot-kernel knot-xdp"}
+out=bench/results
+runs="$out/runs/compare"
+mkdir -p "$runs"
+[ "$(id -u)" -eq 0 ] || { echo "bench/compare.sh needs root" >&2; exit 1; }
+for t in knotd kxdpgun ethtool taskset; do
+	command -v "$t" >/dev/null || { echo "$t is missing (scripts/deps.sh installs it)" >&2; exit 1; }
+done
+cargo build --release -q -p sluice -p sluice-benches
+bin=${CARGO_TARGET_DIR:-target}/release
+zone=$PWD/userspace/dns/tests/data/example.test.zone
+work=$(mktemp -d /tmp/sluice-compare.XXXXXX)
+cp "$zone" userspace/dns/tests/data/included.zone "$work/"
+SRV="ip netns exec sl-srv"
+PEER="ip netns exec sl-peer"
+
+server_pid=""
+stop_server() {
+	if [ -n "$server_pid" ]; then
+		kill -INT "$server_pid" 2>/dev/null || true
+		for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$server_pid" 2>/dev/null || true
+		server_pid=""
+	fi
+	$SRV ip link set dev slsrv0 xdp off 2>/dev/null || true
+}
+cleanup() {
+	stop_server
+	$PEER ip link set dev slpeer0 xdp off 2>/dev/null || true
+	deploy/netns-topology.sh down >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+deploy/netns-topology.sh down >/dev/null 2>&1 || true
+deploy/netns-topology.sh up >/dev/null
+$PEER sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
+$SRV ethtool -K slsrv0 gro on tso off >/dev/null
+$PEER ethtool -K slpeer0 gro on tso off >/dev/null
+$PEER sh -c 'echo 1 > /sys/class/net/slpeer0/threaded'
+$PEER ping -c 1 -W 1 198.18.0.1 >/dev/null # kxdpgun needs the neighbour entry
+
+pin_napi() { # IFACE CORE
+	for pid in $(pgrep "^napi/$1-" || true); do taskset -pc "$2" "$pid" >/dev/null; done
+}
+cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+
+knot_conf() { # MODE
+	cat <<CONF
+server:
+    rundir: "$work"
+    listen: 198.18.0.1@53
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+CONF
+	if [ "$1" = xdp ]; then
+		cat <<CONF
+xdp:
+    listen: slsrv0@53
+    udp: on
+    tcp: on
+    route-check: off
+CONF
+	fi
+	cat <<CONF
+database:
+    storage: "$work/db"
+log:
+  - target: "$work/knotd.log"
+    any: info
+zone:
+  - domain: example.test
+    file: "$work/example.test.zone"
+    journal-content: none
+    zonefile-sync: -1
+CONF
+}
+
+start_server() { # NAME
+	stop_server
+	case $1 in
+	sluice-xdp)
+		$SRV sh -c 'echo 0 > /sys/class/net/slsrv0/threaded; echo 2 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 200000 > /sys/class/net/slsrv0/gro_flush_timeout'
+		$SRV "$bin/sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns \
+			--zone "$work/example.test.zone" --cores 0 --napi-busy-poll 50 --control "$work/control.sock" \
+			>"$runs/server-$1.log" 2>&1 &
+		;;
+	sluice-kernel)
+		$SRV sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 0 > /sys/class/net/slsrv0/gro_flush_timeout; echo 1 > /sys/class/net/slsrv0/threaded'
+		$SRV "$bin/sluice" serve --backend kernel --addr 198.18.0.1 --listen 53=dns \
+			--zone "$work/example.test.zone" --cores 0 --control "$work/control.sock" \
+			>"$runs/server-$1.log" 2>&1 &
+		;;
+	knot-kernel | knot-xdp)
+		$SRV sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 0 > /sys/class/net/slsrv0/gro_flush_timeout; echo 1 > /sys/class/net/slsrv0/threaded'
+		knot_conf "${1#knot-}" >"$work/knot.conf"
+		: >"$work/knotd.log"
+		$SRV taskset -c 0 knotd -c "$work/knot.conf" >"$runs/server-$1.log" 2>&1 &
+		;;
+	esac
+	server_pid=$!
+	for _ in $(seq 100); do
+		if $PEER kdig +tcp +timeout=1 +retry=0 @198.18.0.1 www.example.test A 2>/dev/null | grep -q NOERROR; then
+			break
+		fi
+		sleep 0.1
+	done
+	pin_napi slsrv0 0
+	pin_napi slpeer0 1
+}
+
+printf 'www.example.test A\nexample.test MX\nmail.example.test AAAA\nnope.example.test A\nanything.wild.example.test A\nchain1.example.test A\n' >"$work/queries.txt"
+
+measure() { # SERVER WORKLOAD RUN
+	local s=$1 w=$2 r=$3 b0 b1 t0 t1 a0 a1
+	local base="$runs/$s-$w-$r"
+	b0=$(cpu_busy 0); b1=$(cpu_busy 1); t0=$(date +%s.%N)
+	case $w in
+	pipelined | per-connection)
+		local opts="--mode pipelined --connections 64 --in-flight 16"
+		[ "$w" = per-connection ] && opts="--mode per-connection --connections 32"
+		# shellcheck disable=SC2086
+		$PEER "$bin/sluice-bench" --server 198.18.0.1:53 $opts --queries "$work/queries.txt" \
+			--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$s" --json "$base.json" >"$base.out" 2>&1 || true
+		;;
+	kxdpgun)
+		$PEER taskset -c 1 kxdpgun -t "$SECS" -Q "$KX_RATE" -T -F 1 -I slpeer0 -i "$work/kx-queries.txt" 198.18.0.1 >"$base.out" 2>&1 || true
+		$PEER ip link set dev slpeer0 xdp off 2>/dev/null || true
+		pin_napi slpeer0 1
+		;;
+	esac
+	t1=$(date +%s.%N); a0=$(cpu_busy 0); a1=$(cpu_busy 1)
+	echo "$((a0 - b0)) $((a1 - b1)) $(getconf CLK_TCK) $t0 $t1" >"$base.cpu"
+}
+awk '{print $1, $2}' "$work/queries.txt" >"$work/kx-queries.txt"
+
+for s in $SERVERS; do
+	echo "== $s" >&2
+	start_server "$s"
+	for w in pipelined per-connection kxdpgun; do
+		for r in $(seq 1 "$RUNS"); do
+			measure "$s" "$w" "$r"
+		done
+	done
+	stop_server
+done
+
+python3 - "$runs" "$RUNS" "$SECS" "$KX_RATE" "$SERVERS" >"$out/compare.md" <<'PY'
+import json, os, re, statistics, sys, datetime, subprocess
+runs, n, secs, kx_rate, servers = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split()
+def cpu(s, w, r):
+    try:
+        c0, c1, hz, t0, t1 = open(f"{runs}/{s}-{w}-{r}.cpu").read().split()
+        wall = float(t1) - float(t0)
+        return int(c0) / int(hz) / wall, int(c1) / int(hz) / wall
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+def bench(s, w, r):
+    try:
+        j = json.load(open(f"{runs}/{s}-{w}-{r}.json"))
+    except (OSError, ValueError):
+        return None
+    rate = j["qps"] if w == "pipelined" else j["cps"]
+    return rate, j["latency_us"].get("50"), j["latency_us"].get("99"), sum(j["errors"].values())
+def kx(s, r):
+    try:
+        t = open(f"{runs}/{s}-kxdpgun-{r}.out").read()
+    except OSError:
+        return None
+    m = re.search(r"total replies:\s*(\d+)", t)
+    q = re.search(r"total queries:\s*(\d+)", t)
+    if not m:
+        return None
+    return int(m.group(1)) / secs, (int(m.group(1)) / int(q.group(1)) * 100 if q and int(q.group(1)) else float("nan"))
+med = lambda v: statistics.median(v) if v else float("nan")
+rows = {}
+for s in servers:
+    for w in ("pipelined", "per-connection"):
+        b = [x for x in (bench(s, w, r) for r in range(1, n + 1)) if x]
+        c = [cpu(s, w, r) for r in range(1, n + 1)]
+        rows[(s, w)] = dict(rate=med([x[0] for x in b]), p50=med([x[1] for x in b if x[1] is not None]),
+                            p99=med([x[2] for x in b if x[2] is not None]), errors=sum(x[3] for x in b),
+                            cpu0=med([x[0] for x in c]), cpu1=med([x[1] for x in c]))
+    k = [x for x in (kx(s, r) for r in range(1, n + 1)) if x]
+    c = [cpu(s, "kxdpgun", r) for r in range(1, n + 1)]
+    rows[(s, "kxdpgun")] = dict(rate=med([x[0] for x in k]), answered=med([x[1] for x in k]),
+                                cpu0=med([x[0] for x in c]), cpu1=med([x[1] for x in c]))
+ver = subprocess.run(["knotd", "-V"], capture_output=True, text=True).stdout.strip()
+print(f"# DNS over TCP: sluice against Knot DNS and the kernel ({datetime.date.today()})\n")
+print(f"Same zone, veth topology, server and its receive work on core 0, load on core 1; {n} runs of {secs:g} s each, medians. {ver}.")
+print("Server µs CPU per answer = core 0's busy time / answers (a busy-polling sluice-xdp shows a full core whatever its load).\n")
+print("| server | pipelined QPS | p50/p99 µs | µs CPU/answer | per-connection conn/s | p50/p99 µs | µs CPU/conn | kxdpgun -T conn/s answered (of %d offered) | load core busy (pipelined) |" % kx_rate)
+print("|---|---|---|---|---|---|---|---|---|")
+for s in servers:
+    p, c, k = rows[(s, "pipelined")], rows[(s, "per-connection")], rows[(s, "kxdpgun")]
+    per = lambda r: r["cpu0"] / r["rate"] * 1e6 if r["rate"] and r["rate"] == r["rate"] else float("nan")
+    print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {per(p):.2f} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {per(c):.1f} | {k['rate']:.0f} ({k.get('answered', float('nan')):.1f} %) | {p['cpu1']:.2f} |")
+print()
+base = "sluice-xdp"
+if base in servers:
+    print("| ratio of sluice-xdp to | pipelined QPS | per-connection conn/s | kxdpgun conn/s |")
+    print("|---|---|---|---|")
+    for s in servers:
+        if s == base:
+            continue
+        r = lambda w: rows[(base, w)]["rate"] / rows[(s, w)]["rate"] if rows[(s, w)]["rate"] else float("nan")
+        print(f"| {s} | {r('pipelined'):.2f}x | {r('per-connection'):.2f}x | {r('kxdpgun'):.2f}x |")
+PY
+cat "$out/compare.md"
