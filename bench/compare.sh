@@ -191,7 +191,7 @@ def kx(s, r):
     except OSError:
         return None
     m = re.search(r"total replies:\s*(\d+)", t)
-    q = re.search(r"total queries:\s*(\d+)", t)
+    q = re.search(r"total SYNs:\s*(\d+)", t)
     if not m:
         return None
     return int(m.group(1)) / secs, (int(m.group(1)) / int(q.group(1)) * 100 if q and int(q.group(1)) else float("nan"))
@@ -212,7 +212,7 @@ ver = subprocess.run(["knotd", "-V"], capture_output=True, text=True).stdout.str
 print(f"# DNS over TCP: sluice against Knot DNS and the kernel ({datetime.date.today()})\n")
 print(f"Same zone, veth topology, server and its receive work on core 0, load on core 1; {n} runs of {secs:g} s each, medians. {ver}.")
 print("Server µs CPU per answer = core 0's busy time / answers (a busy-polling sluice-xdp shows a full core whatever its load).\n")
-print("| server | pipelined QPS | p50/p99 µs | µs CPU/answer | per-connection conn/s | p50/p99 µs | µs CPU/conn | kxdpgun -T conn/s answered (of %d offered) | load core busy (pipelined) |" % kx_rate)
+print("| server | pipelined QPS | p50/p99 µs | µs CPU/answer | per-connection conn/s | p50/p99 µs | µs CPU/conn | kxdpgun -T conn/s answered (%% of %d offered) | load core busy (pipelined) |" % kx_rate)
 print("|---|---|---|---|---|---|---|---|---|")
 for s in servers:
     p, c, k = rows[(s, "pipelined")], rows[(s, "per-connection")], rows[(s, "kxdpgun")]
