@@ -9,6 +9,10 @@
 # core 1 (GRO on, TSO off, threaded NAPI pinned: DESIGN.md's method). Workloads:
 #   pipelined       sluice-bench, kernel sockets, 64 connections x 16 queries in flight
 #   per-connection  sluice-bench, kernel sockets, one query per connection, 32 at a time
+#   xdp-pipelined, xdp-per-connection
+#                   the same from sluice-bench on sluice's own TCP over AF_XDP (64
+#                   connections): a generator much cheaper per connection than kernel
+#                   sockets, for when those saturate core 1 first
 #   kxdpgun         kxdpgun -T: one query per connection, open loop at KX_RATE conn/s,
 #                   its own TCP on AF_XDP (the independent generator)
 # RUNS runs of SECS seconds each; medians; CPU is each core's busy time over the run.
@@ -57,7 +61,9 @@ trap cleanup EXIT
 deploy/netns-topology.sh down >/dev/null 2>&1 || true
 deploy/netns-topology.sh up >/dev/null
 $PEER sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
-$SRV ethtool -K slsrv0 gro on tso off >/dev/null
+# TX checksum offload off on the server side: the kernel servers' frames then carry full
+# checksums, which an AF_XDP client (sluice-bench --backend xdp, kxdpgun) needs.
+$SRV ethtool -K slsrv0 gro on tso off tx off >/dev/null
 $PEER ethtool -K slpeer0 gro on tso off >/dev/null
 $PEER sh -c 'echo 1 > /sys/class/net/slpeer0/threaded'
 $PEER ping -c 1 -W 1 198.18.0.1 >/dev/null # kxdpgun needs the neighbour entry
@@ -139,12 +145,15 @@ measure() { # SERVER WORKLOAD RUN
 	local base="$runs/$s-$w-$r"
 	b0=$(cpu_busy 0); b1=$(cpu_busy 1); t0=$(date +%s.%N)
 	case $w in
-	pipelined | per-connection)
+	pipelined | per-connection | xdp-pipelined | xdp-per-connection)
 		local opts="--mode pipelined --connections 64 --in-flight 16"
 		[ "$w" = per-connection ] && opts="--mode per-connection --connections 32"
+		[ "$w" = xdp-pipelined ] && opts="$opts --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
+		[ "$w" = xdp-per-connection ] && opts="--mode per-connection --connections 64 --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
 		# shellcheck disable=SC2086
 		$PEER "$bin/sluice-bench" --server 198.18.0.1:53 $opts --queries "$work/queries.txt" \
 			--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$s" --json "$base.json" >"$base.out" 2>&1 || true
+		$PEER ip link set dev slpeer0 xdp off 2>/dev/null || true
 		;;
 	kxdpgun)
 		$PEER taskset -c 1 kxdpgun -t "$SECS" -Q "$KX_RATE" -T -F 1 -I slpeer0 -i "$work/kx-queries.txt" 198.18.0.1 >"$base.out" 2>&1 || true
@@ -160,7 +169,7 @@ awk '{print $1, $2}' "$work/queries.txt" >"$work/kx-queries.txt"
 for s in $SERVERS; do
 	echo "== $s" >&2
 	start_server "$s"
-	for w in pipelined per-connection kxdpgun; do
+	for w in pipelined per-connection xdp-pipelined xdp-per-connection kxdpgun; do
 		for r in $(seq 1 "$RUNS"); do
 			measure "$s" "$w" "$r"
 		done
@@ -183,7 +192,7 @@ def bench(s, w, r):
         j = json.load(open(f"{runs}/{s}-{w}-{r}.json"))
     except (OSError, ValueError):
         return None
-    rate = j["qps"] if w == "pipelined" else j["cps"]
+    rate = j["qps"] if w.endswith("pipelined") else j["cps"]
     return rate, j["latency_us"].get("50"), j["latency_us"].get("99"), sum(j["errors"].values())
 def kx(s, r):
     try:
@@ -198,7 +207,7 @@ def kx(s, r):
 med = lambda v: statistics.median(v) if v else float("nan")
 rows = {}
 for s in servers:
-    for w in ("pipelined", "per-connection"):
+    for w in ("pipelined", "per-connection", "xdp-pipelined", "xdp-per-connection"):
         b = [x for x in (bench(s, w, r) for r in range(1, n + 1)) if x]
         c = [cpu(s, w, r) for r in range(1, n + 1)]
         rows[(s, w)] = dict(rate=med([x[0] for x in b]), p50=med([x[1] for x in b if x[1] is not None]),
@@ -212,21 +221,28 @@ ver = subprocess.run(["knotd", "-V"], capture_output=True, text=True).stdout.str
 print(f"# DNS over TCP: sluice against Knot DNS and the kernel ({datetime.date.today()})\n")
 print(f"Same zone, veth topology, server and its receive work on core 0, load on core 1; {n} runs of {secs:g} s each, medians. {ver}.")
 print("Server µs CPU per answer = core 0's busy time / answers (a busy-polling sluice-xdp shows a full core whatever its load).\n")
-print("| server | pipelined QPS | p50/p99 µs | µs CPU/answer | per-connection conn/s | p50/p99 µs | µs CPU/conn | kxdpgun -T conn/s answered (%% of %d offered) | load core busy (pipelined) |" % kx_rate)
+print("Load from sluice-bench on kernel sockets (core 1 is usually its limit: see `load busy`):\n")
+print("| server | pipelined QPS | p50/p99 µs | µs CPU/answer | load busy | per-connection conn/s | p50/p99 µs | µs CPU/conn | load busy |")
 print("|---|---|---|---|---|---|---|---|---|")
+per = lambda r: r["cpu0"] / r["rate"] * 1e6 if r["rate"] and r["rate"] == r["rate"] else float("nan")
 for s in servers:
-    p, c, k = rows[(s, "pipelined")], rows[(s, "per-connection")], rows[(s, "kxdpgun")]
-    per = lambda r: r["cpu0"] / r["rate"] * 1e6 if r["rate"] and r["rate"] == r["rate"] else float("nan")
-    print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {per(p):.2f} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {per(c):.1f} | {k['rate']:.0f} ({k.get('answered', float('nan')):.1f} %) | {p['cpu1']:.2f} |")
+    p, c = rows[(s, "pipelined")], rows[(s, "per-connection")]
+    print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {per(p):.2f} | {p['cpu1']:.2f} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {per(c):.1f} | {c['cpu1']:.2f} |")
+print("\nLoad from sluice-bench on sluice's TCP over AF_XDP, and from kxdpgun -T (open loop at %d conn/s):\n" % kx_rate)
+print("| server | pipelined QPS | p50/p99 µs | per-connection conn/s | p50/p99 µs | kxdpgun conn/s answered |")
+print("|---|---|---|---|---|---|")
+for s in servers:
+    p, c, k = rows[(s, "xdp-pipelined")], rows[(s, "xdp-per-connection")], rows[(s, "kxdpgun")]
+    print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {k['rate']:.0f} ({k.get('answered', float('nan')):.1f} %) |")
 print()
 base = "sluice-xdp"
 if base in servers:
-    print("| ratio of sluice-xdp to | pipelined QPS | per-connection conn/s | kxdpgun conn/s |")
-    print("|---|---|---|---|")
+    print("| ratio of sluice-xdp to | pipelined QPS | per-connection conn/s | pipelined QPS (AF_XDP load) | per-connection conn/s (AF_XDP load) | kxdpgun conn/s |")
+    print("|---|---|---|---|---|---|")
     for s in servers:
         if s == base:
             continue
         r = lambda w: rows[(base, w)]["rate"] / rows[(s, w)]["rate"] if rows[(s, w)]["rate"] else float("nan")
-        print(f"| {s} | {r('pipelined'):.2f}x | {r('per-connection'):.2f}x | {r('kxdpgun'):.2f}x |")
+        print(f"| {s} | {r('pipelined'):.2f}x | {r('per-connection'):.2f}x | {r('xdp-pipelined'):.2f}x | {r('xdp-per-connection'):.2f}x | {r('kxdpgun'):.2f}x |")
 PY
 cat "$out/compare.md"

@@ -58,9 +58,20 @@ struct Args {
     /// Queries in dnsperf's format (NAME TYPE per line). Default: a few over example.test.
     #[arg(long)]
     queries: Option<PathBuf>,
-    /// Where the client's TCP runs.
+    /// Where the client's TCP runs: kernel sockets, or sluice's own TCP on AF_XDP
+    /// (then --iface and --addr say where; the generator is then much cheaper per
+    /// connection than kernel sockets).
     #[arg(long, default_value = "kernel")]
     backend: Backend,
+    /// AF_XDP backend: the interface the client's queues are on.
+    #[arg(long)]
+    iface: Option<String>,
+    /// AF_XDP backend: the client's own IPv4 address on that interface.
+    #[arg(long = "addr")]
+    addrs: Vec<std::net::Ipv4Addr>,
+    /// AF_XDP backend: preferred busy polling of the queues, microseconds per call (0: off).
+    #[arg(long, default_value_t = 0)]
+    napi_busy_poll: u32,
     /// Cores for the client's workers, e.g. 1 or 1-3 (one worker per core).
     #[arg(long, value_parser = parse_cores, default_value = "1")]
     cores: Vec<usize>,
@@ -139,12 +150,29 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     });
     let config = StackConfig {
         backend: args.backend,
+        iface: args.iface.clone(),
+        addrs: args.addrs.clone(),
         cores: args.cores.clone(),
         workers: Some(workers),
         connect_timeout: Duration::from_secs_f64(args.timeout),
+        napi_busy_poll_us: args.napi_busy_poll,
+        // A load generator opening tens of thousands of connections a second needs its
+        // ports back soon: a wide client range, and TIME-WAIT held 250 ms rather than 2 MSL
+        // (what tcp_tw_reuse gives the kernel-socket client; the server side is not
+        // affected).
+        client_ports: stack::PortRange {
+            first: 10000,
+            last: 60999,
+        },
+        tcp: tcp::tcb::Config {
+            time_wait: Duration::from_millis(250),
+            ..tcp::tcb::Config::default()
+        },
         ..StackConfig::default()
     };
     let mut stack = Stack::start(config, Listeners::new())?;
+    // The AF_XDP backend has a worker per queue, whatever the core list says.
+    let workers = stack.workers();
     let counters = Arc::new(Counters::default());
     let phase = Arc::new(AtomicU8::new(load::PHASE_WARMUP));
     let (hist_tx, hist_rx) = mpsc::channel();
