@@ -19,7 +19,8 @@
 #
 #   bench/compare.sh                 (root)   RUNS=3 SECS=5 KX_RATE=40000
 #
-# Writes bench/results/compare.md (the table) and the raw runs under bench/results/runs/.
+# Writes bench/results/compare.md (the table) and the raw runs (output, JSON, a latency-
+# percentile SVG per sluice-bench run, CPU) under bench/results/runs/compare/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -152,7 +153,7 @@ measure() { # SERVER WORKLOAD RUN
 		[ "$w" = xdp-per-connection ] && opts="--mode per-connection --connections 64 --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
 		# shellcheck disable=SC2086
 		$PEER "$bin/sluice-bench" --server 198.18.0.1:53 $opts --queries "$work/queries.txt" \
-			--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$s" --json "$base.json" >"$base.out" 2>&1 || true
+			--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$s" --json "$base.json" --plot "$base.svg" >"$base.out" 2>&1 || true
 		$PEER ip link set dev slpeer0 xdp off 2>/dev/null || true
 		;;
 	kxdpgun)

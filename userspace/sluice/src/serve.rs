@@ -646,6 +646,18 @@ mod tests {
     }
 
     #[test]
+    fn the_deploy_example_config_is_valid() {
+        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/sluice.toml");
+        let args = ServeArgs { config: Some(conf), ..Default::default() };
+        let s = settings(&args).unwrap();
+        assert_eq!(s.stack.backend, Backend::Xdp);
+        assert_eq!(s.listen, vec![(53, BuiltinHandler::Dns)]);
+        assert_eq!(s.stack.cores, vec![2, 3, 4, 5]);
+        assert_eq!(s.zones.len(), 1);
+        assert_eq!(s.limits.max_per_source, 1000);
+    }
+
+    #[test]
     fn core_lists_parse() {
         assert_eq!(parse_cores("0-3,6").unwrap(), vec![0, 1, 2, 3, 6]);
         assert_eq!(parse_cores("1").unwrap(), vec![1]);

@@ -18,6 +18,7 @@
 //! stack.shutdown(std::time::Duration::from_secs(5));
 //! # Ok::<(), stack::StartError>(())
 //! ```
+#![warn(missing_docs)]
 
 mod config;
 mod error;
