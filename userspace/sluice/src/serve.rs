@@ -648,7 +648,10 @@ mod tests {
     #[test]
     fn the_deploy_example_config_is_valid() {
         let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/sluice.toml");
-        let args = ServeArgs { config: Some(conf), ..Default::default() };
+        let args = ServeArgs {
+            config: Some(conf),
+            ..Default::default()
+        };
         let s = settings(&args).unwrap();
         assert_eq!(s.stack.backend, Backend::Xdp);
         assert_eq!(s.listen, vec![(53, BuiltinHandler::Dns)]);
