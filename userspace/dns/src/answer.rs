@@ -384,9 +384,9 @@ impl<'a> Writer<'a> {
 
 /// What a name is, in a zone.
 enum Lookup<'z> {
-    /// A node with data (`true` if synthesized from a wildcard).
+    /// A node with data: the name's own, or its closest encloser's wildcard.
     Found(&'z Node),
-    /// An empty non-terminal, or a wildcard... whose type is missing: NODATA.
+    /// An empty non-terminal: NODATA.
     Empty,
     /// Below a zone cut: refer to the delegation at this name.
     Delegation(&'z [u8], &'z Node),

@@ -373,7 +373,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     // Counter slots: one per worker (the AF_XDP backend has one per queue, known only
     // once started), up to 64; more share the last slot.
-    let workers = 64;
+    let counter_slots = 64;
     let dns_service = if wants_dns {
         let keepalive = (s.limits.idle_timeout.as_millis() / 100).min(u16::MAX as u128) as u16;
         let responder = dns::ResponderConfig {
@@ -381,7 +381,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             transfer_allowed: s.transfer_allow.clone(),
             ..Default::default()
         };
-        let svc = DnsService::new(s.zones.clone(), responder, s.limits.clone(), workers)
+        let svc = DnsService::new(s.zones.clone(), responder, s.limits.clone(), counter_slots)
             .map_err(|errors| format!("bad zone:\n  {}", errors.join("\n  ")))?;
         let catalog = svc.catalog.load();
         tracing::info!(zones = catalog.len(), "zones loaded");

@@ -266,10 +266,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
         config,
         ready,
     } = setup;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::worker::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(StartError::Io("building the worker runtime", e)));

@@ -40,6 +40,13 @@ pub enum StartError {
     Io(&'static str, #[source] io::Error),
 }
 
+/// The single-threaded runtime each worker (either backend) runs its tasks on.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// What a worker is told to do.
 pub(crate) enum Command {
     /// Run a task on the worker.

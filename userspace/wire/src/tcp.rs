@@ -270,7 +270,10 @@ impl<'a> TcpPacket<&'a [u8]> {
 ///
 /// `ack_number` is `Some` exactly when the ACK bit is set; `flags` never carries the ACK
 /// bit itself (it is derived from `ack_number` on emit), so the two cannot disagree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// The default is an empty segment between ports 0: no flags, no options, no payload;
+/// write `TcpRepr { src_port, dst_port, seq_number, .., ..Default::default() }`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpRepr<'a> {
     /// Source port.
     pub src_port: u16,

@@ -75,13 +75,6 @@ pub(crate) fn reset_for<'a>(seg: &TcpRepr<'_>) -> Option<TcpRepr<'a>> {
         seq_number: seq,
         ack_number: ack,
         flags,
-        window_len: 0,
-        urgent_pointer: 0,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 4],
-        timestamp: None,
-        payload: &[],
+        ..TcpRepr::default()
     })
 }

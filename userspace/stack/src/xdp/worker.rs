@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, Notify};
+use wire::TcpRepr;
 use xsk::{RxAction, XskConfig, XskSocket};
 
 use super::conn::{ConnEvent, Tcb};
@@ -218,7 +219,7 @@ impl State {
             tcp,
             stats,
             half_open,
-            max_half_open,
+            max_half_open: *max_half_open,
             mac: *mac,
             addrs,
             verify: *verify_checksums,
@@ -398,7 +399,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
         inbox,
         ready,
     } = setup;
-    let sock = match XskSocket::bind(
+    let mut sock = match XskSocket::bind(
         &iface,
         queue,
         &XskConfig {
@@ -412,7 +413,6 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
             return;
         }
     };
-    let mut sock = sock;
     if config.napi_busy_poll_us > 0 {
         if let Err(e) = sock.set_busy_poll(config.napi_busy_poll_us, RX_BATCH as u16) {
             let _ = ready.send(Err(StartError::Xdp(e)));
@@ -420,10 +420,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
         }
     }
     let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::worker::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(StartError::Io("building the worker runtime", e)));
@@ -578,7 +575,7 @@ struct FrameContext<'a> {
     tcp: &'a mut super::conn::TcbFactory,
     stats: &'a mut WorkerStats,
     half_open: &'a mut usize,
-    max_half_open: &'a mut usize,
+    max_half_open: usize,
     mac: [u8; 6],
     addrs: &'a [Ipv4Addr],
     verify: bool,
@@ -593,92 +590,76 @@ struct FrameContext<'a> {
 /// A received frame: to its connection, to a listener, to the worker that owns it, or
 /// answered with a RST.
 fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
-    let FrameContext {
-        conns,
-        listeners,
-        tcp,
-        stats,
-        half_open,
-        max_half_open,
-        mac,
-        addrs,
-        verify: f_verify,
-        ports,
-        index,
-        workers,
-        peers,
-        touched,
-        now_us,
-    } = cx;
-    let (mac, f_verify, now_us) = (&*mac, *f_verify, *now_us);
-    let Some(f) = frames::parse(frame, f_verify) else {
-        stats.rx_dropped += 1;
+    let Some(f) = frames::parse(frame, cx.verify) else {
+        cx.stats.rx_dropped += 1;
         return FrameAction::Done;
     };
-    if !addrs.contains(&f.ip.dst_addr) {
-        stats.rx_dropped += 1;
+    if !cx.addrs.contains(&f.ip.dst_addr) {
+        cx.stats.rx_dropped += 1;
         return FrameAction::Done;
     }
     let tuple = FourTuple {
         local: SocketAddrV4::new(f.ip.dst_addr, f.tcp.dst_port),
         remote: SocketAddrV4::new(f.ip.src_addr, f.tcp.src_port),
     };
-    if let Some(h) = conns.lookup(&tuple) {
-        if let Some(c) = conns.get_mut(h) {
-            c.tcb.on_segment(&f.tcp, now_us);
-            touched.push(h);
+    if let Some(h) = cx.conns.lookup(&tuple) {
+        if let Some(c) = cx.conns.get_mut(h) {
+            c.tcb.on_segment(&f.tcp, cx.now_us);
+            cx.touched.push(h);
         }
         return FrameAction::Done;
     }
-    let owner = tuple.owner(*workers);
-    if owner != *index && ports.contains(tuple.local.port()) {
+    let owner = tuple.owner(cx.workers);
+    if owner != cx.index && cx.ports.contains(tuple.local.port()) {
         // A reply to another worker's active open, on this worker's queue (the peer's
         // hash, not ours, chose the queue): hand it to the owner. A rare path, so a
         // copy in a fresh buffer is fine.
-        let peer = &peers[owner];
+        let peer = &cx.peers[owner];
         if peer.inbox.send(frame.to_vec()).is_ok() {
             peer.wake.notify_one();
-            stats.handed_out += 1;
+            cx.stats.handed_out += 1;
         }
         return FrameAction::Done;
     }
     let is_syn = f.tcp.flags.syn() && f.tcp.ack_number.is_none() && !f.tcp.flags.rst();
-    let listener = listeners.get(f.tcp.dst_port);
+    let listener = cx.listeners.get(f.tcp.dst_port);
     let path = Path {
-        local_mac: *mac,
+        local_mac: cx.mac,
         remote_mac: f.eth.src_addr.0,
         local_ip: f.ip.dst_addr,
         remote_ip: f.ip.src_addr,
     };
     let new_conn = match listener {
-        Some(l) if is_syn && *half_open < *max_half_open => {
-            Some(tcp.accept(tuple.local, tuple.remote, &f.tcp, l.keepalive, now_us))
+        Some(l) if is_syn && *cx.half_open < cx.max_half_open => {
+            Some(
+                cx.tcp
+                    .accept(tuple.local, tuple.remote, &f.tcp, l.keepalive, cx.now_us),
+            )
         }
         Some(_) if is_syn => {
             // The backlog is full: answer with a SYN cookie and keep nothing; the
             // connection exists only if the client's ACK brings the cookie back.
-            let Some(syn_ack) = tcp.cookie_syn_ack(tuple.local, tuple.remote, &f.tcp, now_us)
+            let Some(syn_ack) = cx
+                .tcp
+                .cookie_syn_ack(tuple.local, tuple.remote, &f.tcp, cx.now_us)
             else {
                 return FrameAction::Done;
             };
-            let len = frames::emit(frame, &path, &syn_ack, 0, |_| {});
-            if len == 0 {
-                return FrameAction::Done;
-            }
-            stats.syn_cookies_sent += 1;
-            return FrameAction::Reply(len);
+            return reply_in_place(frame, &path, &syn_ack, &mut cx.stats.syn_cookies_sent);
         }
         Some(l) if f.tcp.ack_number.is_some() && !f.tcp.flags.rst() && !f.tcp.flags.syn() => {
-            let t = tcp.accept_cookie(tuple.local, tuple.remote, &f.tcp, l.keepalive, now_us);
+            let t = cx
+                .tcp
+                .accept_cookie(tuple.local, tuple.remote, &f.tcp, l.keepalive, cx.now_us);
             if t.is_some() {
-                stats.syn_cookies_accepted += 1;
+                cx.stats.syn_cookies_accepted += 1;
             }
             t
         }
         _ => None,
     };
     if let Some(tcb) = new_conn {
-        let h = conns.insert(
+        let h = cx.conns.insert(
             tuple,
             Conn {
                 tcb,
@@ -696,9 +677,9 @@ fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
             },
         );
         // Counted half-open until its handshake completes (at once for a cookie).
-        **half_open += 1;
-        stats.accepted += 1;
-        touched.push(h);
+        *cx.half_open += 1;
+        cx.stats.accepted += 1;
+        cx.touched.push(h);
         return FrameAction::Done;
     }
     // Nothing here for it: answer with a RST in place of the frame itself.
@@ -711,12 +692,24 @@ fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
         local_ip: f.ip.dst_addr,
         remote_ip: f.ip.src_addr,
     };
-    let len = frames::emit(frame, &path, &rst, 0, |_| {});
-    if len == 0 {
-        return FrameAction::Done;
+    reply_in_place(frame, &path, &rst, &mut cx.stats.resets_sent)
+}
+
+/// Rewrites `frame` into the payload-less segment `repr` on `path`, counting it in
+/// `counter`; nothing if it does not fit.
+fn reply_in_place(
+    frame: &mut [u8],
+    path: &Path,
+    repr: &TcpRepr<'_>,
+    counter: &mut u64,
+) -> FrameAction {
+    match frames::emit(frame, path, repr, 0, |_| {}) {
+        0 => FrameAction::Done,
+        len => {
+            *counter += 1;
+            FrameAction::Reply(len)
+        }
     }
-    stats.resets_sent += 1;
-    FrameAction::Reply(len)
 }
 
 /// Carries out one command from the Stack.

@@ -316,8 +316,9 @@ impl Tcb {
 /// windows, buffers and armed timers (absolute microseconds).
 impl core::fmt::Debug for Tcb {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let una = self.iss;
-        let rel = |s: SeqNumber| s - una;
+        // Sequence numbers relative to the ISS, as tcpdump shows them.
+        let iss = self.iss;
+        let rel = |s: SeqNumber| s - iss;
         write!(
             f,
             "{:?} {}->{} una={} nxt={} max={} wnd={} cwnd={} ssthresh={} sndbuf={} \
@@ -578,6 +579,11 @@ impl Tcb {
         (self.snd_nxt - self.snd_una)
             .saturating_sub(self.syn_in_flight() as usize)
             .min(self.send.len())
+    }
+
+    /// One past the last byte written: where the FIN goes.
+    fn data_end(&self) -> SeqNumber {
+        self.snd_una + self.syn_in_flight() as usize + self.send.len()
     }
 
     fn syn_in_flight(&self) -> bool {
@@ -867,14 +873,11 @@ impl Tcb {
         let window = self.window_of(seg);
         let in_flight_before = self.snd_max - self.snd_una;
         let newly_sacked = if self.sack_ok {
-            // Only data can be SACKed: a block over our FIN's sequence number would
-            // make a retransmission skip it and send the FIN at a new one.
-            let data_end = self.snd_una + self.syn_in_flight() as usize + self.send.len();
-            self.scoreboard.update(
-                ack.max(self.snd_una),
-                self.snd_max.min(data_end).max(ack.max(self.snd_una)),
-                &seg.sack_ranges,
-            )
+            // Only sent data can be SACKed: a block over our FIN's sequence number
+            // would make a retransmission skip it and send the FIN at a new one.
+            let una = ack.max(self.snd_una);
+            let sent_data_end = self.snd_max.min(self.data_end()).max(una);
+            self.scoreboard.update(una, sent_data_end, &seg.sack_ranges)
         } else {
             0
         };
@@ -1400,7 +1403,7 @@ impl Tcb {
             let mut f = TcpFlags::default();
             f.set_fin(true);
             // The FIN's place is right after the data, whatever SND.NXT says.
-            let seq = self.snd_una + self.syn_in_flight() as usize + self.send.len();
+            let seq = self.data_end();
             self.snd_nxt = seq + 1;
             if self.snd_max < self.snd_nxt {
                 self.snd_max = self.snd_nxt;

@@ -308,14 +308,7 @@ fn a_reset_syn_is_refused() {
         seq_number: 0,
         ack_number: Some(1001),
         flags: rst,
-        window_len: 0,
-        urgent_pointer: 0,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 4],
-        timestamp: None,
-        payload: &[],
+        ..TcpRepr::default()
     };
     a.on_segment(&reply, now);
     assert_eq!(events(&mut a), vec![Event::Refused, Event::Closed]);
@@ -364,14 +357,7 @@ fn blind_rst_and_syn_get_challenge_acks() {
         seq_number: rcv_nxt + 100,
         ack_number: None,
         flags: rst,
-        window_len: 0,
-        urgent_pointer: 0,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 4],
-        timestamp: None,
-        payload: &[],
+        ..TcpRepr::default()
     };
     b.on_segment(&base, now);
     assert_eq!(
@@ -677,16 +663,12 @@ fn a_zero_window_still_takes_the_ack_of_a_segment_at_rcv_nxt() {
         ack_number: Some(ack),
         flags,
         window_len: 1000,
-        urgent_pointer: 0,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 4],
         timestamp: p.a.ts_ok.then_some(TcpTimestamp {
             tsval: p.b().ts_recent.wrapping_add(1),
             tsecr: 0,
         }),
         payload: &payload,
+        ..TcpRepr::default()
     };
     p.b().on_segment(&seg, now);
     assert_eq!(p.b().snd_una.0, ack, "the ACK was taken");
@@ -715,10 +697,6 @@ fn a_sack_block_over_our_fin_does_not_move_it() {
         ack_number: Some(fin.seq_number),
         flags,
         window_len: 1000,
-        urgent_pointer: 0,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
         sack_ranges: [
             Some((fin.seq_number, fin.seq_number.wrapping_add(1))),
             None,
@@ -729,7 +707,7 @@ fn a_sack_block_over_our_fin_does_not_move_it() {
             tsval: b.ts_recent.wrapping_add(1),
             tsecr: t.tsval,
         }),
-        payload: &[],
+        ..TcpRepr::default()
     };
     let now = p.now;
     p.a.on_segment(&sack, now);

@@ -78,9 +78,13 @@ fn plain() -> Config {
 
 impl Rig {
     fn connect() -> Rig {
+        Rig::connect_with(plain())
+    }
+
+    fn connect_with(config: Config) -> Rig {
         let now = Instant::from_secs(1);
         Rig {
-            t: Tcb::connect(plain(), LOCAL, REMOTE, SeqNumber(ISS), now),
+            t: Tcb::connect(config, LOCAL, REMOTE, SeqNumber(ISS), now),
             now,
             payload: [7; 2048],
         }
@@ -100,7 +104,11 @@ impl Rig {
 
     /// An established connection, by an active open.
     fn established() -> Rig {
-        let mut r = Rig::connect();
+        Rig::established_with(plain())
+    }
+
+    fn established_with(config: Config) -> Rig {
+        let mut r = Rig::connect_with(config);
         r.expect(seg(ISS, None).syn());
         r.recv(seg(IRS, Some(ISS + 1)).syn());
         r.expect(seg(ISS + 1, Some(IRS + 1)));
@@ -182,13 +190,9 @@ fn repr<'a>(s: &Seg, payload: &'a [u8]) -> TcpRepr<'a> {
         ack_number: s.ack,
         flags,
         window_len: s.window,
-        urgent_pointer: 0,
         max_seg_size: s.syn.then_some(1000),
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 4],
-        timestamp: None,
         payload,
+        ..TcpRepr::default()
     }
 }
 
@@ -508,25 +512,22 @@ fn three_duplicate_acks_retransmit_at_once() {
 
 // ---- keepalive ----
 
-#[test]
-fn keepalive_probes_then_declares_the_peer_lost() {
-    let config = Config {
+/// Keepalive after 10 s idle, every 2 s, `probes` of them.
+fn keepalive(probes: u32) -> Config {
+    Config {
         keepalive: Some(Keepalive {
             after: Duration::from_secs(10),
             interval: Duration::from_secs(2),
-            probes: 3,
+            probes,
         }),
         ..plain()
-    };
-    let now = Instant::from_secs(1);
-    let mut r = Rig {
-        t: Tcb::connect(config, LOCAL, REMOTE, SeqNumber(ISS), now),
-        now,
-        payload: [0; 2048],
-    };
-    r.expect(seg(ISS, None).syn());
-    r.recv(seg(IRS, Some(ISS + 1)).syn());
-    r.expect(seg(ISS + 1, Some(IRS + 1)));
+    }
+}
+
+#[test]
+fn keepalive_probes_then_declares_the_peer_lost() {
+    let config = keepalive(3);
+    let mut r = Rig::established_with(config);
     // Probes: SEG.SEQ = SND.NXT - 1, no data, at 10, 12, 14 s; lost at 16 s.
     for at in [10.0, 12.0, 14.0] {
         r.at(at - 0.01);
@@ -541,23 +542,8 @@ fn keepalive_probes_then_declares_the_peer_lost() {
 
 #[test]
 fn keepalive_answer_resets_the_count() {
-    let config = Config {
-        keepalive: Some(Keepalive {
-            after: Duration::from_secs(10),
-            interval: Duration::from_secs(2),
-            probes: 2,
-        }),
-        ..plain()
-    };
-    let now = Instant::from_secs(1);
-    let mut r = Rig {
-        t: Tcb::connect(config, LOCAL, REMOTE, SeqNumber(ISS), now),
-        now,
-        payload: [0; 2048],
-    };
-    r.expect(seg(ISS, None).syn());
-    r.recv(seg(IRS, Some(ISS + 1)).syn());
-    r.expect(seg(ISS + 1, Some(IRS + 1)));
+    let config = keepalive(2);
+    let mut r = Rig::established_with(config);
     r.at(10.0);
     r.expect(seg(ISS, Some(IRS + 1)));
     r.recv(seg(IRS + 1, Some(ISS + 1)));

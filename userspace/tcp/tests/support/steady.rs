@@ -118,16 +118,12 @@ impl Receiver {
             ack_number: Some(self.ack),
             flags,
             window_len: 4096,
-            urgent_pointer: 0,
-            max_seg_size: None,
-            window_scale: None,
-            sack_permitted: false,
-            sack_ranges: [None; 4],
             timestamp: Some(TcpTimestamp {
                 tsval: self.tsval,
                 tsecr: 0,
             }),
             payload: &self.payload,
+            ..TcpRepr::default()
         };
         self.b.on_segment(&seg, self.now);
         self.seq = self.seq.wrapping_add(SEGMENT as u32);
@@ -194,16 +190,11 @@ impl Sender {
             ack_number: Some(h.seq_number.wrapping_add(len as u32)),
             flags,
             window_len: 4096,
-            urgent_pointer: 0,
-            max_seg_size: None,
-            window_scale: None,
-            sack_permitted: false,
-            sack_ranges: [None; 4],
             timestamp: h.timestamp.map(|ts| TcpTimestamp {
                 tsval: self.peer_tsval,
                 tsecr: ts.tsval,
             }),
-            payload: &[],
+            ..TcpRepr::default()
         };
         self.a.on_segment(&ack, self.now);
         while self.a.poll_event().is_some() {}
