@@ -18,6 +18,8 @@
 # RUNS runs of SECS seconds each; medians; CPU is each core's busy time over the run.
 #
 #   bench/compare.sh                 (root)   RUNS=3 SECS=5 KX_RATE=40000
+#   SERVERS="sluice-xdp knot-xdp" WORKLOADS=xdp-per-connection bench/compare.sh   (a subset)
+#   PERF=1 ...                       also records both cores with perf (perf report --sort cpu,comm)
 #
 # Writes bench/results/compare.md (the table) and the raw runs (output, JSON, a latency-
 # percentile SVG per sluice-bench run, CPU) under bench/results/runs/compare/.
@@ -27,6 +29,8 @@ RUNS=${RUNS:-3}
 SECS=${SECS:-5}
 KX_RATE=${KX_RATE:-40000}
 SERVERS=${SERVERS:-"sluice-xdp sluice-kernel knot-kernel knot-xdp"}
+SLUICE_XDP_OPTS=${SLUICE_XDP_OPTS:-"--busy-poll 0"}
+WORKLOADS=${WORKLOADS:-"pipelined per-connection xdp-pipelined xdp-per-connection kxdpgun"}
 out=bench/results
 runs="$out/runs/compare"
 mkdir -p "$runs"
@@ -110,9 +114,14 @@ start_server() { # NAME
 	stop_server
 	case $1 in
 	sluice-xdp)
-		$SRV sh -c 'echo 0 > /sys/class/net/slsrv0/threaded; echo 2 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 200000 > /sys/class/net/slsrv0/gro_flush_timeout'
+		# Like every server here, its veth NAPI is a thread pinned to core 0. (Preferred
+		# busy polling does not carry over to veth: the peer's transmit schedules the
+		# NAPI, so without a thread it runs in the generator's softirq on core 1, and the
+		# server's receive work would be charged to the generator.)
+		$SRV sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 0 > /sys/class/net/slsrv0/gro_flush_timeout; echo 1 > /sys/class/net/slsrv0/threaded'
+		# shellcheck disable=SC2086
 		$SRV "$bin/sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns \
-			--zone "$work/example.test.zone" --cores 0 --napi-busy-poll 50 --control "$work/control.sock" \
+			--zone "$work/example.test.zone" --cores 0 $SLUICE_XDP_OPTS --control "$work/control.sock" \
 			>"$runs/server-$1.log" 2>&1 &
 		;;
 	sluice-kernel)
@@ -144,6 +153,14 @@ printf 'www.example.test A\nexample.test MX\nmail.example.test AAAA\nnope.exampl
 measure() { # SERVER WORKLOAD RUN
 	local s=$1 w=$2 r=$3 b0 b1 t0 t1 a0 a1
 	local base="$runs/$s-$w-$r"
+	local perf_pid=""
+	if [ -n "${PERF:-}" ]; then
+		perf record -q -a -g -o "$base.perf.data" -- sleep "$((SECS + 1))" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
+	# sluice-xdp busy-polls, so core 0 looks fully busy whatever its load: its workers'
+	# own busy time (sluice stats) says what they really did.
+	case $s in sluice-*) "$bin/sluice" stats --control "$work/control.sock" >"$base.stats0" 2>&1 || true ;; esac
 	b0=$(cpu_busy 0); b1=$(cpu_busy 1); t0=$(date +%s.%N)
 	case $w in
 	pipelined | per-connection | xdp-pipelined | xdp-per-connection)
@@ -163,6 +180,8 @@ measure() { # SERVER WORKLOAD RUN
 		;;
 	esac
 	t1=$(date +%s.%N); a0=$(cpu_busy 0); a1=$(cpu_busy 1)
+	case $s in sluice-*) "$bin/sluice" stats --control "$work/control.sock" >"$base.stats1" 2>&1 || true ;; esac
+	[ -z "$perf_pid" ] || wait "$perf_pid" || true
 	echo "$((a0 - b0)) $((a1 - b1)) $(getconf CLK_TCK) $t0 $t1" >"$base.cpu"
 }
 awk '{print $1, $2}' "$work/queries.txt" >"$work/kx-queries.txt"
@@ -170,7 +189,7 @@ awk '{print $1, $2}' "$work/queries.txt" >"$work/kx-queries.txt"
 for s in $SERVERS; do
 	echo "== $s" >&2
 	start_server "$s"
-	for w in pipelined per-connection xdp-pipelined xdp-per-connection kxdpgun; do
+	for w in $WORKLOADS; do
 		for r in $(seq 1 "$RUNS"); do
 			measure "$s" "$w" "$r"
 		done
@@ -205,23 +224,43 @@ def kx(s, r):
     if not m:
         return None
     return int(m.group(1)) / secs, (int(m.group(1)) / int(q.group(1)) * 100 if q and int(q.group(1)) else float("nan"))
+def idle_poll(s, w, r):
+    """The share of the run a sluice server's workers spent polling with nothing to do."""
+    def read(k):
+        t = open(f"{runs}/{s}-{w}-{r}.stats{k}").read()
+        pairs = [(int(i), int(e)) for i, e in re.findall(r"idle-poll (\d+) of (\d+) us", t)]
+        return sum(i for i, _ in pairs), sum(e for _, e in pairs)
+    try:
+        (i0, e0), (i1, e1) = read(0), read(1)
+    except (OSError, ValueError):
+        return 0.0
+    return (i1 - i0) / (e1 - e0) if e1 > e0 else 0.0
+def gen_idle_poll(s, w, r):
+    try:
+        return json.load(open(f"{runs}/{s}-{w}-{r}.json")).get("generator_idle_poll") or 0.0
+    except (OSError, ValueError):
+        return 0.0
 med = lambda v: statistics.median(v) if v else float("nan")
 rows = {}
 for s in servers:
     for w in ("pipelined", "per-connection", "xdp-pipelined", "xdp-per-connection"):
         b = [x for x in (bench(s, w, r) for r in range(1, n + 1)) if x]
         c = [cpu(s, w, r) for r in range(1, n + 1)]
+        # Each core's load: the OS's busy time less what a sluice worker spent polling
+        # with nothing to do (its own account), so busy polling is not counted as work.
         rows[(s, w)] = dict(rate=med([x[0] for x in b]), p50=med([x[1] for x in b if x[1] is not None]),
                             p99=med([x[2] for x in b if x[2] is not None]), errors=sum(x[3] for x in b),
-                            cpu0=med([x[0] for x in c]), cpu1=med([x[1] for x in c]))
+                            cpu0=med([c[r - 1][0] - idle_poll(s, w, r) for r in range(1, n + 1)]),
+                            cpu1=med([c[r - 1][1] - gen_idle_poll(s, w, r) for r in range(1, n + 1)]))
     k = [x for x in (kx(s, r) for r in range(1, n + 1)) if x]
     c = [cpu(s, "kxdpgun", r) for r in range(1, n + 1)]
     rows[(s, "kxdpgun")] = dict(rate=med([x[0] for x in k]), answered=med([x[1] for x in k]),
-                                cpu0=med([x[0] for x in c]), cpu1=med([x[1] for x in c]))
+                                cpu0=med([c[r - 1][0] - idle_poll(s, "kxdpgun", r) for r in range(1, n + 1)]),
+                                cpu1=med([x[1] for x in c]))
 ver = subprocess.run(["knotd", "-V"], capture_output=True, text=True).stdout.strip()
 print(f"# DNS over TCP: sluice against Knot DNS and the kernel ({datetime.date.today()})\n")
 print(f"Same zone, veth topology, server and its receive work on core 0, load on core 1; {n} runs of {secs:g} s each, medians. {ver}.")
-print("Server µs CPU per answer = core 0's busy time / answers (a busy-polling sluice-xdp shows a full core whatever its load).\n")
+print("Server µs CPU per answer = core 0's busy time / answers. `server busy` and `load busy` are cores 0 and 1's busy shares, less the time a sluice worker (server, or the AF_XDP generator) polled with nothing to do by its own account (`sluice stats`, sluice-bench's JSON).\n")
 print("Load from sluice-bench on kernel sockets (core 1 is usually its limit: see `load busy`):\n")
 print("| server | pipelined QPS | p50/p99 µs | µs CPU/answer | load busy | per-connection conn/s | p50/p99 µs | µs CPU/conn | load busy |")
 print("|---|---|---|---|---|---|---|---|---|")
@@ -230,11 +269,11 @@ for s in servers:
     p, c = rows[(s, "pipelined")], rows[(s, "per-connection")]
     print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {per(p):.2f} | {p['cpu1']:.2f} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {per(c):.1f} | {c['cpu1']:.2f} |")
 print("\nLoad from sluice-bench on sluice's TCP over AF_XDP, and from kxdpgun -T (open loop at %d conn/s):\n" % kx_rate)
-print("| server | pipelined QPS | p50/p99 µs | per-connection conn/s | p50/p99 µs | kxdpgun conn/s answered |")
-print("|---|---|---|---|---|---|")
+print("| server | pipelined QPS | p50/p99 µs | server busy | load busy | per-connection conn/s | p50/p99 µs | µs CPU/conn | server busy | load busy | kxdpgun conn/s answered | server busy |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for s in servers:
     p, c, k = rows[(s, "xdp-pipelined")], rows[(s, "xdp-per-connection")], rows[(s, "kxdpgun")]
-    print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {k['rate']:.0f} ({k.get('answered', float('nan')):.1f} %) |")
+    print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {p['cpu0']:.2f} | {p['cpu1']:.2f} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {per(c):.1f} | {c['cpu0']:.2f} | {c['cpu1']:.2f} | {k['rate']:.0f} ({k.get('answered', float('nan')):.1f} %) | {k['cpu0']:.2f} |")
 print()
 base = "sluice-xdp"
 if base in servers:

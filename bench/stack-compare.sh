@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # The stack against the kernel backend, same topology, same run (issue 4's benchmark):
 # `sluice serve --listen 7=echo` on the AF_XDP backend and on the kernel backend, the
-# server pinned to core 0, sluice-bench (kernel sockets) pinned to core 1 in the peer
-# namespace. Workloads: persistent connections with requests pipelined, and one request
-# per connection. RUNS runs of SECS seconds each; the table gives medians and our ratio.
+# server pinned to core 0, sluice-bench pinned to core 1 in the peer namespace, on kernel
+# sockets (GEN=kernel) or on sluice's own TCP over AF_XDP (GEN=xdp, the default: much
+# cheaper per connection, so the server rather than the generator sets the pace).
+# Workloads: persistent connections with requests pipelined, and one request per
+# connection. RUNS runs of SECS seconds each; the table gives medians and our ratio.
 #
-#   bench/stack-compare.sh            (root)   RUNS=3 SECS=5 by default
+#   bench/stack-compare.sh            (root)   RUNS=3 SECS=5 GEN=xdp by default
 #
 # Writes bench/results/stack-compare.md and the runs' JSON under bench/results/runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
+GEN=${GEN:-xdp}
+XDP_OPTS=${XDP_OPTS:-"--busy-poll 0"}
 out=bench/results
 mkdir -p "$out/runs"
 cargo build --release -q -p sluice -p sluice-benches
@@ -35,20 +39,21 @@ ip netns exec sl-peer sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_
 # core: then the peer's kernel TCP would run on the server's core, inside its sendto,
 # and the server's kernel TCP (kernel backend) on the load generator's. With GRO on,
 # TSO off and threaded NAPI pinned, each side's receive work runs on its own core.
-ip netns exec sl-srv ethtool -K slsrv0 gro on tso off >/dev/null
+# TX checksum offload off on the server: the kernel backend's frames then carry full
+# checksums, which the AF_XDP generator needs.
+ip netns exec sl-srv ethtool -K slsrv0 gro on tso off tx off >/dev/null
 ip netns exec sl-peer ethtool -K slpeer0 gro on tso off >/dev/null
 ip netns exec sl-peer sh -c 'echo 1 > /sys/class/net/slpeer0/threaded'
-# The server's side: the kernel backend gets a NAPI thread pinned to core 0; the AF_XDP
-# backend runs the NAPI from its own loop (preferred busy polling: no thread to switch
-# with), the kernel deferring to it for up to 200 us.
-srv_napi() { # BACKEND
-	if [ "$1" = xdp ]; then
-		ip netns exec sl-srv sh -c 'echo 0 > /sys/class/net/slsrv0/threaded; echo 2 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 200000 > /sys/class/net/slsrv0/gro_flush_timeout'
-	else
-		ip netns exec sl-srv sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 0 > /sys/class/net/slsrv0/gro_flush_timeout; echo 1 > /sys/class/net/slsrv0/threaded'
-	fi
-}
-declare -A server_opts=([xdp]="--napi-busy-poll 50" [kernel]="")
+# Both backends get a NAPI thread pinned to core 0. (Preferred busy polling does not
+# carry over to veth: the peer's transmit schedules the NAPI, so without a thread it runs
+# in the generator's softirq on core 1, and the AF_XDP server's receive work would be
+# charged to the generator.) The AF_XDP worker sleeps as soon as it is idle
+# (--busy-poll 0), so core 0's busy time is work, not polling.
+ip netns exec sl-srv sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 0 > /sys/class/net/slsrv0/gro_flush_timeout; echo 1 > /sys/class/net/slsrv0/threaded'
+declare -A server_opts=([xdp]="$XDP_OPTS" [kernel]="")
+gen_opts=""
+[ "$GEN" = xdp ] && gen_opts="--backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
+[ "$GEN" = xdp ] && ip netns exec sl-peer ping -c 1 -W 1 198.18.0.1 >/dev/null
 pin_napi() { # IFACE CORE: pins the NAPI threads of IFACE (they may be re-created)
 	local n=0
 	for pid in $(pgrep "^napi/$1-" || true); do
@@ -61,13 +66,12 @@ cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /pro
 
 declare -A modes=([pipelined]="--mode pipelined --connections 64 --in-flight 16" [per-connection]="--mode per-connection --connections 32")
 for backend in xdp kernel; do
-	srv_napi "$backend"
 	# shellcheck disable=SC2086
 	ip netns exec sl-srv "$bin/sluice" serve --backend "$backend" --iface slsrv0 --addr 198.18.0.1 \
 		--listen 7=echo --cores 0 ${server_opts[$backend]} >"$out/runs/server-$backend.log" 2>&1 &
 	sleep 1
 	pid=$(pgrep -f "sluice serve --backend $backend" | head -1)
-	[ "$backend" = xdp ] || pin_napi slsrv0 0
+	pin_napi slsrv0 0
 	pin_napi slpeer0 1
 	for mode in pipelined per-connection; do
 		for run in $(seq 1 "$RUNS"); do
@@ -80,8 +84,10 @@ for backend in xdp kernel; do
 			start=$(date +%s.%N)
 			# shellcheck disable=SC2086
 			ip netns exec sl-peer "$bin/sluice-bench" --server 198.18.0.1:7 --protocol echo ${modes[$mode]} \
-				--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$backend" \
+				--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$backend" $gen_opts \
 				--json "$out/runs/$backend-$mode-$run.json" >/dev/null || true
+			ip netns exec sl-peer ip link set dev slpeer0 xdp off 2>/dev/null || true
+			pin_napi slpeer0 1
 			after=$(cpu_busy 0)
 			after1=$(cpu_busy 1)
 			end=$(date +%s.%N)
@@ -92,9 +98,9 @@ for backend in xdp kernel; do
 	sleep 1
 done
 
-python3 - "$out" "$RUNS" <<'PY'
+python3 - "$out" "$RUNS" "$GEN" <<'PY'
 import json, statistics, sys, os, datetime
-out, runs = sys.argv[1], int(sys.argv[2])
+out, runs, gen_kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def load(b, m):
     rs = []
     for r in range(1, runs + 1):
@@ -116,7 +122,9 @@ for m, metric in [("pipelined", "qps"), ("per-connection", "cps")]:
                 ticks, hz, t0, t1, ticks1 = open(f"{out}/runs/{b}-{m}-{r}.cpu").read().split()
                 wall = float(t1) - float(t0)
                 cpu.append(int(ticks) / int(hz) / wall)
-                gen.append(int(ticks1) / int(hz) / wall)
+                # The AF_XDP generator busy-polls: take off what it polled with nothing to do.
+                idle = json.load(open(f"{out}/runs/{b}-{m}-{r}.json")).get("generator_idle_poll") or 0.0
+                gen.append(int(ticks1) / int(hz) / wall - idle)
             except (OSError, ValueError):
                 pass
         med[b] = {
@@ -129,7 +137,7 @@ for m, metric in [("pipelined", "qps"), ("per-connection", "cps")]:
         }
     rows.append((m, metric, med))
 lines = [f"# sluice AF_XDP stack vs kernel backend ({datetime.date.today()})", "",
-         f"Echo over veth, server and its veth NAPI (a pinned thread for the kernel backend, busy-polled from the worker for AF_XDP) on core 0, sluice-bench (kernel sockets, tcp_tw_reuse on) and its NAPI thread on core 1, {runs} runs each, medians. CPU is each core's busy time over the run (a busy-polling worker shows a full core whatever its load).", "",
+         f"Echo over veth, server and its veth NAPI thread on core 0, sluice-bench ({'sluice TCP over AF_XDP' if gen_kind == 'xdp' else 'kernel sockets, tcp_tw_reuse on'}) and its NAPI thread on core 1, {runs} runs each, medians. CPU is each core's busy time over the run (the AF_XDP server sleeps when idle; the AF_XDP generator's idle polling is taken off core 1's).", "",
          "| workload | backend | rate | p50 µs | p99 µs | server core busy | server µs CPU per request | load core busy | errors |", "|---|---|---|---|---|---|---|---|---|"]
 for m, metric, med in rows:
     for b in ("xdp", "kernel"):

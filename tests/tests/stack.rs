@@ -592,6 +592,54 @@ fn syn_cookies_when_the_backlog_is_full(max_half_open: usize) {
     }
 }
 
+/// The AF_XDP worker sends the ACK a segment calls for after the flow tasks it woke have
+/// run, so it rides on their data or FIN: an echo exchange costs the server three
+/// segments (SYN-ACK, the echo, FIN), not a bare ACK of the peer's FIN besides. Its own
+/// account of busy time is kept too.
+#[test]
+fn xdp_acks_ride_on_answers_and_fins() {
+    require_root!();
+    let _serial = serial();
+    let r = rig(Backend::Xdp);
+    let addr = r.server(ECHO);
+    const EXCHANGES: u64 = 5;
+    r.peer(move || {
+        for i in 0..EXCHANGES {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let msg = [i as u8; 20];
+            c.write_all(&msg).unwrap();
+            let mut back = [0u8; 20];
+            c.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg);
+            c.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).unwrap(); // our FIN
+            assert!(rest.is_empty());
+        }
+    });
+    // The last ACK closes the last connection on our side.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stats = loop {
+        let stats = r.stack.stats();
+        if stats[0].connections == 0 || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let w = &stats[0];
+    assert_eq!(w.connections, 0, "{w:?}");
+    assert_eq!(w.accepted, EXCHANGES, "{w:?}");
+    assert_eq!(
+        w.tx_frames,
+        3 * EXCHANGES,
+        "SYN-ACK, echo and FIN per exchange, no bare ACKs: {w:?}"
+    );
+    assert!(
+        w.busy_us > 0 && w.busy_us + w.idle_poll_us <= w.elapsed_us,
+        "{w:?}"
+    );
+}
+
 #[test]
 fn xdp_syn_cookies_for_every_connection() {
     require_root!();

@@ -212,6 +212,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     let duration = Duration::from_secs_f64(args.duration);
     std::thread::sleep(warmup);
     let before = report::Snapshot::take(&counters);
+    let stats_before = stack.stats();
     phase.store(PHASE_MEASURE, Ordering::Relaxed);
     let started = Instant::now();
     let mut last = before;
@@ -229,6 +230,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     phase.store(PHASE_STOP, Ordering::Relaxed);
     let elapsed = started.elapsed();
     let after = report::Snapshot::take(&counters);
+    let generator_busy = busy_share(&stats_before, &stack.stats());
     let mut merged = load::new_histogram();
     for h in hist_rx.iter().take(workers) {
         merged.add(&h)?;
@@ -245,6 +247,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         &before,
         &after,
         &merged,
+        generator_busy,
     );
     println!("{}", result.table());
     if let Some(path) = &args.json {
@@ -255,6 +258,30 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(result.errors() == 0)
+}
+
+/// The share of their time the workers were busy, and polled with nothing to do,
+/// between two snapshots of their stats; None when the backend does not account for
+/// it (kernel sockets).
+fn busy_share(
+    before: &[stack::WorkerStats],
+    after: &[stack::WorkerStats],
+) -> Option<report::GeneratorLoad> {
+    let (busy, idle, elapsed) =
+        before
+            .iter()
+            .zip(after)
+            .fold((0u64, 0u64, 0u64), |(b, i, e), (x, y)| {
+                (
+                    b + y.busy_us.saturating_sub(x.busy_us),
+                    i + y.idle_poll_us.saturating_sub(x.idle_poll_us),
+                    e + y.elapsed_us.saturating_sub(x.elapsed_us),
+                )
+            });
+    (elapsed > 0).then(|| report::GeneratorLoad {
+        busy: busy as f64 / elapsed as f64,
+        idle_poll: idle as f64 / elapsed as f64,
+    })
 }
 
 #[cfg(test)]

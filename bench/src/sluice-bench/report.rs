@@ -74,6 +74,20 @@ pub struct Result {
     pub percentiles_us: Vec<(f64, u64)>,
     pub mean_us: f64,
     pub max_us: u64,
+    /// How loaded this generator's AF_XDP workers were during the measurement. None on
+    /// kernel sockets, where the OS's CPU figures tell the same.
+    pub generator_busy: Option<GeneratorLoad>,
+}
+
+/// The generator's own account of its workers' time (a busy-polling worker looks
+/// fully busy to the OS whatever it does).
+#[derive(Clone, Copy, Debug)]
+pub struct GeneratorLoad {
+    /// Share of the time spent moving frames and running the load's tasks. Near 1.0
+    /// means the generator, not the server, set the pace.
+    pub busy: f64,
+    /// Share of the time spent polling with nothing to do.
+    pub idle_poll: f64,
 }
 
 const PERCENTILES: [f64; 7] = [50.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0];
@@ -90,6 +104,7 @@ impl Result {
         before: &Snapshot,
         after: &Snapshot,
         h: &Histogram<u64>,
+        generator_busy: Option<GeneratorLoad>,
     ) -> Result {
         let mut delta = *after;
         delta.sent -= before.sent;
@@ -120,6 +135,7 @@ impl Result {
             mean_us: h.mean(),
             max_us: h.max(),
             delta,
+            generator_busy,
         }
     }
 
@@ -199,6 +215,19 @@ impl Result {
             "  errors       timeouts={} resets={} refused={} connect={} bad-answers={}",
             d.timeouts, d.resets, d.refused, d.connect_errors, d.bad_answers
         );
+        if let Some(g) = self.generator_busy {
+            let _ = write!(
+                s,
+                "\n  generator    busy {:.0} %, polling idle {:.0} % of its workers' time{}",
+                g.busy * 100.0,
+                g.idle_poll * 100.0,
+                if g.busy > 0.9 {
+                    " (the generator may be the limit)"
+                } else {
+                    ""
+                }
+            );
+        }
         s
     }
 
@@ -218,7 +247,7 @@ impl Result {
             .map(|(i, n)| format!("\"{i}\": {n}"))
             .collect();
         format!(
-            "{{\n  \"label\": {:?},\n  \"mode\": {:?},\n  \"connections\": {},\n  \"in_flight\": {},\n  \"rate\": {},\n  \"seconds\": {:.3},\n  \"answers\": {},\n  \"sent\": {},\n  \"qps\": {:.1},\n  \"new_connections\": {},\n  \"cps\": {:.1},\n  \"latency_us\": {{ {} }},\n  \"latency_mean_us\": {:.1},\n  \"rcodes\": {{ {} }},\n  \"errors\": {{ \"timeouts\": {}, \"resets\": {}, \"refused\": {}, \"connect\": {}, \"bad_answers\": {} }}\n}}\n",
+            "{{\n  \"label\": {:?},\n  \"mode\": {:?},\n  \"connections\": {},\n  \"in_flight\": {},\n  \"rate\": {},\n  \"seconds\": {:.3},\n  \"answers\": {},\n  \"sent\": {},\n  \"qps\": {:.1},\n  \"new_connections\": {},\n  \"cps\": {:.1},\n  \"latency_us\": {{ {} }},\n  \"latency_mean_us\": {:.1},\n  \"rcodes\": {{ {} }},\n  \"errors\": {{ \"timeouts\": {}, \"resets\": {}, \"refused\": {}, \"connect\": {}, \"bad_answers\": {} }},\n  \"generator_busy\": {},\n  \"generator_idle_poll\": {}\n}}\n",
             self.label,
             self.mode,
             self.connections,
@@ -237,7 +266,13 @@ impl Result {
             d.resets,
             d.refused,
             d.connect_errors,
-            d.bad_answers
+            d.bad_answers,
+            self.generator_busy
+                .map(|g| format!("{:.3}", g.busy))
+                .unwrap_or_else(|| "null".into()),
+            self.generator_busy
+                .map(|g| format!("{:.3}", g.idle_poll))
+                .unwrap_or_else(|| "null".into())
         )
     }
 }

@@ -59,6 +59,11 @@ pub struct ServeArgs {
     /// interface's napi_defer_hard_irqs and gro_flush_timeout too (deploy/nic-setup.sh).
     #[arg(long)]
     napi_busy_poll: Option<u32>,
+    /// AF_XDP: microseconds an idle worker keeps polling its rings before it sleeps
+    /// [default: 200]. Polling answers the next frame sooner; sleeping gives the core
+    /// to whatever shares it (a NAPI thread, on veth or a threaded-NAPI NIC).
+    #[arg(long)]
+    busy_poll: Option<u64>,
     /// DNS: seconds a connection may stay idle [default: 10]; advertised to clients in
     /// edns-tcp-keepalive (RFC 7828).
     #[arg(long)]
@@ -97,6 +102,7 @@ struct FileConfig {
     workers: Option<usize>,
     drain: Option<f64>,
     napi_busy_poll: Option<u32>,
+    busy_poll: Option<u64>,
     idle_timeout: Option<f64>,
     max_lifetime: Option<f64>,
     max_connections: Option<usize>,
@@ -344,6 +350,11 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
             cores,
             workers: args.workers.or(file.workers),
             napi_busy_poll_us: args.napi_busy_poll.or(file.napi_busy_poll).unwrap_or(0),
+            busy_poll: args
+                .busy_poll
+                .or(file.busy_poll)
+                .map(Duration::from_micros)
+                .unwrap_or(StackConfig::default().busy_poll),
             ..StackConfig::default()
         },
         listen,
@@ -493,10 +504,11 @@ fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
     for (i, w) in stats.iter().enumerate() {
         out.push_str(&format!(
             "worker {i}: packets rx {} tx {} dropped {} tx-ring-full {}; connections open {} accepted {}; \
-             resets {}; syn-cookies {}/{}; retransmits {} timeouts {}; handed over {}/{}\n",
+             resets {}; syn-cookies {}/{}; retransmits {} timeouts {}; handed over {}/{}; \
+             busy {} idle-poll {} of {} us\n",
             w.rx_frames, w.tx_frames, w.rx_dropped, w.tx_ring_full, w.connections, w.accepted,
             w.resets_sent, w.syn_cookies_sent, w.syn_cookies_accepted, w.retransmits, w.timeouts,
-            w.handed_out, w.handed_in
+            w.handed_out, w.handed_in, w.busy_us, w.idle_poll_us, w.elapsed_us
         ));
         if let Some(d) = dns.and_then(|d| d.counters.get(i)) {
             let g = |c: &AtomicU64| c.load(Ordering::Relaxed);

@@ -31,4 +31,13 @@ pub struct WorkerStats {
     pub retransmits: u64,
     /// Retransmission timeouts, likewise.
     pub timeouts: u64,
+    /// Microseconds the worker spent on rounds that moved a frame or fired a timer,
+    /// and on the flow tasks those rounds woke. A busy-polling worker shows a full
+    /// core to the OS whatever its load; `busy_us / elapsed_us` is its real load.
+    pub busy_us: u64,
+    /// Microseconds the worker spent polling with nothing to do (`busy_poll`), not
+    /// asleep: what to take off the OS's CPU time for the work done.
+    pub idle_poll_us: u64,
+    /// Microseconds since the worker started (as of its last round).
+    pub elapsed_us: u64,
 }

@@ -64,8 +64,10 @@ impl XdpFlow {
         let Some(c) = s.conns.get_mut(self.h) else {
             return Poll::Ready(Ok(false));
         };
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
+        let available = c.tcb.recv_available();
+        if available > 0 && self.buf.capacity() - self.buf.len() < available.min(READ_CHUNK) {
+            // Room for what is there, up to a chunk: a DNS query does not cost 16 KiB.
+            self.buf.reserve(available.min(READ_CHUNK));
         }
         let n = c.tcb.recv_into(&mut self.buf);
         if n > 0 {

@@ -3,10 +3,15 @@
 //! state through an `Rc<RefCell<..>>` borrowed only between awaits, so nothing on the
 //! packet path takes a lock.
 //!
-//! The loop (a task on the worker's single-threaded runtime) does, in turn: receive a
-//! batch and feed each segment to its connection; fire due timers; transmit what the
-//! connections have to send straight into UMEM frames and kick the ring once; then yield
-//! so the flow tasks woken by all that run. With nothing to do it keeps polling for
+//! The loop (a task on the worker's single-threaded runtime) does, in turn: transmit
+//! what the connections have to send straight into UMEM frames and kick the ring once;
+//! receive a batch and feed each segment to its connection; fire due timers; then yield
+//! so the flow tasks woken by all that run. Transmitting first means the ACK a segment
+//! calls for leaves after the flow tasks it woke have run: an answer, or the FIN of a
+//! flow closed on end-of-stream, carries it instead of following a bare ACK (a server
+//! sends three segments for a one-query DNS connection, not four). The ACK that
+//! completes an active open's handshake is the exception: it leaves at once (see
+//! `transmit_handshake_acks`). With nothing to do the loop keeps polling for
 //! `busy_poll`, then sleeps until the socket is readable, a timer is due, a flow has
 //! something to send, or a command arrives.
 
@@ -87,6 +92,8 @@ pub(crate) struct State {
     pub workers: usize,
     /// Accepted flows waiting to be handed to their handlers (spawned outside the borrow).
     accepted: Vec<(Handle, u16)>,
+    /// Active opens whose handshake completed this round: their ACK leaves at once.
+    handshake_acks: Vec<Handle>,
     /// Scratch lists reused every round, so the loop allocates nothing in steady state.
     scratch_handles: Vec<Handle>,
     scratch_timers: Vec<u32>,
@@ -137,6 +144,8 @@ impl State {
             if let Some(port) = c.pending_handler.take() {
                 self.half_open = self.half_open.saturating_sub(1);
                 self.accepted.push((h, port));
+            } else {
+                self.handshake_acks.push(h);
             }
         }
         if wake_read || newly_connected {
@@ -190,8 +199,7 @@ impl State {
 
     /// One receive batch, then what other workers handed over. Returns how many frames
     /// were taken.
-    fn receive(&mut self) -> u32 {
-        let now_us = self.now_us();
+    fn receive(&mut self, now_us: u64) -> u32 {
         // Split the borrow: the socket hands frames to a closure that needs the rest.
         let mut touched = std::mem::take(&mut self.scratch_handles);
         touched.clear();
@@ -261,8 +269,7 @@ impl State {
     }
 
     /// Fires due timers. Returns how many connections were touched.
-    fn fire_timers(&mut self) -> usize {
-        let now_us = self.now_us();
+    fn fire_timers(&mut self, now_us: u64) -> usize {
         let now_ms = now_us / 1000;
         let mut due = std::mem::take(&mut self.scratch_timers);
         due.clear();
@@ -288,53 +295,87 @@ impl State {
     }
 
     /// Transmits what every dirty connection has to send. Returns frames sent.
-    fn transmit(&mut self) -> u32 {
-        let now_us = self.now_us();
+    fn transmit(&mut self, now_us: u64) -> u32 {
         let mut sent = 0;
         // Work on the current list while new marks go to the (empty) other one; the two
         // swap every round, so neither is reallocated in steady state.
         let mut dirty = std::mem::take(&mut self.dirty);
         std::mem::swap(&mut self.dirty, &mut self.dirty_spare);
         for &h in &dirty {
-            let State { conns, sock, .. } = self;
-            let Some(c) = conns.get_mut(h) else { continue };
+            let Some(c) = self.conns.get_mut(h) else {
+                continue;
+            };
             c.queued = false;
-            let path = c.path;
-            c.tcb.transmit(now_us, |hdr, payload_len, fill| {
-                let ok = sock
-                    .transmit_with(|buf| frames::emit(buf, &path, hdr, payload_len, |p| fill(p)));
-                sent += ok as u32;
-                ok
-            });
-            // Still wanting to send (TX ring full) puts it back on the list.
-            self.after_tcp(h);
+            sent += self.transmit_one(h, now_us);
         }
         dirty.clear();
         self.dirty_spare = dirty;
-        self.stats.tx_frames += sent as u64;
         sent
     }
 
-    /// One round of the loop without awaiting. Returns whether anything happened.
-    fn step(&mut self) -> bool {
-        self.sock.busy_poll();
+    /// Sends the ACK that completes each handshake of an active open this round, at
+    /// once. Data on that ACK is legal (RFC 9293 §3.10.7.3), but servers that keep
+    /// little state, Knot DNS's XDP TCP among them, drop it, so the request goes in
+    /// its own segment, the way the Linux stack sends it.
+    fn transmit_handshake_acks(&mut self, now_us: u64) -> u32 {
+        let mut sent = 0;
+        let mut due = std::mem::take(&mut self.handshake_acks);
+        for &h in &due {
+            sent += self.transmit_one(h, now_us);
+        }
+        due.clear();
+        self.handshake_acks = due;
+        sent
+    }
+
+    /// Transmits what one connection has to send. Returns frames sent.
+    fn transmit_one(&mut self, h: Handle, now_us: u64) -> u32 {
+        let State { conns, sock, .. } = self;
+        let Some(c) = conns.get_mut(h) else {
+            return 0;
+        };
+        let path = c.path;
+        let mut sent = 0;
+        c.tcb.transmit(now_us, |hdr, payload_len, fill| {
+            let ok =
+                sock.transmit_with(|buf| frames::emit(buf, &path, hdr, payload_len, |p| fill(p)));
+            sent += ok as u32;
+            ok
+        });
+        self.stats.tx_frames += u64::from(sent);
+        // Still wanting to send (TX ring full) puts it back on the list.
+        self.after_tcp(h);
+        sent
+    }
+
+    /// One round of the loop without awaiting, at `now_us` (one clock read per round:
+    /// at a few million rounds a second, reading the clock is not free). Returns whether
+    /// anything happened.
+    fn step(&mut self, now_us: u64) -> bool {
         self.sock.reclaim();
-        let got = self.receive();
-        let fired = self.fire_timers();
-        let sent = self.transmit();
+        // What the flow tasks wrote since the last round, with the ACKs that round's
+        // segments called for riding on it (see the module's comment).
+        let sent = self.transmit(now_us);
         let _ = self.sock.flush();
+        self.sock.busy_poll();
+        let got = self.receive(now_us);
+        let fired = self.fire_timers(now_us);
+        let sent = sent + self.transmit_handshake_acks(now_us);
+        if got > 0 {
+            // In-place replies (RSTs, SYN cookies) leave now, not a round later.
+            let _ = self.sock.flush();
+        }
         self.sock.refill();
-        self.maybe_dump();
+        self.maybe_dump(now_us);
         got > 0 || fired > 0 || sent > 0
     }
 
     /// With `SLUICE_DUMP_CONNS_MS` set, prints every connection's TCP state to stderr
     /// at that period: the tool for finding out why a transfer stopped.
-    fn maybe_dump(&mut self) {
+    fn maybe_dump(&mut self, now_us: u64) {
         let Some(period_us) = self.dump_period_us else {
             return;
         };
-        let now_us = self.now_us();
         if now_us < self.next_dump_us {
             return;
         }
@@ -452,6 +493,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
             index,
             workers,
             accepted: Vec::new(),
+            handshake_acks: Vec::new(),
             scratch_handles: Vec::new(),
             scratch_timers: Vec::new(),
             dump_period_us: std::env::var("SLUICE_DUMP_CONNS_MS")
@@ -475,15 +517,27 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
         // The map entry for this queue points at our socket from now on.
         let _ = ready.send(Ok(Some((queue, fd))));
         let ctx = WorkerContext::xdp(index, config.connect_timeout, state.clone());
-        let busy_poll = config.busy_poll;
-        let mut idle_since: Option<Instant> = None;
+        let busy_poll_us = config.busy_poll.as_micros() as u64;
+        let mut idle_since_us: Option<u64> = None;
         let active_tasks = Rc::new(());
         let mut draining: Option<Instant> = None;
+        // When the last round started and whether it did something: the time from there
+        // to the next round (that round and the flow tasks it woke) counts as busy, or
+        // as idle polling; time asleep counts as neither.
+        let mut last_round: Option<(u64, bool)> = None;
         loop {
-            let (worked, accepted) = {
+            let (worked, accepted, now_us) = {
                 let mut s = state.borrow_mut();
-                let worked = s.step();
-                (worked, std::mem::take(&mut s.accepted))
+                let now_us = s.now_us();
+                match last_round.take() {
+                    Some((since, true)) => s.stats.busy_us += now_us.saturating_sub(since),
+                    Some((since, false)) => s.stats.idle_poll_us += now_us.saturating_sub(since),
+                    None => {}
+                }
+                s.stats.elapsed_us = now_us;
+                let worked = s.step(now_us);
+                last_round = Some((now_us, worked));
+                (worked, std::mem::take(&mut s.accepted), now_us)
             };
             for (h, port) in accepted {
                 start_handler(&state, h, port, &active_tasks);
@@ -498,12 +552,12 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
                 }
             }
             if worked {
-                idle_since = None;
+                idle_since_us = None;
                 tokio::task::yield_now().await;
                 continue;
             }
-            let idle = *idle_since.get_or_insert_with(Instant::now);
-            if idle.elapsed() < busy_poll {
+            let idle_us = *idle_since_us.get_or_insert(now_us);
+            if now_us - idle_us < busy_poll_us {
                 tokio::task::yield_now().await;
                 continue;
             }
@@ -530,7 +584,8 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
-            idle_since = None;
+            idle_since_us = None;
+            last_round = None;
         }
         drop(active_tasks);
     });

@@ -5,7 +5,7 @@
 //! connection was the largest single cost of a short connection.
 
 /// The first allocation of a ring.
-pub(crate) const MIN_ALLOCATION: usize = 2048;
+pub(crate) const MIN_ALLOCATION: usize = 512;
 
 /// A ring of bytes: `len` bytes starting at `head`, in an allocation whose size is the
 /// modulus. Growing re-lays the bytes from offset 0, so positions relative to `head` stay
