@@ -7,6 +7,10 @@
 //! dnsperf-format file. It prints a progress line each second and, at the end, a table;
 //! `--json` and `--plot` write the same figures as JSON and as an SVG percentile plot.
 
+/// mimalloc, as in the sluice daemon.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod load;
 mod queries;
 mod report;

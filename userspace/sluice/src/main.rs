@@ -11,6 +11,10 @@ mod demo;
 mod dns_service;
 mod serve;
 
+/// mimalloc rather than glibc's malloc: see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sluice: a userspace TCP/IPv4 stack on AF_XDP, serving DNS over TCP.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
