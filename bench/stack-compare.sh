@@ -8,6 +8,7 @@
 # connection. RUNS runs of SECS seconds each; the table gives medians and our ratio.
 #
 #   bench/stack-compare.sh            (root)   RUNS=3 SECS=5 GEN=xdp by default
+#   PIPELINED="--connections 64 --in-flight 16" PER_CONNECTION="--connections 32" (defaults)
 #
 # Writes bench/results/stack-compare.md and the runs' JSON under bench/results/runs/.
 set -euo pipefail
@@ -64,7 +65,9 @@ pin_napi() { # IFACE CORE: pins the NAPI threads of IFACE (they may be re-create
 # Busy ticks of one CPU (user nice system irq softirq steal) from /proc/stat.
 cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
-declare -A modes=([pipelined]="--mode pipelined --connections 64 --in-flight 16" [per-connection]="--mode per-connection --connections 32")
+PIPELINED=${PIPELINED:-"--connections 64 --in-flight 16"}
+PER_CONNECTION=${PER_CONNECTION:-"--connections 32"}
+declare -A modes=([pipelined]="--mode pipelined $PIPELINED" [per-connection]="--mode per-connection $PER_CONNECTION")
 for backend in xdp kernel; do
 	# shellcheck disable=SC2086
 	ip netns exec sl-srv "$bin/sluice" serve --backend "$backend" --iface slsrv0 --addr 198.18.0.1 \

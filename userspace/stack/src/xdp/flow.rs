@@ -25,6 +25,8 @@ pub(crate) struct XdpFlow {
     dst: SocketAddrV4,
     buf: BytesMut,
     closed: bool,
+    /// Every write bypasses Nagle (`Flow::set_nodelay`).
+    nodelay: bool,
 }
 
 impl XdpFlow {
@@ -46,6 +48,7 @@ impl XdpFlow {
             dst,
             buf: BytesMut::new(),
             closed: false,
+            nodelay: false,
         }
     }
 
@@ -126,11 +129,16 @@ impl XdpFlow {
         Poll::Ready(Ok(n))
     }
 
+    pub(crate) fn set_nodelay(&mut self, on: bool) {
+        self.nodelay = on;
+    }
+
     pub(crate) async fn writev(&mut self, bufs: &[Bytes], nodelay: bool) -> Result<(), WriteError> {
+        let bypass = nodelay || self.nodelay;
         for b in bufs {
             let mut at = 0;
             while at < b.len() {
-                at += poll_fn(|cx| self.poll_send(cx, &b[at..], nodelay)).await?;
+                at += poll_fn(|cx| self.poll_send(cx, &b[at..], bypass)).await?;
             }
         }
         if nodelay {
