@@ -9,6 +9,7 @@
 #   knot-dnsutils, dnsutils  kdig and dig, DNS clients of the end-to-end tests
 #   dnsperf                  the DNS load generator of the end-to-end tests
 #   ethtool                  NIC/veth settings of the benchmarks
+#   python3-yaml             the syntax check of deploy/kubernetes/*.yaml
 set -euo pipefail
 need=()
 command -v clang >/dev/null || need+=(clang llvm)
@@ -21,6 +22,7 @@ command -v kdig >/dev/null || need+=(knot-dnsutils)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v dnsperf >/dev/null || need+=(dnsperf)
 command -v ethtool >/dev/null || need+=(ethtool)
+python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 if [ "${#need[@]}" -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "missing packages: ${need[*]} (run as root, or install them)" >&2

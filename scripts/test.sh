@@ -6,6 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 ebpf/build.sh --check
+# The Kubernetes manifests are YAML a kubectl would accept (their sluice.toml and zone
+# are checked by the sluice crate's tests).
+python3 - deploy/kubernetes/*.yaml <<'PY'
+import sys, yaml
+for path in sys.argv[1:]:
+    docs = [d for d in yaml.safe_load_all(open(path)) if d is not None]
+    assert docs, f"{path}: empty"
+    for d in docs:
+        assert isinstance(d, dict) and ("kind" in d or path.endswith("kustomization.yaml")), f"{path}: not a Kubernetes object"
+PY
 # The DNS end-to-end tests run the `sluice` binary itself: cargo test builds a package's
 # binaries only for that package's own integration tests, so build them first.
 cargo build --workspace --bins

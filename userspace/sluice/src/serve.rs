@@ -673,6 +673,24 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_config_and_zone_are_valid() {
+        let conf =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/sluice.toml");
+        let args = ServeArgs {
+            config: Some(conf),
+            ..Default::default()
+        };
+        let s = settings(&args).unwrap();
+        assert_eq!(s.stack.backend, Backend::Xdp);
+        assert_eq!(s.listen, vec![(53, BuiltinHandler::Dns)]);
+        assert_eq!(s.stack.cores, vec![2, 3]);
+        assert_eq!(s.zones.len(), 1);
+        // The ConfigMap puts the zone beside sluice.toml, as it is in the repository.
+        let zone = dns::load_zone(&s.zones[0].file, s.zones[0].name.as_deref());
+        assert!(zone.is_ok(), "{:?}", zone.err());
+    }
+
+    #[test]
     fn core_lists_parse() {
         assert_eq!(parse_cores("0-3,6").unwrap(), vec![0, 1, 2, 3, 6]);
         assert_eq!(parse_cores("1").unwrap(), vec![1]);
