@@ -189,10 +189,6 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
         return;
     };
     add(&c.connections, 1);
-    // Answers leave at once: under Nagle an answer waits for the ACK of the one before,
-    // and a client that delays its ACKs holds it for its delayed-ACK timer (a 50 ms p99
-    // under an open-loop load before this).
-    flow.set_nodelay(true);
     let started = Instant::now();
     let mut framer = Framer::new(4096);
     // One answer at a time is encoded into the worker's scratch buffer (zeroed once per
