@@ -15,11 +15,17 @@
 #                   sockets, for when those saturate core 1 first
 #   kxdpgun         kxdpgun -T: one query per connection, open loop at KX_RATE conn/s,
 #                   its own TCP on AF_XDP (the independent generator)
+#   half-load       xdp-pipelined, open loop at half sluice-xdp's peak (the median of its
+#                   xdp-pipelined runs in this invocation, or HALF_RATE), latencies
+#                   corrected for coordinated omission: issue 6's "p99 at half our peak
+#                   load"
 # RUNS runs of SECS seconds each; medians; CPU is each core's busy time over the run.
 #
 #   bench/compare.sh                 (root)   RUNS=3 SECS=5 KX_RATE=40000
 #   SERVERS="sluice-xdp knot-xdp" WORKLOADS=xdp-per-connection bench/compare.sh   (a subset)
 #   PERF=1 ...                       also records both cores with perf (perf report --sort cpu,comm)
+#   NAPI_FIFO=1 ...                  NAPI threads real-time (preempting the server, as a
+#                                    NIC's softirq would); off by default
 #
 # Writes bench/results/compare.md (the table) and the raw runs (output, JSON, a latency-
 # percentile SVG per sluice-bench run, CPU) under bench/results/runs/compare/.
@@ -30,7 +36,11 @@ SECS=${SECS:-5}
 KX_RATE=${KX_RATE:-40000}
 SERVERS=${SERVERS:-"sluice-xdp sluice-kernel knot-kernel knot-xdp"}
 SLUICE_XDP_OPTS=${SLUICE_XDP_OPTS:-"--busy-poll 0"}
-WORKLOADS=${WORKLOADS:-"pipelined per-connection xdp-pipelined xdp-per-connection kxdpgun"}
+# Every generator is one address, and Knot limits no source: sluice's per-source limit
+# (1,000 concurrent by default, against a hostile client) would refuse the load once
+# an overloaded run (kxdpgun's open loop) leaves thousands of connections open.
+SLUICE_LIMITS="--max-per-source 1000000 --max-connections 1000000"
+WORKLOADS=${WORKLOADS:-"pipelined per-connection xdp-pipelined xdp-per-connection kxdpgun half-load"}
 out=bench/results
 runs="$out/runs/compare"
 mkdir -p "$runs"
@@ -74,7 +84,12 @@ $PEER sh -c 'echo 1 > /sys/class/net/slpeer0/threaded'
 $PEER ping -c 1 -W 1 198.18.0.1 >/dev/null # kxdpgun needs the neighbour entry
 
 pin_napi() { # IFACE CORE
-	for pid in $(pgrep "^napi/$1-" || true); do taskset -pc "$2" "$pid" >/dev/null; done
+	for pid in $(pgrep "^napi/$1-" || true); do
+		taskset -pc "$2" "$pid" >/dev/null
+		# NAPI_FIFO=1: the NAPI thread preempts whatever runs on its core, as a NIC's
+		# softirq does, instead of waiting for its CFS turn behind a busy server.
+		[ -z "${NAPI_FIFO:-}" ] || chrt -f -p 50 "$pid" >/dev/null
+	done
 }
 cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
@@ -121,13 +136,14 @@ start_server() { # NAME
 		$SRV sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 0 > /sys/class/net/slsrv0/gro_flush_timeout; echo 1 > /sys/class/net/slsrv0/threaded'
 		# shellcheck disable=SC2086
 		$SRV "$bin/sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns \
-			--zone "$work/example.test.zone" --cores 0 $SLUICE_XDP_OPTS --control "$work/control.sock" \
+			--zone "$work/example.test.zone" --cores 0 $SLUICE_XDP_OPTS $SLUICE_LIMITS --control "$work/control.sock" \
 			>"$runs/server-$1.log" 2>&1 &
 		;;
 	sluice-kernel)
 		$SRV sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 0 > /sys/class/net/slsrv0/gro_flush_timeout; echo 1 > /sys/class/net/slsrv0/threaded'
+		# shellcheck disable=SC2086
 		$SRV "$bin/sluice" serve --backend kernel --addr 198.18.0.1 --listen 53=dns \
-			--zone "$work/example.test.zone" --cores 0 --control "$work/control.sock" \
+			--zone "$work/example.test.zone" --cores 0 $SLUICE_LIMITS --control "$work/control.sock" \
 			>"$runs/server-$1.log" 2>&1 &
 		;;
 	knot-kernel | knot-xdp)
@@ -163,8 +179,9 @@ measure() { # SERVER WORKLOAD RUN
 	case $s in sluice-*) "$bin/sluice" stats --control "$work/control.sock" >"$base.stats0" 2>&1 || true ;; esac
 	b0=$(cpu_busy 0); b1=$(cpu_busy 1); t0=$(date +%s.%N)
 	case $w in
-	pipelined | per-connection | xdp-pipelined | xdp-per-connection)
+	pipelined | per-connection | xdp-pipelined | xdp-per-connection | half-load)
 		local opts="--mode pipelined --connections 64 --in-flight 16"
+		[ "$w" = half-load ] && opts="$opts --rate $(half_rate) --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
 		[ "$w" = per-connection ] && opts="--mode per-connection --connections 32"
 		[ "$w" = xdp-pipelined ] && opts="$opts --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
 		[ "$w" = xdp-per-connection ] && opts="--mode per-connection --connections 64 --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
@@ -185,6 +202,23 @@ measure() { # SERVER WORKLOAD RUN
 	echo "$((a0 - b0)) $((a1 - b1)) $(getconf CLK_TCK) $t0 $t1" >"$base.cpu"
 }
 awk '{print $1, $2}' "$work/queries.txt" >"$work/kx-queries.txt"
+
+half_rate() { # half of sluice-xdp's median pipelined QPS in this invocation, or HALF_RATE
+	python3 - "$runs" "$RUNS" "${HALF_RATE:-}" <<'PY'
+import json, statistics, sys
+runs, n, fixed = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if fixed:
+    print(fixed)
+    sys.exit()
+q = []
+for r in range(1, n + 1):
+    try:
+        q.append(json.load(open(f"{runs}/sluice-xdp-xdp-pipelined-{r}.json"))["qps"])
+    except (OSError, ValueError, KeyError):
+        pass
+print(int(statistics.median(q) / 2) if q else 400000)
+PY
+}
 
 for s in $SERVERS; do
 	echo "== $s" >&2
@@ -212,7 +246,7 @@ def bench(s, w, r):
         j = json.load(open(f"{runs}/{s}-{w}-{r}.json"))
     except (OSError, ValueError):
         return None
-    rate = j["qps"] if w.endswith("pipelined") else j["cps"]
+    rate = j["qps"] if w.endswith("pipelined") or w == "half-load" else j["cps"]
     return rate, j["latency_us"].get("50"), j["latency_us"].get("99"), sum(j["errors"].values())
 def kx(s, r):
     try:
@@ -243,7 +277,7 @@ def gen_idle_poll(s, w, r):
 med = lambda v: statistics.median(v) if v else float("nan")
 rows = {}
 for s in servers:
-    for w in ("pipelined", "per-connection", "xdp-pipelined", "xdp-per-connection"):
+    for w in ("pipelined", "per-connection", "xdp-pipelined", "xdp-per-connection", "half-load"):
         b = [x for x in (bench(s, w, r) for r in range(1, n + 1)) if x]
         c = [cpu(s, w, r) for r in range(1, n + 1)]
         # Each core's load: the OS's busy time less what a sluice worker spent polling
@@ -274,6 +308,17 @@ print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for s in servers:
     p, c, k = rows[(s, "xdp-pipelined")], rows[(s, "xdp-per-connection")], rows[(s, "kxdpgun")]
     print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {p['cpu0']:.2f} | {p['cpu1']:.2f} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {per(c):.1f} | {c['cpu0']:.2f} | {c['cpu1']:.2f} | {k['rate']:.0f} ({k.get('answered', float('nan')):.1f} %) | {k['cpu0']:.2f} |")
+print()
+print("\nAt half sluice-xdp's peak pipelined QPS (AF_XDP load, open loop, latencies corrected for coordinated omission):\n")
+print("| server | offered QPS | answered QPS | p50 µs | p99 µs | errors |")
+print("|---|---|---|---|---|---|")
+for s in servers:
+    h = rows[(s, "half-load")]
+    try:
+        offered = json.load(open(f"{runs}/{s}-half-load-1.json"))["rate"]
+    except (OSError, ValueError, KeyError):
+        offered = float("nan")
+    print(f"| {s} | {offered:.0f} | {h['rate']:.0f} | {h['p50']} | {h['p99']} | {h['errors']} |")
 print()
 base = "sluice-xdp"
 if base in servers:
