@@ -24,6 +24,7 @@
 #   bench/compare.sh                 (root)   RUNS=3 SECS=5 KX_RATE=40000
 #   SERVERS="sluice-xdp knot-xdp" WORKLOADS=xdp-per-connection bench/compare.sh   (a subset)
 #   PERF=1 ...                       also records both cores with perf (perf report --sort cpu,comm)
+#   WARMUP=S ...                     seconds of load before measuring (1)
 #   NAPI_FIFO=1 ...                  NAPI threads real-time (preempting the server, as a
 #                                    NIC's softirq would); off by default
 #
@@ -187,7 +188,7 @@ measure() { # SERVER WORKLOAD RUN
 		[ "$w" = xdp-per-connection ] && opts="--mode per-connection --connections 64 --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
 		# shellcheck disable=SC2086
 		$PEER "$bin/sluice-bench" --server 198.18.0.1:53 $opts --queries "$work/queries.txt" \
-			--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$s" --json "$base.json" --plot "$base.svg" >"$base.out" 2>&1 || true
+			--duration "$SECS" --warmup "${WARMUP:-1}" --cores 1 --quiet --label "$s" --json "$base.json" --plot "$base.svg" >"$base.out" 2>&1 || true
 		$PEER ip link set dev slpeer0 xdp off 2>/dev/null || true
 		;;
 	kxdpgun)
