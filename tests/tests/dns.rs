@@ -621,6 +621,101 @@ fn bad_input_gives_a_clear_error_and_a_non_zero_exit() {
     assert!(!ok && text.contains("is `sluice serve` running"), "{text}");
 }
 
+/// sluice's TCP as a client (sluice-bench on AF_XDP, one query per connection) against
+/// Knot DNS's own TCP over XDP: a server that keeps little state and drops data carried
+/// on the ACK that completes the handshake, so our client must send that ACK bare, as
+/// Linux does (it once rode on the query, and Knot answered nothing).
+#[test]
+fn our_client_gets_answers_from_knot_xdp_tcp() {
+    require_root!();
+    let _s = serial();
+    if !have("knotd") {
+        return;
+    }
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp("knot-xdp");
+    let zone = zone_dir().join("example.test.zone");
+    let conf = dir.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n    rundir: \"{d}\"\n    listen: {ip}@53\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+             xdp:\n    listen: {iface}@53\n    tcp: on\n    route-check: off\n\
+             database:\n    storage: \"{d}/db\"\nlog:\n  - target: \"{d}/knotd.log\"\n    any: info\n\
+             zone:\n  - domain: example.test\n    file: \"{z}\"\n    journal-content: none\n    zonefile-sync: -1\n",
+            d = dir.display(),
+            ip = topo.server_ip,
+            iface = topo.server_if,
+            z = zone.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("knotd.log");
+    let knot = Daemon {
+        child: topo
+            .server_cmd("knotd")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting knotd"),
+        log,
+    };
+    let ready = wait_for(Duration::from_secs(15), || {
+        knot.log().contains("loaded").then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "knotd did not load the zone:\n{}",
+        knot.log()
+    );
+    let bench = sluice_bin().with_file_name("sluice-bench");
+    assert!(
+        bench.exists(),
+        "{} is missing: build it (cargo build --workspace --bins)",
+        bench.display()
+    );
+    let json = dir.join("bench.json");
+    let out = topo
+        .peer_cmd(bench.to_str().unwrap())
+        .args(["--server", &format!("{}:53", topo.server_ip)])
+        .args(["--backend", "xdp", "--iface", &topo.peer_if])
+        .args(["--addr", &topo.peer_ip.to_string()])
+        .args(["--mode", "per-connection", "--connections", "4"])
+        .args([
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--quiet",
+            "--timeout",
+            "2",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("running sluice-bench");
+    let report = std::fs::read_to_string(&json).unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        report
+            .split(&format!("\"{name}\": "))
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let (answers, timeouts) = (field("answers"), field("timeouts"));
+    assert!(
+        answers > 50 && timeouts == 0,
+        "Knot's XDP TCP answered {answers} queries, {timeouts} timed out:\n{}\n{}\n{}",
+        report,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("Knot XDP-TCP answered {answers} one-query connections from sluice's client");
+}
+
 #[test]
 fn port_already_served_is_an_error() {
     require_root!();
