@@ -69,6 +69,9 @@ pub struct Counters {
     pub connect_errors: AtomicU64,
     pub bad_answers: AtomicU64,
     pub rcodes: [AtomicU64; 16],
+    /// The longest latency (µs) since the progress line last took it: shows whether
+    /// tails come in bursts (a stall) or spread evenly.
+    pub max_latency_us: AtomicU64,
 }
 
 impl Counters {
@@ -119,6 +122,9 @@ impl Task {
         if self.measuring() {
             let us = since.elapsed().as_micros().max(1) as u64;
             let _ = self.latencies.borrow_mut().record(us.min(100_000_000));
+            self.counters
+                .max_latency_us
+                .fetch_max(us, Ordering::Relaxed);
         }
     }
 

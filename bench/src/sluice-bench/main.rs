@@ -223,10 +223,11 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     while started.elapsed() < duration {
         std::thread::sleep(Duration::from_secs(1).min(duration.saturating_sub(started.elapsed())));
         let now = report::Snapshot::take(&counters);
+        let max_latency_us = counters.max_latency_us.swap(0, Ordering::Relaxed);
         if !args.quiet {
             eprintln!(
                 "{}",
-                report::progress(started.elapsed(), &before, &last, &now)
+                report::progress(started.elapsed(), &before, &last, &now, max_latency_us)
             );
         }
         last = now;

@@ -49,12 +49,19 @@ impl Snapshot {
 }
 
 /// One progress line: rates over the last second and totals since the measurement began.
-pub fn progress(elapsed: Duration, start: &Snapshot, last: &Snapshot, now: &Snapshot) -> String {
+pub fn progress(
+    elapsed: Duration,
+    start: &Snapshot,
+    last: &Snapshot,
+    now: &Snapshot,
+    max_latency_us: u64,
+) -> String {
     format!(
-        "{:>5.1}s  {:>9} answers/s  {:>7} conn/s  total {:>10} answers  errors {}",
+        "{:>5.1}s  {:>9} answers/s  {:>7} conn/s  max latency {:>8} us  total {:>10} answers  errors {}",
         elapsed.as_secs_f64(),
         now.answered - last.answered,
         now.connections - last.connections,
+        max_latency_us,
         now.answered - start.answered,
         now.errors() - start.errors()
     )
