@@ -141,11 +141,27 @@ fn start_sluice(
 
 /// Knot DNS (kernel sockets) serving `zone` on the server address, port 5300.
 fn start_knot(topo: &Topology, zone: &Path, dir: &Path) -> Daemon {
+    start_knot_on(topo, zone, dir, 5300, None)
+}
+
+/// Knot DNS serving `zone` on the server address at `port`, with its own TCP over XDP
+/// on `xdp_iface` when given (`xdp.tcp: on`).
+fn start_knot_on(
+    topo: &Topology,
+    zone: &Path,
+    dir: &Path,
+    port: u16,
+    xdp_iface: Option<&str>,
+) -> Daemon {
     let conf = dir.join("knot.conf");
+    let xdp = xdp_iface
+        .map(|i| format!("xdp:\n    listen: {i}@{port}\n    tcp: on\n    route-check: off\n"))
+        .unwrap_or_default();
     std::fs::write(
         &conf,
         format!(
-            "server:\n    rundir: \"{d}\"\n    listen: {ip}@5300\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+            "server:\n    rundir: \"{d}\"\n    listen: {ip}@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+             {xdp}\
              database:\n    storage: \"{d}/db\"\nlog:\n  - target: \"{d}/knotd.log\"\n    any: info\n\
              zone:\n  - domain: example.test\n    file: \"{z}\"\n    journal-content: none\n    zonefile-sync: -1\n",
             d = dir.display(),
@@ -635,41 +651,7 @@ fn our_client_gets_answers_from_knot_xdp_tcp() {
     let topo = Topology::create(&TopologyConfig::default()).expect("topology");
     let dir = tmp("knot-xdp");
     let zone = zone_dir().join("example.test.zone");
-    let conf = dir.join("knot.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n    rundir: \"{d}\"\n    listen: {ip}@53\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
-             xdp:\n    listen: {iface}@53\n    tcp: on\n    route-check: off\n\
-             database:\n    storage: \"{d}/db\"\nlog:\n  - target: \"{d}/knotd.log\"\n    any: info\n\
-             zone:\n  - domain: example.test\n    file: \"{z}\"\n    journal-content: none\n    zonefile-sync: -1\n",
-            d = dir.display(),
-            ip = topo.server_ip,
-            iface = topo.server_if,
-            z = zone.display()
-        ),
-    )
-    .unwrap();
-    let log = dir.join("knotd.log");
-    let knot = Daemon {
-        child: topo
-            .server_cmd("knotd")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting knotd"),
-        log,
-    };
-    let ready = wait_for(Duration::from_secs(15), || {
-        knot.log().contains("loaded").then_some(())
-    });
-    assert!(
-        ready.is_some(),
-        "knotd did not load the zone:\n{}",
-        knot.log()
-    );
+    let _knot = start_knot_on(&topo, &zone, &dir, 53, Some(&topo.server_if));
     let bench = sluice_bin().with_file_name("sluice-bench");
     assert!(
         bench.exists(),

@@ -657,14 +657,21 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn the_deploy_example_config_is_valid() {
-        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/sluice.toml");
+    /// The settings a config file under deploy/ gives.
+    fn deploy_settings(file: &str) -> Settings {
+        let conf = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy")
+            .join(file);
         let args = ServeArgs {
             config: Some(conf),
             ..Default::default()
         };
-        let s = settings(&args).unwrap();
+        settings(&args).unwrap()
+    }
+
+    #[test]
+    fn the_deploy_example_config_is_valid() {
+        let s = deploy_settings("sluice.toml");
         assert_eq!(s.stack.backend, Backend::Xdp);
         assert_eq!(s.listen, vec![(53, BuiltinHandler::Dns)]);
         assert_eq!(s.stack.cores, vec![2, 3, 4, 5]);
@@ -674,13 +681,7 @@ mod tests {
 
     #[test]
     fn the_kubernetes_config_and_zone_are_valid() {
-        let conf =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/sluice.toml");
-        let args = ServeArgs {
-            config: Some(conf),
-            ..Default::default()
-        };
-        let s = settings(&args).unwrap();
+        let s = deploy_settings("kubernetes/sluice.toml");
         assert_eq!(s.stack.backend, Backend::Xdp);
         assert_eq!(s.listen, vec![(53, BuiltinHandler::Dns)]);
         assert_eq!(s.stack.cores, vec![2, 3]);

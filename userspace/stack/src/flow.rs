@@ -92,24 +92,6 @@ impl Flow {
         }
     }
 
-    /// Makes every later write bypass Nagle's algorithm (TCP_NODELAY), without waiting
-    /// for transmission as `write_nodelay` does: for request/response protocols whose
-    /// answers must not wait for the ACK of an earlier one (a peer that delays its ACKs
-    /// would hold them for its delayed-ACK timer).
-    ///
-    /// ```no_run
-    /// # async fn f(mut flow: stack::Flow) -> Result<(), stack::WriteError> {
-    /// flow.set_nodelay(true);
-    /// flow.write(bytes::Bytes::from_static(b"answer")).await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn set_nodelay(&mut self, on: bool) {
-        match &mut self.inner {
-            Inner::Kernel(f) => f.set_nodelay(on),
-            Inner::Xdp(f) => f.set_nodelay(on),
-        }
-    }
-
     /// Writes `data`, bypassing Nagle, and returns once it has been transmitted.
     ///
     /// ```no_run

@@ -35,8 +35,6 @@ pub(crate) struct KernelFlow {
     dst: SocketAddrV4,
     buf: BytesMut,
     write_closed: bool,
-    /// TCP_NODELAY is on for good (`Flow::set_nodelay`).
-    nodelay: bool,
 }
 
 fn v4(addr: SocketAddr) -> SocketAddrV4 {
@@ -58,7 +56,6 @@ impl KernelFlow {
             stream,
             buf: BytesMut::new(),
             write_closed: false,
-            nodelay: false,
         })
     }
 
@@ -125,24 +122,13 @@ impl KernelFlow {
         Ok(())
     }
 
-    pub(crate) fn set_nodelay(&mut self, on: bool) {
-        // Fails only on a socket that is gone, which the next write reports.
-        if self.stream.set_nodelay(on).is_ok() {
-            self.nodelay = on;
-        }
-    }
-
     pub(crate) async fn writev_nodelay(&mut self, bufs: &[Bytes]) -> Result<(), WriteError> {
-        if !self.nodelay {
-            self.stream.set_nodelay(true).map_err(WriteError::from_io)?;
-        }
+        self.stream.set_nodelay(true).map_err(WriteError::from_io)?;
         let result = self.writev(bufs).await;
         if result.is_ok() {
             self.wait_transmitted().await;
         }
-        if !self.nodelay {
-            let _ = self.stream.set_nodelay(false);
-        }
+        let _ = self.stream.set_nodelay(false);
         result
     }
 

@@ -193,25 +193,21 @@ impl Tcb {
         self.0.wants_to_send()
     }
 
-    /// Moves what has arrived (as much as `buf` has room for) to the end of `buf`.
-    pub(crate) fn recv_into(&mut self, buf: &mut BytesMut) -> usize {
-        // Only the bytes about to be overwritten are initialised: zeroing the whole
-        // spare capacity on every read (16 KiB, even for a read that found nothing) was
-        // the largest single cost of a one-query connection.
-        let take = (buf.capacity() - buf.len()).min(self.0.recv_available());
+    /// Moves what has arrived, up to `chunk` bytes, to the end of `buf`, growing it for
+    /// just that: a DNS query does not cost a 16 KiB buffer. Only the bytes about to be
+    /// overwritten are initialised (zeroing the whole spare capacity on every read, even
+    /// one that found nothing, was the largest single cost of a one-query connection).
+    pub(crate) fn recv_into(&mut self, buf: &mut BytesMut, chunk: usize) -> usize {
+        let take = self.0.recv_available().min(chunk);
         if take == 0 {
             return 0;
         }
+        buf.reserve(take);
         let start = buf.len();
         buf.resize(start + take, 0);
         let n = self.0.recv(&mut buf[start..]);
         buf.truncate(start + n);
         n
-    }
-
-    /// Bytes received and not yet read.
-    pub(crate) fn recv_available(&self) -> usize {
-        self.0.recv_available()
     }
 
     /// The peer has closed and every byte it sent has been read.

@@ -25,8 +25,6 @@ pub(crate) struct XdpFlow {
     dst: SocketAddrV4,
     buf: BytesMut,
     closed: bool,
-    /// Every write bypasses Nagle (`Flow::set_nodelay`).
-    nodelay: bool,
 }
 
 impl XdpFlow {
@@ -48,7 +46,6 @@ impl XdpFlow {
             dst,
             buf: BytesMut::new(),
             closed: false,
-            nodelay: false,
         }
     }
 
@@ -67,12 +64,7 @@ impl XdpFlow {
         let Some(c) = s.conns.get_mut(self.h) else {
             return Poll::Ready(Ok(false));
         };
-        let available = c.tcb.recv_available();
-        if available > 0 && self.buf.capacity() - self.buf.len() < available.min(READ_CHUNK) {
-            // Room for what is there, up to a chunk: a DNS query does not cost 16 KiB.
-            self.buf.reserve(available.min(READ_CHUNK));
-        }
-        let n = c.tcb.recv_into(&mut self.buf);
+        let n = c.tcb.recv_into(&mut self.buf, READ_CHUNK);
         if n > 0 {
             // Reading may open the window enough to announce it.
             if c.tcb.wants_to_send() {
@@ -129,16 +121,11 @@ impl XdpFlow {
         Poll::Ready(Ok(n))
     }
 
-    pub(crate) fn set_nodelay(&mut self, on: bool) {
-        self.nodelay = on;
-    }
-
     pub(crate) async fn writev(&mut self, bufs: &[Bytes], nodelay: bool) -> Result<(), WriteError> {
-        let bypass = nodelay || self.nodelay;
         for b in bufs {
             let mut at = 0;
             while at < b.len() {
-                at += poll_fn(|cx| self.poll_send(cx, &b[at..], bypass)).await?;
+                at += poll_fn(|cx| self.poll_send(cx, &b[at..], nodelay)).await?;
             }
         }
         if nodelay {

@@ -361,10 +361,9 @@ impl State {
         let got = self.receive(now_us);
         let fired = self.fire_timers(now_us);
         let sent = sent + self.transmit_handshake_acks(now_us);
-        if got > 0 {
-            // In-place replies (RSTs, SYN cookies) leave now, not a round later.
-            let _ = self.sock.flush();
-        }
+        // Handshake ACKs and in-place replies (RSTs, SYN cookies) leave now, not a round
+        // later (no system call when there are none).
+        let _ = self.sock.flush();
         self.sock.refill();
         self.maybe_dump(now_us);
         got > 0 || fired > 0 || sent > 0
