@@ -18,6 +18,7 @@ use hdrhistogram::Histogram;
 use stack::{Error, Flow, WorkerContext, WriteError};
 use tokio::time::Instant;
 
+use crate::pacer::Pacer;
 use crate::queries::{answer, Query};
 
 /// How connections are used.
@@ -107,6 +108,8 @@ pub struct Task {
     pub latencies: Latencies,
     /// Which query of the list this task starts with, so tasks do not move in lockstep.
     pub first_query: usize,
+    /// Open loop: the worker's pacer and this task's slot in it.
+    pub pacer: Option<(Rc<Pacer>, usize)>,
 }
 
 impl Task {
@@ -141,7 +144,7 @@ impl Task {
             match self.plan.mode {
                 Mode::PerConnection => {
                     if let Some(iv) = interval {
-                        tokio::time::sleep_until(due).await;
+                        self.until(due).await;
                         due += iv;
                     }
                     let started = if interval.is_some() {
@@ -162,6 +165,14 @@ impl Task {
                     self.persistent(depth, &mut next, interval, &mut due).await;
                 }
             }
+        }
+    }
+
+    /// Waits for an open-loop due time.
+    async fn until(&self, due: Instant) {
+        match &self.pacer {
+            Some((pacer, slot)) => pacer.until(*slot, due).await,
+            None => tokio::time::sleep_until(due).await,
         }
     }
 
@@ -312,26 +323,27 @@ impl Task {
             let read = if in_flight == 0 {
                 match interval {
                     Some(_) => {
-                        tokio::time::sleep_until(*due).await;
+                        self.until(*due).await;
                         continue;
                     }
                     None => continue,
                 }
             } else if interval.is_some() && in_flight < depth {
-                match tokio::time::timeout_at(
-                    (*due).min(Instant::now() + self.plan.timeout),
-                    flow.read(),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(_) if *due <= Instant::now() => continue,
-                    Err(_) => {
-                        self.counters
-                            .timeouts
-                            .fetch_add(in_flight as u64, Ordering::Relaxed);
-                        break;
-                    }
+                // Answers, or the next due time; the timeout covers the answers
+                // outstanding, whose due times are all behind us.
+                let next_due = *due;
+                tokio::select! {
+                    biased;
+                    r = tokio::time::timeout(self.plan.timeout, flow.read()) => match r {
+                        Ok(r) => r,
+                        Err(_) => {
+                            self.counters
+                                .timeouts
+                                .fetch_add(in_flight as u64, Ordering::Relaxed);
+                            break;
+                        }
+                    },
+                    _ = self.until(next_due) => continue,
                 }
             } else {
                 match tokio::time::timeout(self.plan.timeout, flow.read()).await {

@@ -3,7 +3,8 @@
 //!
 //! Modes: persistent connections with N queries in flight (pipelined), persistent one at
 //! a time (serial), one query per connection. Closed loop by default; `--rate` makes it
-//! open loop with latencies corrected for coordinated omission. Queries come from a
+//! open loop with latencies corrected for coordinated omission, each query sent at its
+//! due time to the microsecond (a timerfd, see `pacer`). Queries come from a
 //! dnsperf-format file. It prints a progress line each second and, at the end, a table;
 //! `--json` and `--plot` write the same figures as JSON and as an SVG percentile plot.
 
@@ -12,6 +13,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod load;
+mod pacer;
 mod queries;
 mod report;
 
@@ -46,7 +48,8 @@ struct Args {
     /// Queries in flight per connection in pipelined mode.
     #[arg(long, default_value_t = 16)]
     in_flight: usize,
-    /// Open loop: total queries per second (per-connection mode: connections per second).
+    /// Open loop: total queries per second (per-connection mode: connections per second),
+    /// each sent at its due time to the microsecond; latencies count from the due time.
     /// Without it the load is closed loop: as fast as the answers come.
     #[arg(long)]
     rate: Option<f64>,
@@ -76,6 +79,12 @@ struct Args {
     /// AF_XDP backend: preferred busy polling of the queues, microseconds per call (0: off).
     #[arg(long, default_value_t = 0)]
     napi_busy_poll: u32,
+    /// How long an idle worker keeps polling before it sleeps on its sockets, in
+    /// microseconds (the stack's default is 200). On veth the receive work runs in a NAPI
+    /// thread on the worker's own core, which a polling worker only lets run when the
+    /// scheduler preempts it.
+    #[arg(long)]
+    busy_poll: Option<u64>,
     /// Cores for the client's workers, e.g. 1 or 1-3 (one worker per core).
     #[arg(long, value_parser = parse_cores, default_value = "1")]
     cores: Vec<usize>,
@@ -160,6 +169,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         workers: Some(workers),
         connect_timeout: Duration::from_secs_f64(args.timeout),
         napi_busy_poll_us: args.napi_busy_poll,
+        busy_poll: args
+            .busy_poll
+            .map(Duration::from_micros)
+            .unwrap_or(StackConfig::default().busy_poll),
         // A load generator opening tens of thousands of connections a second needs its
         // ports back soon: a wide client range, and TIME-WAIT held 250 ms rather than 2 MSL
         // (what tcp_tw_reuse gives the kernel-socket client; the server side is not
@@ -190,6 +203,20 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         );
         stack.spawn(w, move |ctx| async move {
             let latencies = std::rc::Rc::new(std::cell::RefCell::new(load::new_histogram()));
+            let pacer = plan
+                .rate_per_connection
+                .is_some()
+                .then(|| match pacer::Pacer::start(share) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!(
+                            "sluice-bench: no timerfd for the open loop ({e}): pacing falls back \
+                             to tokio's millisecond timers"
+                        );
+                        None
+                    }
+                })
+                .flatten();
             let tasks: Vec<_> = (0..share)
                 .map(|i| {
                     let task = Task {
@@ -199,6 +226,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
                         phase: phase.clone(),
                         latencies: latencies.clone(),
                         first_query: i * 7 + w,
+                        pacer: pacer.clone().map(|p| (p, i)),
                     };
                     tokio::task::spawn_local(task.run())
                 })
