@@ -73,6 +73,13 @@ pub struct Counters {
     /// The longest latency (µs) since the progress line last took it: shows whether
     /// tails come in bursts (a stall) or spread evenly.
     pub max_latency_us: AtomicU64,
+    /// Open loop: queries that had fallen due but were unanswered (sent or not) when the
+    /// run stopped. They enter the latencies at their age then, so a server that cannot
+    /// carry the rate is charged for the queries it never answered, not only for the
+    /// late answers it gave.
+    pub unanswered: AtomicU64,
+    /// When the measured phase ended.
+    pub stopped_at: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl Counters {
@@ -131,6 +138,32 @@ impl Task {
         }
     }
 
+    /// At the end of an open-loop run: charges the queries due by the end and still
+    /// unanswered (see [`charge_unanswered`]).
+    fn charge_unanswered(
+        &self,
+        in_flight: impl Iterator<Item = Instant>,
+        next_due: Instant,
+        interval: Duration,
+    ) {
+        let Some(stop) = self
+            .counters
+            .stopped_at
+            .get()
+            .map(|t| Instant::from_std(*t))
+        else {
+            return;
+        };
+        let n = charge_unanswered(
+            &mut self.latencies.borrow_mut(),
+            in_flight,
+            next_due,
+            interval,
+            stop,
+        );
+        self.counters.unanswered.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Runs the task's connections until the phase says stop.
     pub async fn run(self) {
         let mut next = self.first_query;
@@ -165,6 +198,9 @@ impl Task {
                     self.persistent(depth, &mut next, interval, &mut due).await;
                 }
             }
+        }
+        if let (Mode::PerConnection, Some(iv)) = (self.plan.mode, interval) {
+            self.charge_unanswered(std::iter::empty(), due, iv);
         }
     }
 
@@ -288,6 +324,9 @@ impl Task {
         }
         loop {
             if self.stopping() {
+                if let Some(iv) = interval {
+                    self.charge_unanswered(outstanding.iter().flatten().copied(), *due, iv);
+                }
                 break;
             }
             // Send what the window (and, in open loop, the schedule) allows, in one batch.
@@ -382,6 +421,35 @@ impl Task {
     }
 }
 
+/// Records, at their ages at `stop`, the open-loop queries due before `stop` and not
+/// answered: those in flight (their due times) and those the schedule had not let out
+/// yet (due from `next_due` on, one per `interval`). Returns how many.
+fn charge_unanswered(
+    h: &mut Histogram<u64>,
+    in_flight: impl Iterator<Item = Instant>,
+    next_due: Instant,
+    interval: Duration,
+    stop: Instant,
+) -> u64 {
+    let mut n = 0;
+    let mut charge = |due: Instant| {
+        let us = (stop - due).as_micros().max(1) as u64;
+        let _ = h.record(us.min(100_000_000));
+        n += 1;
+    };
+    for due in in_flight.filter(|d| *d < stop) {
+        charge(due);
+    }
+    if !interval.is_zero() {
+        let mut due = next_due;
+        while due < stop {
+            charge(due);
+            due += interval;
+        }
+    }
+    n
+}
+
 /// Takes one length-prefixed DNS message off the front of `buf`, if complete.
 fn take_frame(buf: &mut BytesMut) -> Option<BytesMut> {
     if buf.len() < 2 {
@@ -398,6 +466,39 @@ fn take_frame(buf: &mut BytesMut) -> Option<BytesMut> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unanswered_queries_count_at_their_age_when_the_run_stops() {
+        let t0 = Instant::now();
+        let stop = t0 + Duration::from_millis(10);
+        let mut h = new_histogram();
+        // Two in flight (one due after the stop: not charged); the schedule's backlog
+        // due at 5.5, 6.5, 7.5, 8.5 and 9.5 ms.
+        let in_flight = [
+            t0 + Duration::from_millis(2),
+            stop + Duration::from_millis(1),
+        ];
+        let n = charge_unanswered(
+            &mut h,
+            in_flight.into_iter(),
+            t0 + Duration::from_micros(5500),
+            Duration::from_millis(1),
+            stop,
+        );
+        assert_eq!(n, 6);
+        assert_eq!(h.len(), 6);
+        assert_eq!(h.max(), h.highest_equivalent(8000));
+        assert_eq!(h.min(), h.lowest_equivalent(500));
+        // Nothing due before the stop: nothing charged.
+        let n = charge_unanswered(
+            &mut h,
+            std::iter::empty(),
+            stop,
+            Duration::from_millis(1),
+            stop,
+        );
+        assert_eq!(n, 0);
+    }
 
     #[test]
     fn frames_come_off_whole() {

@@ -260,6 +260,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         }
         last = now;
     }
+    let _ = counters.stopped_at.set(Instant::now());
     phase.store(PHASE_STOP, Ordering::Relaxed);
     let elapsed = started.elapsed();
     let after = report::Snapshot::take(&counters);
@@ -270,7 +271,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     }
     stack.shutdown(Duration::from_secs(1));
 
-    let result = report::Result::new(
+    let mut result = report::Result::new(
         args.label.clone(),
         format!("{:?}", args.mode).to_lowercase(),
         args.connections,
@@ -282,6 +283,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         &merged,
         generator_busy,
     );
+    // Every task has charged its unanswered queries by now (the histograms are in).
+    result.unanswered = counters.unanswered.load(Ordering::Relaxed);
     println!("{}", result.table());
     if let Some(path) = &args.json {
         std::fs::write(path, result.json()).map_err(|e| format!("{}: {e}", path.display()))?;

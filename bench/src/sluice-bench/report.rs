@@ -84,6 +84,9 @@ pub struct Result {
     /// How loaded this generator's AF_XDP workers were during the measurement. None on
     /// kernel sockets, where the OS's CPU figures tell the same.
     pub generator_busy: Option<GeneratorLoad>,
+    /// Open loop: queries due by the end of the run and not answered, counted in the
+    /// latencies at their age then (see `Counters::unanswered`).
+    pub unanswered: u64,
 }
 
 /// The generator's own account of its workers' time (a busy-polling worker looks
@@ -143,6 +146,7 @@ impl Result {
             max_us: h.max(),
             delta,
             generator_busy,
+            unanswered: 0,
         }
     }
 
@@ -198,6 +202,13 @@ impl Result {
             self.max_us,
             self.mean_us
         );
+        if self.rate.is_some() {
+            let _ = writeln!(
+                s,
+                "  unanswered   {:>12}   due by the end, in the latencies at their age then",
+                self.unanswered
+            );
+        }
         let names = [
             "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
         ];
@@ -254,7 +265,7 @@ impl Result {
             .map(|(i, n)| format!("\"{i}\": {n}"))
             .collect();
         format!(
-            "{{\n  \"label\": {:?},\n  \"mode\": {:?},\n  \"connections\": {},\n  \"in_flight\": {},\n  \"rate\": {},\n  \"seconds\": {:.3},\n  \"answers\": {},\n  \"sent\": {},\n  \"qps\": {:.1},\n  \"new_connections\": {},\n  \"cps\": {:.1},\n  \"latency_us\": {{ {} }},\n  \"latency_mean_us\": {:.1},\n  \"rcodes\": {{ {} }},\n  \"errors\": {{ \"timeouts\": {}, \"resets\": {}, \"refused\": {}, \"connect\": {}, \"bad_answers\": {} }},\n  \"generator_busy\": {},\n  \"generator_idle_poll\": {}\n}}\n",
+            "{{\n  \"label\": {:?},\n  \"mode\": {:?},\n  \"connections\": {},\n  \"in_flight\": {},\n  \"rate\": {},\n  \"seconds\": {:.3},\n  \"answers\": {},\n  \"sent\": {},\n  \"qps\": {:.1},\n  \"new_connections\": {},\n  \"cps\": {:.1},\n  \"latency_us\": {{ {} }},\n  \"latency_mean_us\": {:.1},\n  \"unanswered\": {},\n  \"rcodes\": {{ {} }},\n  \"errors\": {{ \"timeouts\": {}, \"resets\": {}, \"refused\": {}, \"connect\": {}, \"bad_answers\": {} }},\n  \"generator_busy\": {},\n  \"generator_idle_poll\": {}\n}}\n",
             self.label,
             self.mode,
             self.connections,
@@ -268,6 +279,7 @@ impl Result {
             self.cps,
             pcts.join(", "),
             self.mean_us,
+            self.unanswered,
             rcodes.join(", "),
             d.timeouts,
             d.resets,
