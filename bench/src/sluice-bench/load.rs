@@ -164,6 +164,17 @@ impl Task {
         self.counters.unanswered.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// The queries a connection gave up on count as timeouts, and in the latencies at
+    /// their age now (at least the timeout): a query never answered is not a fast one.
+    fn timed_out(&self, outstanding: &[Option<Instant>], in_flight: usize) {
+        self.counters
+            .timeouts
+            .fetch_add(in_flight as u64, Ordering::Relaxed);
+        for t in outstanding.iter().flatten() {
+            self.record(*t);
+        }
+    }
+
     /// Runs the task's connections until the phase says stop.
     pub async fn run(self) {
         let mut next = self.first_query;
@@ -264,6 +275,9 @@ impl Task {
 
     async fn one_query_connection(&self, q: &Query, started: Instant) {
         let Some(mut flow) = self.connect().await else {
+            if started.elapsed() >= self.plan.timeout {
+                self.record(started); // timed out: charged at its age, as below
+            }
             return;
         };
         Counters::bump(&self.counters.sent);
@@ -296,6 +310,7 @@ impl Task {
                 }
                 Err(_) => {
                     Counters::bump(&self.counters.timeouts);
+                    self.record(started);
                     break;
                 }
             }
@@ -319,7 +334,10 @@ impl Task {
         let mut id: u16 = 0;
         let mut buf = BytesMut::new();
         let mut batch: Vec<Bytes> = Vec::with_capacity(depth);
-        if interval.is_some() && *due < Instant::now() {
+        // The schedule starts once the first connection is up; after a reconnect it
+        // carries on, so the queries that fell due meanwhile go out late and are charged
+        // for it.
+        if interval.is_some() && *next == self.first_query && *due < Instant::now() {
             *due = Instant::now();
         }
         loop {
@@ -376,9 +394,7 @@ impl Task {
                     r = tokio::time::timeout(self.plan.timeout, flow.read()) => match r {
                         Ok(r) => r,
                         Err(_) => {
-                            self.counters
-                                .timeouts
-                                .fetch_add(in_flight as u64, Ordering::Relaxed);
+                            self.timed_out(&outstanding, in_flight);
                             break;
                         }
                     },
@@ -388,9 +404,7 @@ impl Task {
                 match tokio::time::timeout(self.plan.timeout, flow.read()).await {
                     Ok(r) => r,
                     Err(_) => {
-                        self.counters
-                            .timeouts
-                            .fetch_add(in_flight as u64, Ordering::Relaxed);
+                        self.timed_out(&outstanding, in_flight);
                         break;
                     }
                 }

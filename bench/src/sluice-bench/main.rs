@@ -59,7 +59,8 @@ struct Args {
     /// Seconds of warm-up, not measured.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Seconds before an unanswered query (or a connect) counts as a timeout.
+    /// Seconds before an unanswered query (or a connect) counts as a timeout; it also
+    /// enters the latencies at its age (a query never answered is not a fast one).
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
     /// Queries in dnsperf's format (NAME TYPE per line). Default: a few over example.test.
