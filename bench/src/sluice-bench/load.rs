@@ -97,6 +97,9 @@ impl Counters {
     }
 }
 
+/// Whether a failed connect timed out.
+struct TimedOut(bool);
+
 /// One worker's latencies (microseconds), merged into the report at the end.
 pub type Latencies = Rc<RefCell<Histogram<u64>>>;
 
@@ -120,58 +123,60 @@ pub struct Task {
 }
 
 impl Task {
-    fn measuring(&self) -> bool {
-        self.phase.load(Ordering::Relaxed) == PHASE_MEASURE
-    }
-
     fn stopping(&self) -> bool {
-        self.phase.load(Ordering::Relaxed) == PHASE_STOP
+        self.phase.load(Ordering::Acquire) == PHASE_STOP
     }
 
-    fn record(&self, since: Instant) {
-        if self.measuring() {
-            let us = since.elapsed().as_micros().max(1) as u64;
-            let _ = self.latencies.borrow_mut().record(us.min(100_000_000));
+    /// When the measured phase ended, once it has (main sets it before the phase).
+    fn stopped_at(&self) -> Option<Instant> {
+        (self.phase.load(Ordering::Acquire) == PHASE_STOP).then(|| {
             self.counters
-                .max_latency_us
-                .fetch_max(us, Ordering::Relaxed);
-        }
+                .stopped_at
+                .get()
+                .map_or_else(Instant::now, |t| Instant::from_std(*t))
+        })
     }
 
-    /// At the end of an open-loop run: charges the queries due by the end and still
-    /// unanswered (see [`charge_unanswered`]).
-    fn charge_unanswered(
-        &self,
-        in_flight: impl Iterator<Item = Instant>,
-        next_due: Instant,
-        interval: Duration,
-    ) {
-        let Some(stop) = self
-            .counters
-            .stopped_at
-            .get()
-            .map(|t| Instant::from_std(*t))
-        else {
+    /// Records the latency of a query due (or sent) at `since` and done now. After the
+    /// stop, one due before it counts at its age at the stop, as unanswered: the run
+    /// ended before its answer came (or its connection gave up on it).
+    fn record(&self, since: Instant) {
+        let us = match self.phase.load(Ordering::Acquire) {
+            PHASE_MEASURE => since.elapsed(),
+            PHASE_STOP => match self.stopped_at() {
+                Some(stop) if since < stop => {
+                    self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
+                    stop - since
+                }
+                _ => return,
+            },
+            _ => return,
+        };
+        let us = us.as_micros().max(1) as u64;
+        let _ = self.latencies.borrow_mut().record(us.min(100_000_000));
+        self.counters
+            .max_latency_us
+            .fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// At the end of an open-loop run: charges the queries the schedule had not let out
+    /// by the stop (see [`charge_backlog`]).
+    fn charge_backlog(&self, next_due: Instant, interval: Duration) {
+        let Some(stop) = self.stopped_at() else {
             return;
         };
-        let n = charge_unanswered(
-            &mut self.latencies.borrow_mut(),
-            in_flight,
-            next_due,
-            interval,
-            stop,
-        );
+        let n = charge_backlog(&mut self.latencies.borrow_mut(), next_due, interval, stop);
         self.counters.unanswered.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The queries a connection gave up on count as timeouts, and in the latencies at
     /// their age now (at least the timeout): a query never answered is not a fast one.
-    fn timed_out(&self, outstanding: &[Option<Instant>], in_flight: usize) {
+    fn timed_out(&self, outstanding: &mut [Option<Instant>], in_flight: usize) {
         self.counters
             .timeouts
             .fetch_add(in_flight as u64, Ordering::Relaxed);
-        for t in outstanding.iter().flatten() {
-            self.record(*t);
+        for t in outstanding.iter_mut().filter_map(Option::take) {
+            self.record(t);
         }
     }
 
@@ -210,8 +215,8 @@ impl Task {
                 }
             }
         }
-        if let (Mode::PerConnection, Some(iv)) = (self.plan.mode, interval) {
-            self.charge_unanswered(std::iter::empty(), due, iv);
+        if let Some(iv) = interval {
+            self.charge_backlog(due, iv);
         }
     }
 
@@ -223,23 +228,25 @@ impl Task {
         }
     }
 
-    async fn connect(&self) -> Option<Flow> {
+    /// A new connection to the server; on failure, whether it timed out (every failure
+    /// is counted here).
+    async fn connect(&self) -> Result<Flow, TimedOut> {
         match tokio::time::timeout(self.plan.timeout, self.ctx.connect(self.plan.server, None))
             .await
         {
             Ok(Ok(flow)) => {
                 Counters::bump(&self.counters.connections);
-                Some(flow)
+                Ok(flow)
             }
             Ok(Err(e)) => {
                 self.counters.error(&e);
                 // Back off a little so a refusing server is not hammered in a tight loop.
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                None
+                Err(TimedOut(matches!(e, Error::Timeout)))
             }
             Err(_) => {
                 Counters::bump(&self.counters.timeouts);
-                None
+                Err(TimedOut(true))
             }
         }
     }
@@ -274,11 +281,14 @@ impl Task {
     }
 
     async fn one_query_connection(&self, q: &Query, started: Instant) {
-        let Some(mut flow) = self.connect().await else {
-            if started.elapsed() >= self.plan.timeout {
-                self.record(started); // timed out: charged at its age, as below
+        let mut flow = match self.connect().await {
+            Ok(flow) => flow,
+            Err(TimedOut(timed_out)) => {
+                if timed_out {
+                    self.record(started); // charged at its age, as a read timeout below
+                }
+                return;
             }
-            return;
         };
         Counters::bump(&self.counters.sent);
         if let Err(e) = flow.write(Self::framed(q, 1)).await {
@@ -325,7 +335,7 @@ impl Task {
         interval: Option<Duration>,
         due: &mut Instant,
     ) {
-        let Some(mut flow) = self.connect().await else {
+        let Ok(mut flow) = self.connect().await else {
             return;
         };
         // Outstanding queries by ID: when each was due (open loop) or sent (closed loop).
@@ -334,17 +344,15 @@ impl Task {
         let mut id: u16 = 0;
         let mut buf = BytesMut::new();
         let mut batch: Vec<Bytes> = Vec::with_capacity(depth);
-        // The schedule starts once the first connection is up; after a reconnect it
-        // carries on, so the queries that fell due meanwhile go out late and are charged
-        // for it.
+        // The schedule starts when the task's first connection is up: opening the
+        // connections is the warm-up's business, and a SYN lost at the start would
+        // otherwise charge a second's backlog to the run. After a reconnect it carries
+        // on, so what fell due meanwhile goes out late and is charged for it.
         if interval.is_some() && *next == self.first_query && *due < Instant::now() {
             *due = Instant::now();
         }
         loop {
             if self.stopping() {
-                if let Some(iv) = interval {
-                    self.charge_unanswered(outstanding.iter().flatten().copied(), *due, iv);
-                }
                 break;
             }
             // Send what the window (and, in open loop, the schedule) allows, in one batch.
@@ -386,15 +394,16 @@ impl Task {
                     None => continue,
                 }
             } else if interval.is_some() && in_flight < depth {
-                // Answers, or the next due time; the timeout covers the answers
-                // outstanding, whose due times are all behind us.
+                // Answers, or the next due time, whichever comes first. The timeout
+                // restarts with each due time, so it catches a silent server once the
+                // window is full (the branch below) or the schedule falls quiet.
                 let next_due = *due;
                 tokio::select! {
                     biased;
                     r = tokio::time::timeout(self.plan.timeout, flow.read()) => match r {
                         Ok(r) => r,
                         Err(_) => {
-                            self.timed_out(&outstanding, in_flight);
+                            self.timed_out(&mut outstanding, in_flight);
                             break;
                         }
                     },
@@ -404,7 +413,7 @@ impl Task {
                 match tokio::time::timeout(self.plan.timeout, flow.read()).await {
                     Ok(r) => r,
                     Err(_) => {
-                        self.timed_out(&outstanding, in_flight);
+                        self.timed_out(&mut outstanding, in_flight);
                         break;
                     }
                 }
@@ -431,35 +440,43 @@ impl Task {
                 }
             }
         }
+        // However the connection ended, once the run has stopped what it still had in
+        // flight counts at its age then (before the stop, a lost connection's queries
+        // were charged as timeouts or counted as resets).
+        if self.stopping() {
+            for t in outstanding.iter_mut().filter_map(Option::take) {
+                self.record(t);
+            }
+        }
         flow.close().await;
     }
 }
 
-/// Records, at their ages at `stop`, the open-loop queries due before `stop` and not
-/// answered: those in flight (their due times) and those the schedule had not let out
-/// yet (due from `next_due` on, one per `interval`). Returns how many.
-fn charge_unanswered(
+/// Records, at their ages at `stop`, the open-loop queries the schedule had due from
+/// `next_due` on (one per `interval`) but not let out by `stop`. Returns how many.
+fn charge_backlog(
     h: &mut Histogram<u64>,
-    in_flight: impl Iterator<Item = Instant>,
     next_due: Instant,
     interval: Duration,
     stop: Instant,
 ) -> u64 {
-    let mut n = 0;
-    let mut charge = |due: Instant| {
-        let us = (stop - due).as_micros().max(1) as u64;
-        let _ = h.record(us.min(100_000_000));
-        n += 1;
-    };
-    for due in in_flight.filter(|d| *d < stop) {
-        charge(due);
+    if interval.is_zero() || next_due >= stop {
+        return 0;
     }
-    if !interval.is_zero() {
-        let mut due = next_due;
-        while due < stop {
-            charge(due);
-            due += interval;
-        }
+    let span = stop - next_due;
+    let n = (span.as_nanos().div_ceil(interval.as_nanos())) as u64;
+    // One record per query up to a million; past that (a stalled server and a tiny
+    // interval) evenly spaced ones stand for the rest, each with its share of the count.
+    let samples = n.min(1_000_000);
+    let weight = n / samples;
+    let mut left = n;
+    for i in 0..samples {
+        let k = i * weight;
+        let age = span.saturating_sub(interval.saturating_mul(k.min(u32::MAX as u64) as u32));
+        let count = if i + 1 == samples { left } else { weight };
+        left -= count;
+        let us = (age.as_micros().max(1) as u64).min(100_000_000);
+        let _ = h.record_n(us, count);
     }
     n
 }
@@ -482,36 +499,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unanswered_queries_count_at_their_age_when_the_run_stops() {
+    fn the_schedule_s_backlog_counts_at_its_age_when_the_run_stops() {
         let t0 = Instant::now();
         let stop = t0 + Duration::from_millis(10);
         let mut h = new_histogram();
-        // Two in flight (one due after the stop: not charged); the schedule's backlog
-        // due at 5.5, 6.5, 7.5, 8.5 and 9.5 ms.
-        let in_flight = [
-            t0 + Duration::from_millis(2),
-            stop + Duration::from_millis(1),
-        ];
-        let n = charge_unanswered(
+        // Due at 5.5, 6.5, 7.5, 8.5 and 9.5 ms: ages 4.5 down to 0.5 ms.
+        let n = charge_backlog(
             &mut h,
-            in_flight.into_iter(),
             t0 + Duration::from_micros(5500),
             Duration::from_millis(1),
             stop,
         );
-        assert_eq!(n, 6);
-        assert_eq!(h.len(), 6);
-        assert_eq!(h.max(), h.highest_equivalent(8000));
+        assert_eq!(n, 5);
+        assert_eq!(h.len(), 5);
+        assert_eq!(h.max(), h.highest_equivalent(4500));
         assert_eq!(h.min(), h.lowest_equivalent(500));
         // Nothing due before the stop: nothing charged.
-        let n = charge_unanswered(
-            &mut h,
-            std::iter::empty(),
-            stop,
-            Duration::from_millis(1),
-            stop,
+        assert_eq!(
+            charge_backlog(&mut h, stop, Duration::from_millis(1), stop),
+            0
         );
-        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_huge_backlog_is_sampled_but_fully_counted() {
+        let t0 = Instant::now();
+        let stop = t0 + Duration::from_secs(10);
+        let mut h = new_histogram();
+        let n = charge_backlog(&mut h, t0, Duration::from_nanos(1000), stop);
+        assert_eq!(n, 10_000_000);
+        assert_eq!(h.len(), 10_000_000);
+        assert_eq!(h.max(), h.highest_equivalent(10_000_000));
     }
 
     #[test]

@@ -49,9 +49,11 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     in_flight: usize,
     /// Open loop: total queries per second (per-connection mode: connections per second),
-    /// each sent at its due time to the microsecond; latencies count from the due time.
+    /// each sent at its due time to the microsecond while its connection's window has
+    /// room; latencies count from the due time, and what is due but unanswered when the
+    /// run stops counts at its age then.
     /// Without it the load is closed loop: as fast as the answers come.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
     /// Seconds measured, after the warm-up.
     #[arg(long, default_value_t = 10.0)]
@@ -59,8 +61,10 @@ struct Args {
     /// Seconds of warm-up, not measured.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Seconds before an unanswered query (or a connect) counts as a timeout; it also
-    /// enters the latencies at its age (a query never answered is not a fast one).
+    /// Seconds before an unanswered query (or a connect) counts as a timeout. A query
+    /// given up on also enters the latencies at its age (in per-connection mode, a
+    /// connect that timed out too); in persistent modes the queries that fall due while
+    /// a connection is re-opened go out late and are charged for it.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
     /// Queries in dnsperf's format (NAME TYPE per line). Default: a few over example.test.
@@ -80,8 +84,8 @@ struct Args {
     /// AF_XDP backend: preferred busy polling of the queues, microseconds per call (0: off).
     #[arg(long, default_value_t = 0)]
     napi_busy_poll: u32,
-    /// How long an idle worker keeps polling before it sleeps on its sockets, in
-    /// microseconds (the stack's default is 200). On veth the receive work runs in a NAPI
+    /// AF_XDP backend: how long an idle worker keeps polling before it sleeps on its
+    /// socket, in microseconds (the stack's default is 200). On veth the receive work runs in a NAPI
     /// thread on the worker's own core, which a polling worker only lets run when the
     /// scheduler preempts it.
     #[arg(long)]
@@ -101,6 +105,15 @@ struct Args {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?}: a rate is a positive number of queries per second"
+        )),
+    }
 }
 
 fn parse_cores(s: &str) -> Result<usize, String> {
@@ -246,7 +259,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     std::thread::sleep(warmup);
     let before = report::Snapshot::take(&counters);
     let stats_before = stack.stats();
-    phase.store(PHASE_MEASURE, Ordering::Relaxed);
+    phase.store(PHASE_MEASURE, Ordering::Release);
     let started = Instant::now();
     let mut last = before;
     while started.elapsed() < duration {
@@ -262,7 +275,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         last = now;
     }
     let _ = counters.stopped_at.set(Instant::now());
-    phase.store(PHASE_STOP, Ordering::Relaxed);
+    phase.store(PHASE_STOP, Ordering::Release);
     let elapsed = started.elapsed();
     let after = report::Snapshot::take(&counters);
     let generator_busy = busy_share(&stats_before, &stack.stats());
@@ -345,5 +358,9 @@ mod tests {
         .unwrap();
         assert_eq!(a.mode, Mode::PerConnection);
         assert!(Args::try_parse_from(["sluice-bench", "--server", "nowhere"]).is_err());
+        for bad in ["0", "-5", "inf", "NaN", "fast"] {
+            let r = Args::try_parse_from(["sluice-bench", "--server", "1.2.3.4:53", "--rate", bad]);
+            assert!(r.is_err(), "--rate {bad} accepted");
+        }
     }
 }

@@ -155,11 +155,7 @@ impl Timer {
         }
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // Timers of ordinary threads may fire up to 50 µs late, to batch wake-ups; the
-        // pacer wants its microseconds. (Per thread; harmless for the worker's other
-        // sleeps.)
-        // SAFETY: plain prctl on the calling thread.
-        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+        // (A timerfd's expiry takes no timer slack, unlike the worker's epoll timeouts.)
         // SAFETY: `fd` stays open as long as the registration (see the field order).
         let registered = unsafe { AsyncFd::register(fd.as_raw_fd()) }?;
         Ok(Timer {
