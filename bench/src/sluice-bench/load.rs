@@ -80,6 +80,9 @@ pub struct Counters {
     pub unanswered: AtomicU64,
     /// When the measured phase ended.
     pub stopped_at: std::sync::OnceLock<std::time::Instant>,
+    /// Tasks whose first connect has finished, one way or the other: the warm-up starts
+    /// when all have.
+    pub first_connects: AtomicU64,
 }
 
 impl Counters {
@@ -120,6 +123,8 @@ pub struct Task {
     pub first_query: usize,
     /// Open loop: the worker's pacer and this task's slot in it.
     pub pacer: Option<(Rc<Pacer>, usize)>,
+    /// Whether this task's first connect has finished.
+    pub connected_once: std::cell::Cell<bool>,
 }
 
 impl Task {
@@ -231,9 +236,12 @@ impl Task {
     /// A new connection to the server; on failure, whether it timed out (every failure
     /// is counted here).
     async fn connect(&self) -> Result<Flow, TimedOut> {
-        match tokio::time::timeout(self.plan.timeout, self.ctx.connect(self.plan.server, None))
-            .await
-        {
+        let outcome =
+            tokio::time::timeout(self.plan.timeout, self.ctx.connect(self.plan.server, None)).await;
+        if !self.connected_once.replace(true) {
+            Counters::bump(&self.counters.first_connects);
+        }
+        match outcome {
             Ok(Ok(flow)) => {
                 Counters::bump(&self.counters.connections);
                 Ok(flow)

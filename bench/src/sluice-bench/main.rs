@@ -241,6 +241,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
                         latencies: latencies.clone(),
                         first_query: i * 7 + w,
                         pacer: pacer.clone().map(|p| (p, i)),
+                        connected_once: std::cell::Cell::new(false),
                     };
                     tokio::task::spawn_local(task.run())
                 })
@@ -254,6 +255,22 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     }
     drop(hist_tx);
 
+    // The warm-up starts once every task's first connect has finished (each is bounded
+    // by the timeout): a SYN lost at the start costs its retransmission a second later,
+    // which would otherwise land in the measurement. (On veth, the first 100-200 ms
+    // after an XDP program is attached lose packets now and then.)
+    let opening = Instant::now();
+    while counters.first_connects.load(Ordering::Relaxed) < args.connections as u64
+        && opening.elapsed() < Duration::from_secs_f64(args.timeout) + Duration::from_secs(1)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !args.quiet && opening.elapsed() > Duration::from_millis(500) {
+        eprintln!(
+            "sluice-bench: the connections took {:.1}s to open",
+            opening.elapsed().as_secs_f64()
+        );
+    }
     let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
     let duration = Duration::from_secs_f64(args.duration);
     std::thread::sleep(warmup);
