@@ -223,8 +223,12 @@ PY
 
 for s in $SERVERS; do
 	echo "== $s" >&2
-	start_server "$s"
 	for w in $WORKLOADS; do
+		# A fresh server for each workload: an overload (kxdpgun's open loop, a kernel
+		# client's connection churn) can leave a server degraded for the next one (Knot
+		# XDP-TCP answered nothing at half load right after kxdpgun; Knot on kernel
+		# sockets fell from ~24 k to under 1 k conn/s after the kernel-client runs).
+		start_server "$s"
 		for r in $(seq 1 "$RUNS"); do
 			measure "$s" "$w" "$r"
 		done

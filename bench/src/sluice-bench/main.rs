@@ -58,7 +58,8 @@ struct Args {
     /// Seconds measured, after the warm-up.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Seconds of warm-up, not measured.
+    /// Seconds of warm-up, not measured; it starts once every connection's first connect
+    /// has finished.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
     /// Seconds before an unanswered query (or a connect) counts as a timeout. A query
