@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The standing comparison (issue 6): DNS over TCP, same zone, same topology, same run,
 # against four servers:
-#   sluice-xdp     sluice's TCP on AF_XDP (preferred busy polling)
+#   sluice-xdp     sluice's TCP on AF_XDP (sleeps when idle; SLUICE_XDP_OPTS adds options)
 #   sluice-kernel  sluice's DNS on kernel sockets
 #   knot-kernel    Knot DNS 3.2, kernel sockets
 #   knot-xdp       Knot DNS 3.2, XDP mode with xdp.tcp on
@@ -17,9 +17,10 @@
 #                   its own TCP on AF_XDP (the independent generator)
 #   half-load       xdp-pipelined, open loop at half sluice-xdp's peak (the median of its
 #                   xdp-pipelined runs in this invocation, or HALF_RATE), latencies
-#                   corrected for coordinated omission: issue 6's "p99 at half our peak
-#                   load"
-# RUNS runs of SECS seconds each; medians; CPU is each core's busy time over the run.
+#                   corrected for coordinated omission (queries unanswered at the end
+#                   count at their age): issue 6's "p99 at half our peak load"
+# Each workload starts on a fresh server. RUNS runs of SECS seconds each; medians; CPU is
+# each core's busy time over the run.
 #
 #   bench/compare.sh                 (root)   RUNS=3 SECS=5 KX_RATE=40000
 #   SERVERS="sluice-xdp knot-xdp" WORKLOADS=xdp-per-connection bench/compare.sh   (a subset)
