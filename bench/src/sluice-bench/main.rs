@@ -257,9 +257,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     drop(hist_tx);
 
     // The warm-up starts once every task's first connect has finished (each is bounded
-    // by the timeout): a SYN lost at the start costs its retransmission a second later,
-    // which would otherwise land in the measurement. (On veth, the first 100-200 ms
-    // after an XDP program is attached lose packets now and then.)
+    // by the timeout): a connect that needs its SYN retransmitted takes a second, which
+    // would otherwise land in the measurement.
     let opening = Instant::now();
     while counters.first_connects.load(Ordering::Relaxed) < args.connections as u64
         && opening.elapsed() < Duration::from_secs_f64(args.timeout) + Duration::from_secs(1)

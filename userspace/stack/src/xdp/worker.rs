@@ -421,6 +421,23 @@ impl State {
     }
 }
 
+/// Where the worker's search for a free local port starts: a random place in the range
+/// (RFC 6056), so that a client started again soon does not reuse the 4-tuples of its
+/// previous run while the server still holds them in TIME-WAIT (its new SYNs would meet
+/// a challenge ACK and wait a second for their retransmission).
+fn first_port(ports: &super::ports::PortRange, index: usize) -> u16 {
+    let span = ports.len().max(1);
+    let mut r = [0u8; 4];
+    // SAFETY: r is a valid, writable 4-byte buffer.
+    let n = unsafe { libc::getrandom(r.as_mut_ptr().cast(), r.len(), libc::GRND_NONBLOCK) };
+    let offset = if n == 4 {
+        u32::from_ne_bytes(r) as usize
+    } else {
+        index // no entropy yet (early boot): a fixed start still works
+    };
+    ports.first + (offset % span) as u16
+}
+
 /// Creates the worker's socket and state, reports readiness, and runs the loop until a
 /// shutdown command.
 pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -487,7 +504,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
             loop_wake: peers[index].wake.clone(),
             peers,
             inbox,
-            next_port: ports.first + (index as u16 % ports.len().max(1) as u16),
+            next_port: first_port(&ports, index),
             ports,
             index,
             workers,
