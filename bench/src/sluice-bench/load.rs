@@ -132,14 +132,13 @@ impl Task {
         self.phase.load(Ordering::Acquire) == PHASE_STOP
     }
 
-    /// When the measured phase ended, once it has (main sets it before the phase).
+    /// When the measured phase ended, once it has (main sets it before it publishes the
+    /// stop phase, so a task that sees the phase sees this too).
     fn stopped_at(&self) -> Option<Instant> {
-        (self.phase.load(Ordering::Acquire) == PHASE_STOP).then(|| {
-            self.counters
-                .stopped_at
-                .get()
-                .map_or_else(Instant::now, |t| Instant::from_std(*t))
-        })
+        self.counters
+            .stopped_at
+            .get()
+            .map(|t| Instant::from_std(*t))
     }
 
     /// Records the latency of a query due (or sent) at `since` and done now. After the
@@ -471,20 +470,21 @@ fn charge_backlog(
     if interval.is_zero() || next_due >= stop {
         return 0;
     }
-    let span = stop - next_due;
-    let n = (span.as_nanos().div_ceil(interval.as_nanos())) as u64;
+    let (span, iv) = ((stop - next_due).as_nanos(), interval.as_nanos());
+    let n = span.div_ceil(iv) as u64;
     // One record per query up to a million; past that (a stalled server and a tiny
     // interval) evenly spaced ones stand for the rest, each with its share of the count.
     let samples = n.min(1_000_000);
     let weight = n / samples;
-    let mut left = n;
     for i in 0..samples {
-        let k = i * weight;
-        let age = span.saturating_sub(interval.saturating_mul(k.min(u32::MAX as u64) as u32));
-        let count = if i + 1 == samples { left } else { weight };
-        left -= count;
-        let us = (age.as_micros().max(1) as u64).min(100_000_000);
-        let _ = h.record_n(us, count);
+        // Query i * weight is due that many intervals after next_due (< stop).
+        let age_us = (span - u128::from(i * weight) * iv) / 1000;
+        let count = if i + 1 == samples {
+            n - i * weight
+        } else {
+            weight
+        };
+        let _ = h.record_n((age_us as u64).clamp(1, 100_000_000), count);
     }
     n
 }

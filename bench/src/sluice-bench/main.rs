@@ -218,20 +218,16 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         );
         stack.spawn(w, move |ctx| async move {
             let latencies = std::rc::Rc::new(std::cell::RefCell::new(load::new_histogram()));
-            let pacer = plan
-                .rate_per_connection
-                .is_some()
-                .then(|| match pacer::Pacer::start(share) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
+            let pacer = plan.rate_per_connection.and_then(|_| {
+                pacer::Pacer::start(share)
+                    .inspect_err(|e| {
                         eprintln!(
                             "sluice-bench: no timerfd for the open loop ({e}): pacing falls back \
                              to tokio's millisecond timers"
-                        );
-                        None
-                    }
-                })
-                .flatten();
+                        )
+                    })
+                    .ok()
+            });
             let tasks: Vec<_> = (0..share)
                 .map(|i| {
                     let task = Task {

@@ -55,13 +55,17 @@ pub(crate) struct TcbFactory {
     cookies: tcp::syncookie::SynCookies,
 }
 
+/// `N` random bytes from the kernel (None if getrandom fails).
+pub(crate) fn random_bytes<const N: usize>() -> Option<[u8; N]> {
+    let mut b = [0u8; N];
+    // SAFETY: b is a valid, writable N-byte buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), N, 0) };
+    (n == N as isize).then_some(b)
+}
+
 /// 16 random bytes from the kernel, for the ISN key.
 fn random_key() -> [u8; 16] {
-    let mut key = [0u8; 16];
-    // SAFETY: key is a valid, writable 16-byte buffer.
-    let n = unsafe { libc::getrandom(key.as_mut_ptr().cast(), key.len(), 0) };
-    assert_eq!(n, 16, "getrandom failed: the ISN key would be predictable");
-    key
+    random_bytes().expect("getrandom failed: the ISN key would be predictable")
 }
 
 impl TcbFactory {
@@ -202,7 +206,6 @@ impl Tcb {
         if take == 0 {
             return 0;
         }
-        buf.reserve(take);
         let start = buf.len();
         buf.resize(start + take, 0);
         let n = self.0.recv(&mut buf[start..]);

@@ -426,16 +426,9 @@ impl State {
 /// previous run while the server still holds them in TIME-WAIT (its new SYNs would meet
 /// a challenge ACK and wait a second for their retransmission).
 fn first_port(ports: &super::ports::PortRange, index: usize) -> u16 {
-    let span = ports.len().max(1);
-    let mut r = [0u8; 4];
-    // SAFETY: r is a valid, writable 4-byte buffer.
-    let n = unsafe { libc::getrandom(r.as_mut_ptr().cast(), r.len(), libc::GRND_NONBLOCK) };
-    let offset = if n == 4 {
-        u32::from_ne_bytes(r) as usize
-    } else {
-        index // no entropy yet (early boot): a fixed start still works
-    };
-    ports.first + (offset % span) as u16
+    // Without randomness (getrandom failing) a fixed start still works.
+    let offset = super::conn::random_bytes().map_or(index, |r| u32::from_ne_bytes(r) as usize);
+    ports.first + (offset % ports.len().max(1)) as u16
 }
 
 /// Creates the worker's socket and state, reports readiness, and runs the loop until a
