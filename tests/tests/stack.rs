@@ -26,6 +26,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 const ECHO: u16 = 7;
 const SOURCE: u16 = 19; // sends a fixed amount, then closes
 const SOURCE_BYTES: usize = 8 << 20;
+const GREETING: u16 = 13; // writes a line, then closes first (so it holds TIME-WAIT)
+const GREETING_TEXT: &[u8] = b"sluice\n";
 
 struct Rig {
     topo: Topology,
@@ -59,6 +61,13 @@ fn source_listener() -> Listener {
     })
 }
 
+fn greeting_listener() -> Listener {
+    Listener::new(|mut flow: Flow| async move {
+        let _ = flow.write(Bytes::from_static(GREETING_TEXT)).await;
+        flow.close().await;
+    })
+}
+
 fn rig(backend: Backend) -> Rig {
     rig_with(backend, |_| {})
 }
@@ -85,6 +94,7 @@ fn rig_queues(
             let mut listeners = Listeners::new();
             listeners.listen(ECHO, echo_listener());
             listeners.listen(SOURCE, source_listener());
+            listeners.listen(GREETING, greeting_listener());
             let mut config = StackConfig {
                 backend,
                 iface: Some(iface),
@@ -429,6 +439,59 @@ fn half_close_both_ways(backend: Backend) {
     assert_eq!(got, 1 << 20);
 }
 
+/// A client that reuses its port while the server still holds the old connection in
+/// TIME-WAIT (the server closed first) gets a new connection at once: its SYN is newer
+/// (RFC 6191), so the old incarnation gives way instead of answering with a challenge
+/// ACK that costs the client a reset and a SYN retransmission a second later.
+fn reopen_a_port_in_time_wait(backend: Backend) {
+    const ROUNDS: u64 = 3;
+    const CLIENT_PORT: u16 = 40_013;
+    let r = rig(backend);
+    let (addr, peer_ip) = (r.server(GREETING), r.topo.peer_ip);
+    r.peer(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use tokio::io::AsyncReadExt;
+            for round in 0..ROUNDS {
+                // The client's own side of the last round may still wait for the ACK of
+                // its FIN (LAST-ACK): the kernel refuses the 4-tuple until it is gone.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let mut c = loop {
+                    let s = tokio::net::TcpSocket::new_v4().unwrap();
+                    s.set_reuseaddr(true).unwrap();
+                    s.bind(SocketAddr::from((peer_ip, CLIENT_PORT))).unwrap();
+                    match tokio::time::timeout(Duration::from_secs(10), s.connect(addr)).await {
+                        Ok(Ok(c)) => break c,
+                        Ok(Err(e))
+                            if e.kind() == std::io::ErrorKind::AddrNotAvailable
+                                && Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(10)).await
+                        }
+                        other => panic!("round {round}: connect: {other:?}"),
+                    }
+                };
+                let mut got = Vec::new();
+                c.read_to_end(&mut got).await.unwrap();
+                assert_eq!(got, GREETING_TEXT, "round {round}");
+            }
+        })
+    });
+    if backend == Backend::Xdp {
+        let w = r.stack.stats()[0];
+        assert_eq!(w.accepted, ROUNDS, "{w:?}");
+        assert_eq!(
+            w.time_wait_reopened,
+            ROUNDS - 1,
+            "every later round reopened the last one's TIME-WAIT: {w:?}"
+        );
+        assert_eq!(w.resets_sent, 0, "{w:?}");
+    }
+}
+
 fn closed_port_refused_and_timeout(backend: Backend) {
     let r = rig(backend);
     // A SYN to a port with no listener is answered with RST.
@@ -692,6 +755,13 @@ macro_rules! every_case {
                 require_root!();
                 let _serial = serial();
                 super::half_close_both_ways($value);
+            }
+
+            #[test]
+            fn reopen_a_port_in_time_wait() {
+                require_root!();
+                let _serial = serial();
+                super::reopen_a_port_in_time_wait($value);
             }
 
             #[test]

@@ -504,10 +504,10 @@ fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
     for (i, w) in stats.iter().enumerate() {
         out.push_str(&format!(
             "worker {i}: packets rx {} tx {} dropped {} tx-ring-full {}; connections open {} accepted {}; \
-             resets {}; syn-cookies {}/{}; retransmits {} timeouts {}; handed over {}/{}; \
+             resets {}; syn-cookies {}/{}; time-wait reopened {}; retransmits {} timeouts {}; handed over {}/{}; \
              busy {} idle-poll {} of {} us\n",
             w.rx_frames, w.tx_frames, w.rx_dropped, w.tx_ring_full, w.connections, w.accepted,
-            w.resets_sent, w.syn_cookies_sent, w.syn_cookies_accepted, w.retransmits, w.timeouts,
+            w.resets_sent, w.syn_cookies_sent, w.syn_cookies_accepted, w.time_wait_reopened, w.retransmits, w.timeouts,
             w.handed_out, w.handed_in, w.busy_us, w.idle_poll_us, w.elapsed_us
         ));
         if let Some(d) = dns.and_then(|d| d.counters.get(i)) {

@@ -22,6 +22,9 @@ pub struct WorkerStats {
     pub syn_cookies_sent: u64,
     /// Connections made from a returned SYN cookie.
     pub syn_cookies_accepted: u64,
+    /// SYNs that opened a new connection on a 4-tuple we still held in TIME-WAIT
+    /// (RFC 6191), retiring the old one.
+    pub time_wait_reopened: u64,
     /// Frames of another worker's connection that arrived on this worker's queue and
     /// were handed to it.
     pub handed_out: u64,

@@ -4,6 +4,7 @@
 use std::net::SocketAddrV4;
 
 use bytes::BytesMut;
+use tcp::seq::SeqNumber;
 use tcp::tcb::{Config as TcpConfig, Event as TcpEvent, Keepalive as TcpKeepalive};
 use tcp::time::Instant;
 use wire::TcpRepr;
@@ -110,16 +111,20 @@ impl TcbFactory {
             .map(Tcb)
     }
 
+    /// A passive open from `syn`. `isn_floor`: the lowest initial sequence number
+    /// allowed, when `syn` reopens a 4-tuple still in TIME-WAIT ([`Tcb::reopening_isn`]).
     pub(crate) fn accept(
         &mut self,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         syn: &TcpRepr<'_>,
         ka: Option<Keepalive>,
+        isn_floor: Option<SeqNumber>,
         now_us: u64,
     ) -> Tcb {
         let now = instant(now_us);
-        let isn = self.isn.generate(local, remote, now);
+        let generated = self.isn.generate(local, remote, now);
+        let isn = isn_floor.map_or(generated, |floor| generated.max(floor));
         let mut config = self.config.clone();
         config.keepalive = keepalive(ka);
         Tcb(tcp::tcb::Tcb::accept(config, local, remote, syn, isn, now))
@@ -147,6 +152,12 @@ pub(crate) struct Tcb(tcp::tcb::Tcb);
 impl Tcb {
     pub(crate) fn on_segment(&mut self, seg: &TcpRepr<'_>, now_us: u64) {
         self.0.on_segment(seg, instant(now_us));
+    }
+
+    /// The lowest ISN for a new incarnation, if `syn` may reopen this connection from
+    /// TIME-WAIT (RFC 6191).
+    pub(crate) fn reopening_isn(&self, syn: &TcpRepr<'_>) -> Option<SeqNumber> {
+        self.0.reopening_isn(syn)
     }
 
     pub(crate) fn on_timeout(&mut self, now_us: u64) {

@@ -666,12 +666,31 @@ fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
         local: SocketAddrV4::new(f.ip.dst_addr, f.tcp.dst_port),
         remote: SocketAddrV4::new(f.ip.src_addr, f.tcp.src_port),
     };
+    let mut isn_floor = None;
     if let Some(h) = cx.conns.lookup(&tuple) {
-        if let Some(c) = cx.conns.get_mut(h) {
-            c.tcb.on_segment(&f.tcp, cx.now_us);
-            cx.touched.push(h);
+        let Some(c) = cx.conns.get_mut(h) else {
+            return FrameAction::Done;
+        };
+        // A client that reuses its port may open a new connection while we still hold
+        // the old one in TIME-WAIT (Linux accepts it too); otherwise it would get a
+        // challenge ACK, reset it, and wait a second for its SYN's retransmission.
+        let reopens =
+            cx.listeners.get(f.tcp.dst_port).is_some() && *cx.half_open < cx.max_half_open;
+        match c.tcb.reopening_isn(&f.tcp).filter(|_| reopens) {
+            Some(floor) => {
+                isn_floor = Some(floor);
+                let t = c.tcb.stats();
+                cx.stats.retransmits += u64::from(t.retransmits);
+                cx.stats.timeouts += u64::from(t.timeouts);
+                cx.stats.time_wait_reopened += 1;
+                cx.conns.remove(&tuple, h);
+            }
+            None => {
+                c.tcb.on_segment(&f.tcp, cx.now_us);
+                cx.touched.push(h);
+                return FrameAction::Done;
+            }
         }
-        return FrameAction::Done;
     }
     let owner = tuple.owner(cx.workers);
     if owner != cx.index && cx.ports.contains(tuple.local.port()) {
@@ -694,12 +713,14 @@ fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
         remote_ip: f.ip.src_addr,
     };
     let new_conn = match listener {
-        Some(l) if is_syn && *cx.half_open < cx.max_half_open => {
-            Some(
-                cx.tcp
-                    .accept(tuple.local, tuple.remote, &f.tcp, l.keepalive, cx.now_us),
-            )
-        }
+        Some(l) if is_syn && *cx.half_open < cx.max_half_open => Some(cx.tcp.accept(
+            tuple.local,
+            tuple.remote,
+            &f.tcp,
+            l.keepalive,
+            isn_floor,
+            cx.now_us,
+        )),
         Some(_) if is_syn => {
             // The backlog is full: answer with a SYN cookie and keep nothing; the
             // connection exists only if the client's ACK brings the cookie back.

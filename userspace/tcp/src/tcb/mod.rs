@@ -641,6 +641,42 @@ impl Tcb {
         self.state == State::Closed && !self.rst_now
     }
 
+    /// Whether `syn` may open a new incarnation of this connection while it waits in
+    /// TIME-WAIT (RFC 6191, which refines RFC 1122 §4.2.2.13): its timestamp is newer
+    /// than the last one seen, or its sequence number is above everything the old
+    /// incarnation received and its timestamp, if both use them, is not older. If so,
+    /// the answer is
+    /// the lowest initial sequence number the new incarnation may use: past everything
+    /// the old one sent plus a whole unscaled window, so that none of its delayed
+    /// segments lands in the new connection's window (Linux picks the same floor).
+    /// The caller retires this connection and accepts `syn` as a new one; otherwise
+    /// `syn` goes to [`Tcb::on_segment`], which answers it with a challenge ACK.
+    pub fn reopening_isn(&self, syn: &TcpRepr<'_>) -> Option<SeqNumber> {
+        if self.state != State::TimeWait
+            || !syn.flags.syn()
+            || syn.flags.rst()
+            || syn.ack_number.is_some()
+        {
+            return None;
+        }
+        let new_timestamp = syn.timestamp.filter(|_| self.config.timestamps);
+        let newer_seq = SeqNumber(syn.seq_number) > self.rcv_nxt;
+        let reopens = match (self.ts_ok, new_timestamp) {
+            // As Linux: a newer sequence number also does when the timestamp is equal
+            // (a client reconnecting within its timestamp clock's tick), never when it
+            // is older (PAWS).
+            (true, Some(ts)) => match ts.tsval.wrapping_sub(self.ts_recent) as i32 {
+                d if d > 0 => true,
+                0 => newer_seq,
+                _ => false,
+            },
+            // The old incarnation had no timestamps: the new one's PAWS guards it.
+            (false, Some(_)) => true,
+            (_, None) => newer_seq,
+        };
+        reopens.then(|| self.snd_max + (u16::MAX as usize + 2))
+    }
+
     /// Retransmission counters.
     pub fn stats(&self) -> TcbStats {
         self.stats

@@ -392,6 +392,128 @@ fn close_in_syn_received_sends_fin_after_the_handshake() {
     assert_eq!(r.t.state(), State::FinWait1);
 }
 
+// ---- a new SYN for a connection in TIME-WAIT (RFC 6191) ----
+
+fn with_ts(mut r: TcpRepr<'_>, tsval: Option<u32>) -> TcpRepr<'_> {
+    r.timestamp = tsval.map(|tsval| TcpTimestamp { tsval, tsecr: 0 });
+    r
+}
+
+/// A server that closed first and sits in TIME-WAIT, having received IRS+1..IRS+2 (the
+/// FIN) and sent ISS..ISS+2. `config_ts`: we offer timestamps; `peer_ts`: the peer did
+/// (last TSval seen: 5002).
+fn server_in_time_wait(config_ts: bool, peer_ts: bool) -> Tcb {
+    let now = Instant::from_secs(1);
+    let ts = |v: u32| peer_ts.then_some(v);
+    let config = Config {
+        timestamps: config_ts,
+        ..plain()
+    };
+    let syn = with_ts(repr(&seg(IRS, None).syn(), &[]), ts(5000));
+    let mut t = Tcb::accept(config, LOCAL, REMOTE, &syn, SeqNumber(ISS), now);
+    t.poll_transmit(now).expect("SYN-ACK");
+    t.on_segment(
+        &with_ts(repr(&seg(IRS + 1, Some(ISS + 1)), &[]), ts(5001)),
+        now,
+    );
+    t.close();
+    assert!(t.poll_transmit(now).expect("FIN").header().flags.fin());
+    t.on_segment(
+        &with_ts(repr(&seg(IRS + 1, Some(ISS + 2)).fin(), &[]), ts(5002)),
+        now,
+    );
+    assert_eq!(t.state(), State::TimeWait);
+    t
+}
+
+/// What a reopening SYN's new incarnation must start above: all we sent, plus 64 KiB.
+const REOPEN_FLOOR: u32 = ISS + 2 + 65_537;
+
+#[test]
+fn time_wait_reopens_for_a_syn_above_rcv_nxt() {
+    let t = server_in_time_wait(false, false);
+    let syn = repr(&seg(IRS + 5000, None).syn(), &[]);
+    assert_eq!(t.reopening_isn(&syn), Some(SeqNumber(REOPEN_FLOOR)));
+}
+
+#[test]
+fn time_wait_keeps_an_old_or_equal_syn_and_challenges_it() {
+    let mut t = server_in_time_wait(false, false);
+    let now = Instant::from_secs(1);
+    for seq in [IRS, IRS + 2] {
+        let syn = repr(&seg(seq, None).syn(), &[]);
+        assert_eq!(t.reopening_isn(&syn), None, "seq {seq}");
+        t.on_segment(&syn, now);
+        let h = t.poll_transmit(now).expect("a challenge ACK").header();
+        assert_eq!((h.seq_number, h.ack_number), (ISS + 2, Some(IRS + 2)));
+        assert!(!h.flags.syn() && !h.flags.rst());
+        assert_eq!(t.state(), State::TimeWait);
+    }
+}
+
+#[test]
+fn time_wait_with_timestamps_reopens_by_timestamp_then_sequence() {
+    let t = server_in_time_wait(true, true);
+    let low_seq = |tsval| with_ts(repr(&seg(IRS, None).syn(), &[]), Some(tsval));
+    let high_seq = |tsval| with_ts(repr(&seg(IRS + 5000, None).syn(), &[]), Some(tsval));
+    assert_eq!(
+        t.reopening_isn(&low_seq(6000)),
+        Some(SeqNumber(REOPEN_FLOOR))
+    );
+    assert_eq!(t.reopening_isn(&high_seq(4000)), None, "older: PAWS");
+    // An equal timestamp (the same clock tick): the sequence number decides, as in Linux.
+    assert_eq!(
+        t.reopening_isn(&high_seq(5002)),
+        Some(SeqNumber(REOPEN_FLOOR))
+    );
+    assert_eq!(t.reopening_isn(&low_seq(5002)), None);
+    // Without a timestamp on the new SYN, the sequence number decides.
+    let bare = |seq| repr(&seg(seq, None).syn(), &[]);
+    assert_eq!(
+        t.reopening_isn(&bare(IRS + 5000)),
+        Some(SeqNumber(REOPEN_FLOOR))
+    );
+    assert_eq!(t.reopening_isn(&bare(IRS)), None);
+}
+
+#[test]
+fn time_wait_without_old_timestamps_reopens_for_any_timestamped_syn() {
+    // We offer timestamps; the old incarnation's peer did not.
+    let t = server_in_time_wait(true, false);
+    let syn = with_ts(repr(&seg(IRS, None).syn(), &[]), Some(1));
+    assert_eq!(t.reopening_isn(&syn), Some(SeqNumber(REOPEN_FLOOR)));
+    // If we do not use timestamps, theirs is ignored and the sequence number decides.
+    let t = server_in_time_wait(false, true);
+    assert_eq!(t.reopening_isn(&syn), None);
+}
+
+#[test]
+fn only_a_plain_syn_in_time_wait_reopens() {
+    let t = server_in_time_wait(false, false);
+    let high = IRS + 5000;
+    assert_eq!(
+        t.reopening_isn(&repr(&seg(high, Some(ISS + 2)).syn(), &[])),
+        None,
+        "a SYN-ACK"
+    );
+    assert_eq!(
+        t.reopening_isn(&repr(&seg(high, None).syn().rst(), &[])),
+        None,
+        "SYN+RST"
+    );
+    assert_eq!(
+        t.reopening_isn(&repr(&seg(high, None), &[])),
+        None,
+        "no SYN"
+    );
+    let r = Rig::established();
+    assert_eq!(
+        r.t.reopening_isn(&repr(&seg(high, None).syn(), &[])),
+        None,
+        "not in TIME-WAIT"
+    );
+}
+
 // ---- resets and challenge ACKs (RFC 5961) ----
 
 #[test]
