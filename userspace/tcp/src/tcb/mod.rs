@@ -127,6 +127,10 @@ pub enum Event {
     Refused,
 }
 
+/// How soon the SYN goes again after we reset an unacceptable ACK in SYN-SENT: long
+/// enough for our RST to arrive first, as Linux's two jiffies.
+const SYN_RESEND_AFTER_RESET: Duration = Duration::from_millis(5);
+
 const EVENTS: [Event; 8] = [
     Event::Connected,
     Event::Readable,
@@ -715,6 +719,13 @@ impl Tcb {
             // An unacceptable ACK: RST it (unless it is one).
             if !seg.flags.rst() {
                 self.rst_for(seg);
+                // Most likely the challenge ACK of a server still holding this 4-tuple
+                // in TIME-WAIT, which our RST clears: resend the SYN soon, not after a
+                // whole RTO (Linux does the same). Only before the first retransmission,
+                // so a stream of bogus ACKs cannot make us send SYNs faster.
+                if self.retries == 0 {
+                    self.rto_at = Some(now + SYN_RESEND_AFTER_RESET);
+                }
             }
             return;
         }

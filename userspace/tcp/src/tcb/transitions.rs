@@ -263,6 +263,33 @@ fn syn_sent_answers_a_bad_ack_with_rst() {
 }
 
 #[test]
+fn syn_sent_resends_the_syn_soon_after_resetting_a_bad_ack_once() {
+    let mut r = Rig::connect();
+    r.expect(seg(ISS, None).syn());
+    // A challenge ACK from a server's TIME-WAIT: our RST clears it, the SYN follows.
+    r.recv(seg(IRS, Some(ISS + 77)));
+    r.expect(Seg {
+        window: 0,
+        ..seg(ISS + 77, None).rst()
+    });
+    r.at(0.004);
+    r.expect_nothing();
+    r.at(0.005);
+    r.expect(seg(ISS, None).syn());
+    // A second one waits for the backed-off RTO: bogus ACKs cannot speed our SYNs up.
+    r.recv(seg(IRS, Some(ISS + 77)));
+    r.expect(Seg {
+        window: 0,
+        ..seg(ISS + 77, None).rst()
+    });
+    r.at(2.004);
+    r.expect_nothing();
+    r.at(2.005);
+    r.expect(seg(ISS, None).syn());
+    assert_eq!(r.t.stats().timeouts, 2);
+}
+
+#[test]
 fn syn_received_reset_by_the_peer_closes_quietly() {
     let mut r = Rig::accept();
     r.expect(seg(ISS, Some(IRS + 1)).syn());
