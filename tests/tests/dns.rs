@@ -584,6 +584,15 @@ fn framing_and_reload(backend: Backend) {
         out.status.success() && text.contains("dns: connections") && text.contains("NOERROR"),
         "{text}"
     );
+    if backend == Backend::Xdp {
+        // The AF_XDP backend's own TCP: its connections by state, and what the kernel
+        // dropped before the worker saw it (nothing, at this load).
+        assert!(
+            text.contains("tcp states: syn-sent ")
+                && text.contains("lost in the kernel: rx-ring-full 0 fill-empty 0 other 0"),
+            "{text}"
+        );
+    }
 }
 
 #[test]

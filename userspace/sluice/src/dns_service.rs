@@ -194,8 +194,14 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
     // One answer at a time is encoded into the worker's scratch buffer (zeroed once per
     // worker, not per connection: 64 KiB of memset per connection was 16 % of a worker's
     // time under one-query connections), then copied into `pending`, whose allocation
-    // the batches share and that is reused once they are sent.
-    let mut pending = BytesMut::with_capacity(16 * 1024);
+    // the batches share and that is reused once they are sent. It is allocated with the
+    // first answer, to that answer's size, and in chunks of PENDING_CHUNK only once the
+    // connection asks again: a connection that never gets an answer (a flood of
+    // abandoned handshakes) costs no buffer, and tens of thousands of one-query
+    // connections do not each hold 16 KiB (fresh pages for those, zeroed by the kernel
+    // on first touch, were a third of the worker's time under kxdpgun's open loop).
+    let mut pending = BytesMut::new();
+    let mut answered = 0usize;
     let mut batch = Vec::new();
     loop {
         let left = svc.limits.max_lifetime.saturating_sub(started.elapsed());
@@ -230,6 +236,8 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
                 let a = answer(&catalog, &svc.responder, peer, q, scratch);
                 if let Answer::Message(n) = a {
                     count_rcode(c, scratch[3] & 0x0f);
+                    reserve_chunk(&mut pending, 2 + n, answered);
+                    answered += 1;
                     pending.extend_from_slice(&(n as u16).to_be_bytes());
                     pending.extend_from_slice(&scratch[..n]);
                 }
@@ -242,6 +250,8 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
                     add(&c.transfers, 1);
                     count_rcode(c, 0);
                     transfer(&catalog, q, 16 * 1024, |m| {
+                        reserve_chunk(&mut pending, 2 + m.len(), answered);
+                        answered += 1;
                         pending.extend_from_slice(&(m.len() as u16).to_be_bytes());
                         pending.extend_from_slice(m);
                         batch.push(pending.split().freeze());
@@ -262,6 +272,22 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
         }
     }
     flow.close().await;
+}
+
+/// What `pending` grows by once a connection has had an answer: many answers' worth,
+/// so that pipelined answers share one allocation (reclaimed once they are sent).
+const PENDING_CHUNK: usize = 16 * 1024;
+
+/// Makes room for `need` more bytes in `pending`: just that for a connection's first
+/// answer, a chunk at a time after it.
+fn reserve_chunk(pending: &mut BytesMut, need: usize, answered: usize) {
+    if pending.capacity() - pending.len() < need {
+        pending.reserve(if answered == 0 {
+            need
+        } else {
+            need.max(PENDING_CHUNK)
+        });
+    }
 }
 
 fn count_rcode(c: &DnsCounters, rc: u8) {

@@ -503,13 +503,25 @@ fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
     let stats = stack.stats();
     for (i, w) in stats.iter().enumerate() {
         out.push_str(&format!(
-            "worker {i}: packets rx {} tx {} dropped {} tx-ring-full {}; connections open {} accepted {}; \
+            "worker {i}: packets rx {} tx {} dropped {} tx-ring-full {}; \
+             lost in the kernel: rx-ring-full {} fill-empty {} other {}; connections open {} accepted {}; \
              resets {}; syn-cookies {}/{}; time-wait reopened {}; retransmits {} timeouts {}; handed over {}/{}; \
              busy {} idle-poll {} of {} us\n",
-            w.rx_frames, w.tx_frames, w.rx_dropped, w.tx_ring_full, w.connections, w.accepted,
+            w.rx_frames, w.tx_frames, w.rx_dropped, w.tx_ring_full, w.rx_ring_full,
+            w.rx_fill_empty, w.rx_kernel_dropped, w.connections, w.accepted,
             w.resets_sent, w.syn_cookies_sent, w.syn_cookies_accepted, w.time_wait_reopened, w.retransmits, w.timeouts,
             w.handed_out, w.handed_in, w.busy_us, w.idle_poll_us, w.elapsed_us
         ));
+        // The AF_XDP backend's own TCP (the kernel backend's connections are the kernel's).
+        let t = &w.states;
+        if w.rx_frames > 0 || *t != stack::ConnStates::default() {
+            out.push_str(&format!(
+                "  tcp states: syn-sent {} syn-received {} established {} fin-wait-1 {} fin-wait-2 {} \
+                 close-wait {} closing {} last-ack {} time-wait {}\n",
+                t.syn_sent, t.syn_received, t.established, t.fin_wait_1, t.fin_wait_2,
+                t.close_wait, t.closing, t.last_ack, t.time_wait
+            ));
+        }
         if let Some(d) = dns.and_then(|d| d.counters.get(i)) {
             let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
             out.push_str(&format!(

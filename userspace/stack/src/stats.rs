@@ -12,6 +12,14 @@ pub struct WorkerStats {
     pub tx_frames: u64,
     /// Frames that found the TX ring full (the segment is resent by TCP later).
     pub tx_ring_full: u64,
+    /// Frames the kernel dropped because the worker's RX ring was full (AF_XDP's own
+    /// count): the worker fell behind its queue.
+    pub rx_ring_full: u64,
+    /// Frames the kernel dropped because the worker had given it no free frame to
+    /// receive into (the fill ring was empty).
+    pub rx_fill_empty: u64,
+    /// Frames the kernel dropped on the socket for any other reason.
+    pub rx_kernel_dropped: u64,
     /// Connections accepted.
     pub accepted: u64,
     /// Connections open now (any state, TIME-WAIT included).
@@ -43,4 +51,51 @@ pub struct WorkerStats {
     pub idle_poll_us: u64,
     /// Microseconds since the worker started (as of its last round).
     pub elapsed_us: u64,
+    /// The open connections by TCP state (AF_XDP backend), as of the call.
+    pub states: ConnStates,
+}
+
+/// How many connections are in each TCP state (RFC 9293's names), like `ss -s`: under a
+/// flood, it tells half-open handshakes from idle established connections and from
+/// connections waiting out TIME-WAIT.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStates {
+    /// SYN-SENT: our SYN is out (an active open).
+    pub syn_sent: u64,
+    /// SYN-RECEIVED: a SYN came in, our SYN-ACK is out.
+    pub syn_received: u64,
+    /// ESTABLISHED.
+    pub established: u64,
+    /// FIN-WAIT-1: our FIN is out, not yet acknowledged.
+    pub fin_wait_1: u64,
+    /// FIN-WAIT-2: our FIN is acknowledged; the peer may still send.
+    pub fin_wait_2: u64,
+    /// CLOSE-WAIT: the peer has closed; we have not.
+    pub close_wait: u64,
+    /// CLOSING: both closed at once.
+    pub closing: u64,
+    /// LAST-ACK: we closed after the peer; waiting for the ACK of our FIN.
+    pub last_ack: u64,
+    /// TIME-WAIT: closed, waiting out old duplicates.
+    pub time_wait: u64,
+}
+
+impl ConnStates {
+    /// Counts one connection in `state` (closed ones are not counted).
+    pub(crate) fn count(&mut self, state: tcp::tcb::State) {
+        use tcp::tcb::State;
+        let n = match state {
+            State::SynSent => &mut self.syn_sent,
+            State::SynReceived => &mut self.syn_received,
+            State::Established => &mut self.established,
+            State::FinWait1 => &mut self.fin_wait_1,
+            State::FinWait2 => &mut self.fin_wait_2,
+            State::CloseWait => &mut self.close_wait,
+            State::Closing => &mut self.closing,
+            State::LastAck => &mut self.last_ack,
+            State::TimeWait => &mut self.time_wait,
+            State::Closed => return,
+        };
+        *n += 1;
+    }
 }

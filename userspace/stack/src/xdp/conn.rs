@@ -257,6 +257,10 @@ impl Tcb {
         self.0.stats()
     }
 
+    pub(crate) fn state(&self) -> tcp::tcb::State {
+        self.0.state()
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.0.is_closed()
     }

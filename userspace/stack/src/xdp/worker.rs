@@ -826,9 +826,15 @@ fn command(
                 let t = c.tcb.stats();
                 stats.retransmits += u64::from(t.retransmits);
                 stats.timeouts += u64::from(t.timeouts);
+                stats.states.count(c.tcb.state());
             }
             let sock = s.sock.stats();
             stats.tx_ring_full = sock.tx_ring_full;
+            if let Ok(k) = s.sock.kernel_stats() {
+                stats.rx_ring_full = k.rx_ring_full;
+                stats.rx_fill_empty = k.rx_fill_ring_empty;
+                stats.rx_kernel_dropped = k.rx_dropped;
+            }
             let _ = reply.send(stats);
         }
     }
