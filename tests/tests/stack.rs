@@ -703,6 +703,43 @@ fn xdp_acks_ride_on_answers_and_fins() {
     );
 }
 
+/// A handler that closes and returns leaves an orphan: when the peer acknowledges our
+/// FIN and never sends its own, FIN-WAIT-2 ends after `fin_wait_2_timeout` with a RST
+/// (as Linux's tcp_fin_timeout), instead of holding the connection for ever.
+#[test]
+fn xdp_orphan_in_fin_wait_2_is_reset_after_the_timeout() {
+    require_root!();
+    let _serial = serial();
+    let r = rig_with(Backend::Xdp, |c| {
+        c.tcp.fin_wait_2_timeout = Duration::from_secs(1);
+    });
+    let addr = r.server(GREETING);
+    let mut c = r.peer(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap(); // the greeting and our FIN; no close from here
+        assert_eq!(got, GREETING_TEXT);
+        c
+    });
+    let in_fin_wait_2 = e2e::wait_for(Duration::from_secs(5), || {
+        let w = r.stack.stats()[0];
+        (w.states.fin_wait_2 == 1).then_some(w)
+    });
+    assert!(in_fin_wait_2.is_some(), "{:?}", r.stack.stats());
+    let gone = e2e::wait_for(Duration::from_secs(10), || {
+        let w = r.stack.stats()[0];
+        (w.connections == 0).then_some(())
+    });
+    assert!(gone.is_some(), "still held: {:?}", r.stack.stats());
+    // The peer's socket saw the RST: writing to it now fails.
+    c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let failed = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        c.write_all(b"late").is_err()
+    });
+    assert!(failed, "the peer was not reset");
+}
+
 #[test]
 fn xdp_syn_cookies_for_every_connection() {
     require_root!();

@@ -249,6 +249,10 @@ impl Tcb {
         self.0.close();
     }
 
+    pub(crate) fn orphan(&mut self, now_us: u64) {
+        self.0.orphan(instant(now_us));
+    }
+
     pub(crate) fn abort(&mut self) {
         self.0.abort();
     }

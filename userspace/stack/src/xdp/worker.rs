@@ -185,6 +185,7 @@ impl State {
 
     /// Called when a Flow (or a failed connect) lets go of its connection.
     pub fn detach(&mut self, h: Handle) {
+        let now_us = self.now_us();
         if let Some(c) = self.conns.get_mut(h) {
             c.attached = false;
             if !c.tcb.is_closed() {
@@ -192,6 +193,8 @@ impl State {
                 // process exit closes its sockets.
                 c.tcb.close();
             }
+            // Nobody reads or writes it any more: it finishes closing within bounds.
+            c.tcb.orphan(now_us);
         }
         self.after_tcp(h);
         self.mark_dirty(h);

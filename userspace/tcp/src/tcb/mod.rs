@@ -78,6 +78,14 @@ pub struct Config {
     pub syn_retries: u32,
     /// Data retransmissions of the same segment before the connection is lost.
     pub data_retries: u32,
+    /// Retransmissions of the same segment before an orphaned connection (see
+    /// [`Tcb::orphan`]) is given up: nobody waits for it, so it gets fewer than
+    /// `data_retries` (Linux's `tcp_orphan_retries`, whose 0 means 8).
+    pub orphan_retries: u32,
+    /// How long an orphaned connection waits in FIN-WAIT-2 for the peer's FIN before
+    /// it is reset (Linux's `tcp_fin_timeout`): a peer that acknowledges our FIN and
+    /// never sends its own would otherwise hold the connection for ever.
+    pub fin_wait_2_timeout: Duration,
 }
 
 impl Default for Config {
@@ -102,6 +110,8 @@ impl Default for Config {
             keepalive: None,
             syn_retries: 6,
             data_retries: 15,
+            orphan_retries: 8,
+            fin_wait_2_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -249,6 +259,10 @@ pub struct Tcb {
     cc: Congestion,
     rto_at: Option<Instant>,
     retries: u32,
+    /// The application has let go ([`Tcb::orphan`]).
+    orphaned: bool,
+    /// When an orphaned connection in FIN-WAIT-2 gives up on the peer's FIN.
+    fin_wait_2_at: Option<Instant>,
     /// A retransmission happened since SND.UNA last moved: no RTT samples (Karn).
     retransmitted: bool,
     /// Segment being timed without timestamps: (sequence it ends at, sent at).
@@ -410,6 +424,8 @@ impl Tcb {
             cc,
             rto_at: None,
             retries: 0,
+            orphaned: false,
+            fin_wait_2_at: None,
             retransmitted: false,
             timed: None,
             dupacks: 0,
@@ -533,6 +549,7 @@ impl Tcb {
         self.persist_at = None;
         self.keepalive_at = None;
         self.time_wait_at = None;
+        self.fin_wait_2_at = None;
         self.emit_event(Event::Closed);
     }
 
@@ -541,6 +558,7 @@ impl Tcb {
         self.rto_at = None;
         self.persist_at = None;
         self.keepalive_at = None;
+        self.fin_wait_2_at = None;
         self.time_wait_at = Some(now + self.config.time_wait);
     }
 
@@ -638,6 +656,17 @@ impl Tcb {
             }
             self.enter_closed();
         }
+    }
+
+    /// The application has let go of the connection: it closed it (or is about to) and
+    /// will neither read nor write again. From here on the connection only finishes
+    /// closing, within bounds, as Linux's orphaned sockets do: FIN-WAIT-2 lasts at most
+    /// `fin_wait_2_timeout` (then a RST), what is unacknowledged is retransmitted at most
+    /// `orphan_retries` times, and data that arrives after our FIN (nobody will read
+    /// it) resets the connection (RFC 1122 §4.2.2.13, RFC 2525 §2.17).
+    pub fn orphan(&mut self, now: Instant) {
+        self.orphaned = true;
+        self.arm_fin_wait_2(now);
     }
 
     /// Whether the connection is finished.
@@ -860,6 +889,16 @@ impl Tcb {
             self.ack_now = true;
             return;
         }
+        if self.orphaned
+            && matches!(self.state, State::FinWait1 | State::FinWait2)
+            && !seg.payload.is_empty()
+            && seq + seg.payload.len() > self.rcv_nxt
+        {
+            // New data after our FIN, and nobody left to read it: RFC 1122 §4.2.2.13
+            // says reset (Linux does, and so frees the connection at once).
+            self.abort();
+            return;
+        }
         let Some(ack) = seg.ack_number.map(SeqNumber) else {
             return;
         };
@@ -982,7 +1021,10 @@ impl Tcb {
             }
             if fin_acked {
                 match self.state {
-                    State::FinWait1 => self.state = State::FinWait2,
+                    State::FinWait1 => {
+                        self.state = State::FinWait2;
+                        self.arm_fin_wait_2(now);
+                    }
                     State::Closing => self.enter_time_wait(now),
                     State::LastAck => {
                         self.enter_closed();
@@ -1121,6 +1163,12 @@ impl Tcb {
         self.rst_seq = seg.ack_number.map(SeqNumber);
     }
 
+    fn arm_fin_wait_2(&mut self, now: Instant) {
+        if self.orphaned && self.state == State::FinWait2 && self.fin_wait_2_at.is_none() {
+            self.fin_wait_2_at = Some(now + self.config.fin_wait_2_timeout);
+        }
+    }
+
     fn arm_keepalive(&mut self, now: Instant) {
         if let Some(ka) = self.config.keepalive {
             if self.state.synchronized() {
@@ -1139,6 +1187,7 @@ impl Tcb {
             self.persist_at,
             self.keepalive_at,
             self.time_wait_at,
+            self.fin_wait_2_at,
         ]
         .into_iter()
         .flatten()
@@ -1149,6 +1198,11 @@ impl Tcb {
     pub fn on_timeout(&mut self, now: Instant) {
         if self.time_wait_at.is_some_and(|t| t <= now) {
             self.enter_closed();
+            return;
+        }
+        if self.fin_wait_2_at.is_some_and(|t| t <= now) {
+            // An orphan whose peer never closed: reset it, as Linux does.
+            self.abort();
             return;
         }
         if self.delack_at.is_some_and(|t| t <= now) {
@@ -1180,7 +1234,9 @@ impl Tcb {
 
     fn on_rto(&mut self, now: Instant) {
         self.retries += 1;
-        let limit = if self.state.synchronized() {
+        let limit = if self.orphaned && self.state.synchronized() {
+            self.config.orphan_retries.min(self.config.data_retries)
+        } else if self.state.synchronized() {
             self.config.data_retries
         } else {
             self.config.syn_retries

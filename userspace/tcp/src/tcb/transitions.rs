@@ -340,6 +340,115 @@ fn active_close_fin_wait_1_2_time_wait_closed() {
     assert_eq!(r.t.state(), State::Closed);
 }
 
+// ---- orphans: the application has let go (Tcb::orphan) ----
+
+/// An established connection that closed (its FIN at ISS+1) and was orphaned.
+fn orphan_after_close() -> Rig {
+    let mut r = Rig::established();
+    r.t.close();
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    r.t.orphan(r.now);
+    r
+}
+
+/// An abort's RST: RST+ACK at SND.NXT, as Linux's active reset (the data that caused
+/// it is not acknowledged).
+fn rst(seq: u32) -> Seg {
+    Seg {
+        window: 0,
+        ..seg(seq, Some(IRS + 1)).rst()
+    }
+}
+
+#[test]
+fn orphaned_fin_wait_2_is_reset_after_the_fin_timeout() {
+    let mut r = orphan_after_close();
+    r.recv(seg(IRS + 1, Some(ISS + 2)));
+    assert_eq!(r.t.state(), State::FinWait2);
+    r.at(59.9);
+    r.expect_nothing();
+    assert_eq!(r.t.state(), State::FinWait2);
+    r.at(60.0);
+    r.expect(rst(ISS + 2));
+    assert_eq!(r.t.state(), State::Closed);
+    assert!(r.t.is_closed());
+}
+
+#[test]
+fn orphaned_in_fin_wait_1_times_fin_wait_2_from_entering_it() {
+    let mut r = orphan_after_close();
+    r.at(0.1);
+    r.recv(seg(IRS + 1, Some(ISS + 2)));
+    assert_eq!(r.t.state(), State::FinWait2);
+    r.at(60.05);
+    assert_eq!(
+        r.t.state(),
+        State::FinWait2,
+        "60 s from FIN-WAIT-2, not from close"
+    );
+    r.at(60.1);
+    r.expect(rst(ISS + 2));
+    assert_eq!(r.t.state(), State::Closed);
+}
+
+#[test]
+fn half_closed_fin_wait_2_waits_for_the_peer_for_ever() {
+    // Not orphaned: the application still reads, so the peer may take its time.
+    let mut r = Rig::established();
+    r.t.close();
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    r.recv(seg(IRS + 1, Some(ISS + 2)));
+    r.at(3600.0);
+    r.expect_nothing();
+    assert_eq!(r.t.state(), State::FinWait2);
+    r.recv(seg(IRS + 1, Some(ISS + 2)).len(10));
+    assert_eq!(r.t.recv_available(), 10, "data after our FIN is still read");
+}
+
+#[test]
+fn an_orphan_is_reset_by_new_data_after_its_fin() {
+    let mut r = orphan_after_close();
+    r.recv(seg(IRS + 1, Some(ISS + 2)).len(10));
+    r.expect(rst(ISS + 2));
+    assert_eq!(r.t.state(), State::Closed);
+    // A bare ACK or a FIN (no data) is not: the close finishes normally.
+    let mut r = orphan_after_close();
+    r.recv(seg(IRS + 1, Some(ISS + 2)).fin());
+    r.expect(seg(ISS + 2, Some(IRS + 2)));
+    assert_eq!(r.t.state(), State::TimeWait);
+}
+
+/// Retransmissions of the FIN until the connection gives up, and whether it timed out.
+fn fin_retransmissions(mut r: Rig) -> u32 {
+    let mut sent = 0;
+    for _ in 0..100 {
+        let Some(at) = r.t.poll_timeout() else {
+            break;
+        };
+        r.now = at;
+        r.t.on_timeout(at);
+        while let Some(s) = r.next() {
+            assert!(s.fin && s.seq == ISS + 1, "{s:?}");
+            sent += 1;
+        }
+        if r.t.state() == State::Closed {
+            assert!(r.events().contains(&Event::TimedOut));
+            return sent;
+        }
+    }
+    panic!("never gave up: {sent} retransmissions");
+}
+
+#[test]
+fn an_orphan_gives_up_after_orphan_retries() {
+    assert_eq!(fin_retransmissions(orphan_after_close()), 8);
+    // The same connection, still held by its application: data_retries.
+    let mut r = Rig::established();
+    r.t.close();
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    assert_eq!(fin_retransmissions(r), 15);
+}
+
 #[test]
 fn time_wait_acks_a_retransmitted_fin_and_restarts() {
     let mut r = Rig::established();
