@@ -2,6 +2,10 @@
 //!
 //! Slots are reused through a free list and carry a generation, so a handle to a closed
 //! connection (a flow that outlived it, a stale timer entry) never reaches its successor.
+//! They live in fixed chunks that never move: a connection is about a kilobyte, and a
+//! single growing vector would copy every one of them each time the count doubles (half
+//! a gigabyte, a stall of a good fraction of a second on the packet path, on the way to a
+//! million connections).
 //! The index hashes with a per-process random key (ahash), so a client that chooses its
 //! ports cannot force collisions; lookups and inserts are O(1) at any table size.
 
@@ -51,9 +55,14 @@ struct Slot<T> {
     value: Option<T>,
 }
 
+/// Slots per chunk: a chunk of connections is about a megabyte.
+const CHUNK: usize = 1024;
+
 /// The table.
 pub(crate) struct Table<T> {
-    slots: Vec<Slot<T>>,
+    /// Each chunk is allocated with room for CHUNK slots and never grows past it, so
+    /// slots never move; only this vector of chunk headers does.
+    chunks: Vec<Vec<Slot<T>>>,
     free: Vec<u32>,
     index: HashMap<FourTuple, u32, ahash::RandomState>,
 }
@@ -61,7 +70,7 @@ pub(crate) struct Table<T> {
 impl<T> Table<T> {
     pub fn new() -> Table<T> {
         Table {
-            slots: Vec::new(),
+            chunks: Vec::new(),
             free: Vec::new(),
             index: HashMap::with_hasher(ahash::RandomState::new()),
         }
@@ -76,38 +85,51 @@ impl<T> Table<T> {
         self.index.len()
     }
 
+    fn slot(&self, index: u32) -> Option<&Slot<T>> {
+        let i = index as usize;
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn slot_mut(&mut self, index: u32) -> Option<&mut Slot<T>> {
+        let i = index as usize;
+        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
+    }
+
     pub fn lookup(&self, key: &FourTuple) -> Option<Handle> {
         let index = *self.index.get(key)?;
         Some(Handle {
             index,
-            generation: self.slots[index as usize].generation,
+            generation: self.slot(index)?.generation,
         })
     }
 
     /// Inserts a connection; the caller has checked that `key` is not present.
     pub fn insert(&mut self, key: FourTuple, value: T) -> Handle {
-        let index = match self.free.pop() {
+        let (index, generation) = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize].value = Some(value);
-                i
+                let slot = self.slot_mut(i).expect("a freed slot exists");
+                slot.value = Some(value);
+                (i, slot.generation)
             }
             None => {
-                self.slots.push(Slot {
+                if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+                    self.chunks.push(Vec::with_capacity(CHUNK));
+                }
+                let n = self.chunks.len();
+                let chunk = &mut self.chunks[n - 1];
+                chunk.push(Slot {
                     generation: 0,
                     value: Some(value),
                 });
-                (self.slots.len() - 1) as u32
+                (((n - 1) * CHUNK + chunk.len() - 1) as u32, 0)
             }
         };
         self.index.insert(key, index);
-        Handle {
-            index,
-            generation: self.slots[index as usize].generation,
-        }
+        Handle { index, generation }
     }
 
     pub fn get_mut(&mut self, h: Handle) -> Option<&mut T> {
-        let slot = self.slots.get_mut(h.index as usize)?;
+        let slot = self.slot_mut(h.index)?;
         if slot.generation != h.generation {
             return None;
         }
@@ -116,7 +138,7 @@ impl<T> Table<T> {
 
     /// The live handle of slot `index`, if any (timer entries carry bare indices).
     pub fn handle_at(&self, index: u32) -> Option<Handle> {
-        let slot = self.slots.get(index as usize)?;
+        let slot = self.slot(index)?;
         slot.value.as_ref()?;
         Some(Handle {
             index,
@@ -126,12 +148,15 @@ impl<T> Table<T> {
 
     /// Every live connection, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().filter_map(|s| s.value.as_ref())
+        self.chunks
+            .iter()
+            .flatten()
+            .filter_map(|s| s.value.as_ref())
     }
 
     /// Removes the connection; its handle (and every copy) goes stale.
     pub fn remove(&mut self, key: &FourTuple, h: Handle) -> Option<T> {
-        let slot = self.slots.get_mut(h.index as usize)?;
+        let slot = self.slot_mut(h.index)?;
         if slot.generation != h.generation {
             return None;
         }
@@ -202,5 +227,48 @@ mod tests {
             t.insert(k, i);
         }
         assert_eq!(t.len(), 1_000_000);
+        assert_eq!(t.chunks.len(), 1_000_000usize.div_ceil(CHUNK));
+        assert!(
+            t.chunks.iter().all(|c| c.capacity() == CHUNK),
+            "no chunk grew"
+        );
+        assert_eq!(t.iter().count(), 1_000_000);
+    }
+
+    #[test]
+    fn slots_do_not_move_as_the_table_grows() {
+        let mut t = Table::new();
+        let h0 = t.insert(key(0), 0u64);
+        let first = t.get_mut(h0).unwrap() as *mut u64;
+        for p in 1..5 * CHUNK as u16 {
+            let h = t.insert(key(p), p as u64);
+            assert_eq!(t.get_mut(h), Some(&mut (p as u64)));
+            assert_eq!(t.handle_at(h.index), Some(h));
+        }
+        assert_eq!(t.get_mut(h0).unwrap() as *mut u64, first);
+        // Slots freed anywhere are reused before a new chunk is started.
+        let h = t.lookup(&key(1500)).unwrap();
+        assert_eq!(t.remove(&key(1500), h), Some(1500));
+        assert_eq!(t.insert(key(60_000), 7).index, h.index);
+    }
+}
+#[cfg(test)]
+mod stall_probe {
+    use super::*;
+    #[test]
+    fn worst_insert() {
+        let mut t = Table::new();
+        let mut worst = std::time::Duration::ZERO;
+        let start = std::time::Instant::now();
+        for i in 0..500_000u32 {
+            let k = FourTuple {
+                local: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 53),
+                remote: SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + (i >> 16)), (i & 0xffff) as u16),
+            };
+            let t0 = std::time::Instant::now();
+            t.insert(k, [i as u8; 1048]);
+            worst = worst.max(t0.elapsed());
+        }
+        eprintln!("worst insert {:?}, total {:?}", worst, start.elapsed());
     }
 }
