@@ -677,9 +677,10 @@ fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
         // A client that reuses its port may open a new connection while we still hold
         // the old one in TIME-WAIT (Linux accepts it too); otherwise it would get a
         // challenge ACK, reset it, and wait a second for its SYN's retransmission.
-        let reopens =
-            cx.listeners.get(f.tcp.dst_port).is_some() && *cx.half_open < cx.max_half_open;
-        match c.tcb.reopening_isn(&f.tcp).filter(|_| reopens) {
+        let reopening = c.tcb.reopening_isn(&f.tcp).filter(|_| {
+            cx.listeners.get(f.tcp.dst_port).is_some() && *cx.half_open < cx.max_half_open
+        });
+        match reopening {
             Some(floor) => {
                 isn_floor = Some(floor);
                 let t = c.tcb.stats();
