@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// to whatever shares it (a NAPI thread, on veth or a threaded-NAPI NIC).
     #[arg(long)]
     busy_poll: Option<u64>,
+    /// AF_XDP: half-open handshakes a worker holds at most [default: 4096]; past that,
+    /// SYNs are answered with SYN cookies and no state (a flood then costs no memory).
+    #[arg(long)]
+    syn_backlog: Option<usize>,
     /// DNS: seconds a connection may stay idle [default: 10]; advertised to clients in
     /// edns-tcp-keepalive (RFC 7828).
     #[arg(long)]
@@ -103,6 +107,7 @@ struct FileConfig {
     drain: Option<f64>,
     napi_busy_poll: Option<u32>,
     busy_poll: Option<u64>,
+    syn_backlog: Option<usize>,
     idle_timeout: Option<f64>,
     max_lifetime: Option<f64>,
     max_connections: Option<usize>,
@@ -355,6 +360,10 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
                 .or(file.busy_poll)
                 .map(Duration::from_micros)
                 .unwrap_or(StackConfig::default().busy_poll),
+            max_half_open: args
+                .syn_backlog
+                .or(file.syn_backlog)
+                .unwrap_or(StackConfig::default().max_half_open),
             ..StackConfig::default()
         },
         listen,
@@ -689,6 +698,7 @@ mod tests {
         assert_eq!(s.stack.cores, vec![2, 3, 4, 5]);
         assert_eq!(s.zones.len(), 1);
         assert_eq!(s.limits.max_per_source, 1000);
+        assert_eq!(s.stack.max_half_open, 4096);
     }
 
     #[test]
