@@ -15,8 +15,8 @@ pub struct WorkerStats {
     /// Frames the kernel dropped because the worker's RX ring was full (AF_XDP's own
     /// count): the worker fell behind its queue.
     pub rx_ring_full: u64,
-    /// Frames the kernel dropped because the worker had given it no free frame to
-    /// receive into (the fill ring was empty).
+    /// Times the kernel found the fill ring empty (the worker had given it no free frame
+    /// to receive into; in copy mode each is a dropped frame).
     pub rx_fill_empty: u64,
     /// Frames the kernel dropped on the socket for any other reason.
     pub rx_kernel_dropped: u64,

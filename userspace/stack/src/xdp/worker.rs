@@ -677,8 +677,11 @@ fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
         // A client that reuses its port may open a new connection while we still hold
         // the old one in TIME-WAIT (Linux accepts it too); otherwise it would get a
         // challenge ACK, reset it, and wait a second for its SYN's retransmission.
+        // Not while a flow still holds it: it may not have read all the old data yet.
         let reopening = c.tcb.reopening_isn(&f.tcp).filter(|_| {
-            cx.listeners.get(f.tcp.dst_port).is_some() && *cx.half_open < cx.max_half_open
+            !c.attached
+                && cx.listeners.get(f.tcp.dst_port).is_some()
+                && *cx.half_open < cx.max_half_open
         });
         match reopening {
             Some(floor) => {
@@ -837,7 +840,8 @@ fn command(
             if let Ok(k) = s.sock.kernel_stats() {
                 stats.rx_ring_full = k.rx_ring_full;
                 stats.rx_fill_empty = k.rx_fill_ring_empty;
-                stats.rx_kernel_dropped = k.rx_dropped;
+                // In copy mode an empty fill ring is counted in rx_dropped as well.
+                stats.rx_kernel_dropped = k.rx_dropped.saturating_sub(k.rx_fill_ring_empty);
             }
             let _ = reply.send(stats);
         }

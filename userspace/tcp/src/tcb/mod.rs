@@ -83,7 +83,8 @@ pub struct Config {
     /// `data_retries` (Linux's `tcp_orphan_retries`, whose 0 means 8).
     pub orphan_retries: u32,
     /// How long an orphaned connection waits in FIN-WAIT-2 for the peer's FIN before
-    /// it is reset (Linux's `tcp_fin_timeout`): a peer that acknowledges our FIN and
+    /// it is reset (the bound of Linux's `tcp_fin_timeout`; Linux then drops it
+    /// silently, we tell the peer): a peer that acknowledges our FIN and
     /// never sends its own would otherwise hold the connection for ever.
     pub fin_wait_2_timeout: Duration,
 }
@@ -703,9 +704,9 @@ impl Tcb {
                 0 => newer_seq,
                 _ => false,
             },
-            // The old incarnation had no timestamps: the new one's PAWS guards it.
-            (false, Some(_)) => true,
-            (_, None) => newer_seq,
+            // Without timestamps on the old incarnation, only the sequence number can
+            // tell its duplicates from the new connection's segments.
+            (false, Some(_)) | (_, None) => newer_seq,
         };
         reopens.then(|| self.snd_max + (u16::MAX as usize + 2))
     }
@@ -753,7 +754,10 @@ impl Tcb {
                 // whole RTO (Linux does the same). Only before the first retransmission,
                 // so a stream of bogus ACKs cannot make us send SYNs faster.
                 if self.retries == 0 {
-                    self.rto_at = Some(now + SYN_RESEND_AFTER_RESET);
+                    // Never later than already due: a stream of bad ACKs must not hold
+                    // the SYN back either.
+                    let soon = now + SYN_RESEND_AFTER_RESET;
+                    self.rto_at = Some(self.rto_at.map_or(soon, |t| t.min(soon)));
                 }
             }
             return;
@@ -889,19 +893,19 @@ impl Tcb {
             self.ack_now = true;
             return;
         }
+        let Some(ack) = seg.ack_number.map(SeqNumber) else {
+            return;
+        };
         if self.orphaned
-            && matches!(self.state, State::FinWait1 | State::FinWait2)
+            && (self.fin_queued || matches!(self.state, State::FinWait1 | State::FinWait2))
             && !seg.payload.is_empty()
             && seq + seg.payload.len() > self.rcv_nxt
         {
-            // New data after our FIN, and nobody left to read it: RFC 1122 §4.2.2.13
+            // New data after we closed, and nobody left to read it: RFC 1122 §4.2.2.13
             // says reset (Linux does, and so frees the connection at once).
             self.abort();
             return;
         }
-        let Some(ack) = seg.ack_number.map(SeqNumber) else {
-            return;
-        };
         if self.ts_ok {
             if let Some(ts) = seg.timestamp {
                 // RFC 7323 §4.3: remember the latest in-window timestamp.

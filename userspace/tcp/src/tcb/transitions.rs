@@ -613,11 +613,14 @@ fn time_wait_with_timestamps_reopens_by_timestamp_then_sequence() {
 }
 
 #[test]
-fn time_wait_without_old_timestamps_reopens_for_any_timestamped_syn() {
-    // We offer timestamps; the old incarnation's peer did not.
+fn time_wait_without_old_timestamps_reopens_by_sequence_only() {
+    // We offer timestamps; the old incarnation's peer did not: its old duplicates carry
+    // none, so only a newer sequence number is safe.
     let t = server_in_time_wait(true, false);
     let syn = with_ts(repr(&seg(IRS, None).syn(), &[]), Some(1));
-    assert_eq!(t.reopening_isn(&syn), Some(SeqNumber(REOPEN_FLOOR)));
+    assert_eq!(t.reopening_isn(&syn), None);
+    let newer = with_ts(repr(&seg(IRS + 5000, None).syn(), &[]), Some(1));
+    assert_eq!(t.reopening_isn(&newer), Some(SeqNumber(REOPEN_FLOOR)));
     // If we do not use timestamps, theirs is ignored and the sequence number decides.
     let t = server_in_time_wait(false, true);
     assert_eq!(t.reopening_isn(&syn), None);
