@@ -201,7 +201,7 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
     // connections do not each hold 16 KiB (fresh pages for those, zeroed by the kernel
     // on first touch, were a third of the worker's time under kxdpgun's open loop).
     let mut pending = BytesMut::new();
-    let mut answered = 0usize;
+    let mut answered = false;
     let mut batch = Vec::new();
     loop {
         let left = svc.limits.max_lifetime.saturating_sub(started.elapsed());
@@ -237,7 +237,7 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
                 if let Answer::Message(n) = a {
                     count_rcode(c, scratch[3] & 0x0f);
                     reserve_chunk(&mut pending, 2 + n, answered);
-                    answered += 1;
+                    answered = true;
                     pending.extend_from_slice(&(n as u16).to_be_bytes());
                     pending.extend_from_slice(&scratch[..n]);
                 }
@@ -251,7 +251,7 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
                     count_rcode(c, 0);
                     transfer(&catalog, q, 16 * 1024, |m| {
                         reserve_chunk(&mut pending, 2 + m.len(), answered);
-                        answered += 1;
+                        answered = true;
                         pending.extend_from_slice(&(m.len() as u16).to_be_bytes());
                         pending.extend_from_slice(m);
                         batch.push(pending.split().freeze());
@@ -280,12 +280,12 @@ const PENDING_CHUNK: usize = 16 * 1024;
 
 /// Makes room for `need` more bytes in `pending`: just that for a connection's first
 /// answer, a chunk at a time after it.
-fn reserve_chunk(pending: &mut BytesMut, need: usize, answered: usize) {
+fn reserve_chunk(pending: &mut BytesMut, need: usize, answered: bool) {
     if pending.capacity() - pending.len() < need {
-        pending.reserve(if answered == 0 {
-            need
-        } else {
+        pending.reserve(if answered {
             need.max(PENDING_CHUNK)
+        } else {
+            need
         });
     }
 }

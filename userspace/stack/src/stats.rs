@@ -55,6 +55,15 @@ pub struct WorkerStats {
     pub states: ConnStates,
 }
 
+impl WorkerStats {
+    /// Adds one connection's retransmission counters (when it is retired, or to a
+    /// snapshot that includes the open ones).
+    pub(crate) fn add_tcb(&mut self, t: tcp::tcb::TcbStats) {
+        self.retransmits += u64::from(t.retransmits);
+        self.timeouts += u64::from(t.timeouts);
+    }
+}
+
 /// How many connections are in each TCP state (RFC 9293's names), like `ss -s`: under a
 /// flood, it tells half-open handshakes from idle established connections and from
 /// connections waiting out TIME-WAIT.

@@ -173,9 +173,7 @@ impl State {
                 self.half_open = self.half_open.saturating_sub(1);
             }
             let tuple = c.tuple;
-            let t = c.tcb.stats();
-            self.stats.retransmits += u64::from(t.retransmits);
-            self.stats.timeouts += u64::from(t.timeouts);
+            self.stats.add_tcb(c.tcb.stats());
             self.conns.remove(&tuple, h);
         } else if c.tcb.wants_to_send() && !c.queued {
             c.queued = true;
@@ -686,9 +684,7 @@ fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
         match reopening {
             Some(floor) => {
                 isn_floor = Some(floor);
-                let t = c.tcb.stats();
-                cx.stats.retransmits += u64::from(t.retransmits);
-                cx.stats.timeouts += u64::from(t.timeouts);
+                cx.stats.add_tcb(c.tcb.stats());
                 cx.stats.time_wait_reopened += 1;
                 cx.conns.remove(&tuple, h);
             }
@@ -830,9 +826,7 @@ fn command(
             let mut stats = s.stats;
             stats.connections = s.conns.count() as u64;
             for c in s.conns.iter() {
-                let t = c.tcb.stats();
-                stats.retransmits += u64::from(t.retransmits);
-                stats.timeouts += u64::from(t.timeouts);
+                stats.add_tcb(c.tcb.stats());
                 stats.states.count(c.tcb.state());
             }
             let sock = s.sock.stats();

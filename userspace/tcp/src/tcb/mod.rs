@@ -679,10 +679,10 @@ impl Tcb {
     /// TIME-WAIT (RFC 6191, which refines RFC 1122 §4.2.2.13): its timestamp is newer
     /// than the last one seen, or its sequence number is above everything the old
     /// incarnation received and its timestamp, if both use them, is not older. If so,
-    /// the answer is
-    /// the lowest initial sequence number the new incarnation may use: past everything
-    /// the old one sent plus a whole unscaled window, so that none of its delayed
-    /// segments lands in the new connection's window (Linux picks the same floor).
+    /// the answer is the lowest initial sequence number the new incarnation may use:
+    /// past everything the old one sent plus a whole unscaled window, so that none of
+    /// its delayed segments lands in the new connection's window (Linux picks the same
+    /// floor).
     /// The caller retires this connection and accepts `syn` as a new one; otherwise
     /// `syn` goes to [`Tcb::on_segment`], which answers it with a challenge ACK.
     pub fn reopening_isn(&self, syn: &TcpRepr<'_>) -> Option<SeqNumber> {
@@ -752,10 +752,9 @@ impl Tcb {
                 // Most likely the challenge ACK of a server still holding this 4-tuple
                 // in TIME-WAIT, which our RST clears: resend the SYN soon, not after a
                 // whole RTO (Linux does the same). Only before the first retransmission,
-                // so a stream of bogus ACKs cannot make us send SYNs faster.
+                // so a stream of bogus ACKs cannot make us send SYNs faster, and never
+                // later than already due, so it cannot hold the SYN back either.
                 if self.retries == 0 {
-                    // Never later than already due: a stream of bad ACKs must not hold
-                    // the SYN back either.
                     let soon = now + SYN_RESEND_AFTER_RESET;
                     self.rto_at = Some(self.rto_at.map_or(soon, |t| t.min(soon)));
                 }
@@ -1205,7 +1204,8 @@ impl Tcb {
             return;
         }
         if self.fin_wait_2_at.is_some_and(|t| t <= now) {
-            // An orphan whose peer never closed: reset it, as Linux does.
+            // An orphan whose peer never closed: reset it (Linux drops it silently;
+            // the RST tells the peer).
             self.abort();
             return;
         }
@@ -1238,12 +1238,10 @@ impl Tcb {
 
     fn on_rto(&mut self, now: Instant) {
         self.retries += 1;
-        let limit = if self.orphaned && self.state.synchronized() {
-            self.config.orphan_retries.min(self.config.data_retries)
-        } else if self.state.synchronized() {
-            self.config.data_retries
-        } else {
-            self.config.syn_retries
+        let limit = match (self.state.synchronized(), self.orphaned) {
+            (false, _) => self.config.syn_retries,
+            (true, false) => self.config.data_retries,
+            (true, true) => self.config.orphan_retries.min(self.config.data_retries),
         };
         if self.retries > limit {
             self.emit_event(Event::TimedOut);

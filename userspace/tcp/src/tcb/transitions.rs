@@ -249,16 +249,20 @@ fn syn_sent_refused_by_rst() {
     r.expect_nothing();
 }
 
-#[test]
-fn syn_sent_answers_a_bad_ack_with_rst() {
-    let mut r = Rig::connect();
-    r.expect(seg(ISS, None).syn());
+/// In SYN-SENT, an ACK of something we never sent: RFC 9293's <SEQ=SEG.ACK><CTL=RST>.
+fn bad_ack_gets_a_reset(r: &mut Rig) {
     r.recv(seg(IRS, Some(ISS + 77)));
-    // RFC 9293: <SEQ=SEG.ACK><CTL=RST>.
     r.expect(Seg {
         window: 0,
         ..seg(ISS + 77, None).rst()
     });
+}
+
+#[test]
+fn syn_sent_answers_a_bad_ack_with_rst() {
+    let mut r = Rig::connect();
+    r.expect(seg(ISS, None).syn());
+    bad_ack_gets_a_reset(&mut r);
     assert_eq!(r.t.state(), State::SynSent);
 }
 
@@ -267,21 +271,13 @@ fn syn_sent_resends_the_syn_soon_after_resetting_a_bad_ack_once() {
     let mut r = Rig::connect();
     r.expect(seg(ISS, None).syn());
     // A challenge ACK from a server's TIME-WAIT: our RST clears it, the SYN follows.
-    r.recv(seg(IRS, Some(ISS + 77)));
-    r.expect(Seg {
-        window: 0,
-        ..seg(ISS + 77, None).rst()
-    });
+    bad_ack_gets_a_reset(&mut r);
     r.at(0.004);
     r.expect_nothing();
     r.at(0.005);
     r.expect(seg(ISS, None).syn());
     // A second one waits for the backed-off RTO: bogus ACKs cannot speed our SYNs up.
-    r.recv(seg(IRS, Some(ISS + 77)));
-    r.expect(Seg {
-        window: 0,
-        ..seg(ISS + 77, None).rst()
-    });
+    bad_ack_gets_a_reset(&mut r);
     r.at(2.004);
     r.expect_nothing();
     r.at(2.005);
