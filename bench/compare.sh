@@ -25,6 +25,8 @@
 #   bench/compare.sh                 (root)   RUNS=3 SECS=5 KX_RATE=40000
 #   SERVERS="sluice-xdp knot-xdp" WORKLOADS=xdp-per-connection bench/compare.sh   (a subset)
 #   PERF=1 ...                       also records both cores with perf (perf report --sort cpu,comm)
+#   PERF_STAT=1 ...                  also counts core 0's context switches, syscalls and
+#                                    softirqs with perf stat (<run>.perfstat)
 #   WARMUP=S ...                     seconds of load before measuring (1)
 #   NAPI_FIFO=1 ...                  NAPI threads real-time (preempting the server, as a
 #                                    NIC's softirq would); off by default
@@ -174,6 +176,11 @@ measure() { # SERVER WORKLOAD RUN
 	local perf_pid=""
 	if [ -n "${PERF:-}" ]; then
 		perf record -q -a -g -o "$base.perf.data" -- sleep "$((SECS + 1))" >/dev/null 2>&1 &
+		perf_pid=$!
+	elif [ -n "${PERF_STAT:-}" ]; then
+		# After the generator's warm-up, over its measured phase.
+		(sleep "${WARMUP:-1}"; perf stat -x, -C 0 -e context-switches,raw_syscalls:sys_enter,irq:softirq_entry,sched:sched_wakeup \
+			-o "$base.perfstat" -- sleep "$SECS") >/dev/null 2>&1 &
 		perf_pid=$!
 	fi
 	# sluice-xdp busy-polls, so core 0 looks fully busy whatever its load: its workers'

@@ -28,6 +28,8 @@ const SOURCE: u16 = 19; // sends a fixed amount, then closes
 const SOURCE_BYTES: usize = 8 << 20;
 const GREETING: u16 = 13; // writes a line, then closes first (so it holds TIME-WAIT)
 const GREETING_TEXT: &[u8] = b"sluice\n";
+const DEAF: u16 = 9; // waits a while, then drops the flow without reading a byte
+const DEAF_WAIT: Duration = Duration::from_millis(500);
 
 struct Rig {
     topo: Topology,
@@ -68,6 +70,13 @@ fn greeting_listener() -> Listener {
     })
 }
 
+fn deaf_listener() -> Listener {
+    Listener::new(|flow: Flow| async move {
+        tokio::time::sleep(DEAF_WAIT).await;
+        drop(flow);
+    })
+}
+
 fn rig(backend: Backend) -> Rig {
     rig_with(backend, |_| {})
 }
@@ -95,6 +104,7 @@ fn rig_queues(
             listeners.listen(ECHO, echo_listener());
             listeners.listen(SOURCE, source_listener());
             listeners.listen(GREETING, greeting_listener());
+            listeners.listen(DEAF, deaf_listener());
             let mut config = StackConfig {
                 backend,
                 iface: Some(iface),
@@ -492,6 +502,27 @@ fn reopen_a_port_in_time_wait(backend: Backend) {
     }
 }
 
+/// A flow dropped while received data sits unread resets the connection instead of
+/// closing it (RFC 1122 §4.2.2.13, RFC 2525 §2.17, as Linux's close()): the peer must not
+/// take the loss of what it sent for a clean end.
+fn unread_data_resets(backend: Backend) {
+    let r = rig(backend);
+    let addr = r.server(DEAF);
+    let err = r.peer(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        // Long before the handler lets go of the flow (DEAF_WAIT).
+        c.write_all(b"nobody reads this").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        c.read(&mut buf)
+    });
+    assert_eq!(
+        err.as_ref().map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "a clean close instead of a reset: {err:?}"
+    );
+}
+
 fn closed_port_refused_and_timeout(backend: Backend) {
     let r = rig(backend);
     // A SYN to a port with no listener is answered with RST.
@@ -800,6 +831,13 @@ macro_rules! every_case {
                 require_root!();
                 let _serial = serial();
                 super::reopen_a_port_in_time_wait($value);
+            }
+
+            #[test]
+            fn unread_data_resets() {
+                require_root!();
+                let _serial = serial();
+                super::unread_data_resets($value);
             }
 
             #[test]

@@ -17,6 +17,10 @@ use crate::xdp::flow::XdpFlow;
 /// dst, with the seed's semantics. It lives on the worker that owns the connection and
 /// is not `Send`.
 ///
+/// Dropping a flow closes it as [`Flow::close`] does, except that when received bytes
+/// are still unread it resets the connection, so the peer learns its data was lost
+/// (RFC 1122 §4.2.2.13; the kernel's `close()` does the same).
+///
 /// `Flow` also implements tokio's [`AsyncRead`] and [`AsyncWrite`], so protocol
 /// libraries written against them (codecs, TLS, HTTP) run over it unchanged. tokio's
 /// traits rather than the `futures` crate's: they are what most of the ecosystem's

@@ -224,6 +224,11 @@ impl Tcb {
         n
     }
 
+    /// Whether received bytes wait to be read.
+    pub(crate) fn has_unread(&self) -> bool {
+        self.0.recv_available() > 0
+    }
+
     /// The peer has closed and every byte it sent has been read.
     pub(crate) fn at_eof(&self) -> bool {
         self.0.at_eof()

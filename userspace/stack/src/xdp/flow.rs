@@ -207,7 +207,7 @@ impl XdpFlow {
 impl Drop for XdpFlow {
     fn drop(&mut self) {
         if let Ok(mut s) = self.state.try_borrow_mut() {
-            s.detach(self.h);
+            s.detach(self.h, !self.buf.is_empty());
         }
     }
 }

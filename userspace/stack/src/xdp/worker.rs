@@ -182,11 +182,17 @@ impl State {
     }
 
     /// Called when a Flow (or a failed connect) lets go of its connection.
-    pub fn detach(&mut self, h: Handle) {
+    /// `unread_in_flow`: the flow still held received bytes nobody read.
+    pub fn detach(&mut self, h: Handle, unread_in_flow: bool) {
         let now_us = self.now_us();
         if let Some(c) = self.conns.get_mut(h) {
             c.attached = false;
-            if !c.tcb.is_closed() {
+            if unread_in_flow || c.tcb.has_unread() {
+                // Received data will never be read: reset rather than close, so that the
+                // peer learns it was lost instead of reading a clean end (RFC 1122
+                // §4.2.2.13, RFC 2525 §2.17; Linux's close() does the same).
+                c.tcb.abort();
+            } else if !c.tcb.is_closed() {
                 // The application dropped the flow without closing: close for it, the way a
                 // process exit closes its sockets.
                 c.tcb.close();
@@ -941,7 +947,7 @@ pub(crate) async fn connect(
     match outcome {
         Ok(Ok(())) => Ok(Flow::xdp(super::flow::XdpFlow::new(state.clone(), h))),
         Ok(Err(e)) => {
-            state.borrow_mut().detach(h);
+            state.borrow_mut().detach(h, false);
             Err(e)
         }
         Err(_) => {
@@ -949,7 +955,7 @@ pub(crate) async fn connect(
             if let Some(c) = s.conns.get_mut(h) {
                 c.tcb.abort();
             }
-            s.detach(h);
+            s.detach(h, false);
             Err(Error::Timeout)
         }
     }
