@@ -37,6 +37,6 @@ pub use config::{Backend, StackConfig};
 pub use error::{Error, WriteError};
 pub use flow::Flow;
 pub use listener::{Handler, Keepalive, Listener, Listeners, LocalFuture};
-pub use stats::{ConnStates, WorkerStats};
+pub use stats::{ConnStates, SocketDrops, WorkerStats};
 pub use worker::{Stack, StartError, WorkerContext};
 pub use xdp::ports::PortRange;

@@ -12,14 +12,10 @@ pub struct WorkerStats {
     pub tx_frames: u64,
     /// Frames that found the TX ring full (the segment is resent by TCP later).
     pub tx_ring_full: u64,
-    /// Frames the kernel dropped because the worker's RX ring was full (AF_XDP's own
-    /// count): the worker fell behind its queue.
-    pub rx_ring_full: u64,
-    /// Times the kernel found the fill ring empty (the worker had given it no free frame
-    /// to receive into; in copy mode each is a dropped frame).
-    pub rx_fill_empty: u64,
-    /// Frames the kernel dropped on the socket for any other reason.
-    pub rx_kernel_dropped: u64,
+    /// What the kernel dropped on the worker's AF_XDP socket before the worker saw it;
+    /// `None` on the kernel backend, or when the kernel would not say (reading
+    /// `XDP_STATISTICS` failed), which is not the same as nothing dropped.
+    pub socket_drops: Option<SocketDrops>,
     /// Connections accepted.
     pub accepted: u64,
     /// Connections open now (any state, TIME-WAIT included).
@@ -62,6 +58,18 @@ impl WorkerStats {
         self.retransmits += u64::from(t.retransmits);
         self.timeouts += u64::from(t.timeouts);
     }
+}
+
+/// The kernel's own count of frames an AF_XDP socket lost (`XDP_STATISTICS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketDrops {
+    /// Frames dropped because the worker's RX ring was full: it fell behind its queue.
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty (the worker had given it no free frame
+    /// to receive into; in copy mode each is a dropped frame).
+    pub fill_empty: u64,
+    /// Frames dropped on the socket for any other reason.
+    pub other: u64,
 }
 
 /// How many connections are in each TCP state (RFC 9293's names), like `ss -s`: under a

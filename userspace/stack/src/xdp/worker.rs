@@ -33,7 +33,7 @@ use super::table::{FourTuple, Handle, Table};
 use super::XdpWorkerSetup;
 use crate::error::Error;
 use crate::listener::{Keepalive, Listeners};
-use crate::stats::WorkerStats;
+use crate::stats::{SocketDrops, WorkerStats};
 use crate::timer::TimerWheel;
 use crate::worker::{Command, StartError, WorkerContext};
 use crate::Flow;
@@ -837,12 +837,12 @@ fn command(
             }
             let sock = s.sock.stats();
             stats.tx_ring_full = sock.tx_ring_full;
-            if let Ok(k) = s.sock.kernel_stats() {
-                stats.rx_ring_full = k.rx_ring_full;
-                stats.rx_fill_empty = k.rx_fill_ring_empty;
+            stats.socket_drops = s.sock.kernel_stats().ok().map(|k| SocketDrops {
+                rx_ring_full: k.rx_ring_full,
+                fill_empty: k.rx_fill_ring_empty,
                 // In copy mode an empty fill ring is counted in rx_dropped as well.
-                stats.rx_kernel_dropped = k.rx_dropped.saturating_sub(k.rx_fill_ring_empty);
-            }
+                other: k.rx_dropped.saturating_sub(k.rx_fill_ring_empty),
+            });
             let _ = reply.send(stats);
         }
     }
