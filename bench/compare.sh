@@ -28,6 +28,7 @@
 #   PERF_STAT=1 ...                  also counts core 0's context switches, syscalls and
 #                                    softirqs with perf stat (<run>.perfstat)
 #   WARMUP=S ...                     seconds of load before measuring (1)
+#   SLUICE_BIN=PATH ...              serve with another build of sluice (an A/B)
 #   NAPI_FIFO=1 ...                  NAPI threads real-time (preempting the server, as a
 #                                    NIC's softirq would); off by default
 #
@@ -54,6 +55,7 @@ for t in knotd kxdpgun ethtool taskset; do
 done
 cargo build --release -q -p sluice -p sluice-benches
 bin=${CARGO_TARGET_DIR:-target}/release
+sluice=${SLUICE_BIN:-$bin/sluice} # SLUICE_BIN: another build of the server, for an A/B
 zone=$PWD/userspace/dns/tests/data/example.test.zone
 work=$(mktemp -d /tmp/sluice-compare.XXXXXX)
 cp "$zone" userspace/dns/tests/data/included.zone "$work/"
@@ -139,14 +141,14 @@ start_server() { # NAME
 		# server's receive work would be charged to the generator.)
 		$SRV sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 0 > /sys/class/net/slsrv0/gro_flush_timeout; echo 1 > /sys/class/net/slsrv0/threaded'
 		# shellcheck disable=SC2086
-		$SRV "$bin/sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns \
+		$SRV "$sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns \
 			--zone "$work/example.test.zone" --cores 0 $SLUICE_XDP_OPTS $SLUICE_LIMITS --control "$work/control.sock" \
 			>"$runs/server-$1.log" 2>&1 &
 		;;
 	sluice-kernel)
 		$SRV sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 0 > /sys/class/net/slsrv0/gro_flush_timeout; echo 1 > /sys/class/net/slsrv0/threaded'
 		# shellcheck disable=SC2086
-		$SRV "$bin/sluice" serve --backend kernel --addr 198.18.0.1 --listen 53=dns \
+		$SRV "$sluice" serve --backend kernel --addr 198.18.0.1 --listen 53=dns \
 			--zone "$work/example.test.zone" --cores 0 $SLUICE_LIMITS --control "$work/control.sock" \
 			>"$runs/server-$1.log" 2>&1 &
 		;;
@@ -185,7 +187,7 @@ measure() { # SERVER WORKLOAD RUN
 	fi
 	# sluice-xdp busy-polls, so core 0 looks fully busy whatever its load: its workers'
 	# own busy time (sluice stats) says what they really did.
-	case $s in sluice-*) "$bin/sluice" stats --control "$work/control.sock" >"$base.stats0" 2>&1 || true ;; esac
+	case $s in sluice-*) "$sluice" stats --control "$work/control.sock" >"$base.stats0" 2>&1 || true ;; esac
 	b0=$(cpu_busy 0); b1=$(cpu_busy 1); t0=$(date +%s.%N)
 	case $w in
 	pipelined | per-connection | xdp-pipelined | xdp-per-connection | half-load)
@@ -206,7 +208,7 @@ measure() { # SERVER WORKLOAD RUN
 		;;
 	esac
 	t1=$(date +%s.%N); a0=$(cpu_busy 0); a1=$(cpu_busy 1)
-	case $s in sluice-*) "$bin/sluice" stats --control "$work/control.sock" >"$base.stats1" 2>&1 || true ;; esac
+	case $s in sluice-*) "$sluice" stats --control "$work/control.sock" >"$base.stats1" 2>&1 || true ;; esac
 	[ -z "$perf_pid" ] || wait "$perf_pid" || true
 	echo "$((a0 - b0)) $((a1 - b1)) $(getconf CLK_TCK) $t0 $t1" >"$base.cpu"
 }

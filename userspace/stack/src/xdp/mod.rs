@@ -15,6 +15,7 @@
 pub(crate) mod conn;
 pub(crate) mod flow;
 mod frames;
+mod index;
 mod nexthop_cache;
 pub mod ports;
 pub(crate) mod table;

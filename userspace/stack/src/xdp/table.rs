@@ -6,11 +6,12 @@
 //! single growing vector would copy every one of them each time the count doubles (half
 //! a gigabyte, a stall of a good fraction of a second on the packet path, on the way to a
 //! million connections).
-//! The index hashes with a per-process random key (ahash), so a client that chooses its
-//! ports cannot force collisions; lookups and inserts are O(1) at any table size.
+//! The 4-tuple index (`index.rs`) likewise grows a few buckets at a time instead of
+//! rehashing everything at once; lookups and inserts are O(1) at any table size.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::index::FlowIndex;
 
 /// A connection's identity: (local address, local port, remote address, remote port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,7 +65,7 @@ pub(crate) struct Table<T> {
     /// slots never move; only this vector of chunk headers does.
     chunks: Vec<Vec<Slot<T>>>,
     free: Vec<u32>,
-    index: HashMap<FourTuple, u32, ahash::RandomState>,
+    index: FlowIndex,
 }
 
 impl<T> Table<T> {
@@ -72,7 +73,7 @@ impl<T> Table<T> {
         Table {
             chunks: Vec::new(),
             free: Vec::new(),
-            index: HashMap::with_hasher(ahash::RandomState::new()),
+            index: FlowIndex::new(),
         }
     }
 
@@ -96,7 +97,7 @@ impl<T> Table<T> {
     }
 
     pub fn lookup(&self, key: &FourTuple) -> Option<Handle> {
-        let index = *self.index.get(key)?;
+        let index = self.index.get(key)?;
         Some(Handle {
             index,
             generation: self.slot(index)?.generation,
@@ -124,7 +125,7 @@ impl<T> Table<T> {
                 (((n - 1) * CHUNK + chunk.len() - 1) as u32, 0)
             }
         };
-        self.index.insert(key, index);
+        self.index.insert(&key, index);
         Handle { index, generation }
     }
 
