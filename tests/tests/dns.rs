@@ -464,7 +464,8 @@ fn framing_and_reload(backend: Backend) {
             let closed = c
                 .read_to_end(&mut rest)
                 .map(|_| rest.is_empty())
-                .unwrap_or(true);
+                // A reset closes it too; a read timeout does not.
+                .unwrap_or_else(|e| e.kind() == std::io::ErrorKind::ConnectionReset);
             (decode(&m).unwrap().id, closed)
         })
         .unwrap();
@@ -496,7 +497,11 @@ fn framing_and_reload(backend: Backend) {
                 .set_read_timeout(Some(Duration::from_secs(1)))
                 .unwrap();
             let mut b = [0u8; 1];
-            let closed = matches!(fourth.read(&mut b), Ok(0) | Err(_));
+            // Closed (or reset), not merely silent: a read timeout fails.
+            let closed = match fourth.read(&mut b) {
+                Ok(n) => n == 0,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            };
             let mut c = &three[0];
             let q = query(5, "www.example.test", rtype::A, false);
             let mut framed = (q.len() as u16).to_be_bytes().to_vec();

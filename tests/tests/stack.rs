@@ -29,6 +29,7 @@ const SOURCE_BYTES: usize = 8 << 20;
 const GREETING: u16 = 13; // writes a line, then closes first (so it holds TIME-WAIT)
 const GREETING_TEXT: &[u8] = b"sluice\n";
 const DEAF: u16 = 9; // waits a while, then drops the flow without reading a byte
+const HALF_DEAF: u16 = 10; // reads one byte (the flow takes in all there is), waits, drops
 const DEAF_WAIT: Duration = Duration::from_millis(500);
 
 struct Rig {
@@ -70,8 +71,13 @@ fn greeting_listener() -> Listener {
     })
 }
 
-fn deaf_listener() -> Listener {
-    Listener::new(|flow: Flow| async move {
+fn deaf_listener(read_one: bool) -> Listener {
+    Listener::new(move |mut flow: Flow| async move {
+        if read_one {
+            use tokio::io::AsyncReadExt;
+            let mut one = [0u8; 1];
+            let _ = flow.read_exact(&mut one).await;
+        }
         tokio::time::sleep(DEAF_WAIT).await;
         drop(flow);
     })
@@ -104,7 +110,8 @@ fn rig_queues(
             listeners.listen(ECHO, echo_listener());
             listeners.listen(SOURCE, source_listener());
             listeners.listen(GREETING, greeting_listener());
-            listeners.listen(DEAF, deaf_listener());
+            listeners.listen(DEAF, deaf_listener(false));
+            listeners.listen(HALF_DEAF, deaf_listener(true));
             let mut config = StackConfig {
                 backend,
                 iface: Some(iface),
@@ -507,20 +514,28 @@ fn reopen_a_port_in_time_wait(backend: Backend) {
 /// take the loss of what it sent for a clean end.
 fn unread_data_resets(backend: Backend) {
     let r = rig(backend);
-    let addr = r.server(DEAF);
-    let err = r.peer(move || {
-        let mut c = TcpStream::connect(addr).unwrap();
-        // Long before the handler lets go of the flow (DEAF_WAIT).
-        c.write_all(b"nobody reads this").unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut buf = [0u8; 64];
-        c.read(&mut buf)
-    });
-    assert_eq!(
-        err.as_ref().map_err(|e| e.kind()),
-        Err(std::io::ErrorKind::ConnectionReset),
-        "a clean close instead of a reset: {err:?}"
-    );
+    // Unread in the connection's buffer, then in the flow's own (taken from the
+    // connection by the one-byte read, not consumed).
+    for port in [DEAF, HALF_DEAF] {
+        let addr = r.server(port);
+        let err = r.peer(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            // Long before the handler lets go of the flow (DEAF_WAIT).
+            c.write_all(b"nobody reads this").unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = [0u8; 64];
+            c.read(&mut buf)
+        });
+        assert_eq!(
+            err.as_ref().map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionReset),
+            "port {port}: a clean close instead of a reset: {err:?}"
+        );
+    }
+    if backend == Backend::Xdp {
+        let w = r.stack.stats()[0];
+        assert_eq!(w.aborted_on_close, 2, "{w:?}");
+    }
 }
 
 fn closed_port_refused_and_timeout(backend: Backend) {

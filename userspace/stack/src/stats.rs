@@ -22,6 +22,9 @@ pub struct WorkerStats {
     pub connections: u64,
     /// RSTs sent for segments that matched no connection or listener.
     pub resets_sent: u64,
+    /// Connections reset because their flow was dropped with received data unread
+    /// (Linux's TCPAbortOnClose).
+    pub aborted_on_close: u64,
     /// SYNs answered with a SYN cookie because the half-open backlog was full.
     pub syn_cookies_sent: u64,
     /// Connections made from a returned SYN cookie.

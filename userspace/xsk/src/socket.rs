@@ -593,6 +593,17 @@ impl XskSocket {
         if rc < 0 {
             return Err(Error::last_os("reading XDP_STATISTICS"));
         }
+        // Kernels before 5.9 fill only the first three counters: the ring counters
+        // would read as zeros, which is not the same as nothing dropped.
+        if (len as usize) < size_of::<libc::xdp_statistics>() {
+            return Err(Error::os(
+                "reading XDP_STATISTICS",
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "no ring counters before Linux 5.9",
+                ),
+            ));
+        }
         Ok(KernelStats {
             rx_dropped: s.rx_dropped,
             rx_invalid_descs: s.rx_invalid_descs,

@@ -224,11 +224,6 @@ impl Tcb {
         n
     }
 
-    /// Whether received bytes wait to be read.
-    pub(crate) fn has_unread(&self) -> bool {
-        self.0.recv_available() > 0
-    }
-
     /// The peer has closed and every byte it sent has been read.
     pub(crate) fn at_eof(&self) -> bool {
         self.0.at_eof()
@@ -254,8 +249,10 @@ impl Tcb {
         self.0.close();
     }
 
-    pub(crate) fn orphan(&mut self, now_us: u64) {
-        self.0.orphan(instant(now_us));
+    /// The flow let go: close, or reset if received data will never be read (see
+    /// [`tcp::tcb::Tcb::release`]). Returns whether it reset.
+    pub(crate) fn release(&mut self, now_us: u64, unread_by_app: bool) -> bool {
+        self.0.release(instant(now_us), unread_by_app)
     }
 
     pub(crate) fn abort(&mut self) {

@@ -187,18 +187,12 @@ impl State {
         let now_us = self.now_us();
         if let Some(c) = self.conns.get_mut(h) {
             c.attached = false;
-            if unread_in_flow || c.tcb.has_unread() {
-                // Received data will never be read: reset rather than close, so that the
-                // peer learns it was lost instead of reading a clean end (RFC 1122
-                // §4.2.2.13, RFC 2525 §2.17; Linux's close() does the same).
-                c.tcb.abort();
-            } else if !c.tcb.is_closed() {
-                // The application dropped the flow without closing: close for it, the way a
-                // process exit closes its sockets.
-                c.tcb.close();
+            // Nobody reads or writes it any more: it finishes closing within bounds, the
+            // way a process exit closes its sockets, or is reset if what the peer sent
+            // will never be read.
+            if c.tcb.release(now_us, unread_in_flow) {
+                self.stats.aborted_on_close += 1;
             }
-            // Nobody reads or writes it any more: it finishes closing within bounds.
-            c.tcb.orphan(now_us);
         }
         self.after_tcp(h);
         self.mark_dirty(h);

@@ -670,6 +670,28 @@ impl Tcb {
         self.arm_fin_wait_2(now);
     }
 
+    /// The application lets go of the connection (drops its flow) and will neither read
+    /// nor write again: closes what is still open and bounds the rest ([`Tcb::orphan`]).
+    /// When received data will never be read (in our buffer, or `unread_by_app`: bytes
+    /// the application took from it but did not consume), it resets instead, so that the
+    /// peer learns its data was lost rather than reading a clean end (RFC 1122
+    /// §4.2.2.13, RFC 2525 §2.17; Linux's close() does the same). Not in TIME-WAIT: both
+    /// sides have closed, a RST would tell the peer nothing, and TIME-WAIT still guards
+    /// the 4-tuple (Linux's socket has left it to a separate TIME-WAIT entry by then).
+    /// Returns whether it reset.
+    pub fn release(&mut self, now: Instant, unread_by_app: bool) -> bool {
+        let unread = unread_by_app || self.recv.len() > 0;
+        if unread && !matches!(self.state, State::TimeWait | State::Closed) {
+            self.abort();
+            return true;
+        }
+        if !self.is_closed() {
+            self.close();
+        }
+        self.orphan(now);
+        false
+    }
+
     /// Whether the connection is finished.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed && !self.rst_now

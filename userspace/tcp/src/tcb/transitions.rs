@@ -414,6 +414,54 @@ fn an_orphan_is_reset_by_new_data_after_its_fin() {
     assert_eq!(r.t.state(), State::TimeWait);
 }
 
+#[test]
+fn released_with_data_unread_resets() {
+    // In our buffer.
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 1, Some(ISS + 1)).len(10));
+    r.at(0.3); // its delayed ACK
+    r.expect(seg(ISS + 1, Some(IRS + 11)));
+    assert!(r.t.release(r.now, false));
+    r.expect(Seg {
+        window: 0,
+        ..seg(ISS + 1, Some(IRS + 11)).rst()
+    });
+    assert_eq!(r.t.state(), State::Closed);
+    // Taken by the application but not consumed; the peer had closed too.
+    let mut r = Rig::established();
+    r.recv(seg(IRS + 1, Some(ISS + 1)).fin());
+    r.expect(seg(ISS + 1, Some(IRS + 2)));
+    assert_eq!(r.t.state(), State::CloseWait);
+    assert!(r.t.release(r.now, true));
+    r.expect(Seg {
+        window: 0,
+        ..seg(ISS + 1, Some(IRS + 2)).rst()
+    });
+    assert_eq!(r.t.state(), State::Closed);
+}
+
+#[test]
+fn released_with_everything_read_closes() {
+    let mut r = Rig::established();
+    assert!(!r.t.release(r.now, false));
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    assert_eq!(r.t.state(), State::FinWait1);
+}
+
+#[test]
+fn released_in_time_wait_keeps_it_whatever_is_unread() {
+    let mut r = Rig::established();
+    r.t.close();
+    r.expect(seg(ISS + 1, Some(IRS + 1)).fin());
+    r.recv(seg(IRS + 1, Some(ISS + 2)).len(10).fin());
+    r.expect(seg(ISS + 2, Some(IRS + 12)));
+    assert_eq!(r.t.state(), State::TimeWait);
+    assert_eq!(r.t.recv_available(), 10);
+    assert!(!r.t.release(r.now, true));
+    r.expect_nothing();
+    assert_eq!(r.t.state(), State::TimeWait);
+}
+
 /// Retransmissions of the FIN until the connection gives up, and whether it timed out.
 fn fin_retransmissions(mut r: Rig) -> u32 {
     let mut sent = 0;
