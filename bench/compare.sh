@@ -12,7 +12,14 @@
 #   xdp-pipelined, xdp-per-connection
 #                   the same from sluice-bench on sluice's own TCP over AF_XDP (64
 #                   connections): a generator much cheaper per connection than kernel
-#                   sockets, for when those saturate core 1 first
+#                   sockets, for when those saturate core 1 first. Its workers poll
+#                   (preferred busy polling 50 us, 200 us of polling before sleeping)
+#   xdp-pipelined-sleep, xdp-per-connection-sleep
+#                   the same with a generator that sleeps as soon as it is idle, which
+#                   leaves core 1 to its NAPI thread. Which of the two generators does
+#                   better depends on the server (one-query connections: the sleeping
+#                   one, for every server; pipelined: polling for sluice, sleeping for
+#                   Knot), so the AF_XDP table takes, for each server, the better one
 #   kxdpgun         kxdpgun -T: one query per connection, open loop at KX_RATE conn/s,
 #                   its own TCP on AF_XDP (the independent generator)
 #   half-load       xdp-pipelined, open loop at half sluice-xdp's peak (the median of its
@@ -45,9 +52,11 @@ SLUICE_XDP_OPTS=${SLUICE_XDP_OPTS:-"--busy-poll 0"}
 # (1,000 concurrent by default, against a hostile client) would refuse the load once
 # an overloaded run (kxdpgun's open loop) leaves thousands of connections open.
 SLUICE_LIMITS="--max-per-source 1000000 --max-connections 1000000"
-WORKLOADS=${WORKLOADS:-"pipelined per-connection xdp-pipelined xdp-per-connection kxdpgun half-load"}
+WORKLOADS=${WORKLOADS:-"pipelined per-connection xdp-pipelined xdp-per-connection xdp-pipelined-sleep xdp-per-connection-sleep kxdpgun half-load"}
 out=bench/results
 runs="$out/runs/compare"
+# Only this invocation's runs: a subset must not pick up an earlier one's files.
+rm -rf "$runs"
 mkdir -p "$runs"
 [ "$(id -u)" -eq 0 ] || { echo "bench/compare.sh needs root" >&2; exit 1; }
 for t in knotd kxdpgun ethtool taskset; do
@@ -190,12 +199,14 @@ measure() { # SERVER WORKLOAD RUN
 	case $s in sluice-*) "$sluice" stats --control "$work/control.sock" >"$base.stats0" 2>&1 || true ;; esac
 	b0=$(cpu_busy 0); b1=$(cpu_busy 1); t0=$(date +%s.%N)
 	case $w in
-	pipelined | per-connection | xdp-pipelined | xdp-per-connection | half-load)
+	pipelined | per-connection | xdp-pipelined* | xdp-per-connection* | half-load)
 		local opts="--mode pipelined --connections 64 --in-flight 16"
 		[ "$w" = half-load ] && opts="$opts --rate $(half_rate) --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
 		[ "$w" = per-connection ] && opts="--mode per-connection --connections 32"
 		[ "$w" = xdp-pipelined ] && opts="$opts --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
 		[ "$w" = xdp-per-connection ] && opts="--mode per-connection --connections 64 --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
+		[ "$w" = xdp-pipelined-sleep ] && opts="$opts --backend xdp --iface slpeer0 --addr 198.18.0.2 --busy-poll 0"
+		[ "$w" = xdp-per-connection-sleep ] && opts="--mode per-connection --connections 64 --backend xdp --iface slpeer0 --addr 198.18.0.2 --busy-poll 0"
 		# shellcheck disable=SC2086
 		$PEER "$bin/sluice-bench" --server 198.18.0.1:53 $opts --queries "$work/queries.txt" \
 			--duration "$SECS" --warmup "${WARMUP:-1}" --cores 1 --quiet --label "$s" --json "$base.json" --plot "$base.svg" >"$base.out" 2>&1 || true
@@ -292,7 +303,8 @@ def gen_idle_poll(s, w, r):
 med = lambda v: statistics.median(v) if v else float("nan")
 rows = {}
 for s in servers:
-    for w in ("pipelined", "per-connection", "xdp-pipelined", "xdp-per-connection", "half-load"):
+    for w in ("pipelined", "per-connection", "xdp-pipelined", "xdp-per-connection",
+              "xdp-pipelined-sleep", "xdp-per-connection-sleep", "half-load"):
         b = [x for x in (bench(s, w, r) for r in range(1, n + 1)) if x]
         c = [cpu(s, w, r) for r in range(1, n + 1)]
         # Each core's load: the OS's busy time less what a sluice worker spent polling
@@ -306,6 +318,17 @@ for s in servers:
     rows[(s, "kxdpgun")] = dict(rate=med([x[0] for x in k]), answered=med([x[1] for x in k]),
                                 cpu0=med([c[r - 1][0] - idle_poll(s, "kxdpgun", r) for r in range(1, n + 1)]),
                                 cpu1=med([x[1] for x in c]))
+# The AF_XDP generator that did better for each server (see the header): its rows
+# stand for "xdp-pipelined" and "xdp-per-connection" from here on, marked (s) if it
+# was the sleeping one.
+def better(a, b):
+    if b["rate"] == b["rate"] and not (b["rate"] <= a["rate"]):
+        return dict(b, gen="s")
+    return dict(a, gen="")
+for s in servers:
+    for w in ("xdp-pipelined", "xdp-per-connection"):
+        rows[(s, w + "-poll")] = rows[(s, w)]
+        rows[(s, w)] = better(rows[(s, w)], rows[(s, w + "-sleep")])
 ver = subprocess.run(["knotd", "-V"], capture_output=True, text=True).stdout.strip()
 print(f"# DNS over TCP: sluice against Knot DNS and the kernel ({datetime.date.today()})\n")
 print(f"Same zone, veth topology, server and its receive work on core 0, load on core 1; {n} runs of {secs:g} s each, medians. {ver}.")
@@ -317,12 +340,18 @@ per = lambda r: r["cpu0"] / r["rate"] * 1e6 if r["rate"] and r["rate"] == r["rat
 for s in servers:
     p, c = rows[(s, "pipelined")], rows[(s, "per-connection")]
     print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {per(p):.2f} | {p['cpu1']:.2f} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {per(c):.1f} | {c['cpu1']:.2f} |")
-print("\nLoad from sluice-bench on sluice's TCP over AF_XDP, and from kxdpgun -T (open loop at %d conn/s):\n" % kx_rate)
+print("\nLoad from sluice-bench on sluice's TCP over AF_XDP, for each server with the generator that did better for it ((s): the one that sleeps when idle; otherwise the polling one), and from kxdpgun -T (open loop at %d conn/s):\n" % kx_rate)
 print("| server | pipelined QPS | p50/p99 µs | server busy | load busy | per-connection conn/s | p50/p99 µs | µs CPU/conn | server busy | load busy | kxdpgun conn/s answered | server busy |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for s in servers:
     p, c, k = rows[(s, "xdp-pipelined")], rows[(s, "xdp-per-connection")], rows[(s, "kxdpgun")]
-    print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {p['cpu0']:.2f} | {p['cpu1']:.2f} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {per(c):.1f} | {c['cpu0']:.2f} | {c['cpu1']:.2f} | {k['rate']:.0f} ({k.get('answered', float('nan')):.1f} %) | {k['cpu0']:.2f} |")
+    print(f"| {s} | {p['rate']:.0f}{' (s)' if p['gen'] else ''} | {p['p50']}/{p['p99']} | {p['cpu0']:.2f} | {p['cpu1']:.2f} | {c['rate']:.0f}{' (s)' if c['gen'] else ''} | {c['p50']}/{c['p99']} | {per(c):.1f} | {c['cpu0']:.2f} | {c['cpu1']:.2f} | {k['rate']:.0f} ({k.get('answered', float('nan')):.1f} %) | {k['cpu0']:.2f} |")
+print("\nBoth AF_XDP generators, each server (rate, and server µs CPU per answer or connection):\n")
+print("| server | pipelined, polling gen | pipelined, sleeping gen | per-connection, polling gen | per-connection, sleeping gen |")
+print("|---|---|---|---|---|")
+for s in servers:
+    cell = lambda w: f"{rows[(s, w)]['rate']:.0f}, {per(rows[(s, w)]):.2f} µs"
+    print(f"| {s} | {cell('xdp-pipelined-poll')} | {cell('xdp-pipelined-sleep')} | {cell('xdp-per-connection-poll')} | {cell('xdp-per-connection-sleep')} |")
 print()
 print("\nAt half sluice-xdp's peak pipelined QPS (AF_XDP load, open loop, latencies corrected for coordinated omission):\n")
 print("| server | offered QPS | answered QPS | p50 µs | p99 µs | errors |")
