@@ -36,6 +36,7 @@
 #                                    softirqs with perf stat (<run>.perfstat)
 #   WARMUP=S ...                     seconds of load before measuring (1)
 #   SLUICE_BIN=PATH ...              serve with another build of sluice (an A/B)
+#   REPORT_ONLY=1 ...                rewrite the table from the last invocation's raw runs
 #   NAPI_FIFO=1 ...                  NAPI threads real-time (preempting the server, as a
 #                                    NIC's softirq would); off by default
 #
@@ -55,6 +56,8 @@ SLUICE_LIMITS="--max-per-source 1000000 --max-connections 1000000"
 WORKLOADS=${WORKLOADS:-"pipelined per-connection xdp-pipelined xdp-per-connection xdp-pipelined-sleep xdp-per-connection-sleep kxdpgun half-load"}
 out=bench/results
 runs="$out/runs/compare"
+# REPORT_ONLY=1: only the table, from the raw runs of the last invocation.
+if [ -z "${REPORT_ONLY:-}" ]; then
 # Only this invocation's runs: a subset must not pick up an earlier one's files.
 rm -rf "$runs"
 mkdir -p "$runs"
@@ -257,6 +260,8 @@ for s in $SERVERS; do
 	stop_server
 done
 
+fi
+
 python3 - "$runs" "$RUNS" "$SECS" "$KX_RATE" "$SERVERS" >"$out/compare.md" <<'PY'
 import json, os, re, statistics, sys, datetime, subprocess
 runs, n, secs, kx_rate, servers = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split()
@@ -272,7 +277,7 @@ def bench(s, w, r):
         j = json.load(open(f"{runs}/{s}-{w}-{r}.json"))
     except (OSError, ValueError):
         return None
-    rate = j["qps"] if w.endswith("pipelined") or w == "half-load" else j["cps"]
+    rate = j["qps"] if "pipelined" in w or w == "half-load" else j["cps"]
     return rate, j["latency_us"].get("50"), j["latency_us"].get("99"), sum(j["errors"].values())
 def kx(s, r):
     try:
