@@ -8,6 +8,9 @@
 # connection. RUNS runs of SECS seconds each; the table gives medians and our ratio.
 #
 #   bench/stack-compare.sh            (root)   RUNS=3 SECS=5 GEN=xdp by default
+#   GEN=xdp-sleep ...                 the AF_XDP generator sleeping as soon as it is idle
+#                                     (GEN=xdp polls, which takes core 1 from its own NAPI
+#                                     thread; which does better depends on the server)
 #   PIPELINED="--connections 64 --in-flight 16" PER_CONNECTION="--connections 32" (defaults)
 #
 # Writes bench/results/stack-compare.md and the runs' JSON under bench/results/runs/.
@@ -54,7 +57,8 @@ ip netns exec sl-srv sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs;
 declare -A server_opts=([xdp]="$XDP_OPTS" [kernel]="")
 gen_opts=""
 [ "$GEN" = xdp ] && gen_opts="--backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
-[ "$GEN" = xdp ] && ip netns exec sl-peer ping -c 1 -W 1 198.18.0.1 >/dev/null
+[ "$GEN" = xdp-sleep ] && gen_opts="--backend xdp --iface slpeer0 --addr 198.18.0.2 --busy-poll 0"
+[ "$GEN" != kernel ] && ip netns exec sl-peer ping -c 1 -W 1 198.18.0.1 >/dev/null
 pin_napi() { # IFACE CORE: pins the NAPI threads of IFACE (they may be re-created)
 	local n=0
 	for pid in $(pgrep "^napi/$1-" || true); do
@@ -140,7 +144,7 @@ for m, metric in [("pipelined", "qps"), ("per-connection", "cps")]:
         }
     rows.append((m, metric, med))
 lines = [f"# sluice AF_XDP stack vs kernel backend ({datetime.date.today()})", "",
-         f"Echo over veth, server and its veth NAPI thread on core 0, sluice-bench ({'sluice TCP over AF_XDP' if gen_kind == 'xdp' else 'kernel sockets, tcp_tw_reuse on'}) and its NAPI thread on core 1, {runs} runs each, medians. CPU is each core's busy time over the run (the AF_XDP server sleeps when idle; the AF_XDP generator's idle polling is taken off core 1's).", "",
+         f"Echo over veth, server and its veth NAPI thread on core 0, sluice-bench ({dict(xdp='sluice TCP over AF_XDP, polling', **{'xdp-sleep': 'sluice TCP over AF_XDP, sleeping when idle'}).get(gen_kind, 'kernel sockets, tcp_tw_reuse on')}) and its NAPI thread on core 1, {runs} runs each, medians. CPU is each core's busy time over the run (the AF_XDP server sleeps when idle; the AF_XDP generator's idle polling is taken off core 1's).", "",
          "| workload | backend | rate | p50 µs | p99 µs | server core busy | server µs CPU per request | load core busy | errors |", "|---|---|---|---|---|---|---|---|---|"]
 for m, metric, med in rows:
     for b in ("xdp", "kernel"):
