@@ -484,6 +484,33 @@ fn framing_and_reload(backend: Backend) {
         .unwrap();
     assert!(idle_closed, "the idle timeout closes a silent connection");
 
+    // It runs from the last answer, not from the connection's start: a query at 2 s
+    // keeps the connection open past 3 s, until 3 s after its answer.
+    let (answered, open_for) = topo
+        .run_in(&topo.peer_ns.clone(), move || {
+            let mut c = TcpStream::connect(server).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let t = std::time::Instant::now();
+            std::thread::sleep(Duration::from_secs(2));
+            let q = query(9, "www.example.test", rtype::A, false);
+            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+            framed.extend(&q);
+            c.write_all(&framed).unwrap();
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len).unwrap();
+            let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+            c.read_exact(&mut m).unwrap();
+            let mut b = [0u8; 1];
+            let closed = matches!(c.read(&mut b), Ok(0));
+            (closed.then(|| decode(&m).unwrap().id), t.elapsed())
+        })
+        .unwrap();
+    assert_eq!(answered, Some(9), "answered, then closed when idle");
+    assert!(
+        open_for >= Duration::from_millis(4500),
+        "closed {open_for:?} after opening: the timeout ran from the start"
+    );
+
     // The per-source limit: a fourth connection from one address is closed at once
     // while three are open, and the three still work.
     let (fourth_closed, others_work) = topo
