@@ -479,126 +479,156 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
         }
     };
     let local = tokio::task::LocalSet::new();
+    // The packet loop runs as a task of the LocalSet, like the flows it wakes, and
+    // yields with `yield_to_flows`: the LocalSet then runs the woken flows and the
+    // loop again, up to its budget per tick, before it returns to the runtime, which
+    // polls epoll and tokio's timers. Yielding as the root future (or with tokio's
+    // yield_now, which defers the wake-up to the runtime) cost an epoll_wait per round.
     local.block_on(&runtime, async move {
-        let state = Rc::new(RefCell::new(State {
-            sock,
-            mac,
-            addrs,
-            listeners,
-            conns: Table::new(),
-            timers: TimerWheel::new(0),
-            dirty: Vec::new(),
-            dirty_spare: Vec::new(),
-            epoch: Instant::now(),
-            verify_checksums: config.verify_checksums,
-            tcp,
-            half_open: 0,
-            max_half_open: config.max_half_open,
-            stats: WorkerStats::default(),
-            loop_wake: peers[index].wake.clone(),
-            peers,
-            inbox,
-            next_port: first_port(&ports, index),
-            ports,
-            index,
-            workers,
-            accepted: Vec::new(),
-            handshake_acks: Vec::new(),
-            scratch_handles: Vec::new(),
-            scratch_timers: Vec::new(),
-            dump_period_us: std::env::var("SLUICE_DUMP_CONNS_MS")
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(|ms| ms.max(1) * 1000),
-            next_dump_us: 0,
-        }));
-        // SAFETY: `fd` is the socket that `state` owns; `afd` is declared after `state`,
-        // so it is dropped (and deregistered) before the socket closes.
-        let afd = match unsafe { AsyncFd::register(fd) } {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = ready.send(Err(StartError::Io(
-                    "registering the AF_XDP socket with epoll",
-                    std::io::Error::other(e.to_string()),
-                )));
-                return;
-            }
-        };
-        // The map entry for this queue points at our socket from now on.
-        let _ = ready.send(Ok(Some((queue, fd))));
-        let ctx = WorkerContext::xdp(index, config.connect_timeout, state.clone());
-        let busy_poll_us = config.busy_poll.as_micros() as u64;
-        let mut idle_since_us: Option<u64> = None;
-        let active_tasks = Rc::new(());
-        let mut draining: Option<Instant> = None;
-        // When the last round started and whether it did something: the time from there
-        // to the next round (that round and the flow tasks it woke) counts as busy, or
-        // as idle polling; time asleep counts as neither.
-        let mut last_round: Option<(u64, bool)> = None;
-        loop {
-            let (worked, accepted, now_us) = {
-                let mut s = state.borrow_mut();
-                let now_us = s.now_us();
-                match last_round.take() {
-                    Some((since, true)) => s.stats.busy_us += now_us.saturating_sub(since),
-                    Some((since, false)) => s.stats.idle_poll_us += now_us.saturating_sub(since),
-                    None => {}
+        let worker = tokio::task::spawn_local(async move {
+            let state = Rc::new(RefCell::new(State {
+                sock,
+                mac,
+                addrs,
+                listeners,
+                conns: Table::new(),
+                timers: TimerWheel::new(0),
+                dirty: Vec::new(),
+                dirty_spare: Vec::new(),
+                epoch: Instant::now(),
+                verify_checksums: config.verify_checksums,
+                tcp,
+                half_open: 0,
+                max_half_open: config.max_half_open,
+                stats: WorkerStats::default(),
+                loop_wake: peers[index].wake.clone(),
+                peers,
+                inbox,
+                next_port: first_port(&ports, index),
+                ports,
+                index,
+                workers,
+                accepted: Vec::new(),
+                handshake_acks: Vec::new(),
+                scratch_handles: Vec::new(),
+                scratch_timers: Vec::new(),
+                dump_period_us: std::env::var("SLUICE_DUMP_CONNS_MS")
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(|ms| ms.max(1) * 1000),
+                next_dump_us: 0,
+            }));
+            // SAFETY: `fd` is the socket that `state` owns; `afd` is declared after `state`,
+            // so it is dropped (and deregistered) before the socket closes.
+            let afd = match unsafe { AsyncFd::register(fd) } {
+                Ok(a) => a,
+                Err(e) => {
+                    let _ = ready.send(Err(StartError::Io(
+                        "registering the AF_XDP socket with epoll",
+                        std::io::Error::other(e.to_string()),
+                    )));
+                    return;
                 }
-                s.stats.elapsed_us = now_us;
-                let worked = s.step(now_us);
-                last_round = Some((now_us, worked));
-                (worked, std::mem::take(&mut s.accepted), now_us)
             };
-            for (h, port) in accepted {
-                start_handler(&state, h, port, &active_tasks);
-            }
-            while let Ok(cmd) = commands.try_recv() {
-                command(cmd, &state, &ctx, &active_tasks, &mut draining);
-            }
-            if let Some(deadline) = draining {
-                // Only the loop's own reference left: every flow task has finished.
-                if Rc::strong_count(&active_tasks) == 1 || Instant::now() >= deadline {
-                    break;
+            // The map entry for this queue points at our socket from now on.
+            let _ = ready.send(Ok(Some((queue, fd))));
+            let ctx = WorkerContext::xdp(index, config.connect_timeout, state.clone());
+            let busy_poll_us = config.busy_poll.as_micros() as u64;
+            let mut idle_since_us: Option<u64> = None;
+            let active_tasks = Rc::new(());
+            let mut draining: Option<Instant> = None;
+            // When the last round started and whether it did something: the time from there
+            // to the next round (that round and the flow tasks it woke) counts as busy, or
+            // as idle polling; time asleep counts as neither.
+            let mut last_round: Option<(u64, bool)> = None;
+            loop {
+                let (worked, accepted, now_us) = {
+                    let mut s = state.borrow_mut();
+                    let now_us = s.now_us();
+                    match last_round.take() {
+                        Some((since, true)) => s.stats.busy_us += now_us.saturating_sub(since),
+                        Some((since, false)) => {
+                            s.stats.idle_poll_us += now_us.saturating_sub(since)
+                        }
+                        None => {}
+                    }
+                    s.stats.elapsed_us = now_us;
+                    let worked = s.step(now_us);
+                    last_round = Some((now_us, worked));
+                    (worked, std::mem::take(&mut s.accepted), now_us)
+                };
+                for (h, port) in accepted {
+                    start_handler(&state, h, port, &active_tasks);
                 }
-            }
-            if worked {
+                while let Ok(cmd) = commands.try_recv() {
+                    command(cmd, &state, &ctx, &active_tasks, &mut draining);
+                }
+                if let Some(deadline) = draining {
+                    // Only the loop's own reference left: every flow task has finished.
+                    if Rc::strong_count(&active_tasks) == 1 || Instant::now() >= deadline {
+                        break;
+                    }
+                }
+                if worked {
+                    idle_since_us = None;
+                    yield_to_flows().await;
+                    continue;
+                }
+                let idle_us = *idle_since_us.get_or_insert(now_us);
+                if now_us - idle_us < busy_poll_us {
+                    yield_to_flows().await;
+                    continue;
+                }
+                // Sleep until something can happen.
+                let (notify, timer) = {
+                    let s = state.borrow();
+                    (s.loop_wake.clone(), s.next_timer())
+                };
+                let wait = timer
+                    .unwrap_or(Duration::from_millis(100))
+                    .min(Duration::from_millis(100));
+                tokio::select! {
+                    guard = afd.readable() => {
+                        if let Ok(mut g) = guard {
+                            g.clear_ready();
+                        }
+                    }
+                    _ = notify.notified() => {}
+                    cmd = commands.recv() => {
+                        match cmd {
+                            Some(cmd) => command(cmd, &state, &ctx, &active_tasks, &mut draining),
+                            None => break,
+                        }
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
                 idle_since_us = None;
-                tokio::task::yield_now().await;
-                continue;
+                last_round = None;
             }
-            let idle_us = *idle_since_us.get_or_insert(now_us);
-            if now_us - idle_us < busy_poll_us {
-                tokio::task::yield_now().await;
-                continue;
+            drop(active_tasks);
+        });
+        if let Err(e) = worker.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
             }
-            // Sleep until something can happen.
-            let (notify, timer) = {
-                let s = state.borrow();
-                (s.loop_wake.clone(), s.next_timer())
-            };
-            let wait = timer
-                .unwrap_or(Duration::from_millis(100))
-                .min(Duration::from_millis(100));
-            tokio::select! {
-                guard = afd.readable() => {
-                    if let Ok(mut g) = guard {
-                        g.clear_ready();
-                    }
-                }
-                _ = notify.notified() => {}
-                cmd = commands.recv() => {
-                    match cmd {
-                        Some(cmd) => command(cmd, &state, &ctx, &active_tasks, &mut draining),
-                        None => break,
-                    }
-                }
-                _ = tokio::time::sleep(wait) => {}
-            }
-            idle_since_us = None;
-            last_round = None;
         }
-        drop(active_tasks);
     });
+}
+
+/// Lets the flow tasks the last round woke run, then comes back: it re-queues the
+/// calling task on the LocalSet at once, behind them, instead of deferring its wake-up
+/// to the runtime's next poll of epoll as tokio's `yield_now` does.
+async fn yield_to_flows() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// How a worker reaches another: frames for its connections, and its wake-up.
