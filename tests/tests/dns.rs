@@ -395,7 +395,15 @@ fn zone_transfer(backend: Backend) {
         backend,
         &zone_dir().join("example.test.zone"),
         &dir,
-        &["--transfer-allow", &allow],
+        // Limits meant as "never" must not overflow the session's clock arithmetic.
+        &[
+            "--transfer-allow",
+            &allow,
+            "--idle-timeout",
+            "1e19",
+            "--max-lifetime",
+            "1e19",
+        ],
     );
     let out = topo
         .peer_cmd("kdig")

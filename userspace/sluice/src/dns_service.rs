@@ -213,8 +213,10 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
     // `deadline`, and the timer, when it fires early, is set again to where the
     // deadline has got to. A timer set and cleared for each read was 6 % of a worker's
     // time under one-query connections.
-    let end_of_life = started + svc.limits.max_lifetime;
-    let mut deadline = (started + svc.limits.idle_timeout).min(end_of_life);
+    // Checked: a limit meant as "unlimited" (1e19 s) must not overflow the clock.
+    let later = |d: Duration| started.checked_add(d).unwrap_or(started + FOREVER);
+    let end_of_life = later(svc.limits.max_lifetime);
+    let mut deadline = later(svc.limits.idle_timeout).min(end_of_life);
     let timer = tokio::time::sleep_until(deadline.into());
     tokio::pin!(timer);
     loop {
@@ -290,11 +292,22 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
         if garbage {
             break;
         }
+        // A client that always has more to send is never idle: its lifetime still ends.
+        let now = Instant::now();
+        if now >= end_of_life {
+            add(&c.lifetime_closed, 1);
+            break;
+        }
         // Idle from here: after the answers went out, however long that took.
-        deadline = (Instant::now() + svc.limits.idle_timeout).min(end_of_life);
+        deadline = now
+            .checked_add(svc.limits.idle_timeout)
+            .map_or(end_of_life, |t| t.min(end_of_life));
     }
     flow.close().await;
 }
+
+/// Far enough to stand for "never" as a session limit, near enough not to overflow.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// What `pending` grows by once a connection has had an answer: many answers' worth,
 /// so that pipelined answers share one allocation (reclaimed once they are sent).
