@@ -315,7 +315,9 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
     let secs = |flag: Option<f64>, conf: Option<f64>, default: f64, what: &str| {
         let v = flag.or(conf).unwrap_or(default);
         if v.is_finite() && v >= 0.0 {
-            Ok(Duration::from_secs_f64(v))
+            // A hundred years stands for "never": a larger value would overflow the
+            // clock arithmetic of timeouts and deadlines (1e20 s overflows Duration).
+            Ok(Duration::from_secs_f64(v.min(100.0 * 365.0 * 86_400.0)))
         } else {
             Err(format!("{what} must be a number of seconds, not {v}"))
         }
@@ -688,6 +690,25 @@ mod tests {
             "unknown keys are errors"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn durations_meant_as_never_are_capped_and_bad_ones_refused() {
+        let with = |idle: f64, drain: f64| {
+            settings(&ServeArgs {
+                listen: vec![(7, BuiltinHandler::Echo)],
+                idle_timeout: Some(idle),
+                drain: Some(drain),
+                ..Default::default()
+            })
+        };
+        let s = with(1e19, 1e300).unwrap();
+        let century = Duration::from_secs(100 * 365 * 86_400);
+        assert_eq!((s.limits.idle_timeout, s.drain), (century, century));
+        // Deadlines from now stay representable.
+        assert!(std::time::Instant::now().checked_add(s.drain).is_some());
+        assert!(with(-1.0, 1.0).err().unwrap().contains("--idle-timeout"));
+        assert!(with(1.0, f64::NAN).err().unwrap().contains("--drain"));
     }
 
     /// The settings a config file under deploy/ gives.
