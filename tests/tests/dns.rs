@@ -784,6 +784,71 @@ fn port_already_served_is_an_error() {
     assert!(text.contains("53"), "the error names the port: {text}");
 }
 
+/// A client that sends queries and never reads their answers fills its window, and our
+/// writes wait: the lifetime limit still ends the connection (before, a write held it
+/// for ever).
+fn lifetime_ends_a_stalled_write(backend: Backend) {
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp(&format!("stalled-{backend:?}"));
+    let _sluice = start_sluice(
+        &topo,
+        backend,
+        &zone_dir().join("example.test.zone"),
+        &dir,
+        &["--max-lifetime", "2"],
+    );
+    let server = SocketAddr::from((topo.server_ip, 53));
+    let (ended_after, how) = topo
+        .run_in(&topo.peer_ns.clone(), move || {
+            // A small receive buffer (set before connecting, so the window is small):
+            // a few hundred answers fill it.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut c = rt.block_on(async {
+                let s = tokio::net::TcpSocket::new_v4().unwrap();
+                s.set_recv_buffer_size(4096).unwrap();
+                let c = s.connect(server).await.unwrap();
+                let c = c.into_std().unwrap();
+                c.set_nonblocking(false).unwrap();
+                c
+            });
+            let t = std::time::Instant::now();
+            let q = query(3, "mail.example.test", rtype::AAAA, false);
+            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+            framed.extend(&q);
+            let many: Vec<u8> = framed.repeat(40_000);
+            c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+            // Writing may itself stall once the server stops reading: that is fine.
+            let _ = c.write_all(&many);
+            // Now read everything: the server must have ended the connection.
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut sink = Vec::new();
+            let how = match c.read_to_end(&mut sink) {
+                Ok(_) => "closed".to_string(),
+                Err(e) => format!("{:?}", e.kind()),
+            };
+            (t.elapsed(), how)
+        })
+        .unwrap();
+    assert!(
+        how == "closed" || how == "ConnectionReset",
+        "the connection was not ended: {how} after {ended_after:?}"
+    );
+    assert!(
+        ended_after < Duration::from_secs(8),
+        "ended after {ended_after:?}, not by the 2 s lifetime"
+    );
+    let out = Command::new(sluice_bin())
+        .args(["stats", "--control"])
+        .arg(dir.join("control.sock"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("lifetime 1;"), "{text}");
+}
+
 macro_rules! on_both_backends {
     ($backend:ident, $value:expr) => {
         mod $backend {
@@ -808,6 +873,13 @@ macro_rules! on_both_backends {
                 require_root!();
                 let _s = serial();
                 super::zone_transfer($value);
+            }
+
+            #[test]
+            fn lifetime_ends_a_stalled_write() {
+                require_root!();
+                let _s = serial();
+                super::lifetime_ends_a_stalled_write($value);
             }
 
             #[test]

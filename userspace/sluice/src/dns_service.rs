@@ -283,7 +283,17 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
             }
         }
         if !batch.is_empty() {
-            let sent = flow.writev(&batch).await;
+            // A peer that stops reading (a zero window) would hold the write, and the
+            // connection, for ever: the lifetime bounds that too. (The timer is only
+            // armed if the write has to wait.)
+            let sent = tokio::select! {
+                biased;
+                sent = flow.writev(&batch) => sent,
+                () = tokio::time::sleep_until(end_of_life.into()) => {
+                    add(&c.lifetime_closed, 1);
+                    break;
+                }
+            };
             batch.clear();
             if sent.is_err() {
                 return;
