@@ -187,6 +187,22 @@ fn start_knot_on(
     d
 }
 
+/// A DNS message as it goes over TCP: its length in two bytes, then itself (RFC 7766).
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut out = (message.len() as u16).to_be_bytes().to_vec();
+    out.extend(message);
+    out
+}
+
+/// Reads one length-prefixed DNS message.
+fn read_message(c: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    c.read_exact(&mut len)?;
+    let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+    c.read_exact(&mut m)?;
+    Ok(m)
+}
+
 /// Sends every query on one connection (pipelined: all written at once), reads every
 /// answer; runs in the peer namespace.
 fn ask_all(topo: &Topology, server: SocketAddr, queries: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
@@ -194,21 +210,11 @@ fn ask_all(topo: &Topology, server: SocketAddr, queries: Vec<Vec<u8>>) -> Vec<Ve
         let mut c =
             TcpStream::connect_timeout(&server, Duration::from_secs(5)).expect("connecting");
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut out = Vec::new();
-        for q in &queries {
-            out.extend((q.len() as u16).to_be_bytes());
-            out.extend(q);
-        }
+        let out: Vec<u8> = queries.iter().flat_map(|q| framed(q)).collect();
         c.write_all(&out).unwrap();
-        let mut answers = Vec::new();
-        for _ in 0..queries.len() {
-            let mut len = [0u8; 2];
-            c.read_exact(&mut len).expect("an answer's length");
-            let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
-            c.read_exact(&mut m).expect("an answer");
-            answers.push(m);
-        }
-        answers
+        (0..queries.len())
+            .map(|_| read_message(&mut c).expect("an answer"))
+            .collect()
     })
     .unwrap()
 }
@@ -457,16 +463,11 @@ fn framing_and_reload(backend: Backend) {
             c.set_nodelay(true).unwrap();
             c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let q = query(7, "www.example.test", rtype::A, false);
-            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-            framed.extend(&q);
-            for b in &framed {
+            for b in &framed(&q) {
                 c.write_all(&[*b]).unwrap();
                 std::thread::sleep(Duration::from_millis(2));
             }
-            let mut len = [0u8; 2];
-            c.read_exact(&mut len).unwrap();
-            let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
-            c.read_exact(&mut m).unwrap();
+            let m = read_message(&mut c).unwrap();
             c.write_all(&[0, 3, 1, 2, 3]).unwrap();
             let mut rest = Vec::new();
             let closed = c
@@ -501,13 +502,8 @@ fn framing_and_reload(backend: Backend) {
             let t = std::time::Instant::now();
             std::thread::sleep(Duration::from_secs(2));
             let q = query(9, "www.example.test", rtype::A, false);
-            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-            framed.extend(&q);
-            c.write_all(&framed).unwrap();
-            let mut len = [0u8; 2];
-            c.read_exact(&mut len).unwrap();
-            let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
-            c.read_exact(&mut m).unwrap();
+            c.write_all(&framed(&q)).unwrap();
+            let m = read_message(&mut c).unwrap();
             let mut b = [0u8; 1];
             let closed = matches!(c.read(&mut b), Ok(0));
             (closed.then(|| decode(&m).unwrap().id), t.elapsed())
@@ -539,9 +535,7 @@ fn framing_and_reload(backend: Backend) {
             };
             let mut c = &three[0];
             let q = query(5, "www.example.test", rtype::A, false);
-            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-            framed.extend(&q);
-            c.write_all(&framed).unwrap();
+            c.write_all(&framed(&q)).unwrap();
             c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut len = [0u8; 2];
             (closed, c.read_exact(&mut len).is_ok())
@@ -571,13 +565,8 @@ fn framing_and_reload(backend: Backend) {
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let ask = |c: &mut TcpStream, id: u16| {
             let q = query(id, "new.example.test", rtype::A, false);
-            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-            framed.extend(&q);
-            c.write_all(&framed).unwrap();
-            let mut len = [0u8; 2];
-            c.read_exact(&mut len).unwrap();
-            let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
-            c.read_exact(&mut m).unwrap();
+            c.write_all(&framed(&q)).unwrap();
+            let m = read_message(c).unwrap();
             decode(&m).unwrap().answer.len()
         };
         let before = ask(&mut c, 1);
@@ -816,9 +805,7 @@ fn lifetime_ends_a_stalled_write(backend: Backend) {
             });
             let t = std::time::Instant::now();
             let q = query(3, "mail.example.test", rtype::AAAA, false);
-            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-            framed.extend(&q);
-            let many: Vec<u8> = framed.repeat(40_000);
+            let many: Vec<u8> = framed(&q).repeat(40_000);
             c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
             // Writing may itself stall once the server stops reading: that is fine.
             let _ = c.write_all(&many);

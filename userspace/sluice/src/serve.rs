@@ -16,6 +16,11 @@ use stack::{Backend, Flow, Listener, Listeners, Stack, StackConfig};
 
 use crate::dns_service::{DnsService, Limits, ZoneSource};
 
+/// What a duration setting means by "never": a hundred years. Every duration is capped
+/// here, so the timeouts and deadlines built from them cannot overflow the clock (1e20 s
+/// overflows Duration itself, 1e19 s an Instant).
+const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Where `sluice stats` finds a running daemon unless told otherwise.
 pub const DEFAULT_CONTROL: &str = "/run/sluice/control.sock";
 
@@ -315,9 +320,7 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
     let secs = |flag: Option<f64>, conf: Option<f64>, default: f64, what: &str| {
         let v = flag.or(conf).unwrap_or(default);
         if v.is_finite() && v >= 0.0 {
-            // A hundred years stands for "never": a larger value would overflow the
-            // clock arithmetic of timeouts and deadlines (1e20 s overflows Duration).
-            Ok(Duration::from_secs_f64(v.min(100.0 * 365.0 * 86_400.0)))
+            Ok(Duration::from_secs_f64(v.min(NEVER.as_secs_f64())))
         } else {
             Err(format!("{what} must be a number of seconds, not {v}"))
         }
@@ -703,8 +706,7 @@ mod tests {
             })
         };
         let s = with(1e19, 1e300).unwrap();
-        let century = Duration::from_secs(100 * 365 * 86_400);
-        assert_eq!((s.limits.idle_timeout, s.drain), (century, century));
+        assert_eq!((s.limits.idle_timeout, s.drain), (NEVER, NEVER));
         // Deadlines from now stay representable.
         assert!(std::time::Instant::now().checked_add(s.drain).is_some());
         assert!(with(-1.0, 1.0).err().unwrap().contains("--idle-timeout"));

@@ -350,9 +350,14 @@ fn orphan_after_close() -> Rig {
 /// An abort's RST: RST+ACK at SND.NXT, as Linux's active reset (the data that caused
 /// it is not acknowledged).
 fn rst(seq: u32) -> Seg {
+    rst_acking(seq, IRS + 1)
+}
+
+/// The same, acknowledging everything up to `ack`.
+fn rst_acking(seq: u32, ack: u32) -> Seg {
     Seg {
         window: 0,
-        ..seg(seq, Some(IRS + 1)).rst()
+        ..seg(seq, Some(ack)).rst()
     }
 }
 
@@ -422,10 +427,7 @@ fn released_with_data_unread_resets() {
     r.at(0.3); // its delayed ACK
     r.expect(seg(ISS + 1, Some(IRS + 11)));
     assert!(r.t.release(r.now, false));
-    r.expect(Seg {
-        window: 0,
-        ..seg(ISS + 1, Some(IRS + 11)).rst()
-    });
+    r.expect(rst_acking(ISS + 1, IRS + 11));
     assert_eq!(r.t.state(), State::Closed);
     // Taken by the application but not consumed; the peer had closed too.
     let mut r = Rig::established();
@@ -433,10 +435,7 @@ fn released_with_data_unread_resets() {
     r.expect(seg(ISS + 1, Some(IRS + 2)));
     assert_eq!(r.t.state(), State::CloseWait);
     assert!(r.t.release(r.now, true));
-    r.expect(Seg {
-        window: 0,
-        ..seg(ISS + 1, Some(IRS + 2)).rst()
-    });
+    r.expect(rst_acking(ISS + 1, IRS + 2));
     assert_eq!(r.t.state(), State::Closed);
 }
 
