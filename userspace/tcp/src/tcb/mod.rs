@@ -1206,17 +1206,22 @@ impl Tcb {
 
     /// The earliest moment [`Tcb::on_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.rto_at,
-            self.delack_at,
-            self.persist_at,
-            self.keepalive_at,
-            self.time_wait_at,
-            self.fin_wait_2_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // A plain fold: the worker asks after every segment, and an iterator over the
+        // array compiled to a copy of all six timers to the stack and a loop.
+        fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, None) => a,
+                (None, b) => b,
+            }
+        }
+        earlier(
+            earlier(
+                earlier(self.rto_at, self.delack_at),
+                earlier(self.persist_at, self.keepalive_at),
+            ),
+            earlier(self.time_wait_at, self.fin_wait_2_at),
+        )
     }
 
     /// Runs the timers that are due at `now`.

@@ -794,3 +794,40 @@ fn syn_cookie_without_timestamps_goes_without_scaling_and_sack() {
     });
     assert_same(&p.got_b, &data);
 }
+
+#[test]
+fn poll_timeout_is_the_earliest_armed_timer() {
+    fn set(t: &mut Tcb, timer: usize, at: Option<Instant>) {
+        match timer {
+            0 => t.rto_at = at,
+            1 => t.delack_at = at,
+            2 => t.persist_at = at,
+            3 => t.keepalive_at = at,
+            4 => t.time_wait_at = at,
+            _ => t.fin_wait_2_at = at,
+        }
+    }
+    let now = Instant::from_secs(1);
+    let ms = |n: u64| now + Duration::from_millis(n);
+    let mut a = Tcb::connect(Config::default(), A, B, SeqNumber(1), now);
+    for j in 0..6 {
+        set(&mut a, j, None);
+    }
+    assert_eq!(a.poll_timeout(), None);
+    for i in 0..6 {
+        // Timer i is the earliest of six armed ones...
+        for j in 0..6 {
+            set(
+                &mut a,
+                j,
+                Some(if i == j { ms(5) } else { ms(10 + j as u64) }),
+            );
+        }
+        assert_eq!(a.poll_timeout(), Some(ms(5)), "timer {i}");
+        // ...and the only one armed.
+        for j in 0..6 {
+            set(&mut a, j, (i == j).then_some(ms(7)));
+        }
+        assert_eq!(a.poll_timeout(), Some(ms(7)), "timer {i} alone");
+    }
+}
