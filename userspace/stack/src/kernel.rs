@@ -285,9 +285,13 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
                     let listeners = listeners.clone();
                     let active = active.clone();
                     let accepted = accepted.clone();
-                    accept_tasks.push(tokio::task::spawn_local(async move {
-                        accept_loop(listener, port, &listeners, active, accepted).await;
-                    }));
+                    accept_tasks.push(tokio::task::spawn_local(crate::worker::abort_on_panic(
+                        "an accept loop",
+                        index,
+                        async move {
+                            accept_loop(listener, port, &listeners, active, accepted).await;
+                        },
+                    )));
                 }
             }
             Err(e) => {

@@ -47,6 +47,36 @@ pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Runs one of a worker's own loops (the AF_XDP packet loop, the kernel backend's accept
+/// loops) so that a panic in it aborts the process at once, the panic hook having
+/// printed why.
+///
+/// tokio catches a task's panic. Left to it, the packet loop's panic would reach the
+/// thread only after the LocalSet had run the rest of its tick (flow tasks working on a
+/// connection table the panic left half-updated), and the worker would then die alone:
+/// its queue's traffic steered into a socket nobody reads while the service looks up;
+/// an accept loop's panic would silently stop its port on that worker. Aborting lets
+/// the supervisor restart the whole service (`deploy/sluice.service`: Restart=on-failure).
+/// A handler's panic is not this: it ends the handler's task, and with it that one
+/// flow, which is dropped (FIN, or RST with unread data).
+pub(crate) async fn abort_on_panic<F: std::future::Future>(
+    what: &'static str,
+    worker: usize,
+    fut: F,
+) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(_) => {
+                eprintln!("sluice: worker {worker}: {what} panicked; aborting the process");
+                std::process::abort();
+            }
+        }
+    })
+    .await
+}
+
 /// What a worker is told to do.
 pub(crate) enum Command {
     /// Run a task on the worker.
@@ -348,5 +378,63 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown(Duration::ZERO);
         self.xdp = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD: &str = "SLUICE_TEST_ABORT_ON_PANIC_CHILD";
+
+    /// The panicking loop kills the process before the task queued behind it runs. The
+    /// abort happens in a child: this test runs its own binary again with CHILD set.
+    #[test]
+    fn a_panicking_loop_aborts_before_the_next_task_runs() {
+        if std::env::var_os(CHILD).is_some() {
+            let rt = runtime().unwrap();
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async {
+                // The LocalSet polls its tasks in the order they were queued.
+                let looping = tokio::task::spawn_local(abort_on_panic("the test loop", 7, async {
+                    panic!("the loop's bug");
+                }));
+                let next = tokio::task::spawn_local(async {
+                    println!("the next task ran");
+                });
+                let _ = looping.await;
+                let _ = next.await;
+            });
+            println!("the child survived");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "worker::tests::a_panicking_loop_aborts_before_the_next_task_runs",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{}\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(
+            !stdout.contains("ran") && !stdout.contains("survived"),
+            "{stdout}"
+        );
+        assert!(stderr.contains("the loop's bug"), "{stderr}");
+        assert!(
+            stderr.contains("sluice: worker 7: the test loop panicked; aborting"),
+            "{stderr}"
+        );
     }
 }

@@ -485,7 +485,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
     // polls epoll and tokio's timers. Yielding as the root future (or with tokio's
     // yield_now, which defers the wake-up to the runtime) cost an epoll_wait per round.
     local.block_on(&runtime, async move {
-        let worker = tokio::task::spawn_local(async move {
+        let packet_loop = async move {
             let state = Rc::new(RefCell::new(State {
                 sock,
                 mac,
@@ -606,12 +606,13 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
                 last_round = None;
             }
             drop(active_tasks);
-        });
-        if let Err(e) = worker.await {
-            if e.is_panic() {
-                std::panic::resume_unwind(e.into_panic());
-            }
-        }
+        };
+        let _ = tokio::task::spawn_local(crate::worker::abort_on_panic(
+            "the packet loop",
+            index,
+            packet_loop,
+        ))
+        .await;
     });
 }
 
