@@ -31,6 +31,7 @@ const GREETING_TEXT: &[u8] = b"sluice\n";
 const DEAF: u16 = 9; // waits a while, then drops the flow without reading a byte
 const HALF_DEAF: u16 = 10; // reads one byte (the flow takes in all there is), waits, drops
 const DEAF_WAIT: Duration = Duration::from_millis(500);
+const PANICS: u16 = 11; // reads, then panics (a handler's bug)
 
 struct Rig {
     topo: Topology,
@@ -83,6 +84,13 @@ fn deaf_listener(read_one: bool) -> Listener {
     })
 }
 
+fn panicking_listener() -> Listener {
+    Listener::new(|mut flow: Flow| async move {
+        let _ = flow.read().await;
+        panic!("a handler's bug (the e2e test's PANICS listener)");
+    })
+}
+
 fn rig(backend: Backend) -> Rig {
     rig_with(backend, |_| {})
 }
@@ -112,6 +120,7 @@ fn rig_queues(
             listeners.listen(GREETING, greeting_listener());
             listeners.listen(DEAF, deaf_listener(false));
             listeners.listen(HALF_DEAF, deaf_listener(true));
+            listeners.listen(PANICS, panicking_listener());
             let mut config = StackConfig {
                 backend,
                 iface: Some(iface),
@@ -538,6 +547,43 @@ fn unread_data_resets(backend: Backend) {
     }
 }
 
+/// A handler that panics loses its own connection, which its peer sees end, and
+/// nothing else: the worker goes on serving (its own loops' panics abort, see
+/// `stack::worker::abort_on_panic`).
+fn a_panicking_handler_ends_only_its_flow(backend: Backend) {
+    let r = rig(backend);
+    let (panics, echo) = (r.server(PANICS), r.server(ECHO));
+    let (ended, echoed) = r.peer(move || {
+        let mut held = TcpStream::connect(echo).unwrap();
+        let mut c = TcpStream::connect(panics).unwrap();
+        c.write_all(b"trip").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 16];
+        let ended = c.read(&mut buf).map_err(|e| e.kind());
+        // The connection opened before the panic, and a new one, still echo.
+        let mut fresh = TcpStream::connect(echo).unwrap();
+        let mut echoed = Vec::new();
+        for s in [&mut held, &mut fresh] {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"still here").unwrap();
+            let mut got = [0u8; 10];
+            echoed.push(
+                s.read_exact(&mut got)
+                    .map(|_| got.to_vec())
+                    .map_err(|e| e.kind()),
+            );
+        }
+        (ended, echoed)
+    });
+    assert!(
+        matches!(ended, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+        "the panicked handler's connection did not end: {ended:?}"
+    );
+    for e in echoed {
+        assert_eq!(e, Ok(b"still here".to_vec()));
+    }
+}
+
 fn closed_port_refused_and_timeout(backend: Backend) {
     let r = rig(backend);
     // A SYN to a port with no listener is answered with RST.
@@ -853,6 +899,13 @@ macro_rules! every_case {
                 require_root!();
                 let _serial = serial();
                 super::unread_data_resets($value);
+            }
+
+            #[test]
+            fn a_panicking_handler_ends_only_its_flow() {
+                require_root!();
+                let _serial = serial();
+                super::a_panicking_handler_ends_only_its_flow($value);
             }
 
             #[test]
