@@ -1,29 +1,106 @@
 #!/usr/bin/env bash
 # The stack against the kernel backend, same topology, same run (issue 4's benchmark):
 # `sluice serve --listen 7=echo` on the AF_XDP backend and on the kernel backend, the
-# server pinned to core 0, sluice-bench pinned to core 1 in the peer namespace, on kernel
-# sockets (GEN=kernel) or on sluice's own TCP over AF_XDP (GEN=xdp, the default: much
-# cheaper per connection, so the server rather than the generator sets the pace).
+# server pinned to core 0, sluice-bench pinned to core 1 in the peer namespace.
 # Workloads: persistent connections with requests pipelined, and one request per
-# connection. RUNS runs of SECS seconds each; the table gives medians and our ratio.
+# connection, each at several load levels and from each generator in GENS; RUNS runs of
+# SECS seconds per combination. Each backend is judged at its best combination (median
+# rate), and by its least server CPU per request: a level that saturates one backend
+# can be past the other's best (the kernel backend's connection rate falls with
+# concurrency here), and which generator does better depends on the server.
 #
-#   bench/stack-compare.sh            (root)   RUNS=3 SECS=5 GEN=xdp by default
-#   GEN=xdp-sleep ...                 the AF_XDP generator sleeping as soon as it is idle
-#                                     (GEN=xdp polls, which takes core 1 from its own NAPI
-#                                     thread; which does better depends on the server)
-#   PIPELINED="--connections 64 --in-flight 16" PER_CONNECTION="--connections 32" (defaults)
+#   bench/stack-compare.sh            (root)   RUNS=3 SECS=5 by default
+#   GENS="xdp xdp-sleep"              the generators (default both): sluice's TCP over
+#                                     AF_XDP polling (xdp) or sleeping as soon as it is
+#                                     idle (xdp-sleep: polling takes core 1 from its own
+#                                     NAPI thread); kernel: kernel sockets
+#   PIPELINED_LEVELS="64:16 256:32"   connections:in-flight, one level each (defaults)
+#   PER_CONNECTION_LEVELS="32 128"    concurrent connections, one level each (defaults)
+#   REPORT_ONLY=1                     rebuild the table from the runs on disk
 #
-# Writes bench/results/stack-compare.md and the runs' JSON under bench/results/runs/.
+# Writes bench/results/stack-compare.md and the runs under bench/results/runs/sc/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
-GEN=${GEN:-xdp}
+GENS=${GENS:-"xdp xdp-sleep"}
+PIPELINED_LEVELS=${PIPELINED_LEVELS:-"64:16 256:32"}
+PER_CONNECTION_LEVELS=${PER_CONNECTION_LEVELS:-"32 128"}
 XDP_OPTS=${XDP_OPTS:-"--busy-poll 0"}
 out=bench/results
-mkdir -p "$out/runs"
+runs=$out/runs/sc
+
+report() {
+	python3 - "$out" "$runs" <<'PY'
+import json, statistics, sys, os, datetime, glob, re
+out, runs = sys.argv[1], sys.argv[2]
+GEN = {"xdp": "AF_XDP, polling", "xdp-sleep": "AF_XDP, sleeping", "kernel": "kernel sockets"}
+# One file per run: BACKEND_MODE_GEN_LEVEL_RUN.json, its core-time sample beside it.
+groups = {}
+for p in glob.glob(f"{runs}/*.json"):
+    m = re.fullmatch(r"(xdp|kernel)_(pipelined|per-connection)_([a-z-]+)_([0-9:]+)_([0-9]+)\.json", os.path.basename(p))
+    if not m:
+        continue
+    backend, mode, gen, level, _ = m.groups()
+    try:
+        j = json.load(open(p))
+        ticks, hz, t0, t1, ticks1 = open(p[:-5] + ".cpu").read().split()
+    except (OSError, ValueError):
+        continue
+    wall = float(t1) - float(t0)
+    # The polling generator's idle polling is taken off core 1's busy time.
+    j["cpu"] = int(ticks) / int(hz) / wall
+    j["gen"] = int(ticks1) / int(hz) / wall - (j.get("generator_idle_poll") or 0.0)
+    groups.setdefault((mode, backend, gen, level), []).append(j)
+def summary(rs, metric):
+    med = lambda f: statistics.median(f(r) for r in rs)
+    rate = med(lambda r: r[metric])
+    cpu = med(lambda r: r["cpu"])
+    return {"rate": rate, "cpu": cpu, "per": cpu / rate * 1e6 if rate else float("inf"),
+            "p50": med(lambda r: r["latency_us"]["50"]), "p99": med(lambda r: r["latency_us"]["99"]),
+            "gen": med(lambda r: r["gen"]), "errors": sum(sum(r["errors"].values()) for r in rs), "n": len(rs)}
+def level_text(mode, level):
+    return f"{level.split(':')[0]} conns × {level.split(':')[1]}" if mode == "pipelined" else f"{level} conns"
+lines = [f"# sluice AF_XDP stack vs kernel backend ({datetime.date.today()})", "",
+         "Echo over veth; each server and its veth NAPI thread on core 0, sluice-bench and its NAPI thread on core 1. "
+         "Medians of each combination's runs; each backend at its best combination, and by its least CPU per request. "
+         "CPU is core 0's busy time over the run divided by the requests answered (the AF_XDP server sleeps when idle).", "",
+         "| workload | backend | best rate | at | p50 µs | p99 µs | server core busy | load core busy | least server µs CPU per request |",
+         "|---|---|---|---|---|---|---|---|---|"]
+detail = ["", "Every combination:", "",
+          "| workload | backend | generator | level | runs | rate | p50 µs | p99 µs | server core busy | server µs CPU per request | load core busy | errors |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+for mode, metric, unit in [("pipelined", "qps", "req/s"), ("per-connection", "cps", "conn/s")]:
+    best = {}
+    for backend in ("xdp", "kernel"):
+        combos = {k: summary(v, metric) for k, v in sorted(groups.items()) if k[0] == mode and k[1] == backend}
+        for (_, _, gen, level), s in combos.items():
+            detail.append(f"| {mode} | {backend} | {GEN.get(gen, gen)} | {level_text(mode, level)} | {s['n']} | {s['rate']:.0f} {unit} | {s['p50']} | {s['p99']} | {s['cpu']:.2f} | {s['per']:.2f} | {s['gen']:.2f} | {s['errors']} |")
+        if not combos:
+            lines.append(f"| {mode} | {backend} | (no data) | | | | | | |")
+            continue
+        (_, _, gen, level), s = max(combos.items(), key=lambda kv: kv[1]["rate"])
+        least = min(c["per"] for c in combos.values())
+        best[backend] = (s, least)
+        lines.append(f"| {mode} | {backend} | {s['rate']:.0f} {unit} | {GEN.get(gen, gen)}, {level_text(mode, level)} | {s['p50']} | {s['p99']} | {s['cpu']:.2f} | {s['gen']:.2f} | {least:.2f} |")
+    if len(best) == 2 and best["kernel"][0]["rate"] > 0:
+        (x, xl), (k, kl) = best["xdp"], best["kernel"]
+        lines.append(f"| {mode} | **xdp / kernel** | **{x['rate'] / k['rate']:.2f}×** | | | | | | **{kl / xl:.2f}× less** |")
+text = "\n".join(lines + detail) + "\n"
+open(f"{out}/stack-compare.md", "w").write(text)
+print(text)
+PY
+}
+if [ -n "${REPORT_ONLY:-}" ]; then
+	report
+	exit 0
+fi
+
 cargo build --release -q -p sluice -p sluice-benches
 bin=${CARGO_TARGET_DIR:-target}/release
+# An earlier invocation's runs would otherwise mix into this one's table.
+rm -rf "$runs"
+mkdir -p "$runs"
 
 cleanup() {
 	pkill -f "sluice serve --backend" 2>/dev/null || true
@@ -55,10 +132,19 @@ ip netns exec sl-peer sh -c 'echo 1 > /sys/class/net/slpeer0/threaded'
 # (--busy-poll 0), so core 0's busy time is work, not polling.
 ip netns exec sl-srv sh -c 'echo 0 > /sys/class/net/slsrv0/napi_defer_hard_irqs; echo 0 > /sys/class/net/slsrv0/gro_flush_timeout; echo 1 > /sys/class/net/slsrv0/threaded'
 declare -A server_opts=([xdp]="$XDP_OPTS" [kernel]="")
-gen_opts=""
-[ "$GEN" = xdp ] && gen_opts="--backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
-[ "$GEN" = xdp-sleep ] && gen_opts="--backend xdp --iface slpeer0 --addr 198.18.0.2 --busy-poll 0"
-[ "$GEN" != kernel ] && ip netns exec sl-peer ping -c 1 -W 1 198.18.0.1 >/dev/null
+declare -A gen_opts=(
+	[xdp]="--backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
+	[xdp-sleep]="--backend xdp --iface slpeer0 --addr 198.18.0.2 --busy-poll 0"
+	[kernel]=""
+)
+for gen in $GENS; do
+	[ -n "${gen_opts[$gen]+x}" ] || {
+		echo "GENS: unknown generator $gen (xdp, xdp-sleep, kernel)" >&2
+		exit 2
+	}
+done
+# The AF_XDP generator answers no ARP: the server must know its MAC first.
+ip netns exec sl-peer ping -c 1 -W 1 198.18.0.1 >/dev/null
 pin_napi() { # IFACE CORE: pins the NAPI threads of IFACE (they may be re-created)
 	local n=0
 	for pid in $(pgrep "^napi/$1-" || true); do
@@ -69,97 +155,44 @@ pin_napi() { # IFACE CORE: pins the NAPI threads of IFACE (they may be re-create
 # Busy ticks of one CPU (user nice system irq softirq steal) from /proc/stat.
 cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
-PIPELINED=${PIPELINED:-"--connections 64 --in-flight 16"}
-PER_CONNECTION=${PER_CONNECTION:-"--connections 32"}
-declare -A modes=([pipelined]="--mode pipelined $PIPELINED" [per-connection]="--mode per-connection $PER_CONNECTION")
 for backend in xdp kernel; do
 	# shellcheck disable=SC2086
 	ip netns exec sl-srv "$bin/sluice" serve --backend "$backend" --iface slsrv0 --addr 198.18.0.1 \
-		--listen 7=echo --cores 0 ${server_opts[$backend]} >"$out/runs/server-$backend.log" 2>&1 &
+		--listen 7=echo --cores 0 ${server_opts[$backend]} >"$runs/server-$backend.log" 2>&1 &
 	sleep 1
-	pid=$(pgrep -f "sluice serve --backend $backend" | head -1)
 	pin_napi slsrv0 0
 	pin_napi slpeer0 1
 	for mode in pipelined per-connection; do
-		for run in $(seq 1 "$RUNS"); do
-			# Server CPU: CPU0's busy time over the whole run (the server, its NAPI
-			# thread, its softirqs), warm-up included; divided by the requests answered
-			# it compares the servers even when the load generator is the limit. CPU1's
-			# says whether the generator was.
-			before=$(cpu_busy 0)
-			before1=$(cpu_busy 1)
-			start=$(date +%s.%N)
-			# shellcheck disable=SC2086
-			ip netns exec sl-peer "$bin/sluice-bench" --server 198.18.0.1:7 --protocol echo ${modes[$mode]} \
-				--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$backend" $gen_opts \
-				--json "$out/runs/$backend-$mode-$run.json" >/dev/null || true
-			ip netns exec sl-peer ip link set dev slpeer0 xdp off 2>/dev/null || true
-			pin_napi slpeer0 1
-			after=$(cpu_busy 0)
-			after1=$(cpu_busy 1)
-			end=$(date +%s.%N)
-			echo "$((after - before)) $(getconf CLK_TCK) $start $end $((after1 - before1))" >"$out/runs/$backend-$mode-$run.cpu"
+		levels=$PIPELINED_LEVELS
+		[ "$mode" = per-connection ] && levels=$PER_CONNECTION_LEVELS
+		for level in $levels; do
+			load="--mode $mode --connections ${level%%:*}"
+			[ "$mode" = pipelined ] && load="$load --in-flight ${level#*:}"
+			for gen in $GENS; do
+				for run in $(seq 1 "$RUNS"); do
+					name="$runs/${backend}_${mode}_${gen}_${level}_$run"
+					# Server CPU: core 0's busy time over the whole run (the server, its
+					# NAPI thread, its softirqs), warm-up included; divided by the
+					# requests answered it compares the servers even when the load
+					# generator is the limit. Core 1's says whether the generator was.
+					before=$(cpu_busy 0)
+					before1=$(cpu_busy 1)
+					start=$(date +%s.%N)
+					# shellcheck disable=SC2086
+					ip netns exec sl-peer "$bin/sluice-bench" --server 198.18.0.1:7 --protocol echo $load \
+						--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$backend" ${gen_opts[$gen]} \
+						--json "$name.json" >/dev/null || true
+					ip netns exec sl-peer ip link set dev slpeer0 xdp off 2>/dev/null || true
+					pin_napi slpeer0 1
+					after=$(cpu_busy 0)
+					after1=$(cpu_busy 1)
+					end=$(date +%s.%N)
+					echo "$((after - before)) $(getconf CLK_TCK) $start $end $((after1 - before1))" >"$name.cpu"
+				done
+			done
 		done
 	done
 	pkill -INT -f "sluice serve --backend $backend" || true
 	sleep 1
 done
-
-python3 - "$out" "$RUNS" "$GEN" <<'PY'
-import json, statistics, sys, os, datetime
-out, runs, gen_kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-def load(b, m):
-    rs = []
-    for r in range(1, runs + 1):
-        p = f"{out}/runs/{b}-{m}-{r}.json"
-        if os.path.exists(p):
-            rs.append(json.load(open(p)))
-    return rs
-rows = []
-for m, metric in [("pipelined", "qps"), ("per-connection", "cps")]:
-    med = {}
-    for b in ("xdp", "kernel"):
-        rs = load(b, m)
-        if not rs:
-            med[b] = None
-            continue
-        cpu, gen = [], []
-        for r in range(1, runs + 1):
-            try:
-                ticks, hz, t0, t1, ticks1 = open(f"{out}/runs/{b}-{m}-{r}.cpu").read().split()
-                wall = float(t1) - float(t0)
-                cpu.append(int(ticks) / int(hz) / wall)
-                # The AF_XDP generator busy-polls: take off what it polled with nothing to do.
-                idle = json.load(open(f"{out}/runs/{b}-{m}-{r}.json")).get("generator_idle_poll") or 0.0
-                gen.append(int(ticks1) / int(hz) / wall - idle)
-            except (OSError, ValueError):
-                pass
-        med[b] = {
-            "cpu": statistics.median(cpu) if cpu else float("nan"),
-            "gen": statistics.median(gen) if gen else float("nan"),
-            "rate": statistics.median(r[metric] for r in rs),
-            "p50": statistics.median(r["latency_us"]["50"] for r in rs),
-            "p99": statistics.median(r["latency_us"]["99"] for r in rs),
-            "errors": sum(sum(r["errors"].values()) for r in rs),
-        }
-    rows.append((m, metric, med))
-lines = [f"# sluice AF_XDP stack vs kernel backend ({datetime.date.today()})", "",
-         f"Echo over veth, server and its veth NAPI thread on core 0, sluice-bench ({dict(xdp='sluice TCP over AF_XDP, polling', **{'xdp-sleep': 'sluice TCP over AF_XDP, sleeping when idle'}).get(gen_kind, 'kernel sockets, tcp_tw_reuse on')}) and its NAPI thread on core 1, {runs} runs each, medians. CPU is each core's busy time over the run (the AF_XDP server sleeps when idle; the AF_XDP generator's idle polling is taken off core 1's).", "",
-         "| workload | backend | rate | p50 µs | p99 µs | server core busy | server µs CPU per request | load core busy | errors |", "|---|---|---|---|---|---|---|---|---|"]
-for m, metric, med in rows:
-    for b in ("xdp", "kernel"):
-        v = med[b]
-        if v is None:
-            lines.append(f"| {m} | {b} | (no data) | | | |")
-            continue
-        unit = "req/s" if metric == "qps" else "conn/s"
-        per = v['cpu'] / v['rate'] * 1e6 if v['rate'] else float("nan")
-        lines.append(f"| {m} | {b} | {v['rate']:.0f} {unit} | {v['p50']} | {v['p99']} | {v['cpu']:.2f} | {per:.2f} | {v['gen']:.2f} | {v['errors']} |")
-    if med["xdp"] and med["kernel"] and med["kernel"]["rate"] > 0:
-        x, k = med["xdp"], med["kernel"]
-        eff = (k["cpu"] / k["rate"]) / (x["cpu"] / x["rate"]) if x["rate"] and k["rate"] else float("nan")
-        lines.append(f"| {m} | **xdp / kernel** | **{x['rate'] / k['rate']:.2f}×** | | | | **{eff:.2f}× less CPU per request** | | |")
-text = "\n".join(lines) + "\n"
-open(f"{out}/stack-compare.md", "w").write(text)
-print(text)
-PY
+report
