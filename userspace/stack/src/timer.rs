@@ -1,11 +1,15 @@
 //! A hashed timing wheel: one per worker, one live entry per connection.
 //!
 //! TCP moves a connection's deadline on almost every segment (each ACK restarts the
-//! retransmission timer), so entries are never cancelled: a connection whose deadline
-//! moved later is found early, checked against its real deadline and re-armed; one whose
-//! deadline moved earlier gets a new entry and the old one turns stale. The owner of the
-//! connections decides which fired entries are real (see [`TimerWheel::expire`]). Slots
-//! keep their capacity, so a steady state allocates nothing.
+//! retransmission timer), so entries are never cancelled. The owner keeps, per
+//! connection, when its live entry fires ([`TimerWheel::arm`]): a deadline that moved
+//! later is found early by that entry, checked against the real deadline and re-armed;
+//! one that moved earlier gets a new live entry, and the old one turns stale. When a
+//! stale entry fires, [`fired_is_live`] says so and the owner drops it: re-arming from
+//! it too would give the connection a second live chain for every time its deadline
+//! moved earlier (a delayed ACK after a retransmission timer), and the wheel would
+//! grow with the connection's age (on persistent connections, an entry per segment).
+//! Slots keep their capacity, so a steady state allocates nothing.
 
 /// Milliseconds per slot.
 pub(crate) const TICK_MS: u64 = 1;
@@ -31,11 +35,20 @@ impl TimerWheel {
     }
 
     /// Arms `key` to fire at `deadline_ms` (or at the wheel's horizon, if later; or at
-    /// the next tick, if already past).
-    pub(crate) fn insert(&mut self, key: u32, deadline_ms: u64) {
+    /// the next tick, if already past). Returns when the entry fires.
+    pub(crate) fn insert(&mut self, key: u32, deadline_ms: u64) -> u64 {
         let tick = (deadline_ms / TICK_MS).clamp(self.now_tick, self.now_tick + SLOTS as u64 - 1);
         self.slots[(tick % SLOTS as u64) as usize].push(key);
         self.len += 1;
+        tick * TICK_MS
+    }
+
+    /// Arms `key` for `deadline_ms` unless its live entry fires no later. `armed` is the
+    /// caller's record of when that entry fires (None: no live entry).
+    pub(crate) fn arm(&mut self, key: u32, deadline_ms: u64, armed: &mut Option<u64>) {
+        if armed.is_none_or(|at| deadline_ms < at) {
+            *armed = Some(self.insert(key, deadline_ms));
+        }
     }
 
     /// Entries armed, stale ones included.
@@ -83,6 +96,18 @@ impl TimerWheel {
             .find(|t| !self.slots[(t % SLOTS as u64) as usize].is_empty())
             .map(|t| t * TICK_MS)
     }
+}
+
+/// For an entry of a key that [`TimerWheel::expire`] fired at `now_ms`: whether it is the
+/// key's live entry (then `armed` is cleared, and the caller handles the key and arms it
+/// again), or a stale one left behind when the key's deadline moved earlier, which the
+/// caller drops.
+pub(crate) fn fired_is_live(armed: &mut Option<u64>, now_ms: u64) -> bool {
+    if armed.is_some_and(|at| at > now_ms) {
+        return false;
+    }
+    *armed = None;
+    true
 }
 
 #[cfg(test)]
@@ -152,5 +177,93 @@ mod tests {
         let mut got = Vec::new();
         w.expire(10, |k| got.push(k));
         assert_eq!(got, vec![1]);
+    }
+
+    /// One key whose deadline behaves as a persistent connection's under pipelined
+    /// requests: every 5 ms a segment arrives and arms the delayed ACK (40 ms), then the
+    /// answer goes out, the delayed ACK is off and the retransmission timer runs
+    /// (1 s, restarted each time). The owner handles fired entries as the worker does.
+    /// Returns the wheel's largest population over `secs` and how often the key's
+    /// timer work ran (`on_timeout`) with its deadline not yet due.
+    fn persistent_connection(secs: u64, drop_stale: bool) -> (usize, u64) {
+        let mut w = TimerWheel::new(0);
+        let mut armed = None;
+        let mut deadline = None::<u64>;
+        let (mut most, mut early) = (0, 0);
+        for now in 0..secs * 1000 {
+            let mut fired = Vec::new();
+            w.expire(now, |k| fired.push(k));
+            for _ in fired {
+                let live = if drop_stale {
+                    fired_is_live(&mut armed, now)
+                } else {
+                    armed = None;
+                    true
+                };
+                if live {
+                    if deadline.is_some_and(|d| d > now) {
+                        early += 1;
+                    }
+                    if let Some(d) = deadline {
+                        w.arm(0, d, &mut armed);
+                    }
+                }
+            }
+            if now % 5 == 0 {
+                // The segment: the delayed ACK is the deadline; then the answer: the
+                // retransmission timer is.
+                w.arm(0, now + 40, &mut armed);
+                deadline = Some(now + 1000);
+                w.arm(0, now + 1000, &mut armed);
+            }
+            most = most.max(w.len());
+        }
+        (most, early)
+    }
+
+    #[test]
+    fn stale_entries_are_dropped_not_rearmed() {
+        let (most, early) = persistent_connection(60, true);
+        // The live entry, and those the delayed ACK left behind within a second.
+        assert!(most <= 2 + 1000 / 40, "{most} entries for one key");
+        // At most one per delayed-ACK period (its entry fires though the ACK went out).
+        assert!(early <= 60 * 1000 / 40, "{early} early wake-ups in 60 s");
+        // Re-arming from every fired entry, stale ones too, multiplies them.
+        let (most, early) = persistent_connection(60, false);
+        assert!(
+            most > 1000 && early > 100_000,
+            "{most} entries, {early} early"
+        );
+    }
+
+    #[test]
+    fn a_live_entry_at_the_horizon_stays_live() {
+        let mut w = TimerWheel::new(0);
+        let mut armed = None;
+        let far = 10 * SLOTS as u64;
+        w.arm(3, far, &mut armed);
+        assert_eq!(armed, Some(SLOTS as u64 - 1), "parked at the horizon");
+        // Arming the same far deadline again adds nothing.
+        w.arm(3, far, &mut armed);
+        assert_eq!(w.len(), 1);
+        let mut fired = Vec::new();
+        let mut now = 0;
+        while fired.is_empty() {
+            now += 1;
+            w.expire(now, |k| fired.push(k));
+        }
+        assert_eq!((now, fired), (SLOTS as u64 - 1, vec![3]));
+        assert!(fired_is_live(&mut armed, now));
+        assert_eq!(armed, None);
+    }
+
+    #[test]
+    fn an_entry_due_now_or_before_is_live_a_later_one_is_not() {
+        let mut armed = Some(100);
+        assert!(!fired_is_live(&mut armed, 99));
+        assert_eq!(armed, Some(100));
+        assert!(fired_is_live(&mut armed, 100));
+        assert_eq!(armed, None);
+        assert!(fired_is_live(&mut armed, 100), "no record: handled");
     }
 }

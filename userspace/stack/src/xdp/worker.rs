@@ -162,11 +162,8 @@ impl State {
             }
         }
         if let Some(deadline_us) = c.tcb.next_deadline_us() {
-            let ms = deadline_us.div_ceil(1000);
-            if c.armed_ms.is_none_or(|armed| ms < armed) {
-                c.armed_ms = Some(ms);
-                self.timers.insert(h.index, ms);
-            }
+            self.timers
+                .arm(h.index, deadline_us.div_ceil(1000), &mut c.armed_ms);
         }
         if c.tcb.is_closed() && !c.attached {
             if c.pending_handler.is_some() {
@@ -283,7 +280,9 @@ impl State {
             let Some(c) = self.conns.get_mut(h) else {
                 continue;
             };
-            c.armed_ms = None;
+            if !crate::timer::fired_is_live(&mut c.armed_ms, now_ms) {
+                continue;
+            }
             if c.tcb.next_deadline_us().is_some_and(|d| d <= now_us) {
                 c.tcb.on_timeout(now_us);
                 touched += 1;
