@@ -32,6 +32,7 @@ const DEAF: u16 = 9; // waits a while, then drops the flow without reading a byt
 const HALF_DEAF: u16 = 10; // reads one byte (the flow takes in all there is), waits, drops
 const DEAF_WAIT: Duration = Duration::from_millis(500);
 const PANICS: u16 = 11; // reads, then panics (a handler's bug)
+const PANICS_AT_ONCE: u16 = 12; // panics before it returns its future
 
 struct Rig {
     topo: Topology,
@@ -91,6 +92,15 @@ fn panicking_listener() -> Listener {
     })
 }
 
+fn panicking_at_once_listener() -> Listener {
+    Listener::new(|flow: Flow| {
+        if flow.dst().port() != 0 {
+            panic!("a handler's bug before its future (the e2e test's PANICS_AT_ONCE listener)");
+        }
+        async move { drop(flow) }
+    })
+}
+
 fn rig(backend: Backend) -> Rig {
     rig_with(backend, |_| {})
 }
@@ -121,6 +131,7 @@ fn rig_queues(
             listeners.listen(DEAF, deaf_listener(false));
             listeners.listen(HALF_DEAF, deaf_listener(true));
             listeners.listen(PANICS, panicking_listener());
+            listeners.listen(PANICS_AT_ONCE, panicking_at_once_listener());
             let mut config = StackConfig {
                 backend,
                 iface: Some(iface),
@@ -547,12 +558,18 @@ fn unread_data_resets(backend: Backend) {
     }
 }
 
-/// A handler that panics loses its own connection, which its peer sees end, and
-/// nothing else: the worker goes on serving (its own loops' panics abort, see
-/// `stack::worker::abort_on_panic`).
+/// A handler that panics, in its future or before it returns one, loses its own
+/// connection, which its peer sees end, and nothing else: the worker (the rig has one)
+/// goes on serving (its own loops' panics abort, see `stack::worker::abort_on_panic`).
 fn a_panicking_handler_ends_only_its_flow(backend: Backend) {
+    for port in [PANICS, PANICS_AT_ONCE] {
+        a_panicking_handler_ends_only_its_flow_on(backend, port);
+    }
+}
+
+fn a_panicking_handler_ends_only_its_flow_on(backend: Backend, port: u16) {
     let r = rig(backend);
-    let (panics, echo) = (r.server(PANICS), r.server(ECHO));
+    let (panics, echo) = (r.server(port), r.server(ECHO));
     let (ended, echoed) = r.peer(move || {
         let mut held = TcpStream::connect(echo).unwrap();
         let mut c = TcpStream::connect(panics).unwrap();
@@ -577,10 +594,10 @@ fn a_panicking_handler_ends_only_its_flow(backend: Backend) {
     });
     assert!(
         matches!(ended, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
-        "the panicked handler's connection did not end: {ended:?}"
+        "port {port}: the panicked handler's connection did not end: {ended:?}"
     );
     for e in echoed {
-        assert_eq!(e, Ok(b"still here".to_vec()));
+        assert_eq!(e, Ok(b"still here".to_vec()), "port {port}");
     }
 }
 

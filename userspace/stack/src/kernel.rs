@@ -303,12 +303,11 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
         while let Some(cmd) = commands.recv().await {
             match cmd {
                 Command::Spawn(f) => {
-                    let fut = f(ctx.clone());
-                    let active = active.clone();
-                    active.set(active.get() + 1);
+                    let ctx = ctx.clone();
+                    let active = Active::enter(&active);
                     tokio::task::spawn_local(async move {
-                        fut.await;
-                        active.set(active.get() - 1);
+                        f(ctx).await;
+                        drop(active);
                     });
                 }
                 Command::Stats(reply) => {
@@ -332,6 +331,23 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
             }
         }
     });
+}
+
+/// One task counted in the worker's active tasks until dropped, however the task ends
+/// (a panic included: shutdown waits for the count to reach zero).
+struct Active(Rc<Cell<usize>>);
+
+impl Active {
+    fn enter(count: &Rc<Cell<usize>>) -> Active {
+        count.set(count.get() + 1);
+        Active(count.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 fn bind_all(
@@ -385,12 +401,12 @@ async fn accept_loop(
             Err(_) => continue, // the peer is already gone
         };
         accepted.set(accepted.get() + 1);
-        let fut = (l.handler)(flow);
-        let active = active.clone();
-        active.set(active.get() + 1);
+        let handler = l.handler.clone();
+        let active = Active::enter(&active);
+        // The handler is called inside the task: a panic in it ends that task only.
         tokio::task::spawn_local(async move {
-            fut.await;
-            active.set(active.get() - 1);
+            handler(flow).await;
+            drop(active);
         });
     }
 }

@@ -840,10 +840,11 @@ fn command(
 ) {
     match cmd {
         Command::Spawn(f) => {
-            let fut = f(ctx.clone());
+            let ctx = ctx.clone();
             let token = active_tasks.clone();
+            // Called inside the task, so that a panic in it ends only the task.
             tokio::task::spawn_local(async move {
-                fut.await;
+                f(ctx).await;
                 drop(token);
             });
         }
@@ -891,10 +892,11 @@ fn start_handler(state: &Rc<RefCell<State>>, h: Handle, port: u16, tasks: &Rc<()
         l.handler
     };
     let flow = Flow::xdp(super::flow::XdpFlow::new(state.clone(), h));
-    let fut = handler(flow);
     let token = tasks.clone();
+    // The handler is called inside the task: a panic in it, before or after it returns
+    // its future, ends that task and drops its flow, not the packet loop.
     tokio::task::spawn_local(async move {
-        fut.await;
+        handler(flow).await;
         drop(token);
     });
 }
