@@ -41,6 +41,10 @@ pub struct WorkerStats {
     pub retransmits: u64,
     /// Retransmission timeouts, likewise.
     pub timeouts: u64,
+    /// Fast recoveries entered, likewise.
+    pub recoveries: u64,
+    /// Of those, the ones found spurious (reordering, not loss) and undone.
+    pub undone_recoveries: u64,
     /// Microseconds the worker spent on rounds that moved a frame or fired a timer,
     /// and on the flow tasks those rounds woke. A busy-polling worker shows a full
     /// core to the OS whatever its load; `busy_us / elapsed_us` is its real load.
@@ -60,6 +64,8 @@ impl WorkerStats {
     pub(crate) fn add_tcb(&mut self, t: tcp::tcb::TcbStats) {
         self.retransmits += u64::from(t.retransmits);
         self.timeouts += u64::from(t.timeouts);
+        self.recoveries += u64::from(t.recoveries);
+        self.undone_recoveries += u64::from(t.undone_recoveries);
     }
 }
 

@@ -214,6 +214,25 @@ pub struct TcbStats {
     pub timeouts: u32,
     /// Fast recoveries entered (duplicate ACKs or SACK).
     pub recoveries: u32,
+    /// Fast recoveries found spurious (the "lost" segment had only been reordered) and
+    /// undone: the congestion state from before them restored.
+    pub undone_recoveries: u32,
+}
+
+/// A fast recovery's way back (the Eifel detection algorithm, RFC 3522): the congestion
+/// state before it, our timestamp at its start, and the retransmission count then. The
+/// first ACK that moves SND.UNA in the recovery and echoes a timestamp older than that
+/// was caused by the original of the first segment resent, which therefore arrived:
+/// its retransmission was spurious, and if it was the only one, so was the recovery.
+///
+/// The duplicate-ACK threshold stays at 3: raising it after a spurious recovery (as
+/// Linux does, which also has RACK's time-based loss detection) left real losses
+/// waiting for the retransmission timer here (1 % loss on the simulated link: 11.7 ->
+/// 4.8 Mbit/s).
+struct Undo {
+    cc: Congestion,
+    ts: u32,
+    retransmits: u32,
 }
 
 /// One TCP connection.
@@ -269,6 +288,8 @@ pub struct Tcb {
     /// Segment being timed without timestamps: (sequence it ends at, sent at).
     timed: Option<(SeqNumber, Instant)>,
     dupacks: u32,
+    /// What undoes the current fast recovery if it proves spurious (RFC 3522).
+    undo: Option<Box<Undo>>,
     recover: SeqNumber,
     /// SACKed ranges of the send space (RFC 6675).
     scoreboard: Scoreboard,
@@ -430,6 +451,7 @@ impl Tcb {
             retransmitted: false,
             timed: None,
             dupacks: 0,
+            undo: None,
             recover: iss,
             scoreboard: Scoreboard::default(),
             high_rxt: iss,
@@ -1022,6 +1044,16 @@ impl Tcb {
             self.rtt.reset_backoff();
             self.retries = 0;
             self.retransmitted = false;
+            // The first ACK to move SND.UNA in a recovery says whether it was needed.
+            if let Some(undo) = self.undo.take() {
+                let echoes_older = seg
+                    .timestamp
+                    .is_some_and(|ts| (undo.ts.wrapping_sub(ts.tsecr) as i32) > 0);
+                let one_resent = self.stats.retransmits.wrapping_sub(undo.retransmits) <= 1;
+                if echoes_older && one_resent && self.cc.in_recovery() {
+                    self.undo_recovery(*undo, ack);
+                }
+            }
             // NewReno (RFC 6582): a partial ACK in recovery retransmits the next hole;
             // with SACK the scoreboard picks what to resend (RFC 6675).
             if self.cc.in_recovery() {
@@ -1078,6 +1110,15 @@ impl Tcb {
             {
                 self.recover = self.snd_max;
                 self.stats.recoveries += 1;
+                // The retransmission carries a timestamp no older than this; an ACK
+                // echoing an older one proves the original arrived.
+                self.undo = self.ts_ok.then(|| {
+                    Box::new(Undo {
+                        cc: self.cc.clone(),
+                        ts: ms32(now),
+                        retransmits: self.stats.retransmits,
+                    })
+                });
                 self.cc.on_congestion_event(now, in_flight_before);
                 if self.sack_ok {
                     self.sack_recovery = true;
@@ -1102,6 +1143,19 @@ impl Tcb {
             }
         }
         true
+    }
+
+    /// Ends a fast recovery that the ACK of `ack` proved spurious: the congestion state
+    /// from before it comes back and nothing more is resent.
+    fn undo_recovery(&mut self, undo: Undo, ack: SeqNumber) {
+        self.cc = undo.cc;
+        self.sack_recovery = false;
+        self.fast_retransmit = false;
+        self.dupacks = 0;
+        // No loss in that window after all: a loss after this ACK may start a
+        // recovery (RFC 6582's rule keeps one reduction per window of real losses).
+        self.recover = before(ack, 1);
+        self.stats.undone_recoveries += 1;
     }
 
     fn process_data(&mut self, seq: SeqNumber, seg: &TcpRepr<'_>, now: Instant) {
@@ -1285,6 +1339,7 @@ impl Tcb {
             self.cc
                 .on_retransmission_timeout(now, self.snd_max - self.snd_una);
             self.sack_recovery = false;
+            self.undo = None;
             // Go back to SND.UNA and resend from there as the window allows, skipping
             // what the peer has SACKed.
             self.snd_nxt = self.snd_una;

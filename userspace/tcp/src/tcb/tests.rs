@@ -831,3 +831,83 @@ fn poll_timeout_is_the_earliest_armed_timer() {
         assert_eq!(a.poll_timeout(), Some(ms(7)), "timer {i} alone");
     }
 }
+
+/// a sends six segments; the first reaches b only after the other five (reordered) or
+/// never, its retransmission taking its place (lost). The five raise b's SACKs 5 ms
+/// after the sending, so a's recovery starts at a later millisecond than the first
+/// segment's timestamp. Returns a's stats, congestion window before and after, and
+/// whether b got every byte.
+fn reorder_or_lose_first_segment(reordered: bool) -> (TcbStats, usize, usize, bool) {
+    let mut p = Pair::new(Config::default(), Config::default());
+    p.run_until(Duration::from_secs(1), |p| {
+        p.b.as_ref()
+            .is_some_and(|b| b.state() == State::Established)
+    });
+    let data = pattern(6 * 1448, 3);
+    assert_eq!(p.a.send(&data), data.len());
+    let mut segments = Vec::new();
+    while let Some(t) = p.a.poll_transmit(p.now) {
+        segments.push(serialise(&t, &p.a, A, B));
+    }
+    assert!(segments.len() >= 4, "{} segments", segments.len());
+    let cwnd_before = p.a.cc.cwnd();
+    p.now += Duration::from_millis(5);
+    let now = p.now;
+    for s in &segments[1..] {
+        deliver(s, p.b(), A, B, now);
+        let b = p.b.as_mut().unwrap();
+        while let Some(t) = b.poll_transmit(now) {
+            let ack = serialise(&t, b, B, A);
+            deliver(&ack, &mut p.a, B, A, now);
+        }
+    }
+    assert!(p.a.cc.in_recovery(), "the SACKs started a recovery");
+    // a resends the first segment.
+    p.now += Duration::from_millis(1);
+    let now = p.now;
+    let resent = p.a.poll_transmit(now).map(|t| serialise(&t, &p.a, A, B));
+    let resent = resent.expect("a retransmission");
+    let first = if reordered { &segments[0] } else { &resent };
+    deliver(first, p.b(), A, B, now);
+    let b = p.b.as_mut().unwrap();
+    while let Some(t) = b.poll_transmit(now) {
+        let ack = serialise(&t, b, B, A);
+        deliver(&ack, &mut p.a, B, A, now);
+    }
+    let mut got = vec![0u8; data.len() + 1];
+    let n = p.b().recv(&mut got);
+    (
+        p.a.stats(),
+        cwnd_before,
+        p.a.cc.cwnd(),
+        got[..n] == data[..],
+    )
+}
+
+#[test]
+fn a_recovery_caused_by_reordering_is_undone() {
+    let (stats, before, after, all) = reorder_or_lose_first_segment(true);
+    assert!(all);
+    assert_eq!(
+        (stats.recoveries, stats.undone_recoveries),
+        (1, 1),
+        "{stats:?}"
+    );
+    // The window from before the recovery, grown by this ACK as any other.
+    assert!(after >= before, "{after} vs {before}");
+}
+
+#[test]
+fn a_recovery_from_a_real_loss_is_kept() {
+    let (stats, before, after, all) = reorder_or_lose_first_segment(false);
+    assert!(all);
+    assert_eq!(
+        (stats.recoveries, stats.undone_recoveries),
+        (1, 0),
+        "{stats:?}"
+    );
+    assert!(
+        after < before,
+        "the window stays reduced: {after} vs {before}"
+    );
+}
