@@ -5,7 +5,9 @@
 //! cost nothing next to the segment itself, and it keeps the code checkable against the
 //! RFC's figures. Slow start is RFC 5681's with byte counting (RFC 9438 §4.10 allows it
 //! where HyStart++ is not used; HyStart++ is not implemented). Spurious-loss undo
-//! (§4.9) is not implemented: a reduction stands.
+//! (§4.9): the connection puts back the controller from before a fast recovery that
+//! timestamps prove spurious (RFC 3522, in `tcb`), and the window returns through slow
+//! start ([`CongestionControl::resume_after_undo`]).
 
 use core::time::Duration;
 
@@ -226,6 +228,10 @@ impl CongestionControl for Cubic {
 
     fn in_recovery(&self) -> bool {
         self.w.in_recovery
+    }
+
+    fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize) {
+        self.w.resume_after_undo(bytes_in_flight, newly_acked);
     }
 }
 

@@ -80,6 +80,13 @@ pub trait CongestionControl {
 
     /// Whether the controller is in fast recovery.
     fn in_recovery(&self) -> bool;
+
+    /// This controller is the one from before a fast recovery that proved spurious, put
+    /// back by the connection. Its window comes back through slow start rather than at
+    /// once (RFC 4015 §3.2: a whole window at line rate, with no pacing, would follow the
+    /// ACK): ssthresh becomes the window from before, cwnd what is in flight plus at most
+    /// an initial window of what this ACK covered.
+    fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize);
 }
 
 /// Which algorithm a connection uses (a configuration value).
@@ -165,6 +172,10 @@ impl CongestionControl for Congestion {
     fn in_recovery(&self) -> bool {
         dispatch!(self, c => c.in_recovery())
     }
+    #[inline]
+    fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize) {
+        dispatch!(self, c => c.resume_after_undo(bytes_in_flight, newly_acked))
+    }
 }
 
 /// State and rules shared by both algorithms: RFC 5681 slow start with RFC 3465
@@ -235,6 +246,13 @@ impl Window {
         self.cwnd = self.mss;
         self.in_recovery = false;
         self.after_timeout = true;
+    }
+
+    pub(crate) fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize) {
+        let before = self.cwnd;
+        self.ssthresh = before.max(2 * self.mss);
+        let resumed = bytes_in_flight.saturating_add(newly_acked.min(initial_window(self.mss)));
+        self.cwnd = before.min(resumed).max(self.mss);
     }
 
     pub(crate) fn idle_restart(&mut self) {

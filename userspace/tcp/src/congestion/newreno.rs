@@ -91,6 +91,10 @@ impl CongestionControl for NewReno {
     fn in_recovery(&self) -> bool {
         self.w.in_recovery
     }
+
+    fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize) {
+        self.w.resume_after_undo(bytes_in_flight, newly_acked);
+    }
 }
 
 /// What an ACK means to fast recovery without SACK (RFC 6582).

@@ -832,82 +832,242 @@ fn poll_timeout_is_the_earliest_armed_timer() {
     }
 }
 
-/// a sends six segments; the first reaches b only after the other five (reordered) or
-/// never, its retransmission taking its place (lost). The five raise b's SACKs 5 ms
-/// after the sending, so a's recovery starts at a later millisecond than the first
-/// segment's timestamp. Returns a's stats, congestion window before and after, and
-/// whether b got every byte.
-fn reorder_or_lose_first_segment(reordered: bool) -> (TcbStats, usize, usize, bool) {
+/// Eifel undo (RFC 3522) set-up: an established pair, and `n` full segments that a has
+/// sent at one moment, held back; 5 ms later (so that a's recovery starts at a later
+/// millisecond than their timestamps) the test delivers them as it likes.
+struct Burst {
+    p: Pair,
+    segments: Vec<Vec<u8>>,
+    data: Vec<u8>,
+    cwnd_before: usize,
+}
+
+impl Burst {
+    fn new(n: usize, config: Config) -> Burst {
+        let mut p = Pair::new(config.clone(), config);
+        p.run_until(Duration::from_secs(1), |p| {
+            p.b.as_ref()
+                .is_some_and(|b| b.state() == State::Established)
+        });
+        let data = pattern(n * 1448, 3);
+        assert_eq!(p.a.send(&data), data.len());
+        let mut segments = Vec::new();
+        while let Some(t) = p.a.poll_transmit(p.now) {
+            segments.push(serialise(&t, &p.a, A, B));
+        }
+        assert_eq!(segments.len(), n, "one window");
+        let cwnd_before = p.a.cc.cwnd();
+        p.now += Duration::from_millis(5);
+        Burst {
+            p,
+            segments,
+            data,
+            cwnd_before,
+        }
+    }
+
+    /// Delivers `bytes` to b, and b's answers to a.
+    fn deliver_to_b(&mut self, bytes: &[u8]) {
+        let now = self.p.now;
+        deliver(bytes, self.p.b(), A, B, now);
+        let b = self.p.b.as_mut().unwrap();
+        while let Some(t) = b.poll_transmit(now) {
+            let ack = serialise(&t, b, B, A);
+            deliver(&ack, &mut self.p.a, B, A, now);
+        }
+    }
+
+    /// Delivers segment `i` as first sent.
+    fn original(&mut self, i: usize) {
+        let bytes = self.segments[i].clone();
+        self.deliver_to_b(&bytes);
+    }
+
+    /// What a sends next, serialised, and the sequence number it starts at.
+    fn next_from_a(&mut self) -> (Vec<u8>, u32) {
+        let t = self
+            .p
+            .a
+            .poll_transmit(self.p.now)
+            .expect("a segment from a");
+        let seq = t.header().seq_number;
+        (serialise(&t, &self.p.a, A, B), seq)
+    }
+
+    fn seq_of(&self, i: usize) -> u32 {
+        let p = TcpPacket::new_checked(&self.segments[i][..]).unwrap();
+        p.seq_number()
+    }
+
+    /// b received every byte a sent, in order.
+    fn b_has_all(&mut self) -> bool {
+        let mut got = vec![0u8; self.data.len() + 1];
+        let n = self.p.b().recv(&mut got);
+        got[..n] == self.data[..]
+    }
+}
+
+#[test]
+fn a_recovery_caused_by_reordering_is_undone() {
+    let mut r = Burst::new(6, Config::default());
+    for i in 1..6 {
+        r.original(i);
+    }
+    assert!(r.p.a.cc.in_recovery(), "the SACKs started a recovery");
+    let _resent = r.next_from_a(); // lost; the original of segment 0 arrives instead
+    r.original(0);
+    assert!(r.b_has_all());
+    let st = r.p.a.stats();
+    assert_eq!((st.recoveries, st.undone_recoveries), (1, 1), "{st:?}");
+    assert!(!r.p.a.cc.in_recovery());
+    // The window from before comes back through slow start (RFC 4015), not at once.
+    assert!(
+        r.p.a.cc.ssthresh() >= r.cwnd_before,
+        "{}",
+        r.p.a.cc.ssthresh()
+    );
+    assert!(r.p.a.cc.cwnd() < r.cwnd_before, "{}", r.p.a.cc.cwnd());
+}
+
+#[test]
+fn a_recovery_from_a_real_loss_is_kept() {
+    let mut r = Burst::new(6, Config::default());
+    for i in 1..6 {
+        r.original(i);
+    }
+    assert!(r.p.a.cc.in_recovery());
+    // The retransmission leaves in the recovery's own millisecond and repairs the loss.
+    let (resent, _) = r.next_from_a();
+    r.deliver_to_b(&resent);
+    assert!(r.b_has_all());
+    let st = r.p.a.stats();
+    assert_eq!((st.recoveries, st.undone_recoveries), (1, 0), "{st:?}");
+    assert!(r.p.a.cc.ssthresh() < r.cwnd_before, "the reduction stands");
+}
+
+#[test]
+fn an_undo_needs_the_recovery_to_have_resent_one_segment_only() {
+    // Segment 0 reordered, 3 lost: the recovery resends both before 0 arrives.
+    let mut r = Burst::new(7, Config::default());
+    for i in [1, 2, 4, 5, 6] {
+        r.original(i);
+    }
+    let (_, first) = r.next_from_a();
+    let (_, second) = r.next_from_a();
+    assert_eq!((first, second), (r.seq_of(0), r.seq_of(3)));
+    r.original(0);
+    let st = r.p.a.stats();
+    assert_eq!((st.recoveries, st.undone_recoveries), (1, 0), "{st:?}");
+}
+
+#[test]
+fn a_loss_the_sacks_show_starts_a_recovery_after_an_undo() {
+    // As above, but 0 arrives before the recovery resends 3: the undo holds for 0, and
+    // 3, which the SACKs show lost, is resent at once in a new recovery.
+    let mut r = Burst::new(7, Config::default());
+    for i in [1, 2, 4, 5, 6] {
+        r.original(i);
+    }
+    let (_, first) = r.next_from_a();
+    assert_eq!(first, r.seq_of(0));
+    r.original(0);
+    let st = r.p.a.stats();
+    assert_eq!((st.recoveries, st.undone_recoveries), (2, 1), "{st:?}");
+    assert!(r.p.a.cc.in_recovery());
+    let (resent, seq) = r.next_from_a();
+    assert_eq!(seq, r.seq_of(3));
+    r.deliver_to_b(&resent);
+    assert!(r.b_has_all());
+}
+
+#[test]
+fn without_sack_only_an_ack_of_the_whole_window_undoes() {
+    let no_sack = Config {
+        sack: false,
+        ..Config::default()
+    };
+    // Segment 0 reordered, nothing lost: the ACK covers everything; undone.
+    let mut r = Burst::new(6, no_sack.clone());
+    for i in 1..6 {
+        r.original(i);
+    }
+    assert!(r.p.a.cc.in_recovery(), "duplicate ACKs started a recovery");
+    let _resent = r.next_from_a();
+    r.original(0);
+    assert!(r.b_has_all());
+    assert_eq!(r.p.a.stats().undone_recoveries, 1);
+    // Segment 0 reordered and 3 lost: the ACK stops at 3, which NewReno resends.
+    let mut r = Burst::new(6, no_sack);
+    for i in [1, 2, 4, 5] {
+        r.original(i);
+    }
+    assert!(r.p.a.cc.in_recovery());
+    let _resent = r.next_from_a();
+    r.original(0);
+    let st = r.p.a.stats();
+    assert_eq!((st.recoveries, st.undone_recoveries), (1, 0), "{st:?}");
+    let (_, seq) = r.next_from_a();
+    assert_eq!(seq, r.seq_of(3), "the partial ACK's retransmission");
+}
+
+/// Both ends have all of each other's data, neither has an ACK for its own, and both
+/// time out and resend from SND.UNA. b's retransmission is old at a, which drops it (its
+/// ACK field too, as RFC 9293 says) and answers with a pure ACK: numbered from the
+/// highest a sent, b accepts it and the ACK of its data in it; numbered from a's pulled
+/// back SND.NXT it would be old at b as well, and the two would drop each other's every
+/// ACK until they gave up.
+#[test]
+fn pure_acks_after_a_timeout_are_acceptable_to_a_peer_that_has_everything() {
     let mut p = Pair::new(Config::default(), Config::default());
     p.run_until(Duration::from_secs(1), |p| {
         p.b.as_ref()
             .is_some_and(|b| b.state() == State::Established)
     });
-    let data = pattern(6 * 1448, 3);
-    assert_eq!(p.a.send(&data), data.len());
-    let mut segments = Vec::new();
-    while let Some(t) = p.a.poll_transmit(p.now) {
-        segments.push(serialise(&t, &p.a, A, B));
-    }
-    assert!(segments.len() >= 4, "{} segments", segments.len());
-    let cwnd_before = p.a.cc.cwnd();
-    p.now += Duration::from_millis(5);
     let now = p.now;
-    for s in &segments[1..] {
-        deliver(s, p.b(), A, B, now);
-        let b = p.b.as_mut().unwrap();
-        while let Some(t) = b.poll_transmit(now) {
-            let ack = serialise(&t, b, B, A);
-            deliver(&ack, &mut p.a, B, A, now);
-        }
+    let (da, db) = (pattern(3 * 1448, 4), pattern(3 * 1448, 5));
+    assert_eq!(p.a.send(&da), da.len());
+    assert_eq!(p.b().send(&db), db.len());
+    let mut from_a = Vec::new();
+    while let Some(t) = p.a.poll_transmit(now) {
+        from_a.push(serialise(&t, &p.a, A, B));
     }
-    assert!(p.a.cc.in_recovery(), "the SACKs started a recovery");
-    // a resends the first segment.
-    p.now += Duration::from_millis(1);
-    let now = p.now;
-    let resent = p.a.poll_transmit(now).map(|t| serialise(&t, &p.a, A, B));
-    let resent = resent.expect("a retransmission");
-    let first = if reordered { &segments[0] } else { &resent };
-    deliver(first, p.b(), A, B, now);
+    let mut from_b = Vec::new();
     let b = p.b.as_mut().unwrap();
     while let Some(t) = b.poll_transmit(now) {
-        let ack = serialise(&t, b, B, A);
-        deliver(&ack, &mut p.a, B, A, now);
+        from_b.push(serialise(&t, b, B, A));
     }
-    let mut got = vec![0u8; data.len() + 1];
-    let n = p.b().recv(&mut got);
-    (
-        p.a.stats(),
-        cwnd_before,
-        p.a.cc.cwnd(),
-        got[..n] == data[..],
-    )
-}
-
-#[test]
-fn a_recovery_caused_by_reordering_is_undone() {
-    let (stats, before, after, all) = reorder_or_lose_first_segment(true);
-    assert!(all);
+    // Each gets the other's data; every ACK is lost.
+    for s in &from_a {
+        deliver(s, p.b(), A, B, now);
+    }
+    for s in &from_b {
+        deliver(s, &mut p.a, B, A, now);
+    }
+    while p.a.poll_transmit(now).is_some() {}
+    while p.b().poll_transmit(now).is_some() {}
+    // Both time out and resend their first segment; a's is lost.
+    let later = [p.a.rto_at, p.b.as_ref().unwrap().rto_at]
+        .into_iter()
+        .flatten()
+        .max()
+        .expect("both timers");
+    p.now = later;
+    p.a.on_timeout(later);
+    p.b().on_timeout(later);
+    assert!(p.a.poll_transmit(later).is_some(), "a's retransmission");
+    let b = p.b.as_mut().unwrap();
+    let t = b.poll_transmit(later).expect("b's retransmission");
+    let resent = serialise(&t, b, B, A);
+    deliver(&resent, &mut p.a, B, A, later);
+    let t = p.a.poll_transmit(later).expect("a's answer");
+    assert!(t.payload_len() == 0, "a pure ACK");
     assert_eq!(
-        (stats.recoveries, stats.undone_recoveries),
-        (1, 1),
-        "{stats:?}"
+        t.header().seq_number,
+        p.a.snd_max.0,
+        "numbered from the highest sent"
     );
-    // The window from before the recovery, grown by this ACK as any other.
-    assert!(after >= before, "{after} vs {before}");
-}
-
-#[test]
-fn a_recovery_from_a_real_loss_is_kept() {
-    let (stats, before, after, all) = reorder_or_lose_first_segment(false);
-    assert!(all);
-    assert_eq!(
-        (stats.recoveries, stats.undone_recoveries),
-        (1, 0),
-        "{stats:?}"
-    );
-    assert!(
-        after < before,
-        "the window stays reduced: {after} vs {before}"
-    );
+    let ack = serialise(&t, &p.a, A, B);
+    deliver(&ack, p.b(), A, B, later);
+    let b = p.b.as_mut().unwrap();
+    assert_eq!(b.snd_una, b.snd_max, "b took the ACK of its data");
 }
