@@ -1010,7 +1010,15 @@ impl Tcb {
             // would make a retransmission skip it and send the FIN at a new one.
             let una = ack.max(self.snd_una);
             let sent_data_end = self.snd_max.min(self.data_end()).max(una);
-            self.scoreboard.update(una, sent_data_end, &seg.sack_ranges)
+            let newly = self.scoreboard.update(una, sent_data_end, &seg.sack_ranges);
+            // A SACKed range at the cumulative ACK: the receiver lacks the first byte of
+            // what it had SACKed, so it reneged (RFC 2018 §8: its out-of-order store was
+            // full). Forget every SACK, or neither recovery nor a timeout would resend
+            // what the scoreboard says it has, and the connection would wait for ever.
+            if self.scoreboard.is_sacked(una) {
+                self.scoreboard.clear();
+            }
+            newly
         } else {
             0
         };
@@ -1578,8 +1586,10 @@ impl Tcb {
                 }
             }
         }
-        // After a timeout SND.NXT is back below SND.MAX: skip what the peer SACKed.
-        if self.sack_ok && self.snd_nxt < self.snd_max {
+        // After a timeout SND.NXT is back below SND.MAX: skip what the peer SACKed, but
+        // never the left edge (RFC 2018 §8: it MUST be resent, SACKed or not, in case
+        // the receiver reneged).
+        if self.sack_ok && self.snd_nxt < self.snd_max && self.snd_nxt != self.snd_una {
             for (left, right) in self.scoreboard.ranges() {
                 if left <= self.snd_nxt && self.snd_nxt < right {
                     self.snd_nxt = right.min(self.snd_max);
