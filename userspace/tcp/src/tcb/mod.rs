@@ -266,6 +266,10 @@ pub struct Tcb {
     rcv_adv: SeqNumber,
     recv: RecvBuffer,
     ooo: Assembler,
+    /// Data received twice, to report as the first SACK block of our next segment (a
+    /// D-SACK, RFC 2883): it tells the peer its retransmission was not needed, which
+    /// is how Linux undoes a spurious one where millisecond timestamps cannot tell.
+    dsack: Option<(SeqNumber, SeqNumber)>,
     /// Sequence number of the peer's FIN, once seen (possibly ahead of data).
     fin_at: Option<SeqNumber>,
     fin_received: bool,
@@ -436,6 +440,7 @@ impl Tcb {
             rcv_wscale: 0,
             rcv_adv: SeqNumber(0),
             ooo: Assembler::default(),
+            dsack: None,
             fin_at: None,
             fin_received: false,
             sack_ok: false,
@@ -906,6 +911,11 @@ impl Tcb {
         if !acceptable {
             if !seg.flags.rst() {
                 self.ack_now = true;
+                // Data wholly below RCV.NXT arrived before: a duplicate to report.
+                let len = seg.payload.len();
+                if self.sack_ok && len > 0 && seq + len <= self.rcv_nxt {
+                    self.dsack = Some((seq, seq + len));
+                }
             }
             return;
         }
@@ -1407,9 +1417,19 @@ impl Tcb {
             self.our_window()
         };
         let mut sack_ranges = [None; 4];
-        if self.sack_ok && !syn && !self.ooo.is_empty() {
+        if self.sack_ok && !syn {
             let max = if self.ts_ok { 3 } else { 4 };
-            self.ooo.sack_blocks(self.rcv_nxt, &mut sack_ranges, max);
+            // A D-SACK goes first (RFC 2883 §4), then the out-of-order ranges.
+            let dsack = self.dsack.take();
+            if let Some((l, r)) = dsack {
+                sack_ranges[0] = Some((l.0, r.0));
+            }
+            let first = usize::from(dsack.is_some());
+            if !self.ooo.is_empty() {
+                let mut blocks = [None; 4];
+                let n = self.ooo.sack_blocks(self.rcv_nxt, &mut blocks, max - first);
+                sack_ranges[first..first + n].copy_from_slice(&blocks[..n]);
+            }
         }
         let ts_wanted = if syn {
             self.config.timestamps && (self.state == State::SynSent || self.ts_ok)

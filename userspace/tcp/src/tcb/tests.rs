@@ -1110,3 +1110,39 @@ fn a_receiver_that_reneges_on_its_sacks_gets_the_data_again() {
     r.p.run_until(Duration::from_secs(30), |p| p.a.snd_una == p.a.snd_max);
     assert!(r.b_has_all());
 }
+
+/// A segment b already has, sent again, is reported as the first SACK block of b's ACK
+/// (a D-SACK, RFC 2883), below the cumulative ACK; the out-of-order ranges follow.
+#[test]
+fn data_received_twice_is_reported_as_a_dsack() {
+    let mut r = Burst::new(4, Config::default());
+    r.original(0);
+    r.original(2); // 1 missing: 2 is out of order
+    let now = r.p.now;
+    let again = r.segments[0].clone();
+    deliver(&again, r.p.b(), A, B, now);
+    let b = r.p.b.as_mut().unwrap();
+    let t = b.poll_transmit(now).expect("b's answer to the duplicate");
+    let bytes = serialise(&t, b, B, A);
+    let p = TcpPacket::new_checked(&bytes[..]).unwrap();
+    let ack = TcpRepr::parse(&p, *B.ip(), *A.ip(), ChecksumMode::Verify).unwrap();
+    let blocks: Vec<(u32, u32)> = ack.sack_ranges.iter().flatten().copied().collect();
+    let (s0, s1, s2, s3) = (r.seq_of(0), r.seq_of(1), r.seq_of(2), r.seq_of(3));
+    assert_eq!(ack.ack_number, Some(s1));
+    assert_eq!(
+        blocks,
+        vec![(s0, s1), (s2, s3)],
+        "the duplicate, then segment 2"
+    );
+    // Reported once. (A duplicate of out-of-order data is not reported: only data
+    // below RCV.NXT is.)
+    let again = r.segments[2].clone();
+    deliver(&again, r.p.b(), A, B, now);
+    let b = r.p.b.as_mut().unwrap();
+    let t = b.poll_transmit(now).expect("b's next ACK");
+    let bytes = serialise(&t, b, B, A);
+    let p = TcpPacket::new_checked(&bytes[..]).unwrap();
+    let ack = TcpRepr::parse(&p, *B.ip(), *A.ip(), ChecksumMode::Verify).unwrap();
+    let blocks: Vec<(u32, u32)> = ack.sack_ranges.iter().flatten().copied().collect();
+    assert_eq!(blocks, vec![(s2, s3)]);
+}
