@@ -230,8 +230,9 @@ impl CongestionControl for Cubic {
         self.w.in_recovery
     }
 
-    fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize) {
-        self.w.resume_after_undo(bytes_in_flight, newly_acked);
+    fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize, at_least: usize) {
+        self.w
+            .resume_after_undo(bytes_in_flight, newly_acked, at_least);
     }
 }
 

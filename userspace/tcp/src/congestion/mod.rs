@@ -85,8 +85,9 @@ pub trait CongestionControl {
     /// back by the connection. Its window comes back through slow start rather than at
     /// once (RFC 4015 §3.2: a whole window at line rate, with no pacing, would follow the
     /// ACK): ssthresh becomes the window from before, cwnd what is in flight plus at most
-    /// an initial window of what this ACK covered.
-    fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize);
+    /// an initial window of what this ACK covered, but never less than `at_least` (the
+    /// window the connection had when it found out).
+    fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize, at_least: usize);
 }
 
 /// Which algorithm a connection uses (a configuration value).
@@ -173,8 +174,8 @@ impl CongestionControl for Congestion {
         dispatch!(self, c => c.in_recovery())
     }
     #[inline]
-    fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize) {
-        dispatch!(self, c => c.resume_after_undo(bytes_in_flight, newly_acked))
+    fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize, at_least: usize) {
+        dispatch!(self, c => c.resume_after_undo(bytes_in_flight, newly_acked, at_least))
     }
 }
 
@@ -248,11 +249,16 @@ impl Window {
         self.after_timeout = true;
     }
 
-    pub(crate) fn resume_after_undo(&mut self, bytes_in_flight: usize, newly_acked: usize) {
+    pub(crate) fn resume_after_undo(
+        &mut self,
+        bytes_in_flight: usize,
+        newly_acked: usize,
+        at_least: usize,
+    ) {
         let before = self.cwnd;
         self.ssthresh = before.max(2 * self.mss);
         let resumed = bytes_in_flight.saturating_add(newly_acked.min(initial_window(self.mss)));
-        self.cwnd = before.min(resumed).max(self.mss);
+        self.cwnd = before.min(resumed).max(at_least).max(self.mss);
     }
 
     pub(crate) fn idle_restart(&mut self) {

@@ -229,10 +229,18 @@ pub struct TcbStats {
 /// Linux does, which also has RACK's time-based loss detection) left real losses
 /// waiting for the retransmission timer here (1 % loss on the simulated link: 11.7 ->
 /// 4.8 Mbit/s).
+///
+/// Where millisecond timestamps cannot tell (a recovery in the millisecond of the
+/// original: any sub-millisecond path), the peer's D-SACK (RFC 2883) of the segment
+/// resent can, later: the record stays until the next recovery or timeout for that.
 struct Undo {
     cc: Congestion,
     ts: u32,
     retransmits: u32,
+    /// The first segment the recovery resent.
+    resent: Option<(SeqNumber, SeqNumber)>,
+    /// The Eifel test was made (on the first ACK to move SND.UNA).
+    eifel_done: bool,
 }
 
 /// One TCP connection.
@@ -1021,6 +1029,23 @@ impl Tcb {
             let una = ack.max(self.snd_una);
             let sent_data_end = self.snd_max.min(self.data_end()).max(una);
             let newly = self.scoreboard.update(una, sent_data_end, &seg.sack_ranges);
+            // A D-SACK (RFC 2883: a first block below the cumulative ACK) of the one
+            // segment a recovery resent: both copies arrived, so the recovery was not
+            // needed (Linux's DSACK undo). The ACK may come after the recovery ended.
+            if let (Some((l, r)), Some(resent)) = (
+                seg.sack_ranges[0].map(|(l, r)| (SeqNumber(l), SeqNumber(r))),
+                self.undo.as_ref().and_then(|u| u.resent),
+            ) {
+                if l < r && r <= una && l < resent.1 && resent.0 < r && self.at_most_one_resent() {
+                    let was_recovering = self.cc.in_recovery();
+                    self.undo_recovery(una, 0);
+                    if was_recovering
+                        && self.scoreboard.is_lost(una, self.max_payload(), DUP_THRESH)
+                    {
+                        self.enter_fast_recovery(now, self.snd_max - una);
+                    }
+                }
+            }
             // A SACKed range at the cumulative ACK: the receiver lacks the first byte of
             // what it had SACKed, so it reneged (RFC 2018 §8: its out-of-order store was
             // full). Forget every SACK, or neither recovery nor a timeout would resend
@@ -1065,16 +1090,16 @@ impl Tcb {
             // The first ACK to move SND.UNA in a recovery says whether it was needed.
             // (A zero echo is no timestamp: RFC 7323 §3.2, as the RTT sample above.)
             let mut undone = false;
-            if let Some(undo) = self.undo.take() {
+            if let Some(undo) = self.undo.as_mut().filter(|u| !u.eifel_done) {
+                undo.eifel_done = true;
                 let echoes_older = seg
                     .timestamp
                     .is_some_and(|ts| ts.tsecr != 0 && (undo.ts.wrapping_sub(ts.tsecr) as i32) > 0);
-                let one_resent = self.stats.retransmits.wrapping_sub(undo.retransmits) <= 1;
                 // Without SACK nothing says whether the rest of the window arrived: only
                 // an ACK of all of it proves that nothing else was lost.
                 let all_known = self.sack_ok || ack >= self.recover;
-                if echoes_older && one_resent && all_known && self.cc.in_recovery() {
-                    self.undo_recovery(*undo, ack, acked);
+                if echoes_older && all_known && self.cc.in_recovery() && self.at_most_one_resent() {
+                    self.undo_recovery(ack, acked);
                     undone = true;
                 }
             }
@@ -1169,11 +1194,13 @@ impl Tcb {
         self.stats.recoveries += 1;
         // The retransmission carries a timestamp no older than this; an ACK echoing an
         // older one proves the original arrived.
-        self.undo = self.ts_ok.then(|| {
+        self.undo = (self.ts_ok || self.sack_ok).then(|| {
             Box::new(Undo {
                 cc: self.cc.clone(),
                 ts: ms32(now),
                 retransmits: self.stats.retransmits,
+                resent: None,
+                eifel_done: !self.ts_ok,
             })
         });
         self.cc.on_congestion_event(now, in_flight);
@@ -1185,18 +1212,34 @@ impl Tcb {
         }
     }
 
-    /// Ends a fast recovery that the ACK of `ack` (`acked` new bytes) proved spurious:
-    /// the congestion state from before it comes back, its window through slow start,
-    /// and nothing more is resent.
-    fn undo_recovery(&mut self, undo: Undo, ack: SeqNumber, acked: usize) {
+    /// The current (or last) recovery has resent one segment at most.
+    fn at_most_one_resent(&self) -> bool {
+        self.undo
+            .as_ref()
+            .is_some_and(|u| self.stats.retransmits.wrapping_sub(u.retransmits) <= 1)
+    }
+
+    /// Undoes the fast recovery that the ACK of `ack` (`acked` new bytes) proved
+    /// spurious, running or just ended: the congestion state from before it comes back,
+    /// its window through slow start (never below the present one), nothing more is
+    /// resent.
+    fn undo_recovery(&mut self, ack: SeqNumber, acked: usize) {
+        let Some(undo) = self.undo.take() else {
+            return;
+        };
+        let present = self.cc.cwnd();
+        let in_recovery = self.cc.in_recovery();
         self.cc = undo.cc;
-        self.cc.resume_after_undo(self.snd_max - ack, acked);
-        self.sack_recovery = false;
-        self.fast_retransmit = false;
-        self.dupacks = 0;
-        // No loss in that window after all: a loss after this ACK may start a
-        // recovery (RFC 6582's rule keeps one reduction per window of real losses).
-        self.recover = before(ack, 1);
+        self.cc
+            .resume_after_undo(self.snd_max - ack, acked, present);
+        if in_recovery {
+            self.sack_recovery = false;
+            self.fast_retransmit = false;
+            self.dupacks = 0;
+            // No loss in that window after all: a loss after this ACK may start a
+            // recovery (RFC 6582's rule keeps one reduction per window of real losses).
+            self.recover = before(ack, 1);
+        }
         self.stats.undone_recoveries += 1;
     }
 
@@ -1720,6 +1763,9 @@ impl Tcb {
         }
         if seq < self.snd_max {
             self.stats.retransmits += 1;
+            if let Some(u) = self.undo.as_mut() {
+                u.resent.get_or_insert((seq, end));
+            }
         }
         if end > self.snd_max {
             self.snd_max = end;

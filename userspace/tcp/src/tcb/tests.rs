@@ -844,6 +844,12 @@ struct Burst {
 
 impl Burst {
     fn new(n: usize, config: Config) -> Burst {
+        Burst::with_gap(n, config, Duration::from_millis(5))
+    }
+
+    /// As `new`, the segments delivered `gap` after they were sent (below a
+    /// millisecond, timestamps cannot tell a recovery's start from their sending).
+    fn with_gap(n: usize, config: Config, gap: Duration) -> Burst {
         let mut p = Pair::new(config.clone(), config);
         p.run_until(Duration::from_secs(1), |p| {
             p.b.as_ref()
@@ -857,7 +863,7 @@ impl Burst {
         }
         assert_eq!(segments.len(), n, "one window");
         let cwnd_before = p.a.cc.cwnd();
-        p.now += Duration::from_millis(5);
+        p.now += gap;
         Burst {
             p,
             segments,
@@ -1145,4 +1151,52 @@ fn data_received_twice_is_reported_as_a_dsack() {
     let ack = TcpRepr::parse(&p, *B.ip(), *A.ip(), ChecksumMode::Verify).unwrap();
     let blocks: Vec<(u32, u32)> = ack.sack_ranges.iter().flatten().copied().collect();
     assert_eq!(blocks, vec![(s2, s3)]);
+}
+
+/// On a sub-millisecond path the timestamps cannot show a recovery spurious, but b's
+/// D-SACK of the retransmission, which arrives after the original, can: the recovery
+/// is undone after it ended.
+#[test]
+fn a_dsack_of_the_segment_resent_undoes_a_recovery_timestamps_could_not() {
+    let mut r = Burst::with_gap(6, Config::default(), Duration::ZERO);
+    for i in 1..6 {
+        r.original(i);
+    }
+    assert!(r.p.a.cc.in_recovery());
+    let (resent, seq) = r.next_from_a();
+    assert_eq!(seq, r.seq_of(0));
+    r.original(0);
+    assert!(!r.p.a.cc.in_recovery(), "the recovery ended");
+    assert_eq!(
+        r.p.a.stats().undone_recoveries,
+        0,
+        "timestamps could not tell"
+    );
+    assert!(r.p.a.cc.ssthresh() < r.cwnd_before);
+    r.deliver_to_b(&resent); // a duplicate for b: it D-SACKs it
+    let st = r.p.a.stats();
+    assert_eq!((st.recoveries, st.undone_recoveries), (1, 1), "{st:?}");
+    assert!(
+        r.p.a.cc.ssthresh() >= r.cwnd_before,
+        "the window from before returns"
+    );
+    assert!(r.b_has_all());
+}
+
+/// A D-SACK of a segment the recovery did not resend (the network duplicated it) says
+/// nothing about the retransmission: the recovery stands.
+#[test]
+fn a_dsack_of_another_segment_undoes_nothing() {
+    let mut r = Burst::with_gap(6, Config::default(), Duration::ZERO);
+    for i in 1..6 {
+        r.original(i);
+    }
+    let (resent, _) = r.next_from_a();
+    r.deliver_to_b(&resent); // a real loss: the original never arrives
+    assert!(!r.p.a.cc.in_recovery());
+    r.original(2); // duplicated by the network: b D-SACKs it
+    let st = r.p.a.stats();
+    assert_eq!((st.recoveries, st.undone_recoveries), (1, 0), "{st:?}");
+    assert!(r.p.a.cc.ssthresh() < r.cwnd_before);
+    assert!(r.b_has_all());
 }
