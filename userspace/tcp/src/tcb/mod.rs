@@ -237,8 +237,13 @@ struct Undo {
     cc: Congestion,
     ts: u32,
     retransmits: u32,
+    /// SND.UNA when the recovery began: a D-SACK below it is about something else.
+    start: SeqNumber,
     /// The first segment the recovery resent.
     resent: Option<(SeqNumber, SeqNumber)>,
+    /// Once the recovery has ended, SND.MAX then: an ACK beyond it is a window later,
+    /// and the record (whose controller is older still) is dropped.
+    expires: Option<SeqNumber>,
     /// The Eifel test was made (on the first ACK to move SND.UNA).
     eifel_done: bool,
 }
@@ -881,6 +886,7 @@ impl Tcb {
             if let Some(ts) = seg.timestamp {
                 if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
                     self.ack_now = true;
+                    self.note_duplicate(seq, seg.payload.len());
                     return;
                 }
             }
@@ -919,11 +925,7 @@ impl Tcb {
         if !acceptable {
             if !seg.flags.rst() {
                 self.ack_now = true;
-                // Data wholly below RCV.NXT arrived before: a duplicate to report.
-                let len = seg.payload.len();
-                if self.sack_ok && len > 0 && seq + len <= self.rcv_nxt {
-                    self.dsack = Some((seq, seq + len));
-                }
+                self.note_duplicate(seq, seg.payload.len());
             }
             return;
         }
@@ -1023,6 +1025,7 @@ impl Tcb {
         let seq = SeqNumber(seg.seq_number);
         let window = self.window_of(seg);
         let in_flight_before = self.snd_max - self.snd_una;
+        let mut recover_again = false;
         let newly_sacked = if self.sack_ok {
             // Only sent data can be SACKed: a block over our FIN's sequence number
             // would make a retransmission skip it and send the FIN at a new one.
@@ -1032,18 +1035,22 @@ impl Tcb {
             // A D-SACK (RFC 2883: a first block below the cumulative ACK) of the one
             // segment a recovery resent: both copies arrived, so the recovery was not
             // needed (Linux's DSACK undo). The ACK may come after the recovery ended.
-            if let (Some((l, r)), Some(resent)) = (
+            // The block must hold the whole segment resent (a retransmission may
+            // cover more than one original, of which only one came twice) and lie
+            // within the recovery's data (no block a forger made wide enough to hit).
+            if let (Some((l, r)), Some(u)) = (
                 seg.sack_ranges[0].map(|(l, r)| (SeqNumber(l), SeqNumber(r))),
-                self.undo.as_ref().and_then(|u| u.resent),
+                self.undo.as_ref(),
             ) {
-                if l < r && r <= una && l < resent.1 && resent.0 < r && self.at_most_one_resent() {
+                let covers = u
+                    .resent
+                    .is_some_and(|(rl, rr)| u.start <= l && l <= rl && rr <= r && r <= una);
+                if covers && self.at_most_one_resent() {
                     let was_recovering = self.cc.in_recovery();
                     self.undo_recovery(una, 0);
-                    if was_recovering
-                        && self.scoreboard.is_lost(una, self.max_payload(), DUP_THRESH)
-                    {
-                        self.enter_fast_recovery(now, self.snd_max - una);
-                    }
+                    // As after an undo by timestamps: a loss the SACKs show starts its
+                    // recovery, at the end, once SND.UNA is settled.
+                    recover_again = was_recovering;
                 }
             }
             // A SACKed range at the cumulative ACK: the receiver lacks the first byte of
@@ -1052,6 +1059,8 @@ impl Tcb {
             // what the scoreboard says it has, and the connection would wait for ever.
             if self.scoreboard.is_sacked(una) {
                 self.scoreboard.clear();
+                // It says it lacks SND.UNA: resend that now, not at the timeout.
+                self.fast_retransmit = true;
             }
             newly
         } else {
@@ -1089,7 +1098,6 @@ impl Tcb {
             self.retransmitted = false;
             // The first ACK to move SND.UNA in a recovery says whether it was needed.
             // (A zero echo is no timestamp: RFC 7323 §3.2, as the RTT sample above.)
-            let mut undone = false;
             if let Some(undo) = self.undo.as_mut().filter(|u| !u.eifel_done) {
                 undo.eifel_done = true;
                 let echoes_older = seg
@@ -1100,32 +1108,35 @@ impl Tcb {
                 let all_known = self.sack_ok || ack >= self.recover;
                 if echoes_older && all_known && self.cc.in_recovery() && self.at_most_one_resent() {
                     self.undo_recovery(ack, acked);
-                    undone = true;
+                    recover_again = true;
                 }
             }
             // NewReno (RFC 6582): a partial ACK in recovery retransmits the next hole;
             // with SACK the scoreboard picks what to resend (RFC 6675).
+            if self
+                .undo
+                .as_ref()
+                .and_then(|u| u.expires)
+                .is_some_and(|e| ack > e)
+            {
+                self.undo = None;
+            }
             if self.cc.in_recovery() {
                 if ack >= self.recover {
                     self.cc.on_recovery_exit(now);
                     self.sack_recovery = false;
                     self.dupacks = 0;
+                    // A D-SACK may still show it spurious, within the next window.
+                    let max = self.snd_max;
+                    if let Some(u) = self.undo.as_mut() {
+                        u.expires = Some(max);
+                    }
                 } else if !self.sack_recovery {
                     self.fast_retransmit = true;
                 }
             } else {
                 self.dupacks = 0;
                 self.cc.on_ack(now, acked, in_flight_before, sample);
-            }
-            // The first hole was reordering, but one further up may be a loss the SACKs
-            // already show: its recovery starts now, not at a duplicate ACK that may
-            // never come (Linux does the same after an undo).
-            if undone
-                && self
-                    .scoreboard
-                    .is_lost(self.snd_una, self.max_payload(), DUP_THRESH)
-            {
-                self.enter_fast_recovery(now, self.snd_max - self.snd_una);
             }
             self.rto_at = if self.snd_una < self.snd_max {
                 Some(now + self.rtt.rto())
@@ -1170,6 +1181,17 @@ impl Tcb {
                 self.enter_fast_recovery(now, in_flight_before);
             }
         }
+        // After an undo the first hole was reordering, but one further up may be a loss
+        // the SACKs already show: its recovery starts now, not at a duplicate ACK that
+        // may never come (Linux does the same after an undo).
+        if recover_again
+            && !self.cc.in_recovery()
+            && self
+                .scoreboard
+                .is_lost(self.snd_una, self.max_payload(), DUP_THRESH)
+        {
+            self.enter_fast_recovery(now, self.snd_max - self.snd_una);
+        }
         // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
         if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
             let opened = window > self.snd_wnd;
@@ -1187,6 +1209,14 @@ impl Tcb {
         true
     }
 
+    /// `len` bytes at `seq` were dropped as old: if they lie wholly below RCV.NXT they
+    /// arrived before, and the next segment reports them (a D-SACK).
+    fn note_duplicate(&mut self, seq: SeqNumber, len: usize) {
+        if self.sack_ok && len > 0 && seq + len <= self.rcv_nxt {
+            self.dsack = Some((seq, seq + len));
+        }
+    }
+
     /// Starts a fast recovery (RFC 5681, RFC 6582; with SACK, RFC 6675) for a loss at
     /// SND.UNA, `in_flight` bytes being outstanding.
     fn enter_fast_recovery(&mut self, now: Instant, in_flight: usize) {
@@ -1199,7 +1229,9 @@ impl Tcb {
                 cc: self.cc.clone(),
                 ts: ms32(now),
                 retransmits: self.stats.retransmits,
+                start: self.snd_una,
                 resent: None,
+                expires: None,
                 eifel_done: !self.ts_ok,
             })
         });
@@ -1533,12 +1565,18 @@ impl Tcb {
     /// (RFC 6691: MSS counts no options), so full segments still fit the path's MTU.
     fn max_payload(&self) -> usize {
         let ts = if self.ts_ok { 12 } else { 0 };
-        let sack = if self.sack_ok && !self.ooo.is_empty() {
-            let blocks = self.ooo.range_count().min(if self.ts_ok { 3 } else { 4 });
-            4 + 8 * blocks
+        // The SACK blocks `header` will put on the segment: a pending D-SACK, then the
+        // out-of-order ranges.
+        let blocks = if self.sack_ok {
+            (usize::from(self.dsack.is_some()) + self.ooo.range_count()).min(if self.ts_ok {
+                3
+            } else {
+                4
+            })
         } else {
             0
         };
+        let sack = if blocks > 0 { 4 + 8 * blocks } else { 0 };
         self.snd_mss.saturating_sub(ts + sack).max(1)
     }
 
@@ -1649,10 +1687,10 @@ impl Tcb {
                 }
             }
         }
-        // After a timeout SND.NXT is back below SND.MAX: skip what the peer SACKed, but
-        // never the left edge (RFC 2018 §8: it MUST be resent, SACKed or not, in case
-        // the receiver reneged).
-        if self.sack_ok && self.snd_nxt < self.snd_max && self.snd_nxt != self.snd_una {
+        // After a timeout SND.NXT is back below SND.MAX: skip what the peer SACKed. (Not
+        // SND.UNA itself, which RFC 2018 §8 says MUST be resent: an ACK that leaves it
+        // SACKed clears the scoreboard, see `process_ack`.)
+        if self.sack_ok && self.snd_nxt < self.snd_max {
             for (left, right) in self.scoreboard.ranges() {
                 if left <= self.snd_nxt && self.snd_nxt < right {
                     self.snd_nxt = right.min(self.snd_max);

@@ -1200,3 +1200,118 @@ fn a_dsack_of_another_segment_undoes_nothing() {
     assert!(r.p.a.cc.ssthresh() < r.cwnd_before);
     assert!(r.b_has_all());
 }
+
+/// A full-sized data segment that carries a pending D-SACK still fits the MTU (the
+/// harness's `serialise` checks every segment against 1500 bytes).
+#[test]
+fn a_full_segment_with_a_dsack_fits_the_mtu() {
+    let mut r = Burst::new(2, Config::default());
+    r.original(0);
+    r.original(1);
+    let reply = pattern(4 * 1448, 9);
+    assert_eq!(r.p.b().send(&reply), reply.len());
+    let now = r.p.now;
+    let again = r.segments[0].clone();
+    deliver(&again, r.p.b(), A, B, now);
+    let b = r.p.b.as_mut().unwrap();
+    let mut sizes = Vec::new();
+    while let Some(t) = b.poll_transmit(now) {
+        sizes.push((t.payload_len(), serialise(&t, b, B, A).len()));
+    }
+    assert!(
+        sizes.iter().any(|&(payload, _)| payload > 1000),
+        "{sizes:?}"
+    );
+}
+
+/// The D-SACK of the retransmission undoes a recovery still running (the original
+/// arrived first, moving SND.UNA up to a real loss further on); the real loss then gets
+/// its own recovery at once, counted once.
+#[test]
+fn a_dsack_undo_in_a_recovery_hands_a_real_loss_to_a_new_one() {
+    let mut r = Burst::with_gap(7, Config::default(), Duration::ZERO);
+    for i in [1, 2, 4, 5, 6] {
+        r.original(i);
+    }
+    let (resent, seq) = r.next_from_a();
+    assert_eq!(seq, r.seq_of(0));
+    r.original(0); // SND.UNA moves to segment 3, still in the recovery
+    assert!(r.p.a.cc.in_recovery());
+    assert_eq!(r.p.a.stats().undone_recoveries, 0);
+    r.deliver_to_b(&resent); // b D-SACKs segment 0
+    let st = r.p.a.stats();
+    assert_eq!((st.recoveries, st.undone_recoveries), (2, 1), "{st:?}");
+    assert!(r.p.a.cc.in_recovery(), "a new recovery for segment 3");
+    let (resent, seq) = r.next_from_a();
+    assert_eq!(seq, r.seq_of(3));
+    r.deliver_to_b(&resent);
+    assert!(r.b_has_all());
+}
+
+/// A D-SACK that comes a window after the recovery ended finds no record: the
+/// controller it would bring back is too old to trust.
+#[test]
+fn a_late_dsack_undoes_nothing() {
+    let mut r = Burst::with_gap(6, Config::default(), Duration::ZERO);
+    for i in 1..6 {
+        r.original(i);
+    }
+    let (resent, _) = r.next_from_a();
+    r.original(0); // the recovery ends
+    assert!(!r.p.a.cc.in_recovery());
+    // A window of new data, acknowledged.
+    let more = pattern(2 * 1448, 7);
+    assert_eq!(r.p.a.send(&more), more.len());
+    r.data.extend_from_slice(&more);
+    let mut sent = Vec::new();
+    let now = r.p.now;
+    while let Some(t) = r.p.a.poll_transmit(now) {
+        sent.push(serialise(&t, &r.p.a, A, B));
+    }
+    assert!(!sent.is_empty());
+    for s in &sent {
+        r.deliver_to_b(s);
+    }
+    let due = r.p.b().delack_at;
+    if let Some(due) = due {
+        r.p.now = due;
+        r.p.b().on_timeout(due);
+        r.deliver_to_b(&[]);
+    }
+    assert_eq!(r.p.a.snd_una, r.p.a.snd_max, "all acknowledged");
+    r.deliver_to_b(&resent); // its D-SACK, a window late
+    assert_eq!(r.p.a.stats().undone_recoveries, 0);
+    assert!(r.b_has_all());
+}
+
+/// A D-SACK block must hold just what the recovery resent, from within the recovery's
+/// data: one wide enough to cover anything (forged, or from a retransmission that
+/// carried more than the duplicate) undoes nothing.
+#[test]
+fn a_dsack_block_reaching_below_the_recovery_undoes_nothing() {
+    let mut r = Burst::with_gap(6, Config::default(), Duration::ZERO);
+    for i in 1..6 {
+        r.original(i);
+    }
+    let (resent, _) = r.next_from_a();
+    r.deliver_to_b(&resent); // a real loss, repaired
+    assert!(!r.p.a.cc.in_recovery());
+    // b's next ACK, with a D-SACK from far below the recovery up to SND.UNA.
+    let now = r.p.now;
+    let b = r.p.b.as_mut().unwrap();
+    b.ack_now = true;
+    let t = b.poll_transmit(now).expect("an ACK");
+    let mut repr = t.header();
+    let una = repr.ack_number.unwrap();
+    repr.sack_ranges = [
+        Some((r.seq_of(0).wrapping_sub(100_000), una)),
+        None,
+        None,
+        None,
+    ];
+    let mut forged = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut forged, *B.ip(), *A.ip()).unwrap();
+    deliver(&forged, &mut r.p.a, B, A, now);
+    assert_eq!(r.p.a.stats().undone_recoveries, 0);
+    assert!(r.p.a.cc.ssthresh() < r.cwnd_before);
+}
