@@ -1042,6 +1042,8 @@ impl Tcb {
                 seg.sack_ranges[0].map(|(l, r)| (SeqNumber(l), SeqNumber(r))),
                 self.undo.as_ref(),
             ) {
+                // (The first segment a recovery resends is SND.UNA's, so its duplicate
+                // is always below the cumulative ACK, never out of order.)
                 let covers = u
                     .resent
                     .is_some_and(|(rl, rr)| u.start <= l && l <= rl && rr <= r && r <= una);
@@ -1292,6 +1294,14 @@ impl Tcb {
             let offset = start - self.rcv_nxt;
             let room = self.rcv_wnd().saturating_sub(offset);
             payload = &payload[..payload.len().min(room)];
+            // Out-of-order data we hold already: a duplicate, reported as a D-SACK
+            // followed by the range holding it (RFC 2883 §4.2).
+            let already_held = self.sack_ok
+                && offset > 0
+                && self
+                    .ooo
+                    .ranges()
+                    .any(|(l, r)| l <= offset && offset + payload.len() <= r);
             if !payload.is_empty() {
                 if offset == 0 {
                     self.recv.write_at(0, payload);
@@ -1317,6 +1327,9 @@ impl Tcb {
                         self.delack_at = Some(now + self.config.delayed_ack);
                     }
                 } else if self.ooo.add(offset, payload.len()).is_ok() {
+                    if already_held {
+                        self.dsack = Some((start, start + payload.len()));
+                    }
                     self.recv.write_at(offset, payload);
                     // Out of order: ACK at once so the sender sees the hole (RFC 5681 §4.2).
                     self.ack_now = true;
@@ -1502,7 +1515,11 @@ impl Tcb {
             let first = usize::from(dsack.is_some());
             if !self.ooo.is_empty() {
                 let mut blocks = [None; 4];
-                let n = self.ooo.sack_blocks(self.rcv_nxt, &mut blocks, max - first);
+                // A D-SACK above RCV.NXT is told from a SACK by the block after it,
+                // which must hold it (RFC 2883 §4.2): the duplicate was the latest
+                // segment into its range, so that range comes first here.
+                self.ooo.sack_blocks(self.rcv_nxt, &mut blocks, 4);
+                let n = blocks.iter().flatten().count().min(max - first);
                 sack_ranges[first..first + n].copy_from_slice(&blocks[..n]);
             }
         }

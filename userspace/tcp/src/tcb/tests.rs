@@ -1140,8 +1140,7 @@ fn data_received_twice_is_reported_as_a_dsack() {
         vec![(s0, s1), (s2, s3)],
         "the duplicate, then segment 2"
     );
-    // Reported once. (A duplicate of out-of-order data is not reported: only data
-    // below RCV.NXT is.)
+    // Reported once. (Segment 2 again is a duplicate too: reported, then its range.)
     let again = r.segments[2].clone();
     deliver(&again, r.p.b(), A, B, now);
     let b = r.p.b.as_mut().unwrap();
@@ -1150,7 +1149,7 @@ fn data_received_twice_is_reported_as_a_dsack() {
     let p = TcpPacket::new_checked(&bytes[..]).unwrap();
     let ack = TcpRepr::parse(&p, *B.ip(), *A.ip(), ChecksumMode::Verify).unwrap();
     let blocks: Vec<(u32, u32)> = ack.sack_ranges.iter().flatten().copied().collect();
-    assert_eq!(blocks, vec![(s2, s3)]);
+    assert_eq!(blocks, vec![(s2, s3), (s2, s3)]);
 }
 
 /// On a sub-millisecond path the timestamps cannot show a recovery spurious, but b's
@@ -1314,4 +1313,31 @@ fn a_dsack_block_reaching_below_the_recovery_undoes_nothing() {
     deliver(&forged, &mut r.p.a, B, A, now);
     assert_eq!(r.p.a.stats().undone_recoveries, 0);
     assert!(r.p.a.cc.ssthresh() < r.cwnd_before);
+}
+
+/// Out-of-order data b holds, sent again, is reported as a D-SACK followed by the range
+/// holding it (RFC 2883 §4.2: that is how the sender tells it from a SACK).
+#[test]
+fn out_of_order_data_received_twice_is_reported_before_its_range() {
+    let mut r = Burst::new(6, Config::default());
+    r.original(0);
+    r.original(2);
+    r.original(3);
+    r.original(5); // the latest: SACK blocks come latest first
+    let now = r.p.now;
+    let again = r.segments[2].clone();
+    deliver(&again, r.p.b(), A, B, now);
+    let b = r.p.b.as_mut().unwrap();
+    let t = b.poll_transmit(now).expect("b's answer to the duplicate");
+    let bytes = serialise(&t, b, B, A);
+    let p = TcpPacket::new_checked(&bytes[..]).unwrap();
+    let ack = TcpRepr::parse(&p, *B.ip(), *A.ip(), ChecksumMode::Verify).unwrap();
+    let blocks: Vec<(u32, u32)> = ack.sack_ranges.iter().flatten().copied().collect();
+    let s = |i| r.seq_of(i);
+    assert_eq!(ack.ack_number, Some(s(1)));
+    assert_eq!(
+        blocks,
+        vec![(s(2), s(3)), (s(2), s(4)), (s(5), s(5) + 1448)],
+        "the duplicate, its range, then the other"
+    );
 }
