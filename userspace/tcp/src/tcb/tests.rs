@@ -885,10 +885,31 @@ impl Burst {
         }
     }
 
+    /// Delivers segments `i` as first sent, in that order.
+    fn originals(&mut self, i: impl IntoIterator<Item = usize>) {
+        for i in i {
+            self.original(i);
+        }
+    }
+
     /// Delivers segment `i` as first sent.
     fn original(&mut self, i: usize) {
         let bytes = self.segments[i].clone();
         self.deliver_to_b(&bytes);
+    }
+
+    /// Delivers `bytes` to b; b's answer (which must come at once), as a's stack would
+    /// read it: its ACK number and SACK blocks.
+    fn b_answers(&mut self, bytes: &[u8]) -> (Option<u32>, Vec<(u32, u32)>) {
+        let now = self.p.now;
+        deliver(bytes, self.p.b(), A, B, now);
+        let b = self.p.b.as_mut().unwrap();
+        let t = b.poll_transmit(now).expect("b answers at once");
+        let bytes = serialise(&t, b, B, A);
+        let p = TcpPacket::new_checked(&bytes[..]).unwrap();
+        let ack = TcpRepr::parse(&p, *B.ip(), *A.ip(), ChecksumMode::Verify).unwrap();
+        let blocks = ack.sack_ranges.iter().flatten().copied().collect();
+        (ack.ack_number, blocks)
     }
 
     /// What a sends next, serialised, and the sequence number it starts at.
@@ -919,9 +940,7 @@ impl Burst {
 #[test]
 fn a_recovery_caused_by_reordering_is_undone() {
     let mut r = Burst::new(6, Config::default());
-    for i in 1..6 {
-        r.original(i);
-    }
+    r.originals(1..6);
     assert!(r.p.a.cc.in_recovery(), "the SACKs started a recovery");
     let _resent = r.next_from_a(); // lost; the original of segment 0 arrives instead
     r.original(0);
@@ -941,9 +960,7 @@ fn a_recovery_caused_by_reordering_is_undone() {
 #[test]
 fn a_recovery_from_a_real_loss_is_kept() {
     let mut r = Burst::new(6, Config::default());
-    for i in 1..6 {
-        r.original(i);
-    }
+    r.originals(1..6);
     assert!(r.p.a.cc.in_recovery());
     // The retransmission leaves in the recovery's own millisecond and repairs the loss.
     let (resent, _) = r.next_from_a();
@@ -958,9 +975,7 @@ fn a_recovery_from_a_real_loss_is_kept() {
 fn an_undo_needs_the_recovery_to_have_resent_one_segment_only() {
     // Segment 0 reordered, 3 lost: the recovery resends both before 0 arrives.
     let mut r = Burst::new(7, Config::default());
-    for i in [1, 2, 4, 5, 6] {
-        r.original(i);
-    }
+    r.originals([1, 2, 4, 5, 6]);
     let (_, first) = r.next_from_a();
     let (_, second) = r.next_from_a();
     assert_eq!((first, second), (r.seq_of(0), r.seq_of(3)));
@@ -974,9 +989,7 @@ fn a_loss_the_sacks_show_starts_a_recovery_after_an_undo() {
     // As above, but 0 arrives before the recovery resends 3: the undo holds for 0, and
     // 3, which the SACKs show lost, is resent at once in a new recovery.
     let mut r = Burst::new(7, Config::default());
-    for i in [1, 2, 4, 5, 6] {
-        r.original(i);
-    }
+    r.originals([1, 2, 4, 5, 6]);
     let (_, first) = r.next_from_a();
     assert_eq!(first, r.seq_of(0));
     r.original(0);
@@ -997,9 +1010,7 @@ fn without_sack_only_an_ack_of_the_whole_window_undoes() {
     };
     // Segment 0 reordered, nothing lost: the ACK covers everything; undone.
     let mut r = Burst::new(6, no_sack.clone());
-    for i in 1..6 {
-        r.original(i);
-    }
+    r.originals(1..6);
     assert!(r.p.a.cc.in_recovery(), "duplicate ACKs started a recovery");
     let _resent = r.next_from_a();
     r.original(0);
@@ -1007,9 +1018,7 @@ fn without_sack_only_an_ack_of_the_whole_window_undoes() {
     assert_eq!(r.p.a.stats().undone_recoveries, 1);
     // Segment 0 reordered and 3 lost: the ACK stops at 3, which NewReno resends.
     let mut r = Burst::new(6, no_sack);
-    for i in [1, 2, 4, 5] {
-        r.original(i);
-    }
+    r.originals([1, 2, 4, 5]);
     assert!(r.p.a.cc.in_recovery());
     let _resent = r.next_from_a();
     r.original(0);
@@ -1089,9 +1098,7 @@ fn pure_acks_after_a_timeout_are_acceptable_to_a_peer_that_has_everything() {
 #[test]
 fn a_receiver_that_reneges_on_its_sacks_gets_the_data_again() {
     let mut r = Burst::new(4, Config::default());
-    for i in 1..4 {
-        r.original(i);
-    }
+    r.originals(1..4);
     assert!(r.p.a.scoreboard.is_sacked(SeqNumber(r.seq_of(1))));
     r.p.b().ooo.clear();
     r.original(0);
@@ -1122,19 +1129,11 @@ fn a_receiver_that_reneges_on_its_sacks_gets_the_data_again() {
 #[test]
 fn data_received_twice_is_reported_as_a_dsack() {
     let mut r = Burst::new(4, Config::default());
-    r.original(0);
-    r.original(2); // 1 missing: 2 is out of order
-    let now = r.p.now;
+    r.originals([0, 2]); // 1 missing: 2 is out of order
     let again = r.segments[0].clone();
-    deliver(&again, r.p.b(), A, B, now);
-    let b = r.p.b.as_mut().unwrap();
-    let t = b.poll_transmit(now).expect("b's answer to the duplicate");
-    let bytes = serialise(&t, b, B, A);
-    let p = TcpPacket::new_checked(&bytes[..]).unwrap();
-    let ack = TcpRepr::parse(&p, *B.ip(), *A.ip(), ChecksumMode::Verify).unwrap();
-    let blocks: Vec<(u32, u32)> = ack.sack_ranges.iter().flatten().copied().collect();
+    let (ack, blocks) = r.b_answers(&again);
     let (s0, s1, s2, s3) = (r.seq_of(0), r.seq_of(1), r.seq_of(2), r.seq_of(3));
-    assert_eq!(ack.ack_number, Some(s1));
+    assert_eq!(ack, Some(s1));
     assert_eq!(
         blocks,
         vec![(s0, s1), (s2, s3)],
@@ -1142,13 +1141,7 @@ fn data_received_twice_is_reported_as_a_dsack() {
     );
     // Reported once. (Segment 2 again is a duplicate too: reported, then its range.)
     let again = r.segments[2].clone();
-    deliver(&again, r.p.b(), A, B, now);
-    let b = r.p.b.as_mut().unwrap();
-    let t = b.poll_transmit(now).expect("b's next ACK");
-    let bytes = serialise(&t, b, B, A);
-    let p = TcpPacket::new_checked(&bytes[..]).unwrap();
-    let ack = TcpRepr::parse(&p, *B.ip(), *A.ip(), ChecksumMode::Verify).unwrap();
-    let blocks: Vec<(u32, u32)> = ack.sack_ranges.iter().flatten().copied().collect();
+    let (_, blocks) = r.b_answers(&again);
     assert_eq!(blocks, vec![(s2, s3), (s2, s3)]);
 }
 
@@ -1158,9 +1151,7 @@ fn data_received_twice_is_reported_as_a_dsack() {
 #[test]
 fn a_dsack_of_the_segment_resent_undoes_a_recovery_timestamps_could_not() {
     let mut r = Burst::with_gap(6, Config::default(), Duration::ZERO);
-    for i in 1..6 {
-        r.original(i);
-    }
+    r.originals(1..6);
     assert!(r.p.a.cc.in_recovery());
     let (resent, seq) = r.next_from_a();
     assert_eq!(seq, r.seq_of(0));
@@ -1187,9 +1178,7 @@ fn a_dsack_of_the_segment_resent_undoes_a_recovery_timestamps_could_not() {
 #[test]
 fn a_dsack_of_another_segment_undoes_nothing() {
     let mut r = Burst::with_gap(6, Config::default(), Duration::ZERO);
-    for i in 1..6 {
-        r.original(i);
-    }
+    r.originals(1..6);
     let (resent, _) = r.next_from_a();
     r.deliver_to_b(&resent); // a real loss: the original never arrives
     assert!(!r.p.a.cc.in_recovery());
@@ -1229,9 +1218,7 @@ fn a_full_segment_with_a_dsack_fits_the_mtu() {
 #[test]
 fn a_dsack_undo_in_a_recovery_hands_a_real_loss_to_a_new_one() {
     let mut r = Burst::with_gap(7, Config::default(), Duration::ZERO);
-    for i in [1, 2, 4, 5, 6] {
-        r.original(i);
-    }
+    r.originals([1, 2, 4, 5, 6]);
     let (resent, seq) = r.next_from_a();
     assert_eq!(seq, r.seq_of(0));
     r.original(0); // SND.UNA moves to segment 3, still in the recovery
@@ -1252,9 +1239,7 @@ fn a_dsack_undo_in_a_recovery_hands_a_real_loss_to_a_new_one() {
 #[test]
 fn a_late_dsack_undoes_nothing() {
     let mut r = Burst::with_gap(6, Config::default(), Duration::ZERO);
-    for i in 1..6 {
-        r.original(i);
-    }
+    r.originals(1..6);
     let (resent, _) = r.next_from_a();
     r.original(0); // the recovery ends
     assert!(!r.p.a.cc.in_recovery());
@@ -1289,9 +1274,7 @@ fn a_late_dsack_undoes_nothing() {
 #[test]
 fn a_dsack_block_reaching_below_the_recovery_undoes_nothing() {
     let mut r = Burst::with_gap(6, Config::default(), Duration::ZERO);
-    for i in 1..6 {
-        r.original(i);
-    }
+    r.originals(1..6);
     let (resent, _) = r.next_from_a();
     r.deliver_to_b(&resent); // a real loss, repaired
     assert!(!r.p.a.cc.in_recovery());
@@ -1320,21 +1303,11 @@ fn a_dsack_block_reaching_below_the_recovery_undoes_nothing() {
 #[test]
 fn out_of_order_data_received_twice_is_reported_before_its_range() {
     let mut r = Burst::new(6, Config::default());
-    r.original(0);
-    r.original(2);
-    r.original(3);
-    r.original(5); // the latest: SACK blocks come latest first
-    let now = r.p.now;
+    r.originals([0, 2, 3, 5]); // 5 the latest: SACK blocks come latest first
     let again = r.segments[2].clone();
-    deliver(&again, r.p.b(), A, B, now);
-    let b = r.p.b.as_mut().unwrap();
-    let t = b.poll_transmit(now).expect("b's answer to the duplicate");
-    let bytes = serialise(&t, b, B, A);
-    let p = TcpPacket::new_checked(&bytes[..]).unwrap();
-    let ack = TcpRepr::parse(&p, *B.ip(), *A.ip(), ChecksumMode::Verify).unwrap();
-    let blocks: Vec<(u32, u32)> = ack.sack_ranges.iter().flatten().copied().collect();
+    let (ack, blocks) = r.b_answers(&again);
     let s = |i| r.seq_of(i);
-    assert_eq!(ack.ack_number, Some(s(1)));
+    assert_eq!(ack, Some(s(1)));
     assert_eq!(
         blocks,
         vec![(s(2), s(3)), (s(2), s(4)), (s(5), s(5) + 1448)],
