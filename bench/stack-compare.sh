@@ -108,11 +108,15 @@ rm -rf "$runs"
 mkdir -p "$runs"
 
 srv=""
-cleanup() {
+stop_server() { # lets the running server drain and exit
 	if [ -n "$srv" ]; then
 		kill -INT "$srv" 2>/dev/null || true
 		wait "$srv" 2>/dev/null || true
+		srv=""
 	fi
+}
+cleanup() {
+	stop_server
 	deploy/netns-topology.sh down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -218,8 +222,6 @@ for backend in xdp kernel; do
 			done
 		done
 	done
-	kill -INT "$srv" 2>/dev/null || true
-	wait "$srv" 2>/dev/null || true
-	srv=""
+	stop_server
 done
 report

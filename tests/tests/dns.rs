@@ -100,6 +100,31 @@ enum Backend {
 }
 
 /// `sluice serve` for the test zone on `topo`'s server address, port 53.
+/// `sluice stats` for the daemon whose control socket is in `dir`: whether it
+/// succeeded, and what it printed.
+fn sluice_stats(dir: &Path) -> (bool, String) {
+    let out = Command::new(sluice_bin())
+        .args(["stats", "--control"])
+        .arg(dir.join("control.sock"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `start_sluice` serving the test zone `example.test`.
+fn start_example(topo: &Topology, backend: Backend, dir: &Path, extra: &[&str]) -> Daemon {
+    start_sluice(
+        topo,
+        backend,
+        &zone_dir().join("example.test.zone"),
+        dir,
+        extra,
+    )
+}
+
 fn start_sluice(
     topo: &Topology,
     backend: Backend,
@@ -316,13 +341,7 @@ fn debian_clients(backend: Backend) {
     }
     let topo = Topology::create(&TopologyConfig::default()).expect("topology");
     let dir = tmp(&format!("clients-{backend:?}"));
-    let _sluice = start_sluice(
-        &topo,
-        backend,
-        &zone_dir().join("example.test.zone"),
-        &dir,
-        &[],
-    );
+    let _sluice = start_example(&topo, backend, &dir, &[]);
     let ip = topo.server_ip.to_string();
     // kdig: three queries over one kept-open connection.
     let out = topo
@@ -396,10 +415,9 @@ fn zone_transfer(backend: Backend) {
     let topo = Topology::create(&TopologyConfig::default()).expect("topology");
     let dir = tmp(&format!("axfr-{backend:?}"));
     let allow = format!("{}/32", topo.peer_ip);
-    let _sluice = start_sluice(
+    let _sluice = start_example(
         &topo,
         backend,
-        &zone_dir().join("example.test.zone"),
         &dir,
         // Limits meant as "never" must not overflow the session's clock arithmetic.
         &[
@@ -603,14 +621,9 @@ fn framing_and_reload(backend: Backend) {
     assert_eq!(ask_new(&topo).answer.len(), 1, "the old zone keeps serving");
 
     // sluice stats reads the counters.
-    let out = Command::new(sluice_bin())
-        .args(["stats", "--control"])
-        .arg(dir.join("control.sock"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (ok, text) = sluice_stats(&dir);
     assert!(
-        out.status.success() && text.contains("dns: connections") && text.contains("NOERROR"),
+        ok && text.contains("dns: connections") && text.contains("NOERROR"),
         "{text}"
     );
     if backend == Backend::Xdp {
@@ -779,13 +792,7 @@ fn port_already_served_is_an_error() {
 fn lifetime_ends_a_stalled_write(backend: Backend) {
     let topo = Topology::create(&TopologyConfig::default()).expect("topology");
     let dir = tmp(&format!("stalled-{backend:?}"));
-    let _sluice = start_sluice(
-        &topo,
-        backend,
-        &zone_dir().join("example.test.zone"),
-        &dir,
-        &["--max-lifetime", "2"],
-    );
+    let _sluice = start_example(&topo, backend, &dir, &["--max-lifetime", "2"]);
     let server = SocketAddr::from((topo.server_ip, 53));
     let (ended_after, how) = topo
         .run_in(&topo.peer_ns.clone(), move || {
@@ -827,12 +834,7 @@ fn lifetime_ends_a_stalled_write(backend: Backend) {
         ended_after < Duration::from_secs(8),
         "ended after {ended_after:?}, not by the 2 s lifetime"
     );
-    let out = Command::new(sluice_bin())
-        .args(["stats", "--control"])
-        .arg(dir.join("control.sock"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = sluice_stats(&dir);
     assert!(text.contains("lifetime 1;"), "{text}");
 }
 

@@ -232,7 +232,8 @@ pub struct TcbStats {
 ///
 /// Where millisecond timestamps cannot tell (a recovery in the millisecond of the
 /// original: any sub-millisecond path), the peer's D-SACK (RFC 2883) of the segment
-/// resent can, later: the record stays until the next recovery or timeout for that.
+/// resent can, later: the record stays for that until a window after the recovery
+/// ended (`expires`), the next recovery or a timeout.
 struct Undo {
     cc: Congestion,
     ts: u32,
@@ -1113,8 +1114,6 @@ impl Tcb {
                     recover_again = true;
                 }
             }
-            // NewReno (RFC 6582): a partial ACK in recovery retransmits the next hole;
-            // with SACK the scoreboard picks what to resend (RFC 6675).
             if self
                 .undo
                 .as_ref()
@@ -1123,6 +1122,8 @@ impl Tcb {
             {
                 self.undo = None;
             }
+            // NewReno (RFC 6582): a partial ACK in recovery retransmits the next hole;
+            // with SACK the scoreboard picks what to resend (RFC 6675).
             if self.cc.in_recovery() {
                 if ack >= self.recover {
                     self.cc.on_recovery_exit(now);
