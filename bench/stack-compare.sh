@@ -2,9 +2,9 @@
 # The stack against the kernel backend, same topology, same run (issue 4's benchmark):
 # `sluice serve --listen 7=echo` on the AF_XDP backend and on the kernel backend, the
 # server pinned to core 0, sluice-bench pinned to core 1 in the peer namespace.
-# Workloads: persistent connections with requests pipelined, and one request per
-# connection, each at several load levels and from each generator in GENS; RUNS runs of
-# SECS seconds per combination. Each backend is judged at its best combination (median
+# Workloads: persistent connections with one request at a time on each (request/
+# response), with requests pipelined, and one request per connection, each at several
+# load levels and from each generator in GENS; RUNS runs of SECS seconds per combination. Each backend is judged at its best combination (median
 # rate), and by its least server CPU per request: one level or one generator for both
 # would favour one of them (which suits a backend varies between runs here).
 #
@@ -13,6 +13,7 @@
 #                                     AF_XDP polling (xdp) or sleeping as soon as it is
 #                                     idle (xdp-sleep: polling takes core 1 from its own
 #                                     NAPI thread); kernel: kernel sockets
+#   SERIAL_LEVELS="64 256"            connections with one request at a time (defaults)
 #   PIPELINED_LEVELS="64:16 256:32"   connections:in-flight, one level each (defaults)
 #   PER_CONNECTION_LEVELS="32 128"    concurrent connections, one level each (defaults)
 #   REPORT_ONLY=1                     rebuild the table from the runs on disk
@@ -23,6 +24,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
 GENS=${GENS:-"xdp xdp-sleep"}
+SERIAL_LEVELS=${SERIAL_LEVELS:-"64 256"}
 PIPELINED_LEVELS=${PIPELINED_LEVELS:-"64:16 256:32"}
 PER_CONNECTION_LEVELS=${PER_CONNECTION_LEVELS:-"32 128"}
 XDP_OPTS=${XDP_OPTS:-"--busy-poll 0"}
@@ -37,7 +39,7 @@ GEN = {"xdp": "AF_XDP, polling", "xdp-sleep": "AF_XDP, sleeping", "kernel": "ker
 # One file per run: BACKEND_MODE_GEN_LEVEL_RUN.json, its core-time sample beside it.
 groups = {}
 for p in glob.glob(f"{runs}/*.json"):
-    m = re.fullmatch(r"(xdp|kernel)_(pipelined|per-connection)_([a-z-]+)_([0-9:]+)_([0-9]+)\.json", os.path.basename(p))
+    m = re.fullmatch(r"(xdp|kernel)_(serial|pipelined|per-connection)_([a-z-]+)_([0-9:]+)_([0-9]+)\.json", os.path.basename(p))
     if not m:
         continue
     backend, mode, gen, level, _ = m.groups()
@@ -62,7 +64,7 @@ def summary(rs, metric):
             "gen": med(lambda r: r["gen"]), "errors": sum(sum(r["errors"].values()) for r in rs), "n": len(rs)}
 def level_text(mode, level):
     conns, _, depth = level.partition(":")
-    return f"{conns} conns × {depth or conns}" if mode == "pipelined" else f"{conns} conns"
+    return f"{conns} conns × {depth}" if mode == "pipelined" else f"{conns} conns"
 lines = [f"# sluice AF_XDP stack vs kernel backend ({datetime.date.today()})", "",
          "Echo over veth; each server and its veth NAPI thread on core 0, sluice-bench and its NAPI thread on core 1. "
          "Medians of each combination's runs; each backend at its best combination, and by its least CPU per request. "
@@ -72,14 +74,15 @@ lines = [f"# sluice AF_XDP stack vs kernel backend ({datetime.date.today()})", "
 detail = ["", "Every combination:", "",
           "| workload | backend | generator | level | runs | rate | p50 µs | p99 µs | server core busy | server µs CPU per request | load core busy | errors |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-for mode, metric, unit in [("pipelined", "qps", "req/s"), ("per-connection", "cps", "conn/s")]:
+WORKLOAD = {"serial": "request/response", "pipelined": "pipelined", "per-connection": "one request per connection"}
+for mode, metric, unit in [("serial", "qps", "req/s"), ("pipelined", "qps", "req/s"), ("per-connection", "cps", "conn/s")]:
     best = {}
     for backend in ("xdp", "kernel"):
         combos = {k: summary(v, metric) for k, v in sorted(groups.items()) if k[0] == mode and k[1] == backend}
         for (_, _, gen, level), s in combos.items():
-            detail.append(f"| {mode} | {backend} | {GEN.get(gen, gen)} | {level_text(mode, level)} | {s['n']} | {s['rate']:.0f} {unit} | {s['p50']} | {s['p99']} | {s['cpu']:.2f} | {s['per']:.2f} | {s['gen']:.2f} | {s['errors']} |")
+            detail.append(f"| {WORKLOAD[mode]} | {backend} | {GEN.get(gen, gen)} | {level_text(mode, level)} | {s['n']} | {s['rate']:.0f} {unit} | {s['p50']} | {s['p99']} | {s['cpu']:.2f} | {s['per']:.2f} | {s['gen']:.2f} | {s['errors']} |")
         if not combos:
-            lines.append(f"| {mode} | {backend} | (no data) | | | | | | |")
+            lines.append(f"| {WORKLOAD[mode]} | {backend} | (no data) | | | | | | |")
             continue
         # Only combinations with every run and no errors compete (unless none has).
         full = max(c["n"] for c in combos.values())
@@ -87,10 +90,10 @@ for mode, metric, unit in [("pipelined", "qps", "req/s"), ("per-connection", "cp
         (_, _, gen, level), s = max(clean.items(), key=lambda kv: kv[1]["rate"])
         least = min(c["per"] for c in clean.values())
         best[backend] = (s, least)
-        lines.append(f"| {mode} | {backend} | {s['rate']:.0f} {unit} | {GEN.get(gen, gen)}, {level_text(mode, level)} | {s['p50']} | {s['p99']} | {s['cpu']:.2f} | {s['gen']:.2f} | {least:.2f} |")
+        lines.append(f"| {WORKLOAD[mode]} | {backend} | {s['rate']:.0f} {unit} | {GEN.get(gen, gen)}, {level_text(mode, level)} | {s['p50']} | {s['p99']} | {s['cpu']:.2f} | {s['gen']:.2f} | {least:.2f} |")
     if len(best) == 2 and best["kernel"][0]["rate"] > 0:
         (x, xl), (k, kl) = best["xdp"], best["kernel"]
-        lines.append(f"| {mode} | **xdp / kernel** | **{x['rate'] / k['rate']:.2f}×** | | | | | | **{kl / xl:.2f}× less** |")
+        lines.append(f"| {WORKLOAD[mode]} | **xdp / kernel** | **{x['rate'] / k['rate']:.2f}×** | | | | | | **{kl / xl:.2f}× less** |")
 text = "\n".join(lines + detail) + "\n"
 open(f"{out}/stack-compare.md", "w").write(text)
 print(text)
@@ -162,9 +165,9 @@ for level in $PIPELINED_LEVELS; do
 		exit 2
 	}
 done
-for level in $PER_CONNECTION_LEVELS; do
+for level in $SERIAL_LEVELS $PER_CONNECTION_LEVELS; do
 	[[ $level =~ ^[0-9]+$ ]] || {
-		echo "PER_CONNECTION_LEVELS: $level is not a number of connections" >&2
+		echo "SERIAL_LEVELS, PER_CONNECTION_LEVELS: $level is not a number of connections" >&2
 		exit 2
 	}
 done
@@ -188,9 +191,12 @@ for backend in xdp kernel; do
 	sleep 1
 	pin_napi slsrv0 0
 	pin_napi slpeer0 1
-	for mode in pipelined per-connection; do
-		levels=$PIPELINED_LEVELS
-		[ "$mode" = per-connection ] && levels=$PER_CONNECTION_LEVELS
+	for mode in serial pipelined per-connection; do
+		case $mode in
+		serial) levels=$SERIAL_LEVELS ;;
+		pipelined) levels=$PIPELINED_LEVELS ;;
+		per-connection) levels=$PER_CONNECTION_LEVELS ;;
+		esac
 		for level in $levels; do
 			load="--mode $mode --connections ${level%%:*}"
 			[ "$mode" = pipelined ] && load="$load --in-flight ${level#*:}"

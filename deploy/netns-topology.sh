@@ -20,6 +20,11 @@ up)
 	ip -n "$SRV" addr add 198.18.0.1/24 dev "$SIF"
 	ip -n "$PEER" addr add 198.18.0.2/24 dev "$PIF"
 	for ns in "$SRV" "$PEER"; do ip -n "$ns" link set lo up; done
+	# A queue in front of each veth end, as a NIC has its TX ring: veth then stops the
+	# queue when its peer's ring is full and senders wait, instead of dropping the frame
+	# (veth's default, noqueue), which costs bursts retransmission timeouts.
+	ip netns exec "$SRV" tc qdisc replace dev "$SIF" root pfifo limit 1000
+	ip netns exec "$PEER" tc qdisc replace dev "$PIF" root pfifo limit 1000
 	ip -n "$SRV" link set "$SIF" up
 	ip -n "$PEER" link set "$PIF" up
 	# veth sends CHECKSUM_PARTIAL frames unless told otherwise; AF_XDP sees them raw.

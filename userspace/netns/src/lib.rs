@@ -183,6 +183,15 @@ impl Topology {
                 "dev",
                 dev,
             ])?;
+            // A queue in front of the veth, as a NIC's TX ring is: with one, veth stops
+            // the queue when its peer's ring is full and the sender waits (an AF_XDP
+            // kick sends nothing, the kernel's TCP queues); without (veth's default)
+            // it drops the frame, and a burst of a few hundred costs retransmission
+            // timeouts that no real link would cause.
+            ip(&[
+                "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "pfifo",
+                "limit", "1000",
+            ])?;
             ip(&["-n", ns, "link", "set", "dev", dev, "up"])?;
             ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
         }

@@ -12,6 +12,12 @@ pub struct WorkerStats {
     pub tx_frames: u64,
     /// Frames that found the TX ring full (the segment is resent by TCP later).
     pub tx_ring_full: u64,
+    /// TX kicks that found the device's queue stopped (its ring full): the frames waited
+    /// in the TX ring for a later kick, none lost.
+    pub tx_device_full: u64,
+    /// TX kicks the kernel refused (EBUSY/ENOBUFS); in copy mode a device that drops
+    /// when full (veth without a qdisc) loses a frame with each, which TCP resends.
+    pub tx_kick_refused: u64,
     /// What the kernel dropped on the worker's AF_XDP socket before the worker saw it;
     /// `None` on the kernel backend, or when the kernel would not say (reading
     /// `XDP_STATISTICS` failed), which is not the same as nothing dropped.

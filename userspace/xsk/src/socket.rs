@@ -69,8 +69,13 @@ pub struct XskStats {
     pub tx_packets: u64,
     /// sendto() kicks to make the kernel transmit.
     pub tx_kicks: u64,
-    /// Kicks the kernel answered with EBUSY/ENOBUFS (the next flush tries again).
+    /// Kicks the kernel answered with EBUSY/ENOBUFS (the next flush tries again). In
+    /// copy mode EBUSY also means the device dropped a frame (a veth with no qdisc does
+    /// when its peer's ring is full).
     pub tx_kick_busy: u64,
+    /// Kicks that sent nothing because the device's queue was stopped (its ring full);
+    /// the frames stay in the TX ring for a later flush.
+    pub tx_kick_stalled: u64,
     /// TX requests refused because every frame was in flight.
     pub tx_no_frame: u64,
     /// TX requests refused because the TX ring was full.
@@ -405,12 +410,35 @@ impl XskSocket {
         // answers EAGAIN when more are left: kick until the ring is drained, or the kernel
         // is out of buffers. Frames left behind would wait for the next frame we queue,
         // and a connection waiting for the ACK of those very frames queues none.
+        // A kick that moves nothing met a stopped queue (the driver's ring is full; veth
+        // with a qdisc says so instead of dropping): kicking on would only spin until the
+        // device drains, so the frames wait in the ring for the next flush.
         for _ in 0..MAX_KICKS_PER_FLUSH {
-            if !self.kick()? || self.tx.outstanding() == 0 {
+            let before = self.tx.outstanding();
+            if !self.kick()? {
+                break;
+            }
+            let left = self.tx.outstanding();
+            if left == 0 {
+                break;
+            }
+            if left == before {
+                self.stats.tx_kick_stalled += 1;
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Frames published to the TX ring that the kernel has not taken yet. In copy mode,
+    /// frames left after a flush met a full device: the caller should flush again soon
+    /// rather than wait for new work, or they wait for the next frame it sends.
+    pub fn tx_backlog(&self) -> u32 {
+        if self.zero_copy {
+            // The driver takes them by itself.
+            return 0;
+        }
+        self.tx.outstanding()
     }
 
     /// One TX kick. Returns whether kicking again may make progress (false when the

@@ -366,7 +366,9 @@ impl State {
         let _ = self.sock.flush();
         self.sock.refill();
         self.maybe_dump(now_us);
-        got > 0 || fired > 0 || sent > 0
+        // Frames a full device left in the TX ring count as work: the loop comes back to
+        // flush them instead of sleeping until something else happens.
+        got > 0 || fired > 0 || sent > 0 || self.sock.tx_backlog() > 0
     }
 
     /// With `SLUICE_DUMP_CONNS_MS` set, prints every connection's TCP state to stderr
@@ -862,6 +864,8 @@ fn command(
             }
             let sock = s.sock.stats();
             stats.tx_ring_full = sock.tx_ring_full;
+            stats.tx_device_full = sock.tx_kick_stalled;
+            stats.tx_kick_refused = sock.tx_kick_busy;
             stats.socket_drops = s.sock.kernel_stats().ok().map(|k| SocketDrops {
                 rx_ring_full: k.rx_ring_full,
                 fill_empty: k.rx_fill_ring_empty,
