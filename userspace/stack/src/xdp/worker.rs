@@ -40,6 +40,9 @@ use crate::Flow;
 
 /// Frames taken from the RX ring per round.
 const RX_BATCH: u32 = 64;
+/// How long frames waiting in the TX ring for a full device keep the loop polling
+/// before it falls back to retrying once a millisecond.
+const TX_BACKLOG_SPIN_US: u64 = 1000;
 
 /// A connection as the worker keeps it.
 pub(crate) struct Conn {
@@ -100,6 +103,8 @@ pub(crate) struct State {
     /// `SLUICE_DUMP_CONNS_MS`, in microseconds.
     dump_period_us: Option<u64>,
     next_dump_us: u64,
+    /// Since when frames have waited in the TX ring for a full device (copy mode).
+    tx_backlog_since_us: Option<u64>,
 }
 
 impl State {
@@ -366,9 +371,20 @@ impl State {
         let _ = self.sock.flush();
         self.sock.refill();
         self.maybe_dump(now_us);
-        // Frames a full device left in the TX ring count as work: the loop comes back to
-        // flush them instead of sleeping until something else happens.
-        got > 0 || fired > 0 || sent > 0 || self.sock.tx_backlog() > 0
+        got > 0 || fired > 0 || sent > 0 || self.tx_backlog_is_work(now_us)
+    }
+
+    /// Frames a full device left in the TX ring count as work for a while: the loop
+    /// comes back to flush them as the device drains (microseconds on veth), instead of
+    /// sleeping until something else happens. A device that stays full gets a retry a
+    /// millisecond (`next_timer`), not a spinning core.
+    fn tx_backlog_is_work(&mut self, now_us: u64) -> bool {
+        if self.sock.tx_backlog() == 0 {
+            self.tx_backlog_since_us = None;
+            return false;
+        }
+        let since = *self.tx_backlog_since_us.get_or_insert(now_us);
+        now_us - since < TX_BACKLOG_SPIN_US
     }
 
     /// With `SLUICE_DUMP_CONNS_MS` set, prints every connection's TCP state to stderr
@@ -396,6 +412,9 @@ impl State {
     }
 
     fn next_timer(&self) -> Option<Duration> {
+        if self.tx_backlog_since_us.is_some() {
+            return Some(Duration::from_millis(1));
+        }
         let next_ms = self.timers.next_deadline_ms()?;
         let now_ms = self.now_us() / 1000;
         Some(Duration::from_millis(next_ms.saturating_sub(now_ms)))
@@ -518,6 +537,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
                     .and_then(|v| v.parse::<u64>().ok())
                     .map(|ms| ms.max(1) * 1000),
                 next_dump_us: 0,
+                tx_backlog_since_us: None,
             }));
             // SAFETY: `fd` is the socket that `state` owns; `afd` is declared after `state`,
             // so it is dropped (and deregistered) before the socket closes.
