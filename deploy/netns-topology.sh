@@ -22,9 +22,19 @@ up)
 	for ns in "$SRV" "$PEER"; do ip -n "$ns" link set lo up; done
 	# A queue in front of each veth end, as a NIC has its TX ring: veth then stops the
 	# queue when its peer's ring is full and senders wait, instead of dropping the frame
-	# (veth's default, noqueue), which costs bursts retransmission timeouts.
-	ip netns exec "$SRV" tc qdisc replace dev "$SIF" root pfifo limit 1000
-	ip netns exec "$PEER" tc qdisc replace dev "$PIF" root pfifo limit 1000
+	# (veth's default, noqueue), which costs bursts retransmission timeouts. (Linux 6.16
+	# and later, towards a peer that receives in NAPI: XDP attached or GRO on.)
+	for end in "$SRV $SIF" "$PEER $PIF"; do
+		set -- $end
+		if [ "$q" -le 1 ]; then
+			ip netns exec "$1" tc qdisc replace dev "$2" root pfifo limit 1000
+		else
+			ip netns exec "$1" tc qdisc replace dev "$2" root handle 1: mq
+			for i in $(seq 1 "$q"); do
+				ip netns exec "$1" tc qdisc replace dev "$2" parent "1:$(printf %x "$i")" pfifo limit 1000
+			done
+		fi
+	done
 	ip -n "$SRV" link set "$SIF" up
 	ip -n "$PEER" link set "$PIF" up
 	# veth sends CHECKSUM_PARTIAL frames unless told otherwise; AF_XDP sees them raw.

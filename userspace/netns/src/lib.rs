@@ -96,6 +96,29 @@ pub fn ip(args: &[&str]) -> io::Result<Output> {
     Ok(out)
 }
 
+/// Puts a pfifo in front of each TX queue of `dev`, as a NIC has its TX ring: with one,
+/// veth stops a queue when its peer's ring is full and the sender waits (an AF_XDP kick
+/// sends nothing, the kernel's TCP queues); without (veth's default, noqueue) it drops
+/// the frame, and a burst of a few hundred costs retransmission timeouts no real link
+/// would cause. veth does this on Linux 6.16 and later, and only towards a peer that
+/// receives in NAPI (an XDP program attached, or GRO on); elsewhere it drops as before.
+/// Several queues get one pfifo each under `mq`, so a stopped queue holds up only its own.
+fn set_pfifo(ns: &str, dev: &str, queues: u32) -> io::Result<()> {
+    let tc = |args: &[&str]| {
+        let mut all = vec!["netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev];
+        all.extend_from_slice(args);
+        ip(&all).map(drop)
+    };
+    if queues <= 1 {
+        return tc(&["root", "pfifo", "limit", "1000"]);
+    }
+    tc(&["root", "handle", "1:", "mq"])?;
+    for q in 1..=queues {
+        tc(&["parent", &format!("1:{q:x}"), "pfifo", "limit", "1000"])?;
+    }
+    Ok(())
+}
+
 /// Deletes namespaces left by earlier runs whose process is gone (a SIGKILLed test
 /// cannot clean up after itself). Names carry the creating pid, so live runs are spared.
 pub fn remove_stale() {
@@ -183,15 +206,7 @@ impl Topology {
                 "dev",
                 dev,
             ])?;
-            // A queue in front of the veth, as a NIC's TX ring is: with one, veth stops
-            // the queue when its peer's ring is full and the sender waits (an AF_XDP
-            // kick sends nothing, the kernel's TCP queues); without (veth's default)
-            // it drops the frame, and a burst of a few hundred costs retransmission
-            // timeouts that no real link would cause.
-            ip(&[
-                "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "pfifo",
-                "limit", "1000",
-            ])?;
+            set_pfifo(ns, dev, config.queues)?;
             ip(&["-n", ns, "link", "set", "dev", dev, "up"])?;
             ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
         }

@@ -12,8 +12,9 @@ pub struct WorkerStats {
     pub tx_frames: u64,
     /// Frames that found the TX ring full (the segment is resent by TCP later).
     pub tx_ring_full: u64,
-    /// TX kicks that found the device's queue stopped (its ring full): the frames waited
-    /// in the TX ring for a later kick, none lost.
+    /// TX kicks the kernel could take no frame from (the device's queue stopped because
+    /// its ring is full, or the completion ring full): the frames waited in the TX ring
+    /// for a later kick, none lost. Copy mode only.
     pub tx_device_full: u64,
     /// TX kicks the kernel refused (EBUSY/ENOBUFS); in copy mode a device that drops
     /// when full (veth without a qdisc) loses a frame with each, which TCP resends.

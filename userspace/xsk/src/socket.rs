@@ -73,8 +73,9 @@ pub struct XskStats {
     /// copy mode EBUSY also means the device dropped a frame (a veth with no qdisc does
     /// when its peer's ring is full).
     pub tx_kick_busy: u64,
-    /// Kicks that sent nothing because the device's queue was stopped (its ring full);
-    /// the frames stay in the TX ring for a later flush.
+    /// Copy-mode kicks that sent nothing: the kernel could take no frame (the device's
+    /// queue stopped because its ring is full, or the completion ring full); the frames
+    /// stay in the TX ring for a later flush, none lost.
     pub tx_kick_stalled: u64,
     /// TX requests refused because every frame was in flight.
     pub tx_no_frame: u64,
@@ -124,6 +125,8 @@ pub struct XskSocket {
     /// Preferred busy polling is on (set_busy_poll).
     busy_polling: bool,
     tx_unsubmitted: u32,
+    /// The last flush stopped because the kernel could take no frame.
+    tx_stalled: bool,
     stats: XskStats,
 }
 
@@ -297,6 +300,7 @@ impl XskSocket {
             zero_copy,
             busy_polling: false,
             tx_unsubmitted: 0,
+            tx_stalled: false,
             stats: XskStats::default(),
         };
         socket.refill();
@@ -402,17 +406,25 @@ impl XskSocket {
             self.stats.tx_packets += self.tx_unsubmitted as u64;
             self.tx_unsubmitted = 0;
         }
+        self.tx_stalled = false;
         // Zero-copy drivers send by themselves unless they ask to be woken.
         if self.tx.outstanding() == 0 || (self.zero_copy && !self.tx.needs_wakeup()) {
+            return Ok(());
+        }
+        if self.zero_copy {
+            // The kick only wakes the driver, which takes the frames later.
+            self.kick()?;
             return Ok(());
         }
         // Copy mode sends at most 32 frames per kick (the kernel's TX_BATCH_SIZE) and
         // answers EAGAIN when more are left: kick until the ring is drained, or the kernel
         // is out of buffers. Frames left behind would wait for the next frame we queue,
         // and a connection waiting for the ACK of those very frames queues none.
-        // A kick that moves nothing met a stopped queue (the driver's ring is full; veth
-        // with a qdisc says so instead of dropping): kicking on would only spin until the
-        // device drains, so the frames wait in the ring for the next flush.
+        // A kick that moves nothing (EAGAIN) found the kernel unable to take a frame: the
+        // device's queue stopped (its ring is full; veth with a qdisc and NAPI on its peer
+        // says so, Linux 6.16+, instead of dropping), or the completion ring or the send
+        // budget full. Kicking on would only spin until that drains, so the frames wait
+        // in the ring, and `tx_stalled` tells the caller to flush again soon.
         for _ in 0..MAX_KICKS_PER_FLUSH {
             let before = self.tx.outstanding();
             if !self.kick()? {
@@ -424,18 +436,20 @@ impl XskSocket {
             }
             if left == before {
                 self.stats.tx_kick_stalled += 1;
+                self.tx_stalled = true;
                 break;
             }
         }
         Ok(())
     }
 
-    /// Frames published to the TX ring that the kernel has not taken yet. In copy mode,
-    /// frames left after a flush met a full device: the caller should flush again soon
-    /// rather than wait for new work, or they wait for the next frame it sends.
+    /// Frames the last flush left in the TX ring because the kernel could take none
+    /// (copy mode; 0 otherwise, and 0 after a kick the kernel refused with EBUSY, which
+    /// on a device that drops when full would only lose more frames if repeated at
+    /// once). The caller should flush again soon rather than wait for new work, or
+    /// they wait for the next frame it sends.
     pub fn tx_backlog(&self) -> u32 {
-        if self.zero_copy {
-            // The driver takes them by itself.
+        if !self.tx_stalled {
             return 0;
         }
         self.tx.outstanding()

@@ -103,8 +103,9 @@ pub(crate) struct State {
     /// `SLUICE_DUMP_CONNS_MS`, in microseconds.
     dump_period_us: Option<u64>,
     next_dump_us: u64,
-    /// Since when frames have waited in the TX ring for a full device (copy mode).
-    tx_backlog_since_us: Option<u64>,
+    /// Frames waiting in the TX ring for a full device (copy mode), and since when the
+    /// device has taken none of them.
+    tx_backlog: Option<(u32, u64)>,
 }
 
 impl State {
@@ -371,19 +372,27 @@ impl State {
         let _ = self.sock.flush();
         self.sock.refill();
         self.maybe_dump(now_us);
-        got > 0 || fired > 0 || sent > 0 || self.tx_backlog_is_work(now_us)
+        let backlog = self.tx_backlog_is_work(now_us);
+        got > 0 || fired > 0 || sent > 0 || backlog
     }
 
-    /// Frames a full device left in the TX ring count as work for a while: the loop
-    /// comes back to flush them as the device drains (microseconds on veth), instead of
-    /// sleeping until something else happens. A device that stays full gets a retry a
-    /// millisecond (`next_timer`), not a spinning core.
+    /// Frames a full device left in the TX ring count as work while it keeps taking
+    /// some: the loop comes back to flush them as the device drains (microseconds on
+    /// veth), instead of sleeping until something else happens. A device that took
+    /// nothing for `TX_BACKLOG_SPIN_US` gets a retry a millisecond (`next_timer`), not
+    /// a spinning core.
     fn tx_backlog_is_work(&mut self, now_us: u64) -> bool {
-        if self.sock.tx_backlog() == 0 {
-            self.tx_backlog_since_us = None;
+        let backlog = self.sock.tx_backlog();
+        if backlog == 0 {
+            self.tx_backlog = None;
             return false;
         }
-        let since = *self.tx_backlog_since_us.get_or_insert(now_us);
+        let since = match self.tx_backlog {
+            // Progress since the last round: the clock starts again.
+            Some((last, since)) if backlog >= last => since,
+            _ => now_us,
+        };
+        self.tx_backlog = Some((backlog, since));
         now_us - since < TX_BACKLOG_SPIN_US
     }
 
@@ -412,12 +421,13 @@ impl State {
     }
 
     fn next_timer(&self) -> Option<Duration> {
-        if self.tx_backlog_since_us.is_some() {
-            return Some(Duration::from_millis(1));
-        }
-        let next_ms = self.timers.next_deadline_ms()?;
+        let retry = self.tx_backlog.map(|_| Duration::from_millis(1));
+        let Some(next_ms) = self.timers.next_deadline_ms() else {
+            return retry;
+        };
         let now_ms = self.now_us() / 1000;
-        Some(Duration::from_millis(next_ms.saturating_sub(now_ms)))
+        let timer = Duration::from_millis(next_ms.saturating_sub(now_ms));
+        Some(retry.map_or(timer, |r| r.min(timer)))
     }
 
     /// A local port for an active open to `remote` that this worker owns.
@@ -537,7 +547,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
                     .and_then(|v| v.parse::<u64>().ok())
                     .map(|ms| ms.max(1) * 1000),
                 next_dump_us: 0,
-                tx_backlog_since_us: None,
+                tx_backlog: None,
             }));
             // SAFETY: `fd` is the socket that `state` owns; `afd` is declared after `state`,
             // so it is dropped (and deregistered) before the socket closes.
