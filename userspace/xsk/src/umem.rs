@@ -33,14 +33,14 @@ impl Umem {
         if ptr == libc::MAP_FAILED {
             return Err(Error::last_os("mmap of the UMEM"));
         }
-        // Transparent huge pages, asked for before the pages exist: with a 4 KiB page per
-        // frame, each frame the worker touches costs a TLB miss (the fill ring spreads
-        // reception over megabytes). Best effort: without THP the mapping works as is.
+        // Transparent huge pages, asked for before the pages exist: with 4 KiB pages, each
+        // frame the worker touches costs a TLB miss (the fill ring spreads reception over
+        // megabytes). Best effort: without THP the mapping works as is.
         // SAFETY: advice on our own fresh mapping.
         unsafe {
             libc::madvise(ptr, len, libc::MADV_HUGEPAGE);
-            // Populate now (as MAP_POPULATE would), so the kernel's pinning at
-            // registration finds the pages there; a kernel without it faults them in.
+            // Populate now, as MAP_POPULATE did (before Linux 5.14 this fails, and the
+            // UMEM registration faults the pages in anyway).
             libc::madvise(ptr, len, libc::MADV_POPULATE_WRITE);
         }
         Ok(Umem {
