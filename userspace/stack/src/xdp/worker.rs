@@ -382,18 +382,9 @@ impl State {
     /// nothing for `TX_BACKLOG_SPIN_US` gets a retry a millisecond (`next_timer`), not
     /// a spinning core.
     fn tx_backlog_is_work(&mut self, now_us: u64) -> bool {
-        let backlog = self.sock.tx_backlog();
-        if backlog == 0 {
-            self.tx_backlog = None;
-            return false;
-        }
-        let since = match self.tx_backlog {
-            // Progress since the last round: the clock starts again.
-            Some((last, since)) if backlog >= last => since,
-            _ => now_us,
-        };
-        self.tx_backlog = Some((backlog, since));
-        now_us - since < TX_BACKLOG_SPIN_US
+        let (record, work) = backlog_is_work(self.tx_backlog, self.sock.tx_backlog(), now_us);
+        self.tx_backlog = record;
+        work
     }
 
     /// With `SLUICE_DUMP_CONNS_MS` set, prints every connection's TCP state to stderr
@@ -645,6 +636,25 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
         ))
         .await;
     });
+}
+
+/// The TX-backlog rule of [`State::tx_backlog_is_work`]: given the last record (frames
+/// waiting, since when the device took none of them) and the frames waiting now, the new
+/// record and whether they count as work.
+fn backlog_is_work(
+    last: Option<(u32, u64)>,
+    backlog: u32,
+    now_us: u64,
+) -> (Option<(u32, u64)>, bool) {
+    if backlog == 0 {
+        return (None, false);
+    }
+    let since = match last {
+        // Progress since the last round: the clock starts again.
+        Some((before, since)) if backlog >= before => since,
+        _ => now_us,
+    };
+    (Some((backlog, since)), now_us - since < TX_BACKLOG_SPIN_US)
 }
 
 /// Lets the flow tasks the last round woke run, then comes back: it re-queues the
@@ -1018,5 +1028,33 @@ pub(crate) async fn connect(
             s.detach(h, false);
             Err(Error::Timeout)
         }
+    }
+}
+
+#[cfg(test)]
+mod backlog_tests {
+    use super::{backlog_is_work, TX_BACKLOG_SPIN_US};
+
+    #[test]
+    fn a_backlog_is_work_while_the_device_takes_frames_then_is_retried_by_timer() {
+        // A backlog appears: work, and the clock starts.
+        let (r, work) = backlog_is_work(None, 40, 100);
+        assert_eq!((r, work), (Some((40, 100)), true));
+        // No progress, but within the spin time: still work.
+        let (r, work) = backlog_is_work(r, 40, 100 + TX_BACKLOG_SPIN_US - 1);
+        assert!(work);
+        // No progress for the whole spin time: the loop may sleep (and retries by timer).
+        let (r, work) = backlog_is_work(r, 40, 100 + TX_BACKLOG_SPIN_US);
+        assert!(!work);
+        assert_eq!(r, Some((40, 100)));
+        // The device took some: the clock starts again.
+        let now = 100 + 5 * TX_BACKLOG_SPIN_US;
+        let (r, work) = backlog_is_work(r, 8, now);
+        assert_eq!((r, work), (Some((8, now)), true));
+        // Drained: no record, no work; a later backlog starts a fresh clock.
+        let (r, work) = backlog_is_work(r, 0, now + 10);
+        assert_eq!((r, work), (None, false));
+        let later = now + 50 * TX_BACKLOG_SPIN_US;
+        assert_eq!(backlog_is_work(r, 3, later), (Some((3, later)), true));
     }
 }
