@@ -342,3 +342,33 @@ fn unowned_traffic_still_reaches_the_kernel() {
         "ARP, ICMP and TCP should have been passed: {counters:?}"
     );
 }
+
+/// Each veth end has a queue in front of every TX queue, as a NIC has its TX ring: veth
+/// then stops a full queue instead of dropping (see `netns::set_pfifo`), and a burst
+/// costs no retransmission timeouts no real link would cause.
+#[test]
+fn every_veth_queue_has_a_pfifo_in_front() {
+    require_root!();
+    for queues in [1, 2] {
+        let topo = topology(queues);
+        for (ns, dev) in [
+            (topo.server_ns.clone(), topo.server_if.clone()),
+            (topo.peer_ns.clone(), topo.peer_if.clone()),
+        ] {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns, "tc", "qdisc", "show", "dev", &dev])
+                .output()
+                .expect("running tc");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let fifos = text
+                .lines()
+                .filter(|l| l.starts_with("qdisc pfifo "))
+                .count();
+            assert_eq!(fifos, queues as usize, "{dev}, {queues} queue(s):\n{text}");
+            assert!(!text.contains("noqueue"), "{dev}:\n{text}");
+            if queues > 1 {
+                assert!(text.contains("qdisc mq 1: root"), "{dev}:\n{text}");
+            }
+        }
+    }
+}
