@@ -23,15 +23,16 @@ up)
 	# A queue in front of each veth end, as a NIC has its TX ring: veth then stops the
 	# queue when its peer's ring is full and senders wait, instead of dropping the frame
 	# (veth's default, noqueue), which costs bursts retransmission timeouts. (Linux 6.16
-	# and later, towards a peer that receives in NAPI: XDP attached or GRO on.)
+	# and later, towards a peer that receives in NAPI: a native XDP program attached, or
+	# GRO on with TSO off at the sender.)
 	for end in "$SRV $SIF" "$PEER $PIF"; do
-		set -- $end
+		read -r ns dev <<<"$end"
 		if [ "$q" -le 1 ]; then
-			ip netns exec "$1" tc qdisc replace dev "$2" root pfifo limit 1000
+			ip netns exec "$ns" tc qdisc replace dev "$dev" root pfifo limit 1000
 		else
-			ip netns exec "$1" tc qdisc replace dev "$2" root handle 1: mq
+			ip netns exec "$ns" tc qdisc replace dev "$dev" root handle 1: mq
 			for i in $(seq 1 "$q"); do
-				ip netns exec "$1" tc qdisc replace dev "$2" parent "1:$(printf %x "$i")" pfifo limit 1000
+				ip netns exec "$ns" tc qdisc replace dev "$dev" parent "1:$(printf %x "$i")" pfifo limit 1000
 			done
 		fi
 	done

@@ -349,7 +349,8 @@ fn unowned_traffic_still_reaches_the_kernel() {
 #[test]
 fn every_veth_queue_has_a_pfifo_in_front() {
     require_root!();
-    for queues in [1, 2] {
+    // 16 queues: handles past 1:9 are hexadecimal.
+    for queues in [1, 2, 16] {
         let topo = topology(queues);
         for (ns, dev) in [
             (topo.server_ns.clone(), topo.server_if.clone()),

@@ -101,7 +101,8 @@ pub fn ip(args: &[&str]) -> io::Result<Output> {
 /// sends nothing, the kernel's TCP queues); without (veth's default, noqueue) it drops
 /// the frame, and a burst of a few hundred costs retransmission timeouts no real link
 /// would cause. veth does this on Linux 6.16 and later, and only towards a peer that
-/// receives in NAPI (an XDP program attached, or GRO on); elsewhere it drops as before.
+/// receives in NAPI (a native XDP program attached, or GRO on with TSO off at the
+/// sender: `veth_skb_is_eligible_for_gro`); elsewhere it drops as before.
 /// Several queues get one pfifo each under `mq`, so a stopped queue holds up only its own.
 fn set_pfifo(ns: &str, dev: &str, queues: u32) -> io::Result<()> {
     let tc = |args: &[&str]| {

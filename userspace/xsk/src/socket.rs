@@ -127,6 +127,8 @@ pub struct XskSocket {
     tx_unsubmitted: u32,
     /// The last flush stopped because the kernel could take no frame.
     tx_stalled: bool,
+    /// The last flush stopped because the kernel refused a kick (EBUSY/ENOBUFS).
+    tx_refused: bool,
     stats: XskStats,
 }
 
@@ -301,6 +303,7 @@ impl XskSocket {
             busy_polling: false,
             tx_unsubmitted: 0,
             tx_stalled: false,
+            tx_refused: false,
             stats: XskStats::default(),
         };
         socket.refill();
@@ -407,6 +410,7 @@ impl XskSocket {
             self.tx_unsubmitted = 0;
         }
         self.tx_stalled = false;
+        self.tx_refused = false;
         // Zero-copy drivers send by themselves unless they ask to be woken.
         if self.tx.outstanding() == 0 || (self.zero_copy && !self.tx.needs_wakeup()) {
             return Ok(());
@@ -428,6 +432,7 @@ impl XskSocket {
         for _ in 0..MAX_KICKS_PER_FLUSH {
             let before = self.tx.outstanding();
             if !self.kick()? {
+                self.tx_refused = true;
                 break;
             }
             let left = self.tx.outstanding();
@@ -444,15 +449,23 @@ impl XskSocket {
     }
 
     /// Frames the last flush left in the TX ring because the kernel could take none
-    /// (copy mode; 0 otherwise, and 0 after a kick the kernel refused with EBUSY, which
-    /// on a device that drops when full would only lose more frames if repeated at
-    /// once). The caller should flush again soon rather than wait for new work, or
-    /// they wait for the next frame it sends.
+    /// (EAGAIN with nothing moved) or refused the kick (EBUSY/ENOBUFS); 0 otherwise, and
+    /// always in zero-copy mode, whose driver takes them by itself. The caller should
+    /// flush again soon rather than wait for new work, or they wait for the next frame
+    /// it sends: at once after a stall ([`XskSocket::tx_device_full`]), but not after a
+    /// refusal, which on a device that drops when full would lose more frames if
+    /// repeated at once.
     pub fn tx_backlog(&self) -> u32 {
-        if !self.tx_stalled {
+        if !self.tx_stalled && !self.tx_refused {
             return 0;
         }
         self.tx.outstanding()
+    }
+
+    /// Whether the last flush stopped because the device took no frame (its queue
+    /// stopped), which clears as the device drains.
+    pub fn tx_device_full(&self) -> bool {
+        self.tx_stalled
     }
 
     /// One TX kick. Returns whether kicking again may make progress (false when the

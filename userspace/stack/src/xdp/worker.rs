@@ -127,6 +127,9 @@ impl State {
             }
         }
         if self.loop_asleep {
+            // One wake-up is enough: the woken loop runs a round, and a second
+            // notify_one would leave a permit behind.
+            self.loop_asleep = false;
             self.loop_wake.notify_one();
         }
     }
@@ -386,10 +389,16 @@ impl State {
     /// Frames a full device left in the TX ring count as work while it keeps taking
     /// some: the loop comes back to flush them as the device drains (microseconds on
     /// veth), instead of sleeping until something else happens. A device that took
-    /// nothing for `TX_BACKLOG_SPIN_US` gets a retry a millisecond (`next_timer`), not
-    /// a spinning core.
+    /// nothing for `TX_BACKLOG_SPIN_US`, or refused a kick, gets a retry a millisecond
+    /// (`next_timer`; a timer wake-up does not restart busy polling), not a spinning
+    /// core.
     fn tx_backlog_is_work(&mut self, now_us: u64) -> bool {
-        let (record, work) = backlog_is_work(self.tx_backlog, self.sock.tx_backlog(), now_us);
+        let (record, work) = backlog_is_work(
+            self.tx_backlog,
+            self.sock.tx_backlog(),
+            self.sock.tx_device_full(),
+            now_us,
+        );
         self.tx_backlog = record;
         work
     }
@@ -419,13 +428,11 @@ impl State {
     }
 
     fn next_timer(&self) -> Option<Duration> {
-        let retry = self.tx_backlog.map(|_| Duration::from_millis(1));
-        let Some(next_ms) = self.timers.next_deadline_ms() else {
-            return retry;
-        };
-        let now_ms = self.now_us() / 1000;
-        let timer = Duration::from_millis(next_ms.saturating_sub(now_ms));
-        Some(retry.map_or(timer, |r| r.min(timer)))
+        next_wait(
+            self.tx_backlog.is_some(),
+            self.timers.next_deadline_ms(),
+            self.now_us() / 1000,
+        )
     }
 
     /// A local port for an active open to `remote` that this worker owns.
@@ -618,6 +625,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
                 let wait = timer
                     .unwrap_or(Duration::from_millis(100))
                     .min(Duration::from_millis(100));
+                let mut timed_out = false;
                 tokio::select! {
                     guard = afd.readable() => {
                         if let Ok(mut g) = guard {
@@ -631,10 +639,14 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
                             None => break,
                         }
                     }
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = tokio::time::sleep(wait) => timed_out = true,
                 }
                 state.borrow_mut().loop_asleep = false;
-                idle_since_us = None;
+                // A wake-up by the loop's own timer (a TCP deadline, a TX retry) polls
+                // again only if its round finds work, not for a whole busy-poll window.
+                if !timed_out {
+                    idle_since_us = None;
+                }
                 last_round = None;
             }
             drop(active_tasks);
@@ -649,22 +661,37 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
 }
 
 /// The TX-backlog rule of [`State::tx_backlog_is_work`]: given the last record (frames
-/// waiting, since when the device took none of them) and the frames waiting now, the new
-/// record and whether they count as work.
+/// waiting, since when the device took none of them), the frames waiting now and
+/// whether the device was full (a refused kick is not polled again at once), the new
+/// record (which makes `next_timer` retry within a millisecond) and whether they count
+/// as work.
 fn backlog_is_work(
     last: Option<(u32, u64)>,
     backlog: u32,
+    device_full: bool,
     now_us: u64,
 ) -> (Option<(u32, u64)>, bool) {
     if backlog == 0 {
         return (None, false);
     }
     let since = match last {
-        // Progress since the last round: the clock starts again.
+        // Fewer frames waiting: the device took some, and the clock starts again.
         Some((before, since)) if backlog >= before => since,
         _ => now_us,
     };
-    (Some((backlog, since)), now_us - since < TX_BACKLOG_SPIN_US)
+    let work = device_full && now_us - since < TX_BACKLOG_SPIN_US;
+    (Some((backlog, since)), work)
+}
+
+/// How long the loop may sleep: until the earlier of the timer wheel's next deadline
+/// and, with frames waiting in the TX ring, a retry a millisecond away.
+fn next_wait(tx_retry: bool, deadline_ms: Option<u64>, now_ms: u64) -> Option<Duration> {
+    let retry = tx_retry.then_some(Duration::from_millis(1));
+    let timer = deadline_ms.map(|d| Duration::from_millis(d.saturating_sub(now_ms)));
+    match (retry, timer) {
+        (Some(r), Some(t)) => Some(r.min(t)),
+        (r, t) => r.or(t),
+    }
 }
 
 /// Lets the flow tasks the last round woke run, then comes back: it re-queues the
@@ -1043,28 +1070,52 @@ pub(crate) async fn connect(
 
 #[cfg(test)]
 mod backlog_tests {
-    use super::{backlog_is_work, TX_BACKLOG_SPIN_US};
+    use super::{backlog_is_work, next_wait, TX_BACKLOG_SPIN_US};
+    use std::time::Duration;
 
     #[test]
-    fn a_backlog_is_work_while_the_device_takes_frames_then_is_retried_by_timer() {
+    fn a_backlog_is_work_while_a_full_device_takes_frames() {
         // A backlog appears: work, and the clock starts.
-        let (r, work) = backlog_is_work(None, 40, 100);
+        let (r, work) = backlog_is_work(None, 40, true, 100);
         assert_eq!((r, work), (Some((40, 100)), true));
         // No progress, but within the spin time: still work.
-        let (r, work) = backlog_is_work(r, 40, 100 + TX_BACKLOG_SPIN_US - 1);
+        let (r, work) = backlog_is_work(r, 40, true, 100 + TX_BACKLOG_SPIN_US - 1);
         assert!(work);
-        // No progress for the whole spin time: the loop may sleep (and retries by timer).
-        let (r, work) = backlog_is_work(r, 40, 100 + TX_BACKLOG_SPIN_US);
+        // More frames queued than the device took is no progress either.
+        let (r, work) = backlog_is_work(r, 41, true, 100 + TX_BACKLOG_SPIN_US);
         assert!(!work);
-        assert_eq!(r, Some((40, 100)));
+        assert_eq!(r, Some((41, 100)));
         // The device took some: the clock starts again.
         let now = 100 + 5 * TX_BACKLOG_SPIN_US;
-        let (r, work) = backlog_is_work(r, 8, now);
+        let (r, work) = backlog_is_work(r, 8, true, now);
         assert_eq!((r, work), (Some((8, now)), true));
         // Drained: no record, no work; a later backlog starts a fresh clock.
-        let (r, work) = backlog_is_work(r, 0, now + 10);
+        let (r, work) = backlog_is_work(r, 0, true, now + 10);
         assert_eq!((r, work), (None, false));
         let later = now + 50 * TX_BACKLOG_SPIN_US;
-        assert_eq!(backlog_is_work(r, 3, later), (Some((3, later)), true));
+        assert_eq!(backlog_is_work(r, 3, true, later), (Some((3, later)), true));
+    }
+
+    #[test]
+    fn a_refused_kick_is_retried_by_timer_not_polled() {
+        let (r, work) = backlog_is_work(None, 5, false, 100);
+        assert_eq!((r, work), (Some((5, 100)), false));
+        // The record makes the loop's sleep end within a millisecond.
+        assert_eq!(
+            next_wait(r.is_some(), None, 0),
+            Some(Duration::from_millis(1))
+        );
+    }
+
+    #[test]
+    fn the_sleep_ends_at_the_earlier_of_the_retry_and_the_next_deadline() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_wait(false, None, 10), None);
+        assert_eq!(next_wait(false, Some(15), 10), Some(ms(5)));
+        assert_eq!(next_wait(true, None, 10), Some(ms(1)));
+        assert_eq!(next_wait(true, Some(15), 10), Some(ms(1)));
+        // A deadline due sooner than the retry (or already past) wins.
+        assert_eq!(next_wait(true, Some(10), 10), Some(ms(0)));
+        assert_eq!(next_wait(true, Some(3), 10), Some(ms(0)));
     }
 }
