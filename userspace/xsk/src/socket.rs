@@ -462,6 +462,12 @@ impl XskSocket {
         self.tx.outstanding()
     }
 
+    /// TX requests refused so far because every frame was in flight
+    /// ([`XskStats::tx_no_frame`], without copying the rest).
+    pub fn tx_no_frame(&self) -> u64 {
+        self.stats.tx_no_frame
+    }
+
     /// Whether the last flush stopped because the device took no frame (its queue
     /// stopped), which clears as the device drains.
     pub fn tx_device_full(&self) -> bool {

@@ -369,6 +369,7 @@ impl State {
     /// anything happened.
     fn step(&mut self, now_us: u64) -> bool {
         self.sock.reclaim();
+        let starved_before = self.sock.tx_no_frame();
         // What the flow tasks wrote since the last round, with the ACKs that round's
         // segments called for riding on it (see the module's comment).
         let sent = self.transmit(now_us);
@@ -383,6 +384,11 @@ impl State {
         self.sock.refill();
         self.maybe_dump(now_us);
         let backlog = self.tx_backlog_is_work(now_us);
+        if self.sock.tx_no_frame() > starved_before && self.tx_backlog.is_none() {
+            // Connections left queued for want of a free UMEM frame: completions free
+            // some, and nothing else wakes the loop for them, so it retries by timer.
+            self.tx_backlog = Some((0, now_us));
+        }
         got > 0 || fired > 0 || sent > 0 || backlog
     }
 
