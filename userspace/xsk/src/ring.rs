@@ -147,6 +147,15 @@ impl<T: Copy> Ring<T> {
         self.cached_prod.wrapping_sub(self.cached_cons)
     }
 
+    /// How many entries are ready to consume, read fresh from the producer (not the
+    /// cached count [`Ring::available`] may return), and the ring's size.
+    #[inline]
+    pub(crate) fn pending(&mut self) -> (u32, u32) {
+        // SAFETY: as in `available`.
+        self.cached_prod = unsafe { self.producer.as_ref().load(Ordering::Acquire) };
+        (self.cached_prod.wrapping_sub(self.cached_cons), self.size)
+    }
+
     /// The `i`-th ready entry. The caller has checked [`Ring::available`].
     #[inline]
     pub(crate) fn get(&self, i: u32) -> T {
