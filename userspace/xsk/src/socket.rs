@@ -58,6 +58,18 @@ pub enum RxAction {
     Transmit(u32),
 }
 
+/// How a flush ended, for the caller's retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FlushEnd {
+    /// The kernel took what it was given (or, in zero-copy mode, was woken to).
+    Sent,
+    /// A kick moved no frame: the device's queue stopped (its ring full), or the
+    /// completion ring full. Clears as the device drains.
+    DeviceFull,
+    /// The kernel refused a kick (EBUSY/ENOBUFS).
+    Refused,
+}
+
 /// Counters kept by the socket itself (ours, not the kernel's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XskStats {
@@ -125,10 +137,8 @@ pub struct XskSocket {
     /// Preferred busy polling is on (set_busy_poll).
     busy_polling: bool,
     tx_unsubmitted: u32,
-    /// The last flush stopped because the kernel could take no frame.
-    tx_stalled: bool,
-    /// The last flush stopped because the kernel refused a kick (EBUSY/ENOBUFS).
-    tx_refused: bool,
+    /// How the last flush ended.
+    last_flush: FlushEnd,
     stats: XskStats,
 }
 
@@ -302,8 +312,7 @@ impl XskSocket {
             zero_copy,
             busy_polling: false,
             tx_unsubmitted: 0,
-            tx_stalled: false,
-            tx_refused: false,
+            last_flush: FlushEnd::Sent,
             stats: XskStats::default(),
         };
         socket.refill();
@@ -416,8 +425,7 @@ impl XskSocket {
             self.stats.tx_packets += self.tx_unsubmitted as u64;
             self.tx_unsubmitted = 0;
         }
-        self.tx_stalled = false;
-        self.tx_refused = false;
+        self.last_flush = FlushEnd::Sent;
         // Zero-copy drivers send by themselves unless they ask to be woken.
         if self.tx.outstanding() == 0 || (self.zero_copy && !self.tx.needs_wakeup()) {
             return Ok(());
@@ -435,11 +443,11 @@ impl XskSocket {
         // device's queue stopped (its ring is full; veth with a qdisc and NAPI on its peer
         // says so, Linux 6.16+, instead of dropping), or the completion ring or the send
         // budget full. Kicking on would only spin until that drains, so the frames wait
-        // in the ring, and `tx_stalled` tells the caller to flush again soon.
+        // in the ring, and `tx_device_full` tells the caller to flush again soon.
         for _ in 0..MAX_KICKS_PER_FLUSH {
             let before = self.tx.outstanding();
             if !self.kick()? {
-                self.tx_refused = true;
+                self.last_flush = FlushEnd::Refused;
                 break;
             }
             let left = self.tx.outstanding();
@@ -448,7 +456,7 @@ impl XskSocket {
             }
             if left == before {
                 self.stats.tx_kick_stalled += 1;
-                self.tx_stalled = true;
+                self.last_flush = FlushEnd::DeviceFull;
                 break;
             }
         }
@@ -463,10 +471,10 @@ impl XskSocket {
     /// refusal, which on a device that drops when full would lose more frames if
     /// repeated at once.
     pub fn tx_backlog(&self) -> u32 {
-        if !self.tx_stalled && !self.tx_refused {
-            return 0;
+        match self.last_flush {
+            FlushEnd::Sent => 0,
+            FlushEnd::DeviceFull | FlushEnd::Refused => self.tx.outstanding(),
         }
-        self.tx.outstanding()
     }
 
     /// TX requests refused so far because every frame was in flight
@@ -478,7 +486,7 @@ impl XskSocket {
     /// Whether the last flush stopped because the device took no frame (its queue
     /// stopped), which clears as the device drains.
     pub fn tx_device_full(&self) -> bool {
-        self.tx_stalled
+        self.last_flush == FlushEnd::DeviceFull
     }
 
     /// One TX kick. Returns whether kicking again may make progress (false when the

@@ -111,6 +111,9 @@ pub(crate) struct State {
     /// Frames waiting in the TX ring for a full device (copy mode), and since when the
     /// device has taken none of them.
     tx_backlog: Option<(u32, u64)>,
+    /// The last round left connections queued for want of a free UMEM frame:
+    /// completions free some, and nothing else wakes the loop for them.
+    tx_starved: bool,
 }
 
 impl State {
@@ -386,11 +389,7 @@ impl State {
         self.sock.refill();
         self.maybe_dump(now_us);
         let backlog = self.tx_backlog_is_work(now_us);
-        if self.sock.tx_no_frame() > starved_before && self.tx_backlog.is_none() {
-            // Connections left queued for want of a free UMEM frame: completions free
-            // some, and nothing else wakes the loop for them, so it retries by timer.
-            self.tx_backlog = Some((0, now_us));
-        }
+        self.tx_starved = self.sock.tx_no_frame() > starved_before;
         got > 0 || fired > 0 || sent > 0 || backlog
     }
 
@@ -437,7 +436,7 @@ impl State {
 
     fn next_timer(&self) -> Option<Duration> {
         next_wait(
-            self.tx_backlog.is_some(),
+            self.tx_backlog.is_some() || self.tx_starved,
             self.timers.next_deadline_ms(),
             self.now_us() / 1000,
         )
@@ -562,6 +561,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, mut commands: mpsc::UnboundedRec
                     .map(|ms| ms.max(1) * 1000),
                 next_dump_us: 0,
                 tx_backlog: None,
+                tx_starved: false,
             }));
             // SAFETY: `fd` is the socket that `state` owns; `afd` is declared after `state`,
             // so it is dropped (and deregistered) before the socket closes.
@@ -702,7 +702,8 @@ fn falling_behind(pending: u32, ring: u32) -> bool {
 }
 
 /// How long the loop may sleep: until the earlier of the timer wheel's next deadline
-/// and, with frames waiting in the TX ring, a retry a millisecond away.
+/// and, with frames waiting to be sent (in the TX ring, or for a free frame), a retry
+/// a millisecond away.
 fn next_wait(tx_retry: bool, deadline_ms: Option<u64>, now_ms: u64) -> Option<Duration> {
     let retry = tx_retry.then_some(Duration::from_millis(1));
     let timer = deadline_ms.map(|d| Duration::from_millis(d.saturating_sub(now_ms)));
