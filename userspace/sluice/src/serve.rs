@@ -534,10 +534,10 @@ fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
             out.push_str(&format!(
                 "worker {i}: packets rx {} tx {} dropped {} tx-ring-full {} tx-device-full {} tx-kick-refused {}; \
                  lost in the kernel: {lost}; connections open {} accepted {}; \
-                 resets {} (aborted on close {}); syn-cookies {}/{}; syns shed {}; time-wait reopened {}; retransmits {} timeouts {} fast recoveries {} (undone {}); handed over {}/{}; \
+                 resets {} (aborted on close {}); syn-cookies {}/{}; time-wait reopened {}; retransmits {} timeouts {} fast recoveries {} (undone {}); handed over {}/{}; \
                  busy {} idle-poll {} of {} us\n",
                 w.rx_frames, w.tx_frames, w.rx_dropped, w.tx_ring_full, w.tx_device_full, w.tx_kick_refused, w.connections, w.accepted,
-                w.resets_sent, w.aborted_on_close, w.syn_cookies_sent, w.syn_cookies_accepted, w.syns_shed, w.time_wait_reopened, w.retransmits, w.timeouts, w.recoveries, w.undone_recoveries,
+                w.resets_sent, w.aborted_on_close, w.syn_cookies_sent, w.syn_cookies_accepted, w.time_wait_reopened, w.retransmits, w.timeouts, w.recoveries, w.undone_recoveries,
                 w.handed_out, w.handed_in, w.busy_us, w.idle_poll_us, w.elapsed_us
             ));
             let t = &w.states;

@@ -32,9 +32,6 @@ pub struct WorkerStats {
     /// Connections reset because their flow was dropped with received data unread
     /// (Linux's TCPAbortOnClose).
     pub aborted_on_close: u64,
-    /// SYNs dropped because the worker was falling behind (its RX ring more than half
-    /// full), to keep its work for the connections it had accepted.
-    pub syns_shed: u64,
     /// SYNs answered with a SYN cookie because the half-open backlog was full.
     pub syn_cookies_sent: u64,
     /// Connections made from a returned SYN cookie.

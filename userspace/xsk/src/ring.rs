@@ -141,19 +141,6 @@ impl<T: Copy> Ring<T> {
         if ready > 0 {
             return ready;
         }
-        self.refresh_producer()
-    }
-
-    /// How many entries are ready to consume, read fresh from the producer (not the
-    /// cached count [`Ring::available`] may return), and the ring's size.
-    #[inline]
-    pub(crate) fn pending(&mut self) -> (u32, u32) {
-        (self.refresh_producer(), self.size)
-    }
-
-    /// Reads the producer index and returns how many entries are ready.
-    #[inline]
-    fn refresh_producer(&mut self) -> u32 {
         // SAFETY: producer points into the live mapping; Acquire pairs with the kernel's
         // release of the descriptors it wrote.
         self.cached_prod = unsafe { self.producer.as_ref().load(Ordering::Acquire) };

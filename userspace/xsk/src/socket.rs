@@ -344,13 +344,6 @@ impl XskSocket {
         self.free.len()
     }
 
-    /// Frames waiting in the RX ring, and the ring's size: a ring more than half full
-    /// says the worker is falling behind what arrives (the kernel drops what finds it
-    /// full).
-    pub fn rx_pending(&mut self) -> (u32, u32) {
-        self.rx.pending()
-    }
-
     /// Receives up to `max` frames, handing each to `handle`, and returns how many.
     ///
     /// Frames the handler transmits go onto the TX ring; call [`XskSocket::flush`] once

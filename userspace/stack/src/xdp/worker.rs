@@ -238,7 +238,6 @@ impl State {
             inbox,
             ..
         } = self;
-        let (pending, ring) = sock.rx_pending();
         let mut cx = FrameContext {
             conns,
             listeners,
@@ -255,7 +254,6 @@ impl State {
             peers,
             touched: &mut touched,
             now_us,
-            shed_syns: falling_behind(pending, ring),
         };
         let mut n = sock.recv(RX_BATCH, |frame| {
             cx.stats.rx_frames += 1;
@@ -691,16 +689,6 @@ fn backlog_is_work(
     (Some((backlog, since)), work)
 }
 
-/// Whether a worker with `pending` frames waiting in an RX ring of `ring` is falling
-/// behind what arrives: more than half full. Then new connections' SYNs are shed. A
-/// worker that takes more connections than it can finish loses their later segments
-/// to the full ring instead (the kernel drops what finds it full), and spends its time
-/// on their retransmissions: under kxdpgun at 80 k SYN/s against ~62 k/s of capacity it
-/// answered 38-44 k/s with 160-170 k frames dropped in 5 s, and 47-51 k/s shedding.
-fn falling_behind(pending: u32, ring: u32) -> bool {
-    pending > ring / 2
-}
-
 /// How long the loop may sleep: until the earlier of the timer wheel's next deadline
 /// and, with frames waiting to be sent (in the TX ring, or for a free frame), a retry
 /// a millisecond away.
@@ -778,10 +766,6 @@ struct FrameContext<'a> {
     peers: &'a [Peer],
     touched: &'a mut Vec<Handle>,
     now_us: u64,
-    /// The RX ring is more than half full: new connections' SYNs are dropped, so the
-    /// work goes to the connections already accepted (whose lost segments would cost
-    /// retransmissions) rather than to more than the worker can finish.
-    shed_syns: bool,
 }
 
 /// A received frame: to its connection, to a listener, to the worker that owns it, or
@@ -841,11 +825,6 @@ fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
     }
     let is_syn = f.tcp.flags.syn() && f.tcp.ack_number.is_none() && !f.tcp.flags.rst();
     let listener = cx.listeners.get(f.tcp.dst_port);
-    if is_syn && cx.shed_syns && listener.is_some() {
-        // The client retries its SYN (Linux after 1 s): by then the worker may have room.
-        cx.stats.syns_shed += 1;
-        return FrameAction::Done;
-    }
     let path = Path {
         local_mac: cx.mac,
         remote_mac: f.eth.src_addr.0,
@@ -1098,7 +1077,7 @@ pub(crate) async fn connect(
 
 #[cfg(test)]
 mod backlog_tests {
-    use super::{backlog_is_work, falling_behind, next_wait, TX_BACKLOG_SPIN_US};
+    use super::{backlog_is_work, next_wait, TX_BACKLOG_SPIN_US};
     use std::time::Duration;
 
     #[test]
@@ -1122,14 +1101,6 @@ mod backlog_tests {
         assert_eq!((r, work), (None, false));
         let later = now + 50 * TX_BACKLOG_SPIN_US;
         assert_eq!(backlog_is_work(r, 3, true, later), (Some((3, later)), true));
-    }
-
-    #[test]
-    fn syns_are_shed_once_the_rx_ring_is_more_than_half_full() {
-        assert!(!falling_behind(0, 4096));
-        assert!(!falling_behind(2048, 4096));
-        assert!(falling_behind(2049, 4096));
-        assert!(falling_behind(4096, 4096));
     }
 
     #[test]
