@@ -2,6 +2,7 @@
 //! `tcp` crate, in one place. Time is microseconds since the worker's epoch.
 
 use std::net::SocketAddrV4;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tcp::seq::SeqNumber;
@@ -135,12 +136,14 @@ impl TcbFactory {
         local: SocketAddrV4,
         remote: SocketAddrV4,
         ka: Option<Keepalive>,
+        timeout: Duration,
         now_us: u64,
     ) -> Tcb {
         let now = instant(now_us);
         let isn = self.isn.generate(local, remote, now);
         let mut config = self.config.clone();
         config.keepalive = keepalive(ka);
+        config.connect_timeout = Some(timeout);
         Tcb(tcp::tcb::Tcb::connect(config, local, remote, isn, now))
     }
 }

@@ -1018,7 +1018,9 @@ pub(crate) async fn connect(
             local_ip,
             remote_ip: *dst.ip(),
         };
-        let tcb = s.tcp.connect(tuple.local, tuple.remote, keepalive, now);
+        let tcb = s
+            .tcp
+            .connect(tuple.local, tuple.remote, keepalive, timeout, now);
         let h = s.conns.insert(
             tuple,
             Conn {
@@ -1040,37 +1042,28 @@ pub(crate) async fn connect(
         s.mark_dirty(h);
         h
     };
-    let outcome = tokio::time::timeout(
-        timeout,
-        std::future::poll_fn(|cx| {
-            let mut s = state.borrow_mut();
-            let Some(c) = s.conns.get_mut(h) else {
-                return std::task::Poll::Ready(Err(Error::Refused));
-            };
-            if let Some(e) = c.failed {
-                return std::task::Poll::Ready(Err(e.into_error()));
-            }
-            if c.connected {
-                return std::task::Poll::Ready(Ok(()));
-            }
-            c.connect_waker = Some(cx.waker().clone());
-            std::task::Poll::Pending
-        }),
-    )
+    // The timeout is the connection's own timer (on the worker's wheel): it fails the
+    // handshake with TimedOut, which ends this wait like a refusal does.
+    let outcome = std::future::poll_fn(|cx| {
+        let mut s = state.borrow_mut();
+        let Some(c) = s.conns.get_mut(h) else {
+            return std::task::Poll::Ready(Err(Error::Refused));
+        };
+        if let Some(e) = c.failed {
+            return std::task::Poll::Ready(Err(e.into_error()));
+        }
+        if c.connected {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        c.connect_waker = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    })
     .await;
     match outcome {
-        Ok(Ok(())) => Ok(Flow::xdp(super::flow::XdpFlow::new(state.clone(), h))),
-        Ok(Err(e)) => {
+        Ok(()) => Ok(Flow::xdp(super::flow::XdpFlow::new(state.clone(), h))),
+        Err(e) => {
             state.borrow_mut().detach(h, false);
             Err(e)
-        }
-        Err(_) => {
-            let mut s = state.borrow_mut();
-            if let Some(c) = s.conns.get_mut(h) {
-                c.tcb.abort();
-            }
-            s.detach(h, false);
-            Err(Error::Timeout)
         }
     }
 }

@@ -87,6 +87,10 @@ pub struct Config {
     /// silently, we tell the peer): a peer that acknowledges our FIN and
     /// never sends its own would otherwise hold the connection for ever.
     pub fin_wait_2_timeout: Duration,
+    /// How long an active open may take before it fails with [`Event::TimedOut`],
+    /// whatever `syn_retries` would still allow (None: only they bound it). On the
+    /// connection's own timer, so an application's connect needs no timer of its own.
+    pub connect_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             data_retries: 15,
             orphan_retries: 8,
             fin_wait_2_timeout: Duration::from_secs(60),
+            connect_timeout: None,
         }
     }
 }
@@ -301,6 +306,8 @@ pub struct Tcb {
     orphaned: bool,
     /// When an orphaned connection in FIN-WAIT-2 gives up on the peer's FIN.
     fin_wait_2_at: Option<Instant>,
+    /// When an active open that has not completed fails (`Config::connect_timeout`).
+    connect_deadline: Option<Instant>,
     /// A retransmission happened since SND.UNA last moved: no RTT samples (Karn).
     retransmitted: bool,
     /// Segment being timed without timestamps: (sequence it ends at, sent at).
@@ -382,7 +389,7 @@ impl core::fmt::Debug for Tcb {
             "{:?} {}->{} una={} nxt={} max={} wnd={} cwnd={} ssthresh={} sndbuf={} \
              rcv_nxt={} recvbuf={} ooo={:?} sack_rec={} fr={} dupacks={} retries={} \
              fin_q={} fin_s={} fin_r={} rto={:?} delack={:?} persist={:?} ka={:?} tw={:?} \
-             ack_now={} probe_now={} stats={:?}",
+             connect={:?} ack_now={} probe_now={} stats={:?}",
             self.state,
             self.local,
             self.remote,
@@ -408,6 +415,7 @@ impl core::fmt::Debug for Tcb {
             self.persist_at.map(|t| t.as_micros()),
             self.keepalive_at.map(|t| t.as_micros()),
             self.time_wait_at.map(|t| t.as_micros()),
+            self.connect_deadline.map(|t| t.as_micros()),
             self.ack_now,
             self.probe_now,
             self.stats,
@@ -467,6 +475,7 @@ impl Tcb {
             retries: 0,
             orphaned: false,
             fin_wait_2_at: None,
+            connect_deadline: None,
             retransmitted: false,
             timed: None,
             dupacks: 0,
@@ -499,9 +508,11 @@ impl Tcb {
         local: SocketAddrV4,
         remote: SocketAddrV4,
         isn: SeqNumber,
-        _now: Instant,
+        now: Instant,
     ) -> Tcb {
+        let deadline = config.connect_timeout.map(|d| now + d);
         let mut t = Tcb::new(config, local, remote, isn);
+        t.connect_deadline = deadline;
         t.state = State::SynSent;
         t.syn_due = true;
         t
@@ -592,6 +603,7 @@ impl Tcb {
         self.keepalive_at = None;
         self.time_wait_at = None;
         self.fin_wait_2_at = None;
+        self.connect_deadline = None;
         self.emit_event(Event::Closed);
     }
 
@@ -855,6 +867,7 @@ impl Tcb {
     }
 
     fn ack_our_syn(&mut self, ack: SeqNumber, seg: &TcpRepr<'_>, now: Instant) {
+        self.connect_deadline = None;
         self.snd_una = ack;
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
@@ -1405,12 +1418,21 @@ impl Tcb {
                 earlier(self.rto_at, self.delack_at),
                 earlier(self.persist_at, self.keepalive_at),
             ),
-            earlier(self.time_wait_at, self.fin_wait_2_at),
+            earlier(
+                earlier(self.time_wait_at, self.fin_wait_2_at),
+                self.connect_deadline,
+            ),
         )
     }
 
     /// Runs the timers that are due at `now`.
     pub fn on_timeout(&mut self, now: Instant) {
+        if self.connect_deadline.is_some_and(|t| t <= now) {
+            // Silently, as Linux gives up a connect: the peer never answered.
+            self.emit_event(Event::TimedOut);
+            self.enter_closed();
+            return;
+        }
         if self.time_wait_at.is_some_and(|t| t <= now) {
             self.enter_closed();
             return;

@@ -339,6 +339,56 @@ fn syn_retransmission_backs_off_then_times_out() {
 }
 
 #[test]
+fn a_connect_timeout_ends_the_handshake_before_the_retries_do() {
+    let cfg = Config {
+        connect_timeout: Some(Duration::from_millis(2500)),
+        ..Config::default()
+    };
+    let t0 = Instant::from_secs(1);
+    let mut a = Tcb::connect(cfg, A, B, SeqNumber(5), t0);
+    assert!(a.poll_transmit(t0).is_some());
+    let mut sends = vec![];
+    let mut ended = None;
+    while let Some(now) = a.poll_timeout() {
+        a.on_timeout(now);
+        if a.poll_transmit(now).is_some() {
+            sends.push(now.saturating_duration_since(t0).as_millis());
+        }
+        if a.state() == State::Closed {
+            ended = Some(now.saturating_duration_since(t0).as_millis());
+            break;
+        }
+    }
+    assert_eq!(sends, vec![1000], "one retransmission fits in 2.5 s");
+    assert_eq!(ended, Some(2500));
+    assert_eq!(events(&mut a), vec![Event::TimedOut, Event::Closed]);
+    assert_eq!(a.poll_timeout(), None, "nothing left armed");
+}
+
+#[test]
+fn a_completed_handshake_disarms_the_connect_timeout() {
+    let cfg = Config {
+        connect_timeout: Some(Duration::from_millis(50)),
+        ..Config::default()
+    };
+    let mut p = Pair::new(cfg, Config::default());
+    p.run_until(Duration::from_secs(1), |p| {
+        p.a.state() == State::Established
+    });
+    let _ = events(&mut p.a);
+    // Idle long past the deadline: the connection stays up.
+    let later = p.now + Duration::from_secs(10);
+    assert_eq!(
+        p.a.poll_timeout(),
+        None,
+        "no timer armed on an idle connection"
+    );
+    p.a.on_timeout(later);
+    assert_eq!(p.a.state(), State::Established);
+    assert!(events(&mut p.a).is_empty());
+}
+
+#[test]
 fn blind_rst_and_syn_get_challenge_acks() {
     let mut p = Pair::new(Config::default(), Config::default());
     p.run_until(Duration::from_secs(1), |p| {
