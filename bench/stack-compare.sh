@@ -94,7 +94,39 @@ for mode, metric, unit in [("serial", "qps", "req/s"), ("pipelined", "qps", "req
     if len(best) == 2 and best["kernel"][0]["rate"] > 0:
         (x, xl), (k, kl) = best["xdp"], best["kernel"]
         lines.append(f"| {WORKLOAD[mode]} | **xdp / kernel** | **{x['rate'] / k['rate']:.2f}×** | | | | | | **{kl / xl:.2f}× less** |")
-text = "\n".join(lines + detail) + "\n"
+# The runs of the two backends taken side by side (same combination, same run number):
+# the machine's drift cancels in their ratios.
+paired = ["", "Run by run: each AF_XDP run against the kernel run beside it (same workload, level, generator and run number); median and range of the ratios:", "",
+          "| workload | generator | level | pairs | rate xdp / kernel | server CPU per request, kernel / xdp |",
+          "|---|---|---|---|---|---|"]
+runs_by = {}
+for p in glob.glob(f"{runs}/*.json"):
+    m = re.fullmatch(r"(xdp|kernel)_(serial|pipelined|per-connection)_([a-z-]+)_([0-9:]+)_([0-9]+)\.json", os.path.basename(p))
+    if m:
+        runs_by[m.groups()] = p
+def load(p):
+    try:
+        j = json.load(open(p))
+        ticks, hz, t0, t1, _ = open(p[:-5] + ".cpu").read().split()
+        return j, int(ticks) / int(hz) / (float(t1) - float(t0))
+    except (OSError, ValueError, KeyError):
+        return None
+for mode, metric in [("serial", "qps"), ("pipelined", "qps"), ("per-connection", "cps")]:
+    combos = sorted({(g, l) for (b, m, g, l, r) in runs_by if m == mode})
+    for gen, level in combos:
+        rr, cr = [], []
+        for (b, m, g, l, r), p in runs_by.items():
+            if b != "xdp" or m != mode or g != gen or l != level:
+                continue
+            k = runs_by.get(("kernel", m, g, l, r))
+            x, y = load(p), (load(k) if k else None)
+            if not x or not y or not x[0][metric] or not y[0][metric]:
+                continue
+            rr.append(x[0][metric] / y[0][metric])
+            cr.append((y[1] / y[0][metric]) / (x[1] / x[0][metric]))
+        if rr:
+            paired.append(f"| {WORKLOAD[mode]} | {GEN.get(gen, gen)} | {level_text(mode, level)} | {len(rr)} | {statistics.median(rr):.2f}× ({min(rr):.2f}-{max(rr):.2f}) | {statistics.median(cr):.2f}× ({min(cr):.2f}-{max(cr):.2f}) |")
+text = "\n".join(lines + paired + detail) + "\n"
 open(f"{out}/stack-compare.md", "w").write(text)
 print(text)
 PY
@@ -183,25 +215,39 @@ pin_napi() { # IFACE CORE: pins the NAPI threads of IFACE (they may be re-create
 # Busy ticks of one CPU (user nice system irq softirq steal) from /proc/stat.
 cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
-for backend in xdp kernel; do
+start_server() { # BACKEND
 	# shellcheck disable=SC2086
-	ip netns exec sl-srv "$bin/sluice" serve --backend "$backend" --iface slsrv0 --addr 198.18.0.1 \
-		--listen 7=echo --cores 0 ${server_opts[$backend]} >"$runs/server-$backend.log" 2>&1 &
+	ip netns exec sl-srv "$bin/sluice" serve --backend "$1" --iface slsrv0 --addr 198.18.0.1 \
+		--listen 7=echo --cores 0 ${server_opts[$1]} >>"$runs/server-$1.log" 2>&1 &
 	srv=$!
-	sleep 1
+	# Ready once it answers (the AF_XDP one has attached its program by then).
+	for _ in $(seq 50); do
+		ip netns exec sl-peer bash -c 'exec 3<>/dev/tcp/198.18.0.1/7' 2>/dev/null && break
+		sleep 0.1
+	done
 	pin_napi slsrv0 0
 	pin_napi slpeer0 1
-	for mode in serial pipelined per-connection; do
-		case $mode in
-		serial) levels=$SERIAL_LEVELS ;;
-		pipelined) levels=$PIPELINED_LEVELS ;;
-		per-connection) levels=$PER_CONNECTION_LEVELS ;;
-		esac
-		for level in $levels; do
-			load="--mode $mode --connections ${level%%:*}"
-			[ "$mode" = pipelined ] && load="$load --in-flight ${level#*:}"
-			for gen in $GENS; do
-				for run in $(seq 1 "$RUNS"); do
+}
+
+# The backends take turns run by run, in the order ABBA (xdp, kernel, kernel, xdp, ...):
+# this machine's speed drifts by tens of percent within minutes, and runs of the two
+# backends taken side by side see the same machine, where all of one backend's runs
+# followed by all of the other's did not. Each run gets a fresh server.
+for mode in serial pipelined per-connection; do
+	case $mode in
+	serial) levels=$SERIAL_LEVELS ;;
+	pipelined) levels=$PIPELINED_LEVELS ;;
+	per-connection) levels=$PER_CONNECTION_LEVELS ;;
+	esac
+	for level in $levels; do
+		load="--mode $mode --connections ${level%%:*}"
+		[ "$mode" = pipelined ] && load="$load --in-flight ${level#*:}"
+		for gen in $GENS; do
+			for run in $(seq 1 "$RUNS"); do
+				order="xdp kernel"
+				[ $((run % 2)) -eq 0 ] && order="kernel xdp"
+				for backend in $order; do
+					start_server "$backend"
 					kill -0 "$srv" 2>/dev/null || {
 						echo "the $backend server died: $runs/server-$backend.log" >&2
 						exit 1
@@ -219,15 +265,14 @@ for backend in xdp kernel; do
 						--duration "$SECS" --warmup 1 --cores 1 --quiet --label "$backend" ${gen_opts[$gen]} \
 						--json "$name.json" >/dev/null || true
 					ip netns exec sl-peer ip link set dev slpeer0 xdp off 2>/dev/null || true
-					pin_napi slpeer0 1
 					after=$(cpu_busy 0)
 					after1=$(cpu_busy 1)
 					end=$(date +%s.%N)
 					echo "$((after - before)) $(getconf CLK_TCK) $start $end $((after1 - before1))" >"$name.cpu"
+					stop_server
 				done
 			done
 		done
 	done
-	stop_server
 done
 report
