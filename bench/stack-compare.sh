@@ -4,9 +4,12 @@
 # server pinned to core 0, sluice-bench pinned to core 1 in the peer namespace.
 # Workloads: persistent connections with one request at a time on each (request/
 # response), with requests pipelined, and one request per connection, each at several
-# load levels and from each generator in GENS; RUNS runs of SECS seconds per combination. Each backend is judged at its best combination (median
-# rate), and by its least server CPU per request: one level or one generator for both
-# would favour one of them (which suits a backend varies between runs here).
+# load levels and from each generator in GENS; RUNS runs of SECS seconds per
+# combination, the backends taking turns run by run (each run with a fresh server).
+# Each backend is judged at its best combination (median rate), and by its least server
+# CPU per request: one level or one generator for both would favour one of them (which
+# suits a backend varies between runs here). The table also gives the ratios of the runs
+# taken side by side, which this machine's drift affects least.
 #
 #   bench/stack-compare.sh            (root)   RUNS=3 SECS=5 by default
 #   GENS="xdp xdp-sleep"              the generators (default both): sluice's TCP over
