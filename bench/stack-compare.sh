@@ -99,7 +99,7 @@ for mode, metric, unit in [("serial", "qps", "req/s"), ("pipelined", "qps", "req
         lines.append(f"| {WORKLOAD[mode]} | **xdp / kernel** | **{x['rate'] / k['rate']:.2f}×** | | | | | | **{kl / xl:.2f}× less** |")
 # The runs of the two backends taken side by side (same combination, same run number):
 # the machine's drift cancels in their ratios.
-paired = ["", "Run by run: each AF_XDP run against the kernel run beside it (same workload, level, generator and run number); median and range of the ratios:", "",
+paired = ["", "Run by run: each AF_XDP run against the kernel run beside it (same workload, level, generator and run number; pairs with a failed request left out); median and range of the ratios:", "",
           "| workload | generator | level | pairs | rate xdp / kernel | server CPU per request, kernel / xdp |",
           "|---|---|---|---|---|---|"]
 runs_by = {}
@@ -115,7 +115,8 @@ def load(p):
     except (OSError, ValueError, KeyError):
         return None
 for mode, metric in [("serial", "qps"), ("pipelined", "qps"), ("per-connection", "cps")]:
-    combos = sorted({(g, l) for (b, m, g, l, r) in runs_by if m == mode})
+    combos = sorted({(g, l) for (b, m, g, l, r) in runs_by if m == mode},
+                    key=lambda gl: (gl[0], [int(n) for n in gl[1].split(":")]))
     for gen, level in combos:
         rr, cr = [], []
         for (b, m, g, l, r), p in runs_by.items():
@@ -124,6 +125,8 @@ for mode, metric in [("serial", "qps"), ("pipelined", "qps"), ("per-connection",
             k = runs_by.get(("kernel", m, g, l, r))
             x, y = load(p), (load(k) if k else None)
             if not x or not y or not x[0][metric] or not y[0][metric]:
+                continue
+            if sum(x[0]["errors"].values()) or sum(y[0]["errors"].values()):
                 continue
             rr.append(x[0][metric] / y[0][metric])
             cr.append((y[1] / y[0][metric]) / (x[1] / x[0][metric]))
@@ -224,18 +227,22 @@ start_server() { # BACKEND
 		--listen 7=echo --cores 0 ${server_opts[$1]} >>"$runs/server-$1.log" 2>&1 &
 	srv=$!
 	# Ready once it answers (the AF_XDP one has attached its program by then).
+	local up=""
 	for _ in $(seq 50); do
-		ip netns exec sl-peer bash -c 'exec 3<>/dev/tcp/198.18.0.1/7' 2>/dev/null && break
+		ip netns exec sl-peer bash -c 'exec 3<>/dev/tcp/198.18.0.1/7' 2>/dev/null && up=1 && break
 		sleep 0.1
 	done
+	[ -n "$up" ] || echo "warning: the $1 server did not answer within 5 s" >&2
 	pin_napi slsrv0 0
 	pin_napi slpeer0 1
 }
 
-# The backends take turns run by run, in the order ABBA (xdp, kernel, kernel, xdp, ...):
+# The backends take turns run by run, in the order ABBA (xdp, kernel, kernel, xdp, ...
+# across the whole invocation):
 # this machine's speed drifts by tens of percent within minutes, and runs of the two
 # backends taken side by side see the same machine, where all of one backend's runs
 # followed by all of the other's did not. Each run gets a fresh server.
+turn=0
 for mode in serial pipelined per-connection; do
 	case $mode in
 	serial) levels=$SERIAL_LEVELS ;;
@@ -248,7 +255,8 @@ for mode in serial pipelined per-connection; do
 		for gen in $GENS; do
 			for run in $(seq 1 "$RUNS"); do
 				order="xdp kernel"
-				[ $((run % 2)) -eq 0 ] && order="kernel xdp"
+				[ $((turn % 2)) -eq 1 ] && order="kernel xdp"
+				turn=$((turn + 1))
 				for backend in $order; do
 					start_server "$backend"
 					kill -0 "$srv" 2>/dev/null || {

@@ -812,6 +812,33 @@ fn xdp_acks_ride_on_answers_and_fins() {
     );
 }
 
+/// A connect its caller gives up on (an outer timeout, a select!) lets its connection
+/// go: no half-open entry and no port stays behind for the stack's own timeout.
+#[test]
+fn xdp_an_abandoned_connect_leaves_nothing_behind() {
+    require_root!();
+    let _serial = serial();
+    let r = rig_with(Backend::Xdp, |c| {
+        c.connect_timeout = Duration::from_secs(30);
+    });
+    let iface = r.topo.peer_if.clone();
+    let mut imp = r.peer(move || Impairment::attach(&iface).unwrap());
+    imp.set_blackhole(true);
+    let dst = SocketAddrV4::new(r.topo.peer_ip, 4446);
+    let gave_up = r.ours(Duration::from_secs(10), move |ctx| async move {
+        tokio::time::timeout(Duration::from_millis(300), ctx.connect(dst, None))
+            .await
+            .is_err()
+    });
+    assert!(gave_up, "the connect should still have been waiting");
+    let gone = e2e::wait_for(Duration::from_secs(5), || {
+        let w = r.stack.stats()[0];
+        (w.connections == 0).then_some(())
+    });
+    assert!(gone.is_some(), "still held: {:?}", r.stack.stats());
+    assert!(imp.counts().1 > 0, "the blackhole dropped nothing");
+}
+
 /// A handler that closes and returns leaves an orphan: when the peer acknowledges our
 /// FIN and never sends its own, FIN-WAIT-2 ends after `fin_wait_2_timeout` with a RST
 /// (as Linux's tcp_fin_timeout), instead of holding the connection for ever.

@@ -247,9 +247,13 @@ impl Task {
             }
             Err(e) => {
                 self.counters.error(&e);
-                // Back off a little so a refusing server is not hammered in a tight loop.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                Err(TimedOut(matches!(e, Error::Timeout)))
+                let timed_out = matches!(e, Error::Timeout);
+                if !timed_out {
+                    // Back off a little so a refusing server is not hammered in a tight
+                    // loop (a timeout has waited long enough, and is charged at its age).
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(TimedOut(timed_out))
             }
         }
     }

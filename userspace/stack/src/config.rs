@@ -55,7 +55,9 @@ pub struct StackConfig {
     pub max_half_open: usize,
     /// Local ports of active opens (AF_XDP backend), reserved from the kernel.
     pub client_ports: PortRange,
-    /// TCP settings of the AF_XDP backend.
+    /// TCP settings of the AF_XDP backend. Their `keepalive` and `connect_timeout` are
+    /// set per connection, from the listener or the `connect` call and from
+    /// [`StackConfig::connect_timeout`].
     pub tcp: tcp::tcb::Config,
     /// Addresses to serve; empty means every local address (kernel backend only).
     pub addrs: Vec<Ipv4Addr>,

@@ -133,6 +133,9 @@ pub fn connection(data: &[u8]) -> (crate::tcb::State, u64) {
             interval: Duration::from_secs(1),
             probes: 3,
         }),
+        // Some active opens with a deadline a script can reach (time advances by
+        // script bytes); the stack always gives one.
+        connect_timeout: (mode & 0x40 != 0).then_some(Duration::from_secs(3)),
         ..Config::default()
     };
     let mut now = Instant::from_secs(1);

@@ -1042,9 +1042,16 @@ pub(crate) async fn connect(
         s.mark_dirty(h);
         h
     };
+    // Whatever ends this wait other than success (a failure, or the caller dropping
+    // the future, say in a select! with a timeout of its own) lets the connection go.
+    let mut pending = PendingConnect {
+        state,
+        h,
+        waiting: true,
+    };
     // The timeout is the connection's own timer (on the worker's wheel): it fails the
     // handshake with TimedOut, which ends this wait like a refusal does.
-    let outcome = std::future::poll_fn(|cx| {
+    std::future::poll_fn(|cx| {
         let mut s = state.borrow_mut();
         let Some(c) = s.conns.get_mut(h) else {
             return std::task::Poll::Ready(Err(Error::Refused));
@@ -1055,16 +1062,41 @@ pub(crate) async fn connect(
         if c.connected {
             return std::task::Poll::Ready(Ok(()));
         }
+        if c.tcb.is_closed() {
+            // Closed without a failure to report (none is known to do so): never
+            // wait for a handshake that cannot complete.
+            return std::task::Poll::Ready(Err(Error::Refused));
+        }
         c.connect_waker = Some(cx.waker().clone());
         std::task::Poll::Pending
     })
-    .await;
-    match outcome {
-        Ok(()) => Ok(Flow::xdp(super::flow::XdpFlow::new(state.clone(), h))),
-        Err(e) => {
-            state.borrow_mut().detach(h, false);
-            Err(e)
+    .await?;
+    pending.waiting = false;
+    Ok(Flow::xdp(super::flow::XdpFlow::new(state.clone(), h)))
+}
+
+/// An active open its caller still waits for: dropped before the handshake completed,
+/// it aborts the connection (a RST if the peer has our SYN) and lets go of it, so that
+/// the entry and its port do not stay behind.
+struct PendingConnect<'a> {
+    state: &'a Rc<RefCell<State>>,
+    h: Handle,
+    waiting: bool,
+}
+
+impl Drop for PendingConnect<'_> {
+    fn drop(&mut self) {
+        if !self.waiting {
+            return;
         }
+        // Not borrowed by anyone at an await point; but never panic in a drop.
+        let Ok(mut s) = self.state.try_borrow_mut() else {
+            return;
+        };
+        if let Some(c) = s.conns.get_mut(self.h) {
+            c.tcb.abort();
+        }
+        s.detach(self.h, false);
     }
 }
 

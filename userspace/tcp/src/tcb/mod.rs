@@ -308,6 +308,9 @@ pub struct Tcb {
     fin_wait_2_at: Option<Instant>,
     /// When an active open that has not completed fails (`Config::connect_timeout`).
     connect_deadline: Option<Instant>,
+    /// Opened by [`Tcb::connect`]: a RST to it in SYN-RECEIVED (a simultaneous open)
+    /// is a refusal the application hears of, not a passive open quietly forgotten.
+    active_open: bool,
     /// A retransmission happened since SND.UNA last moved: no RTT samples (Karn).
     retransmitted: bool,
     /// Segment being timed without timestamps: (sequence it ends at, sent at).
@@ -476,6 +479,7 @@ impl Tcb {
             orphaned: false,
             fin_wait_2_at: None,
             connect_deadline: None,
+            active_open: false,
             retransmitted: false,
             timed: None,
             dupacks: 0,
@@ -513,6 +517,7 @@ impl Tcb {
         let deadline = config.connect_timeout.map(|d| now + d);
         let mut t = Tcb::new(config, local, remote, isn);
         t.connect_deadline = deadline;
+        t.active_open = true;
         t.state = State::SynSent;
         t.syn_due = true;
         t
@@ -948,7 +953,14 @@ impl Tcb {
             // challenge ACK (a blind attacker must guess RCV.NXT exactly).
             if seq == self.rcv_nxt {
                 match self.state {
-                    State::SynReceived => self.enter_closed(),
+                    // RFC 9293 §3.10.7.4: back to LISTEN for a passive open, "connection
+                    // refused" for one that came from SYN-SENT.
+                    State::SynReceived => {
+                        if self.active_open {
+                            self.emit_event(Event::Refused);
+                        }
+                        self.enter_closed();
+                    }
                     State::TimeWait => self.enter_closed(),
                     _ => {
                         self.emit_event(Event::Reset);
@@ -1428,9 +1440,11 @@ impl Tcb {
     /// Runs the timers that are due at `now`.
     pub fn on_timeout(&mut self, now: Instant) {
         if self.connect_deadline.is_some_and(|t| t <= now) {
-            // Silently, as Linux gives up a connect: the peer never answered.
             self.emit_event(Event::TimedOut);
-            self.enter_closed();
+            // From SYN-SENT silently, as Linux gives up a connect (the peer never
+            // answered); from SYN-RECEIVED (a simultaneous open) the peer has our SYN
+            // and gets a RST.
+            self.abort();
             return;
         }
         if self.time_wait_at.is_some_and(|t| t <= now) {

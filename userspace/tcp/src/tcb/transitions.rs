@@ -296,6 +296,39 @@ fn syn_received_reset_by_the_peer_closes_quietly() {
 }
 
 #[test]
+fn a_simultaneous_open_reset_by_the_peer_is_refused() {
+    let mut r = Rig::connect();
+    r.expect(seg(ISS, None).syn());
+    r.recv(seg(IRS, None).syn());
+    assert_eq!(r.t.state(), State::SynReceived);
+    r.expect(seg(ISS, Some(IRS + 1)).syn());
+    r.recv(seg(IRS + 1, None).rst());
+    assert_eq!(r.t.state(), State::Closed);
+    // The application is waiting in connect: it must hear that it failed.
+    assert_eq!(r.events(), vec![Event::Refused, Event::Closed]);
+    r.expect_nothing();
+}
+
+#[test]
+fn a_simultaneous_open_past_its_connect_timeout_resets_the_peer() {
+    let mut r = Rig::connect_with(Config {
+        connect_timeout: Some(Duration::from_millis(500)),
+        ..plain()
+    });
+    r.expect(seg(ISS, None).syn());
+    r.recv(seg(IRS, None).syn());
+    r.expect(seg(ISS, Some(IRS + 1)).syn());
+    r.at(0.5);
+    assert_eq!(r.events(), vec![Event::TimedOut, Event::Closed]);
+    // The peer has our SYN and may think itself connected: it is told.
+    r.expect(Seg {
+        window: 0,
+        ..seg(ISS + 1, Some(IRS + 1)).rst()
+    });
+    assert!(r.t.is_closed());
+}
+
+#[test]
 fn syn_received_retransmits_the_syn_ack_for_a_repeated_syn() {
     let mut r = Rig::accept();
     r.expect(seg(ISS, Some(IRS + 1)).syn());
