@@ -141,7 +141,9 @@ impl WorkerContext {
 
     /// Opens a TCP connection to `dst` from this worker (the seed's create_connection),
     /// with keepalive if given. `Err(Refused)` if the peer resets, `Err(Timeout)` if it
-    /// does not answer in the configured connect timeout.
+    /// does not answer in the configured connect timeout. Dropping the future before it
+    /// completes (a `select!`, a timeout of the caller's own) abandons the attempt: the
+    /// half-open connection is aborted and its port freed.
     pub async fn connect(
         &self,
         dst: SocketAddrV4,
