@@ -41,11 +41,13 @@ out, runs = sys.argv[1], sys.argv[2]
 GEN = {"xdp": "AF_XDP, polling", "xdp-sleep": "AF_XDP, sleeping", "kernel": "kernel sockets"}
 # One file per run: BACKEND_MODE_GEN_LEVEL_RUN.json, its core-time sample beside it.
 groups = {}
+# The same runs by (backend, mode, generator, level, run number), for the run-by-run ratios.
+by_run = {}
 for p in glob.glob(f"{runs}/*.json"):
     m = re.fullmatch(r"(xdp|kernel)_(serial|pipelined|per-connection)_([a-z-]+)_([0-9:]+)_([0-9]+)\.json", os.path.basename(p))
     if not m:
         continue
-    backend, mode, gen, level, _ = m.groups()
+    backend, mode, gen, level, run = m.groups()
     try:
         j = json.load(open(p))
         ticks, hz, t0, t1, ticks1 = open(p[:-5] + ".cpu").read().split()
@@ -56,6 +58,7 @@ for p in glob.glob(f"{runs}/*.json"):
     j["cpu"] = int(ticks) / int(hz) / wall
     j["gen"] = int(ticks1) / int(hz) / wall - (j.get("generator_idle_poll") or 0.0)
     groups.setdefault((mode, backend, gen, level), []).append(j)
+    by_run[(backend, mode, gen, level, run)] = j
 def summary(rs, metric):
     med = lambda f: statistics.median(f(r) for r in rs)
     rate = med(lambda r: r[metric])
@@ -102,34 +105,21 @@ for mode, metric, unit in [("serial", "qps", "req/s"), ("pipelined", "qps", "req
 paired = ["", "Run by run: each AF_XDP run against the kernel run beside it (same workload, level, generator and run number; pairs with a failed request left out); median and range of the ratios:", "",
           "| workload | generator | level | pairs | rate xdp / kernel | server CPU per request, kernel / xdp |",
           "|---|---|---|---|---|---|"]
-runs_by = {}
-for p in glob.glob(f"{runs}/*.json"):
-    m = re.fullmatch(r"(xdp|kernel)_(serial|pipelined|per-connection)_([a-z-]+)_([0-9:]+)_([0-9]+)\.json", os.path.basename(p))
-    if m:
-        runs_by[m.groups()] = p
-def load(p):
-    try:
-        j = json.load(open(p))
-        ticks, hz, t0, t1, _ = open(p[:-5] + ".cpu").read().split()
-        return j, int(ticks) / int(hz) / (float(t1) - float(t0))
-    except (OSError, ValueError, KeyError):
-        return None
 for mode, metric in [("serial", "qps"), ("pipelined", "qps"), ("per-connection", "cps")]:
-    combos = sorted({(g, l) for (b, m, g, l, r) in runs_by if m == mode},
+    combos = sorted({(g, l) for (b, m, g, l, r) in by_run if m == mode},
                     key=lambda gl: (gl[0], [int(n) for n in gl[1].split(":")]))
     for gen, level in combos:
         rr, cr = [], []
-        for (b, m, g, l, r), p in runs_by.items():
+        for (b, m, g, l, r), x in by_run.items():
             if b != "xdp" or m != mode or g != gen or l != level:
                 continue
-            k = runs_by.get(("kernel", m, g, l, r))
-            x, y = load(p), (load(k) if k else None)
-            if not x or not y or not x[0][metric] or not y[0][metric]:
+            y = by_run.get(("kernel", m, g, l, r))
+            if not y or not x[metric] or not y[metric]:
                 continue
-            if sum(x[0]["errors"].values()) or sum(y[0]["errors"].values()):
+            if sum(x["errors"].values()) or sum(y["errors"].values()):
                 continue
-            rr.append(x[0][metric] / y[0][metric])
-            cr.append((y[1] / y[0][metric]) / (x[1] / x[0][metric]))
+            rr.append(x[metric] / y[metric])
+            cr.append((y["cpu"] / y[metric]) / (x["cpu"] / x[metric]))
         if rr:
             paired.append(f"| {WORKLOAD[mode]} | {GEN.get(gen, gen)} | {level_text(mode, level)} | {len(rr)} | {statistics.median(rr):.2f}× ({min(rr):.2f}-{max(rr):.2f}) | {statistics.median(cr):.2f}× ({min(cr):.2f}-{max(cr):.2f}) |")
 text = "\n".join(lines + paired + detail) + "\n"

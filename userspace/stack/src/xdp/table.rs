@@ -162,7 +162,8 @@ impl<T> Table<T> {
         let Some(slot) = self.slot_mut(h.index) else {
             return false;
         };
-        if slot.generation != h.generation || slot.value.is_none() {
+        // A live handle's generation finds its connection: removal bumps it.
+        if slot.generation != h.generation {
             return false;
         }
         slot.value = None;

@@ -1062,11 +1062,6 @@ pub(crate) async fn connect(
         if c.connected {
             return std::task::Poll::Ready(Ok(()));
         }
-        if c.tcb.is_closed() {
-            // Closed without a failure to report (none is known to do so): never
-            // wait for a handshake that cannot complete.
-            return std::task::Poll::Ready(Err(Error::Refused));
-        }
         c.connect_waker = Some(cx.waker().clone());
         std::task::Poll::Pending
     })

@@ -90,6 +90,16 @@ impl Rig {
         }
     }
 
+    /// An active open whose SYN crossed the peer's: in SYN-RECEIVED, our SYN-ACK sent.
+    fn simultaneous_open_with(config: Config) -> Rig {
+        let mut r = Rig::connect_with(config);
+        r.expect(seg(ISS, None).syn());
+        r.recv(seg(IRS, None).syn());
+        assert_eq!(r.t.state(), State::SynReceived);
+        r.expect(seg(ISS, Some(IRS + 1)).syn());
+        r
+    }
+
     fn accept() -> Rig {
         let now = Instant::from_secs(1);
         let syn = repr(&seg(IRS, None).syn(), &[]);
@@ -222,12 +232,8 @@ fn listen_to_syn_received_to_established() {
 
 #[test]
 fn simultaneous_open() {
-    let mut r = Rig::connect();
-    r.expect(seg(ISS, None).syn());
     // Their SYN crosses ours: SYN-RECEIVED, and a SYN-ACK.
-    r.recv(seg(IRS, None).syn());
-    assert_eq!(r.t.state(), State::SynReceived);
-    r.expect(seg(ISS, Some(IRS + 1)).syn());
+    let mut r = Rig::simultaneous_open_with(plain());
     // Their SYN-ACK (the answer to our SYN) completes it.
     r.recv(seg(IRS, Some(ISS + 1)).syn());
     r.recv(seg(IRS + 1, Some(ISS + 1)));
@@ -297,11 +303,7 @@ fn syn_received_reset_by_the_peer_closes_quietly() {
 
 #[test]
 fn a_simultaneous_open_reset_by_the_peer_is_refused() {
-    let mut r = Rig::connect();
-    r.expect(seg(ISS, None).syn());
-    r.recv(seg(IRS, None).syn());
-    assert_eq!(r.t.state(), State::SynReceived);
-    r.expect(seg(ISS, Some(IRS + 1)).syn());
+    let mut r = Rig::simultaneous_open_with(plain());
     r.recv(seg(IRS + 1, None).rst());
     assert_eq!(r.t.state(), State::Closed);
     // The application is waiting in connect: it must hear that it failed.
@@ -311,13 +313,10 @@ fn a_simultaneous_open_reset_by_the_peer_is_refused() {
 
 #[test]
 fn a_simultaneous_open_past_its_connect_timeout_resets_the_peer() {
-    let mut r = Rig::connect_with(Config {
+    let mut r = Rig::simultaneous_open_with(Config {
         connect_timeout: Some(Duration::from_millis(500)),
         ..plain()
     });
-    r.expect(seg(ISS, None).syn());
-    r.recv(seg(IRS, None).syn());
-    r.expect(seg(ISS, Some(IRS + 1)).syn());
     r.at(0.5);
     assert_eq!(r.events(), vec![Event::TimedOut, Event::Closed]);
     // The peer has our SYN and may think itself connected: it is told.
