@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 mod impair;
+mod kernel_probe;
 pub use impair::Impairment;
+pub use kernel_probe::kernel_refuses_xdp_adjust_meta;
 
 pub use netns::{Topology, TopologyConfig};
 

@@ -697,7 +697,8 @@ fn bad_input_gives_a_clear_error_and_a_non_zero_exit() {
 /// sluice's TCP as a client (sluice-bench on AF_XDP, one query per connection) against
 /// Knot DNS's own TCP over XDP: a server that keeps little state and drops data carried
 /// on the ACK that completes the handshake, so our client must send that ACK bare, as
-/// Linux does (it once rode on the query, and Knot answered nothing).
+/// Linux does (it once rode on the query, and Knot answered nothing). On a kernel that
+/// refuses Knot's XDP program, the same client against Knot on kernel sockets.
 #[test]
 fn our_client_gets_answers_from_knot_xdp_tcp() {
     require_root!();
@@ -708,7 +709,48 @@ fn our_client_gets_answers_from_knot_xdp_tcp() {
     let topo = Topology::create(&TopologyConfig::default()).expect("topology");
     let dir = tmp("knot-xdp");
     let zone = zone_dir().join("example.test.zone");
-    let _knot = start_knot_on(&topo, &zone, &dir, 53, Some(&topo.server_if));
+    let knot = start_knot_on(&topo, &zone, &dir, 53, Some(&topo.server_if));
+    // Knot's XDP program calls bpf_xdp_adjust_meta, which some kernels refuse to XDP
+    // programs (6.18 here): knotd then logs only that its program did not load, and
+    // exits. Only the verifier's own refusal of that helper excuses Knot; Knot failing
+    // for any other reason fails the test. Our client is then tested against Knot on
+    // kernel sockets, so that a failure of ours still fails it.
+    let knot_failed = wait_for(Duration::from_secs(2), || {
+        let log = knot.log();
+        (log.contains("failed to initialize XDP interface") || log.contains("critical"))
+            .then_some(log)
+    });
+    let mode = if knot_failed.is_none() {
+        "XDP-TCP"
+    } else {
+        "kernel TCP"
+    };
+    let _knot = match knot_failed {
+        None => knot,
+        Some(log) => {
+            let Some(refusal) = e2e::kernel_refuses_xdp_adjust_meta() else {
+                panic!("knotd's XDP mode failed although this kernel allows bpf_xdp_adjust_meta:\n{log}");
+            };
+            eprintln!(
+                "Knot DNS's XDP mode cannot load on this kernel: its verifier refuses the helper \
+                 Knot's program calls (\"{refusal}\"); testing sluice's client against Knot \
+                 on kernel sockets instead"
+            );
+            drop(knot);
+            // Knot's kernel TCP now sends to our AF_XDP client: on veth its frames would
+            // carry only the pseudo-header checksum (CHECKSUM_PARTIAL), as the peer's
+            // would to a server, unless TX offload is off on its side.
+            let dev = topo.server_if.clone();
+            topo.run_in(&topo.server_ns.clone(), move || {
+                netns::set_tx_checksum_offload(&dev, false)
+            })
+            .unwrap()
+            .expect("turning TX checksum offload off in the server namespace");
+            let kernel_dir = dir.join("kernel");
+            std::fs::create_dir_all(&kernel_dir).unwrap();
+            start_knot_on(&topo, &zone, &kernel_dir, 53, None)
+        }
+    };
     let bench = sluice_bin().with_file_name("sluice-bench");
     assert!(
         bench.exists(),
@@ -747,12 +789,12 @@ fn our_client_gets_answers_from_knot_xdp_tcp() {
     let (answers, timeouts) = (field("answers"), field("timeouts"));
     assert!(
         answers > 50 && timeouts == 0,
-        "Knot's XDP TCP answered {answers} queries, {timeouts} timed out:\n{}\n{}\n{}",
+        "Knot ({mode}) answered {answers} queries, {timeouts} timed out:\n{}\n{}\n{}",
         report,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("Knot XDP-TCP answered {answers} one-query connections from sluice's client");
+    eprintln!("Knot ({mode}) answered {answers} one-query connections from sluice's client");
 }
 
 #[test]
