@@ -839,6 +839,64 @@ fn xdp_an_abandoned_connect_leaves_nothing_behind() {
     assert!(imp.counts().1 > 0, "the blackhole dropped nothing");
 }
 
+/// A connect whose next hop never answers ARP waits on the worker's timers while the
+/// worker goes on serving its other flows. It used to sleep in the worker's thread for
+/// up to a second, stalling every connection of the queue: then the echoes below could
+/// only come back after the connect had failed.
+#[test]
+fn xdp_a_connect_waiting_for_arp_does_not_stall_the_worker() {
+    require_root!();
+    let _serial = serial();
+    let r = rig(Backend::Xdp);
+    let addr = r.server(ECHO);
+    let mut echo = r.peer(move || {
+        let c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c
+    });
+    // On the subnet, so the route is on-link, but nobody has it: ARP goes unanswered.
+    let nobody = SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 0, 99), ECHO);
+    let (done_tx, done_rx) = mpsc::channel();
+    r.stack
+        .spawn(0, move |ctx| async move {
+            let _ = done_tx.send(ctx.connect(nobody, None).await.err());
+        })
+        .unwrap();
+    // The connect has reached its ARP wait once the kernel holds the request.
+    let ns = r.topo.server_ns.clone();
+    let asked = e2e::wait_for(Duration::from_secs(5), || {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &ns, "neigh", "show", "198.18.0.99"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (text.contains("INCOMPLETE") || text.contains("FAILED")).then_some(())
+    });
+    assert!(
+        asked.is_some(),
+        "the worker never asked the kernel to resolve 198.18.0.99"
+    );
+    for i in 0..20u8 {
+        let msg = [i; 100];
+        echo.write_all(&msg).unwrap();
+        let mut back = [0u8; 100];
+        echo.read_exact(&mut back)
+            .expect("the worker stopped serving while a connect waited for ARP");
+        assert_eq!(back, msg);
+    }
+    assert!(
+        done_rx.try_recv().is_err(),
+        "the connect ended before the echoes came back: the worker was blocked"
+    );
+    let failed = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the connect did not end");
+    assert!(
+        matches!(&failed, Some(Error::Unreachable(m)) if m.contains("did not answer ARP")),
+        "{failed:?}"
+    );
+}
+
 /// A handler that closes and returns leaves an orphan: when the peer acknowledges our
 /// FIN and never sends its own, FIN-WAIT-2 ends after `fin_wait_2_timeout` with a RST
 /// (as Linux's tcp_fin_timeout), instead of holding the connection for ever.

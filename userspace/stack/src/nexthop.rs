@@ -258,28 +258,66 @@ impl Netlink {
     }
 
     /// The route and the next hop's MAC for `dst`, soliciting the neighbour and waiting
-    /// up to `timeout` when the kernel does not know it yet.
+    /// up to `timeout` when the kernel does not know it yet. This sleeps: a worker uses
+    /// [`Netlink::start_resolving`] and waits on its own timers instead.
     pub fn resolve(&mut self, dst: Ipv4Addr, timeout: Duration) -> io::Result<(Route, [u8; 6])> {
-        let route = self.route(dst)?;
-        let hop = route.next_hop(dst);
-        if let Some(mac) = self.neighbour(route.ifindex, hop)? {
-            return Ok((route, mac));
-        }
-        self.solicit(route.ifindex, hop)?;
+        let (route, hop) = match self.start_resolving(dst)? {
+            Resolution::Known(route, mac) => return Ok((route, mac)),
+            Resolution::Asked { route, hop } => (route, hop),
+        };
         let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(1);
+        let mut pause = FIRST_PAUSE;
         while Instant::now() < deadline {
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
+            pause = next_pause(pause);
             if let Some(mac) = self.neighbour(route.ifindex, hop)? {
                 return Ok((route, mac));
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("{hop} did not answer ARP"),
-        ))
+        Err(unanswered(hop))
     }
+
+    /// The first step of resolving `dst`, without waiting: the route, and the next
+    /// hop's MAC if the kernel knows it; otherwise the kernel is asked to resolve it
+    /// and the caller polls [`Netlink::neighbour`] for the answer.
+    pub fn start_resolving(&mut self, dst: Ipv4Addr) -> io::Result<Resolution> {
+        let route = self.route(dst)?;
+        let hop = route.next_hop(dst);
+        if let Some(mac) = self.neighbour(route.ifindex, hop)? {
+            return Ok(Resolution::Known(route, mac));
+        }
+        self.solicit(route.ifindex, hop)?;
+        Ok(Resolution::Asked { route, hop })
+    }
+}
+
+/// Where [`Netlink::start_resolving`] left a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// The route and the next hop's MAC.
+    Known(Route, [u8; 6]),
+    /// The kernel is resolving `hop` (an ARP request is out).
+    Asked {
+        /// The route to the destination.
+        route: Route,
+        /// The address whose MAC is awaited.
+        hop: Ipv4Addr,
+    },
+}
+
+/// The first wait for an ARP answer; each next one doubles, up to [`LAST_PAUSE`].
+pub const FIRST_PAUSE: Duration = Duration::from_millis(1);
+/// The longest wait between two looks at the neighbour table.
+pub const LAST_PAUSE: Duration = Duration::from_millis(50);
+
+/// The wait after `pause` between two looks at the neighbour table.
+pub fn next_pause(pause: Duration) -> Duration {
+    (pause * 2).min(LAST_PAUSE)
+}
+
+/// The error of a next hop that did not answer ARP in time.
+pub fn unanswered(hop: Ipv4Addr) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{hop} did not answer ARP"))
 }
 
 #[cfg(test)]

@@ -996,11 +996,10 @@ pub(crate) async fn connect(
     keepalive: Option<Keepalive>,
     timeout: Duration,
 ) -> Result<Flow, Error> {
+    let (route, remote_mac) = super::nexthop_cache::resolve(*dst.ip())
+        .await
+        .map_err(|e| Error::Unreachable(e.to_string()))?;
     let h = {
-        let mut nl = super::nexthop_cache::Resolver::current();
-        let (route, remote_mac) = nl
-            .resolve(*dst.ip())
-            .map_err(|e| Error::Unreachable(e.to_string()))?;
         let mut s = state.borrow_mut();
         let local_ip = super::table::pick_source(&s.addrs, route.source)
             .ok_or_else(|| Error::Unreachable("no local address".into()))?;
