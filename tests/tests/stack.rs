@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use e2e::{require_root, Impairment, Pattern, Topology, TopologyConfig};
 use stack::{
     Backend, Bytes, Error, Flow, Keepalive, Listener, Listeners, Stack, StackConfig, WriteError,
+    XdpConfig,
 };
 
 /// One case at a time: each moves up to hundreds of megabytes through two stacks on a
@@ -132,14 +133,13 @@ fn rig_queues(
             listeners.listen(HALF_DEAF, deaf_listener(true));
             listeners.listen(PANICS, panicking_listener());
             listeners.listen(PANICS_AT_ONCE, panicking_at_once_listener());
-            let mut config = StackConfig {
-                backend,
-                iface: Some(iface),
-                addrs: vec![server_ip],
-                cores: vec![0],
-                connect_timeout: Duration::from_secs(3),
-                ..Default::default()
+            let mut config = match backend {
+                Backend::Kernel => StackConfig::kernel(),
+                Backend::Xdp => StackConfig::xdp(XdpConfig::new(iface)),
             };
+            config.addrs = vec![server_ip];
+            config.cores = vec![0];
+            config.connect_timeout = Duration::from_secs(3);
             tweak(&mut config);
             Stack::start(config, listeners)
         })
@@ -732,7 +732,9 @@ fn loss_on_the_wire(backend: Backend) {
 /// connections the returning ACKs build work like any other.
 fn syn_cookies_when_the_backlog_is_full(max_half_open: usize) {
     const CLIENTS: usize = 200;
-    let r = rig_with(Backend::Xdp, move |c| c.max_half_open = max_half_open);
+    let r = rig_with(Backend::Xdp, move |c| {
+        c.xdp_mut().unwrap().max_half_open = max_half_open
+    });
     let addr = r.server(ECHO);
     let ok = r.peer(move || {
         let threads: Vec<_> = (0..CLIENTS)
@@ -905,7 +907,7 @@ fn xdp_orphan_in_fin_wait_2_is_reset_after_the_timeout() {
     require_root!();
     let _serial = serial();
     let r = rig_with(Backend::Xdp, |c| {
-        c.tcp.fin_wait_2_timeout = Duration::from_secs(1);
+        c.xdp_mut().unwrap().tcp.fin_wait_2_timeout = Duration::from_secs(1);
     });
     let addr = r.server(GREETING);
     let c = r.peer(move || {

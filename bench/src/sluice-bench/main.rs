@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use load::{Counters, Mode, Plan, Protocol, Task, PHASE_MEASURE, PHASE_STOP};
-use stack::{Backend, Listeners, Stack, StackConfig};
+use stack::{Backend, BackendConfig, KernelConfig, Listeners, Stack, StackConfig, XdpConfig};
 
 /// DNS-over-TCP load generator on sluice's stack.
 #[derive(Parser, Debug)]
@@ -176,31 +176,43 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         timeout: Duration::from_secs_f64(args.timeout),
         queries,
     });
+    let backend = match args.backend {
+        Backend::Kernel => BackendConfig::Kernel(KernelConfig {
+            workers: Some(workers),
+            ..KernelConfig::default()
+        }),
+        Backend::Xdp => {
+            let iface = args
+                .iface
+                .clone()
+                .ok_or("--backend xdp needs --iface (the interface the client's queues are on)")?;
+            let mut xdp = XdpConfig {
+                napi_busy_poll_us: args.napi_busy_poll,
+                // A load generator opening tens of thousands of connections a second
+                // needs its ports back soon: a wide client range, and TIME-WAIT held
+                // 250 ms rather than 2 MSL (what tcp_tw_reuse gives the kernel-socket
+                // client; the server side is not affected).
+                client_ports: stack::PortRange {
+                    first: 10000,
+                    last: 60999,
+                },
+                tcp: tcp::tcb::Config {
+                    time_wait: Duration::from_millis(250),
+                    ..tcp::tcb::Config::default()
+                },
+                ..XdpConfig::new(iface)
+            };
+            if let Some(us) = args.busy_poll {
+                xdp.busy_poll = Duration::from_micros(us);
+            }
+            BackendConfig::Xdp(xdp)
+        }
+    };
     let config = StackConfig {
-        backend: args.backend,
-        iface: args.iface.clone(),
+        backend,
         addrs: args.addrs.clone(),
         cores: args.cores.clone(),
-        workers: Some(workers),
         connect_timeout: Duration::from_secs_f64(args.timeout),
-        napi_busy_poll_us: args.napi_busy_poll,
-        busy_poll: args
-            .busy_poll
-            .map(Duration::from_micros)
-            .unwrap_or(StackConfig::default().busy_poll),
-        // A load generator opening tens of thousands of connections a second needs its
-        // ports back soon: a wide client range, and TIME-WAIT held 250 ms rather than 2 MSL
-        // (what tcp_tw_reuse gives the kernel-socket client; the server side is not
-        // affected).
-        client_ports: stack::PortRange {
-            first: 10000,
-            last: 60999,
-        },
-        tcp: tcp::tcb::Config {
-            time_wait: Duration::from_millis(250),
-            ..tcp::tcb::Config::default()
-        },
-        ..StackConfig::default()
     };
     let mut stack = Stack::start(config, Listeners::new())?;
     // The AF_XDP backend has a worker per queue, whatever the core list says.

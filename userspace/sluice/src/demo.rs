@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use netns::{Topology, TopologyConfig};
-use stack::{Backend, Bytes, Flow, Listener, Listeners, Stack, StackConfig};
+use stack::{Bytes, Flow, Listener, Listeners, Stack, StackConfig, XdpConfig};
 use xsk::AttachMode;
 
 /// Options of `sluice demo`.
@@ -84,13 +84,11 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
                 flow.close().await;
             }),
         );
-        let config = StackConfig {
-            backend: Backend::Xdp,
-            iface: Some(iface),
-            addrs: vec![server_ip],
-            xdp_mode: mode,
-            ..Default::default()
-        };
+        let mut config = StackConfig::xdp(XdpConfig {
+            attach_mode: mode,
+            ..XdpConfig::new(iface)
+        });
+        config.addrs = vec![server_ip];
         Stack::start(config, listeners)
     })??;
     println!(

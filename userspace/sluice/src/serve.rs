@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
-use stack::{Backend, Flow, Listener, Listeners, Stack, StackConfig};
+use stack::{
+    Backend, BackendConfig, Flow, KernelConfig, Listener, Listeners, Stack, StackConfig, XdpConfig,
+};
 
 use crate::dns_service::{DnsService, Limits, ZoneSource};
 
@@ -350,26 +352,34 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
     };
     Ok(Settings {
         stack: StackConfig {
-            backend,
-            iface: args.iface.clone().or(file.iface),
+            backend: match backend {
+                Backend::Kernel => BackendConfig::Kernel(KernelConfig {
+                    workers: args.workers.or(file.workers),
+                    ..KernelConfig::default()
+                }),
+                Backend::Xdp => {
+                    let iface = args.iface.clone().or(file.iface).ok_or(
+                        "the xdp backend needs --iface (the interface whose queues sluice serves)",
+                    )?;
+                    let mut xdp = XdpConfig::new(iface);
+                    xdp.napi_busy_poll_us =
+                        args.napi_busy_poll.or(file.napi_busy_poll).unwrap_or(0);
+                    if let Some(us) = args.busy_poll.or(file.busy_poll) {
+                        xdp.busy_poll = Duration::from_micros(us);
+                    }
+                    if let Some(n) = args.syn_backlog.or(file.syn_backlog) {
+                        xdp.max_half_open = n;
+                    }
+                    BackendConfig::Xdp(xdp)
+                }
+            },
             addrs: if args.addrs.is_empty() {
                 file.addr
             } else {
                 args.addrs.clone()
             },
             cores,
-            workers: args.workers.or(file.workers),
-            napi_busy_poll_us: args.napi_busy_poll.or(file.napi_busy_poll).unwrap_or(0),
-            busy_poll: args
-                .busy_poll
-                .or(file.busy_poll)
-                .map(Duration::from_micros)
-                .unwrap_or(StackConfig::default().busy_poll),
-            max_half_open: args
-                .syn_backlog
-                .or(file.syn_backlog)
-                .unwrap_or(StackConfig::default().max_half_open),
-            ..StackConfig::default()
+            ..StackConfig::kernel()
         },
         listen,
         zones,
@@ -386,8 +396,8 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
 
 pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let s = settings(args)?;
-    if let Some(iface) = &s.stack.iface {
-        xsk::iface::ifindex(iface)?;
+    if let BackendConfig::Xdp(xdp) = &s.stack.backend {
+        xsk::iface::ifindex(&xdp.iface)?;
     }
     let wants_dns = s.listen.iter().any(|(_, h)| *h == BuiltinHandler::Dns);
     if wants_dns && s.zones.is_empty() {
@@ -431,7 +441,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ])?;
-    let backend = s.stack.backend;
+    let backend = s.stack.backend.kind();
     let mut stack = Stack::start(s.stack, listeners)?;
     let control = open_control(&s.control);
     let ports: Vec<String> = s
@@ -662,8 +672,11 @@ mod tests {
             ..Default::default()
         };
         let s = settings(&args).unwrap();
-        assert_eq!(s.stack.backend, Backend::Xdp);
-        assert_eq!(s.stack.iface.as_deref(), Some("eth9"));
+        assert!(
+            matches!(&s.stack.backend, BackendConfig::Xdp(x) if x.iface == "eth9"),
+            "{:?}",
+            s.stack.backend
+        );
         assert_eq!(s.stack.cores, vec![0, 1]);
         assert_eq!(s.listen, vec![(53, BuiltinHandler::Dns)]);
         assert_eq!(
@@ -679,7 +692,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            settings(&args).unwrap().stack.backend,
+            settings(&args).unwrap().stack.backend.kind(),
             Backend::Kernel,
             "the flag wins"
         );
@@ -693,6 +706,18 @@ mod tests {
             "unknown keys are errors"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_xdp_backend_without_an_interface_is_refused_before_starting() {
+        let err = settings(&ServeArgs {
+            listen: vec![(7, BuiltinHandler::Echo)],
+            backend: Some(Backend::Xdp),
+            ..Default::default()
+        })
+        .err()
+        .unwrap();
+        assert!(err.contains("--iface"), "{err}");
     }
 
     #[test]
@@ -728,18 +753,19 @@ mod tests {
     #[test]
     fn the_deploy_example_config_is_valid() {
         let s = deploy_settings("sluice.toml");
-        assert_eq!(s.stack.backend, Backend::Xdp);
+        assert_eq!(s.stack.backend.kind(), Backend::Xdp);
         assert_eq!(s.listen, vec![(53, BuiltinHandler::Dns)]);
         assert_eq!(s.stack.cores, vec![2, 3, 4, 5]);
         assert_eq!(s.zones.len(), 1);
         assert_eq!(s.limits.max_per_source, 1000);
-        assert_eq!(s.stack.max_half_open, 4096);
+        let mut stack = s.stack;
+        assert_eq!(stack.xdp_mut().map(|x| x.max_half_open), Some(4096));
     }
 
     #[test]
     fn the_kubernetes_config_and_zone_are_valid() {
         let s = deploy_settings("kubernetes/sluice.toml");
-        assert_eq!(s.stack.backend, Backend::Xdp);
+        assert_eq!(s.stack.backend.kind(), Backend::Xdp);
         assert_eq!(s.listen, vec![(53, BuiltinHandler::Dns)]);
         assert_eq!(s.stack.cores, vec![2, 3]);
         assert_eq!(s.zones.len(), 1);

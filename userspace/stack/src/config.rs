@@ -1,11 +1,13 @@
-//! How the stack is configured.
+//! How the stack is configured: what every backend shares, and each backend's own
+//! settings in its own variant, so that "the AF_XDP backend needs an interface" is a
+//! type, not a check at start-up.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::xdp::ports::PortRange;
 
-/// Where the stack's TCP runs.
+/// Which backend runs the TCP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// sluice's own TCP over AF_XDP sockets, one worker per queue of the interface.
@@ -26,17 +28,122 @@ impl std::str::FromStr for Backend {
 }
 
 /// The stack's configuration.
+///
+/// ```
+/// use stack::{StackConfig, XdpConfig};
+/// let mut config = StackConfig::xdp(XdpConfig::new("eth0"));
+/// config.addrs = vec!["192.0.2.53".parse().unwrap()];
+/// if let Some(x) = config.xdp_mut() {
+///     x.max_half_open = 1024;
+/// }
+/// assert_eq!(config.backend.kind(), stack::Backend::Xdp);
+/// ```
 #[derive(Clone, Debug)]
 pub struct StackConfig {
-    /// Which backend runs the TCP.
-    pub backend: Backend,
-    /// The interface whose queues the AF_XDP backend serves.
-    pub iface: Option<String>,
-    /// How the steering program attaches (AF_XDP backend).
-    pub xdp_mode: xsk::AttachMode,
+    /// Which backend runs the TCP, with its own settings.
+    pub backend: BackendConfig,
+    /// Addresses to serve; empty means every local address (kernel backend only: the
+    /// AF_XDP backend needs at least one).
+    pub addrs: Vec<Ipv4Addr>,
+    /// Cores to pin workers to, in worker order; empty means no pinning.
+    pub cores: Vec<usize>,
+    /// How long `connect` waits for the handshake before `Err(Timeout)`.
+    pub connect_timeout: Duration,
+}
+
+impl StackConfig {
+    /// The kernel backend with its defaults.
+    pub fn kernel() -> StackConfig {
+        StackConfig::with(BackendConfig::Kernel(KernelConfig::default()))
+    }
+
+    /// The AF_XDP backend with `xdp`'s settings.
+    pub fn xdp(xdp: XdpConfig) -> StackConfig {
+        StackConfig::with(BackendConfig::Xdp(xdp))
+    }
+
+    fn with(backend: BackendConfig) -> StackConfig {
+        StackConfig {
+            backend,
+            addrs: Vec::new(),
+            cores: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The AF_XDP backend's settings, when that is the backend.
+    pub fn xdp_mut(&mut self) -> Option<&mut XdpConfig> {
+        match &mut self.backend {
+            BackendConfig::Xdp(x) => Some(x),
+            BackendConfig::Kernel(_) => None,
+        }
+    }
+
+    /// The kernel backend's settings, when that is the backend.
+    pub fn kernel_mut(&mut self) -> Option<&mut KernelConfig> {
+        match &mut self.backend {
+            BackendConfig::Kernel(k) => Some(k),
+            BackendConfig::Xdp(_) => None,
+        }
+    }
+}
+
+impl Default for StackConfig {
+    /// The kernel backend: it runs anywhere.
+    fn default() -> Self {
+        StackConfig::kernel()
+    }
+}
+
+/// A backend and its own settings.
+// Built once at start-up: a box would only make it harder to write.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum BackendConfig {
+    /// Ordinary kernel sockets.
+    Kernel(KernelConfig),
+    /// sluice's own TCP over AF_XDP.
+    Xdp(XdpConfig),
+}
+
+impl BackendConfig {
+    /// Which backend this is.
+    pub fn kind(&self) -> Backend {
+        match self {
+            BackendConfig::Kernel(_) => Backend::Kernel,
+            BackendConfig::Xdp(_) => Backend::Xdp,
+        }
+    }
+}
+
+/// The kernel backend's settings.
+#[derive(Clone, Debug)]
+pub struct KernelConfig {
+    /// How many workers (default: one per listed core, or one).
+    pub workers: Option<usize>,
+    /// Listen backlog of each worker's sockets.
+    pub listen_backlog: i32,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            workers: None,
+            listen_backlog: 4096,
+        }
+    }
+}
+
+/// The AF_XDP backend's settings.
+#[derive(Clone, Debug)]
+pub struct XdpConfig {
+    /// The interface whose queues the workers serve, one worker per queue.
+    pub iface: String,
+    /// How the steering program attaches.
+    pub attach_mode: xsk::AttachMode,
     /// Zero-copy or copy mode for the AF_XDP sockets.
-    pub xdp_bind_mode: xsk::BindMode,
-    /// How long an idle AF_XDP worker keeps polling before it sleeps in poll(2).
+    pub bind_mode: xsk::BindMode,
+    /// How long an idle worker keeps polling before it sleeps in poll(2).
     pub busy_poll: Duration,
     /// AF_XDP preferred busy polling: each worker runs its queue's NAPI from its own
     /// loop (SO_PREFER_BUSY_POLL) for up to this many microseconds per call, instead of
@@ -44,8 +151,8 @@ pub struct StackConfig {
     /// it off. Needs the interface's napi_defer_hard_irqs and gro_flush_timeout set
     /// (deploy/nic-setup.sh does).
     pub napi_busy_poll_us: u32,
-    /// Verify IPv4 and TCP checksums of received frames (AF_XDP backend). Leave on
-    /// unless the NIC already drops bad frames.
+    /// Verify IPv4 and TCP checksums of received frames. Leave on unless the NIC
+    /// already drops bad frames.
     pub verify_checksums: bool,
     /// Half-open connections a worker holds at most; past that, SYNs are answered with
     /// SYN cookies and no state (4096 by default, Linux's `somaxconn`). A larger backlog
@@ -53,42 +160,27 @@ pub struct StackConfig {
     /// SYN-ACK retransmissions (under kxdpgun's open loop at 80 k/s, 65536 answered
     /// about 6 % fewer: within the noise of 4 runs).
     pub max_half_open: usize,
-    /// Local ports of active opens (AF_XDP backend), reserved from the kernel.
+    /// Local ports of active opens, reserved from the kernel.
     pub client_ports: PortRange,
-    /// TCP settings of the AF_XDP backend. Their `keepalive` and `connect_timeout` are
-    /// set per connection, from the listener or the `connect` call and from
+    /// TCP settings. Their `keepalive` and `connect_timeout` are set per connection,
+    /// from the listener or the `connect` call and from
     /// [`StackConfig::connect_timeout`].
     pub tcp: tcp::tcb::Config,
-    /// Addresses to serve; empty means every local address (kernel backend only).
-    pub addrs: Vec<Ipv4Addr>,
-    /// Cores to pin workers to, in worker order; empty means no pinning.
-    pub cores: Vec<usize>,
-    /// Worker count for the kernel backend (default: one per listed core, or one).
-    pub workers: Option<usize>,
-    /// How long `connect` waits for the handshake before `Err(Timeout)`.
-    pub connect_timeout: Duration,
-    /// Listen backlog of the kernel backend's sockets.
-    pub listen_backlog: i32,
 }
 
-impl Default for StackConfig {
-    fn default() -> Self {
-        StackConfig {
-            backend: Backend::Kernel,
-            iface: None,
-            xdp_mode: xsk::AttachMode::Auto,
-            xdp_bind_mode: xsk::BindMode::Auto,
+impl XdpConfig {
+    /// The defaults, on `iface`.
+    pub fn new(iface: impl Into<String>) -> XdpConfig {
+        XdpConfig {
+            iface: iface.into(),
+            attach_mode: xsk::AttachMode::Auto,
+            bind_mode: xsk::BindMode::Auto,
             busy_poll: Duration::from_micros(200),
             napi_busy_poll_us: 0,
             verify_checksums: true,
             max_half_open: 4096,
             client_ports: PortRange::default(),
             tcp: tcp::tcb::Config::default(),
-            addrs: Vec::new(),
-            cores: Vec::new(),
-            workers: None,
-            connect_timeout: Duration::from_secs(10),
-            listen_backlog: 4096,
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The flow API's errors, after the seed's `error` and `write_error`.
+//! The stack's errors: the flow API's, after the seed's `error` and `write_error`, and
+//! why the stack could not start.
 
 use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Why a connection could not be made or could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -91,4 +93,28 @@ mod tests {
         assert_eq!(WriteError::Closed.to_string(), "connection closed");
         assert_eq!(Error::Refused.to_string(), "connection refused");
     }
+}
+
+/// Why the stack could not start. Each says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another program already serves this address and port.
+    #[error("{0} is already in use by another program")]
+    PortInUse(SocketAddrV4),
+    /// The address is not assigned to this host (in this network namespace).
+    #[error("{0} is not an address of this host (add it to an interface first)")]
+    AddressNotLocal(Ipv4Addr),
+    /// A core in the core list does not exist.
+    #[error("core {0} does not exist (this machine has cores 0..{1})")]
+    NoSuchCore(usize, usize),
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The AF_XDP layer refused (no interface, no privileges, a program already
+    /// attached, a busy queue...).
+    #[error("AF_XDP: {0}")]
+    Xdp(#[from] xsk::Error),
+    /// A system call failed.
+    #[error("{0}: {1}")]
+    Io(&'static str, #[source] io::Error),
 }

@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::mpsc::Sender;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,11 +19,13 @@ use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
-use crate::error::{Error, WriteError};
+use crate::config::{KernelConfig, StackConfig};
+use crate::context::{Connecting, Connector, WorkerContext};
+use crate::error::{Error, StartError, WriteError};
 use crate::listener::{Keepalive, Listeners};
-use crate::worker::{Command, StartError, WorkerContext, WorkerSetup};
+use crate::runtime::Tasks;
+use crate::workers::{Command, Commands, Workers};
 use crate::Flow;
 
 /// Bytes a read asks the kernel for at most; the buffer is reused between reads.
@@ -257,16 +260,73 @@ pub(crate) fn check_port_free(addr: SocketAddrV4) -> Result<(), StartError> {
     }
 }
 
+/// Starts the kernel backend's workers: one per listed core (or `workers` of them),
+/// each with its own SO_REUSEPORT listener on every port.
+pub(crate) fn start(
+    config: &StackConfig,
+    kernel: &KernelConfig,
+    listeners: &Listeners,
+    workers: &mut Workers,
+) -> Result<(), StartError> {
+    let addrs = if config.addrs.is_empty() {
+        vec![Ipv4Addr::UNSPECIFIED]
+    } else {
+        config.addrs.clone()
+    };
+    let count = kernel.workers.unwrap_or(config.cores.len().max(1));
+    if count == 0 {
+        return Err(StartError::Config("at least one worker is needed".into()));
+    }
+    for port in listeners.ports() {
+        for addr in &addrs {
+            check_port_free(SocketAddrV4::new(*addr, port))?;
+        }
+    }
+    for index in 0..count {
+        let setup = WorkerSetup {
+            index,
+            listeners: listeners.clone(),
+            addrs: addrs.clone(),
+            listen_backlog: kernel.listen_backlog,
+            connect_timeout: config.connect_timeout,
+        };
+        workers.launch(index, &config.cores, move |commands, ready| {
+            run_worker(setup, commands, ready)
+        })??;
+    }
+    Ok(())
+}
+
+/// Everything a kernel worker thread starts from.
+struct WorkerSetup {
+    index: usize,
+    listeners: Listeners,
+    addrs: Vec<Ipv4Addr>,
+    listen_backlog: i32,
+    connect_timeout: Duration,
+}
+
+/// How a kernel worker opens connections.
+struct KernelConnector {
+    timeout: Duration,
+}
+
+impl Connector for KernelConnector {
+    fn connect(&self, dst: SocketAddrV4, keepalive: Option<Keepalive>) -> Connecting<'_> {
+        Box::pin(connect(dst, keepalive, self.timeout))
+    }
+}
+
 /// Runs one kernel worker until told to shut down.
-pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiver<Command>) {
+fn run_worker(setup: WorkerSetup, mut commands: Commands, ready: Sender<Result<(), StartError>>) {
     let WorkerSetup {
         index,
         listeners,
         addrs,
-        config,
-        ready,
+        listen_backlog,
+        connect_timeout,
     } = setup;
-    let runtime = match crate::worker::runtime() {
+    let runtime = match crate::runtime::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(StartError::Io("building the worker runtime", e)));
@@ -275,21 +335,21 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let active = Rc::new(Cell::new(0usize));
+        let tasks = Tasks::default();
         let accepted = Rc::new(Cell::new(0u64));
         let mut accept_tasks = Vec::new();
-        match bind_all(&listeners, &addrs, config.listen_backlog) {
+        match bind_all(&listeners, &addrs, listen_backlog) {
             Ok(bound) => {
-                let _ = ready.send(Ok(None));
+                let _ = ready.send(Ok(()));
                 for (listener, port) in bound {
                     let listeners = listeners.clone();
-                    let active = active.clone();
+                    let tasks = tasks.clone();
                     let accepted = accepted.clone();
-                    accept_tasks.push(tokio::task::spawn_local(crate::worker::abort_on_panic(
+                    accept_tasks.push(tokio::task::spawn_local(crate::runtime::abort_on_panic(
                         "an accept loop",
                         index,
                         async move {
-                            accept_loop(listener, port, &listeners, active, accepted).await;
+                            accept_loop(listener, port, &listeners, tasks, accepted).await;
                         },
                     )));
                 }
@@ -299,21 +359,21 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
                 return;
             }
         }
-        let ctx = WorkerContext::kernel(index, config.connect_timeout);
+        let connector = Rc::new(KernelConnector {
+            timeout: connect_timeout,
+        });
+        let ctx = WorkerContext::new(index, connector);
         while let Some(cmd) = commands.recv().await {
             match cmd {
                 Command::Spawn(f) => {
                     let ctx = ctx.clone();
-                    let active = Active::enter(&active);
-                    tokio::task::spawn_local(async move {
-                        f(ctx).await;
-                        drop(active);
-                    });
+                    // Called inside the task, so that a panic in it ends only the task.
+                    tasks.spawn(async move { f(ctx).await });
                 }
                 Command::Stats(reply) => {
                     let _ = reply.send(crate::WorkerStats {
                         accepted: accepted.get(),
-                        connections: active.get() as u64,
+                        connections: tasks.running() as u64,
                         ..Default::default()
                     });
                 }
@@ -323,7 +383,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
                         t.abort();
                     }
                     let deadline = tokio::time::Instant::now() + drain;
-                    while active.get() > 0 && tokio::time::Instant::now() < deadline {
+                    while tasks.running() > 0 && tokio::time::Instant::now() < deadline {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     return;
@@ -331,23 +391,6 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiv
             }
         }
     });
-}
-
-/// One task counted in the worker's active tasks until dropped, however the task ends
-/// (a panic included: shutdown waits for the count to reach zero).
-struct Active(Rc<Cell<usize>>);
-
-impl Active {
-    fn enter(count: &Rc<Cell<usize>>) -> Active {
-        count.set(count.get() + 1);
-        Active(count.clone())
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
 }
 
 fn bind_all(
@@ -377,7 +420,7 @@ async fn accept_loop(
     listener: TcpListener,
     port: u16,
     listeners: &Listeners,
-    active: Rc<Cell<usize>>,
+    tasks: Tasks,
     accepted: Rc<Cell<u64>>,
 ) {
     let Some(l) = listeners.get(port) else { return };
@@ -402,11 +445,7 @@ async fn accept_loop(
         };
         accepted.set(accepted.get() + 1);
         let handler = l.handler.clone();
-        let active = Active::enter(&active);
         // The handler is called inside the task: a panic in it ends that task only.
-        tokio::task::spawn_local(async move {
-            handler(flow).await;
-            drop(active);
-        });
+        tasks.spawn(async move { handler(flow).await });
     }
 }

@@ -21,22 +21,24 @@
 #![warn(missing_docs)]
 
 mod config;
+mod context;
 mod error;
 mod flow;
 mod kernel;
 mod listener;
-pub mod nexthop;
+mod runtime;
+mod stack;
 mod stats;
-#[allow(dead_code)] // used by the AF_XDP backend, next
-mod timer;
-mod worker;
+mod workers;
 mod xdp;
 
 pub use bytes::Bytes;
-pub use config::{Backend, StackConfig};
-pub use error::{Error, WriteError};
+pub use config::{Backend, BackendConfig, KernelConfig, StackConfig, XdpConfig};
+pub use context::WorkerContext;
+pub use error::{Error, StartError, WriteError};
 pub use flow::Flow;
 pub use listener::{Handler, Keepalive, Listener, Listeners, LocalFuture};
+pub use stack::Stack;
 pub use stats::{ConnStates, SocketDrops, WorkerStats};
-pub use worker::{Stack, StartError, WorkerContext};
+pub use xdp::nexthop;
 pub use xdp::ports::PortRange;

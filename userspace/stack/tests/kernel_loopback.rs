@@ -6,7 +6,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use stack::{
-    Backend, Bytes, Error, Flow, Listener, Listeners, Stack, StackConfig, StartError, WriteError,
+    BackendConfig, Bytes, Error, Flow, KernelConfig, Listener, Listeners, Stack, StackConfig,
+    StartError, WriteError,
 };
 
 fn free_port() -> u16 {
@@ -19,10 +20,12 @@ fn free_port() -> u16 {
 
 fn config() -> StackConfig {
     StackConfig {
-        backend: Backend::Kernel,
+        backend: BackendConfig::Kernel(KernelConfig {
+            workers: Some(2),
+            ..KernelConfig::default()
+        }),
         addrs: vec![Ipv4Addr::LOCALHOST],
-        workers: Some(2),
-        ..Default::default()
+        ..StackConfig::kernel()
     }
 }
 

@@ -11,15 +11,15 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::ReadBuf;
 
 use super::conn::ConnEvent;
+use super::shard::Shard;
 use super::table::Handle;
-use super::worker::State;
 use crate::error::{Error, WriteError};
 
 /// Bytes a read hands out at most; the buffer is reused between reads.
 const READ_CHUNK: usize = 16 * 1024;
 
 pub(crate) struct XdpFlow {
-    state: Rc<RefCell<State>>,
+    state: Rc<RefCell<Shard>>,
     h: Handle,
     src: SocketAddrV4,
     dst: SocketAddrV4,
@@ -28,7 +28,7 @@ pub(crate) struct XdpFlow {
 }
 
 impl XdpFlow {
-    pub(crate) fn new(state: Rc<RefCell<State>>, h: Handle) -> XdpFlow {
+    pub(crate) fn new(state: Rc<RefCell<Shard>>, h: Handle) -> XdpFlow {
         let (src, dst) = {
             let mut s = state.borrow_mut();
             match s.conns.get_mut(h) {

@@ -12,23 +12,34 @@
 //! (its RSS or transmit hash), so a worker that receives a segment for a port of the
 //! client range that another worker owns hands the frame to that worker.
 
+mod backlog;
 pub(crate) mod conn;
+mod connect;
+mod demux;
+mod device;
+pub(crate) mod driver;
 pub(crate) mod flow;
 mod frames;
+mod handover;
 mod index;
+pub mod nexthop;
 mod nexthop_cache;
 pub mod ports;
+mod record;
+pub(crate) mod shard;
 pub(crate) mod table;
-pub(crate) mod worker;
+mod timer;
 
-use std::net::Ipv4Addr;
+use handover::peers;
+
 use std::sync::Arc;
 
 use xsk::XdpProgram;
 
+use crate::config::{StackConfig, XdpConfig};
+use crate::error::StartError;
 use crate::listener::Listeners;
-use crate::worker::StartError;
-use crate::StackConfig;
+use crate::workers::Workers;
 
 /// What the start-up thread keeps while the stack runs: the program (detached when
 /// dropped) and the port reservation to undo.
@@ -47,21 +58,13 @@ impl Drop for XdpShared {
 
 /// Everything one AF_XDP worker starts from.
 pub(crate) struct XdpWorkerSetup {
-    pub index: usize,
-    pub workers: usize,
+    /// The queue its socket binds to, on `iface`.
     pub queue: u32,
     pub iface: String,
-    pub mac: [u8; 6],
-    pub addrs: Vec<Ipv4Addr>,
-    pub listeners: Listeners,
-    pub config: Arc<StackConfig>,
-    pub tcp: conn::TcbFactory,
-    pub ports: ports::PortRange,
-    /// The other workers, to hand them frames of their connections.
-    pub peers: Arc<[worker::Peer]>,
-    /// Frames the other workers hand this one.
-    pub inbox: std::sync::mpsc::Receiver<Vec<u8>>,
-    pub ready: std::sync::mpsc::Sender<Result<Option<(u32, std::os::fd::RawFd)>, StartError>>,
+    pub shard: shard::ShardSetup,
+    pub xdp: Arc<XdpConfig>,
+    /// How long an active open waits for its handshake.
+    pub connect_timeout: std::time::Duration,
 }
 
 /// The interface's MAC address, from rtnetlink's view of the link (via sysfs-free ioctl).
@@ -107,14 +110,58 @@ fn mac_of(iface: &str) -> Result<[u8; 6], StartError> {
     Ok(mac)
 }
 
+/// Starts the AF_XDP backend: attaches and configures the steering program, then a
+/// worker per queue of the interface, each entered in the program's socket map once
+/// its socket is bound. Returns what must live as long as the workers.
+pub(crate) fn start(
+    config: &StackConfig,
+    xdp: &XdpConfig,
+    listeners: &Listeners,
+    workers: &mut Workers,
+) -> Result<XdpShared, StartError> {
+    let (mut shared, templates) = prepare(config, xdp, listeners)?;
+    let settings = Arc::new(xdp.clone());
+    let (peers, inboxes) = peers(templates.len());
+    for (t, inbox) in templates.into_iter().zip(inboxes) {
+        let setup = XdpWorkerSetup {
+            queue: t.queue,
+            iface: t.iface,
+            shard: shard::ShardSetup {
+                index: t.index,
+                workers: t.workers,
+                mac: t.mac,
+                addrs: config.addrs.clone(),
+                listeners: listeners.clone(),
+                tcp: conn::TcbFactory::new(&xdp.tcp),
+                ports: xdp.client_ports,
+                verify_checksums: xdp.verify_checksums,
+                max_half_open: xdp.max_half_open,
+                peers: peers.clone(),
+                inbox,
+            },
+            xdp: settings.clone(),
+            connect_timeout: config.connect_timeout,
+        };
+        let ready = workers.launch(t.index, &config.cores, move |commands, ready| {
+            driver::run_worker(setup, ready, commands)
+        })?;
+        if let Some((queue, fd)) = ready? {
+            shared
+                .program
+                .register_fd(queue, fd)
+                .map_err(StartError::Xdp)?;
+        }
+    }
+    Ok(shared)
+}
+
 /// Attaches and configures the steering program; returns it with the worker setups.
-pub(crate) fn prepare(
-    config: &Arc<StackConfig>,
+fn prepare(
+    config: &StackConfig,
+    xdp: &XdpConfig,
     listeners: &Listeners,
 ) -> Result<(XdpShared, Vec<XdpWorkerSetupTemplate>), StartError> {
-    let iface = config.iface.clone().ok_or_else(|| {
-        StartError::Config("the AF_XDP backend needs an interface (--iface)".into())
-    })?;
+    let iface = xdp.iface.clone();
     if config.addrs.is_empty() {
         return Err(StartError::Config(
             "the AF_XDP backend needs at least one address (--addr)".into(),
@@ -122,14 +169,14 @@ pub(crate) fn prepare(
     }
     let queues = xsk::iface::rx_queue_count(&iface).map_err(StartError::Xdp)?;
     let mac = mac_of(&iface)?;
-    let mut program = XdpProgram::attach(&iface, config.xdp_mode).map_err(StartError::Xdp)?;
+    let mut program = XdpProgram::attach(&iface, xdp.attach_mode).map_err(StartError::Xdp)?;
     for addr in &config.addrs {
         program.own_address(*addr).map_err(StartError::Xdp)?;
         for port in listeners.ports() {
             program.add_service(*addr, port).map_err(StartError::Xdp)?;
         }
     }
-    let range = config.client_ports;
+    let range = xdp.client_ports;
     program
         .set_client_ports(range.first, range.last)
         .map_err(StartError::Xdp)?;
@@ -153,7 +200,7 @@ pub(crate) fn prepare(
 }
 
 /// The per-worker part of the setup that does not depend on the listeners.
-pub(crate) struct XdpWorkerSetupTemplate {
+struct XdpWorkerSetupTemplate {
     pub index: usize,
     pub workers: usize,
     pub queue: u32,

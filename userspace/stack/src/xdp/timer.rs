@@ -52,6 +52,7 @@ impl TimerWheel {
     }
 
     /// Entries armed, stale ones included.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

@@ -1,0 +1,122 @@
+//! The running stack: the top of the crate, and the only module that names both
+//! backends. It starts the one the configuration names and talks to its workers
+//! through the commands every backend answers.
+
+use std::time::Duration;
+
+use crate::config::{Backend, BackendConfig, StackConfig};
+use crate::context::WorkerContext;
+use crate::error::{Error, StartError};
+use crate::listener::Listeners;
+use crate::workers::{Command, Workers};
+use crate::{kernel, xdp};
+
+/// The running stack: its workers and the way to reach them.
+pub struct Stack {
+    workers: Workers,
+    backend: Backend,
+    // Dropped after the workers have stopped (see Drop): detaches the program.
+    xdp: Option<xdp::XdpShared>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("workers", &self.workers.len())
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Stack {
+    /// Starts the workers and their listeners; returns once every worker is serving, or
+    /// the first error (after stopping the workers that did start).
+    pub fn start(config: StackConfig, listeners: Listeners) -> Result<Stack, StartError> {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        for &c in &config.cores {
+            if !cores.iter().any(|id| id.id == c) {
+                return Err(StartError::NoSuchCore(c, cores.len()));
+            }
+        }
+        let mut stack = Stack {
+            workers: Workers::default(),
+            backend: config.backend.kind(),
+            xdp: None,
+        };
+        let started = match &config.backend {
+            BackendConfig::Kernel(k) => kernel::start(&config, k, &listeners, &mut stack.workers),
+            BackendConfig::Xdp(x) => xdp::start(&config, x, &listeners, &mut stack.workers)
+                .map(|shared| stack.xdp = Some(shared)),
+        };
+        if let Err(e) = started {
+            stack.shutdown(Duration::ZERO);
+            return Err(e);
+        }
+        Ok(stack)
+    }
+
+    /// How many workers run.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `task` on worker `worker` (modulo the number of workers); the closure is sent
+    /// there and the future it returns stays there, so it need not be Send.
+    ///
+    /// ```no_run
+    /// # fn f(stack: &stack::Stack) {
+    /// use std::net::SocketAddrV4;
+    /// stack.spawn(0, |ctx| async move {
+    ///     let dst: SocketAddrV4 = "198.18.0.2:7".parse().unwrap();
+    ///     if let Ok(mut flow) = ctx.connect(dst, None).await {
+    ///         let _ = flow.write(bytes::Bytes::from_static(b"ping")).await;
+    ///         flow.close().await;
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn spawn<F, Fut>(&self, worker: usize, task: F) -> Result<(), Error>
+    where
+        F: FnOnce(WorkerContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let cmd = Command::Spawn(Box::new(move |ctx| Box::pin(task(ctx))));
+        if self.workers.send(worker, cmd) {
+            Ok(())
+        } else {
+            Err(Error::ShuttingDown)
+        }
+    }
+
+    /// Every worker's counters, in worker order (a worker that does not answer within a
+    /// second is left out).
+    ///
+    /// ```no_run
+    /// # fn f(stack: &stack::Stack) {
+    /// for (i, w) in stack.stats().iter().enumerate() {
+    ///     println!("worker {i}: {} frames in, {} accepted", w.rx_frames, w.accepted);
+    /// }
+    /// # }
+    /// ```
+    pub fn stats(&self) -> Vec<crate::WorkerStats> {
+        self.workers.stats()
+    }
+
+    /// Stops accepting, lets flows in progress finish for at most `drain`, and waits for
+    /// every worker to exit.
+    pub fn shutdown(&mut self, drain: Duration) {
+        self.workers.shutdown(drain);
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown(Duration::ZERO);
+        self.xdp = None;
+    }
+}
