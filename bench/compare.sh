@@ -6,7 +6,7 @@
 #   knot-kernel    Knot DNS 3.2, kernel sockets
 #   knot-xdp       Knot DNS 3.2, XDP mode with xdp.tcp on
 # Each server and its veth receive work on core 0; the load and its receive work on
-# core 1 (GRO on, TSO off, threaded NAPI pinned: DESIGN.md's method). Workloads:
+# core 1 (GRO on, TSO off, threaded NAPI pinned: docs/design.md's method). Workloads:
 #   pipelined       sluice-bench, kernel sockets, 64 connections x 16 queries in flight
 #   per-connection  sluice-bench, kernel sockets, one query per connection, 32 at a time
 #   xdp-pipelined, xdp-per-connection

@@ -158,7 +158,7 @@ deploy/netns-topology.sh up >/dev/null
 # a free port and the benchmark measures that instead of the server.
 ip netns exec sl-peer sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
 
-# Each side's receive work on its own core (DESIGN.md, "Measuring on a 2-core machine"):
+# Each side's receive work on its own core (docs/design.md, "Measuring on a 2-core machine"):
 # veth processes what it receives in NAPI when GRO (or XDP) is on and the sender has no
 # TSO (veth_skb_is_eligible_for_gro); otherwise in the sender's softirq, on the sender's
 # core: then the peer's kernel TCP would run on the server's core, inside its sendto,

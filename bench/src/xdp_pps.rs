@@ -365,7 +365,7 @@ fn one_run(args: &Arc<Args>) -> Result<Run, BenchError> {
 }
 
 /// Moves veth's receive processing for `iface` into NAPI kernel threads and pins them to
-/// `core`, so each side's receive work is charged to that side's core (DESIGN.md,
+/// `core`, so each side's receive work is charged to that side's core (docs/design.md,
 /// "Measuring on a 2-core machine"). Needs an XDP program attached (veth has NAPI then).
 fn threaded_napi(ns: &str, iface: &str, core: usize) -> Result<(), BenchError> {
     let out = std::process::Command::new("ip")

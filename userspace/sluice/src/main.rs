@@ -1,7 +1,7 @@
 //! `sluice`: the daemon's command line.
 //!
-//! The daemon wires the crates together (DESIGN.md); protocol logic lives in them, not
-//! here.
+//! The daemon wires the crates together (docs/design.md); protocol logic lives in them,
+//! not here.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,5 @@
 //! `Flow`: one TCP connection as the application sees it, the Rust form of MirageOS's
-//! TCP flow (../shared/seed/mirage-tcp-flow-api.txt), on either backend.
+//! TCP flow (docs/design.md, "The flow API"), on either backend.
 
 use std::io;
 use std::net::SocketAddrV4;

@@ -1,5 +1,5 @@
 //! sluice's running stack: per-core workers, the flow API (the Rust form of MirageOS's
-//! TCP module, see ../shared/seed/), the listener registry, and the backends.
+//! TCP module, see docs/design.md), the listener registry, and the backends.
 //!
 //! ```no_run
 //! use stack::{Flow, Listener, Listeners, Stack, StackConfig};

@@ -1,7 +1,8 @@
 //! The TCP state machine, sans-IO: segments and time in, segments and events out.
 //!
-//! Nothing here performs I/O, reads a clock or spawns a thread (DESIGN.md): the caller
-//! (the `stack` crate, or a test with virtual time) owns all of that.
+//! Nothing here performs I/O, reads a clock or spawns a thread (docs/design.md,
+//! "Sans-IO"): the caller (the `stack` crate, or a test with virtual time) owns all of
+//! that.
 
 pub mod assembler;
 pub mod congestion;

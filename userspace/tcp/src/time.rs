@@ -1,9 +1,10 @@
 //! Time as the caller supplies it.
 //!
-//! The crate reads no clock (sans-IO, DESIGN.md): every entry point takes an [`Instant`]
-//! that the caller derived from its own monotonic clock (the stack's, or a test's virtual
-//! one). Microsecond resolution is fine enough for RTT estimation on a LAN and keeps the
-//! type a plain `u64` (8 bytes per stored timestamp, no `std::time::Instant` padding).
+//! The crate reads no clock (sans-IO, docs/design.md): every entry point takes an
+//! [`Instant`] that the caller derived from its own monotonic clock (the stack's, or a
+//! test's virtual one). Microsecond resolution is fine enough for RTT estimation on a
+//! LAN and keeps the type a plain `u64` (8 bytes per stored timestamp, no
+//! `std::time::Instant` padding).
 
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub};

@@ -8,7 +8,7 @@
 //!   meaning; `emit` writes them into a caller's buffer (a UMEM frame) with no allocation.
 //!
 //! Malformed input is always an `Err`, never a panic, an out-of-bounds read or a loop
-//! that does not end (TCP options above all: see DESIGN.md on Knot's bug).
+//! that does not end (TCP options above all: see docs/design.md on Knot's bug).
 
 #![forbid(unsafe_code)]
 

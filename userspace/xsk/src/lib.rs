@@ -7,9 +7,9 @@
 //! - [`XskSocket`] is one AF_XDP socket with its own UMEM, bound to one queue: batched RX
 //!   and TX, completion reclaim, fill-ring refill, need-wakeup handling and counters.
 //!
-//! The crate knows nothing of TCP (DESIGN.md): frames in, frames out. The ring code is
-//! our own, over `libc`'s AF_XDP definitions, which keeps the crate under the project's
-//! licences.
+//! The crate knows nothing of TCP (docs/design.md): frames in, frames out. The ring code
+//! is our own, over `libc`'s AF_XDP definitions, which keeps the crate under the
+//! project's licences.
 
 mod error;
 pub mod iface;
