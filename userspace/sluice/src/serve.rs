@@ -262,6 +262,8 @@ struct Settings {
     limits: Limits,
     transfer_allow: Vec<(Ipv4Addr, u8)>,
     control: PathBuf,
+    /// The interface given, checked to exist whichever the backend.
+    iface: Option<String>,
 }
 
 fn settings(args: &ServeArgs) -> Result<Settings, String> {
@@ -350,6 +352,7 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
             .or(file.max_per_source)
             .unwrap_or(defaults.max_per_source),
     };
+    let iface = args.iface.clone().or(file.iface);
     Ok(Settings {
         stack: StackConfig {
             backend: match backend {
@@ -358,7 +361,7 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
                     ..KernelConfig::default()
                 }),
                 Backend::Xdp => {
-                    let iface = args.iface.clone().or(file.iface).ok_or(
+                    let iface = iface.clone().ok_or(
                         "the xdp backend needs --iface (the interface whose queues sluice serves)",
                     )?;
                     let mut xdp = XdpConfig::new(iface);
@@ -391,13 +394,14 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
             .clone()
             .or(file.control)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
+        iface,
     })
 }
 
 pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let s = settings(args)?;
-    if let BackendConfig::Xdp(xdp) = &s.stack.backend {
-        xsk::iface::ifindex(&xdp.iface)?;
+    if let Some(iface) = &s.iface {
+        xsk::iface::ifindex(iface)?;
     }
     let wants_dns = s.listen.iter().any(|(_, h)| *h == BuiltinHandler::Dns);
     if wants_dns && s.zones.is_empty() {

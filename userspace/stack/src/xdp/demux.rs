@@ -22,7 +22,7 @@ pub(super) enum FrameAction {
     Reply(usize),
 }
 
-/// What handling one frame may touch: the worker's state less its socket.
+/// What handling one frame may touch: the parts of the worker's shard it needs.
 pub(super) struct FrameContext<'a> {
     pub(super) conns: &'a mut Table<Conn>,
     pub(super) listeners: &'a Listeners,

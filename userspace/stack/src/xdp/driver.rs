@@ -125,7 +125,7 @@ pub(crate) fn run_on<D: Device + 'static>(
                     return;
                 }
             };
-            // The map entry for this queue points at our socket from now on.
+            // For an AF_XDP socket, the map entry for its queue points at it from now on.
             let _ = ready.send(Ok(registered));
             let connector = Rc::new(super::connect::XdpConnector::new(
                 state.clone(),

@@ -120,6 +120,26 @@ pub(crate) fn start(
     workers: &mut Workers,
 ) -> Result<XdpShared, StartError> {
     let (mut shared, templates) = prepare(config, xdp, listeners)?;
+    match start_workers(config, xdp, listeners, workers, &mut shared, templates) {
+        Ok(()) => Ok(shared),
+        Err(e) => {
+            // The program stays attached (and the ports reserved) until the workers
+            // that did start have stopped.
+            workers.shutdown(std::time::Duration::ZERO);
+            Err(e)
+        }
+    }
+}
+
+/// Starts a worker per queue and enters each socket in the program's map.
+fn start_workers(
+    config: &StackConfig,
+    xdp: &XdpConfig,
+    listeners: &Listeners,
+    workers: &mut Workers,
+    shared: &mut XdpShared,
+    templates: Vec<XdpWorkerSetupTemplate>,
+) -> Result<(), StartError> {
     let settings = Arc::new(xdp.clone());
     let (peers, inboxes) = peers(templates.len());
     for (t, inbox) in templates.into_iter().zip(inboxes) {
@@ -152,7 +172,7 @@ pub(crate) fn start(
                 .map_err(StartError::Xdp)?;
         }
     }
-    Ok(shared)
+    Ok(())
 }
 
 /// Attaches and configures the steering program; returns it with the worker setups.

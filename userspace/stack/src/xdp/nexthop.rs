@@ -306,17 +306,17 @@ pub enum Resolution {
 }
 
 /// The first wait for an ARP answer; each next one doubles, up to [`LAST_PAUSE`].
-pub const FIRST_PAUSE: Duration = Duration::from_millis(1);
+pub(crate) const FIRST_PAUSE: Duration = Duration::from_millis(1);
 /// The longest wait between two looks at the neighbour table.
-pub const LAST_PAUSE: Duration = Duration::from_millis(50);
+pub(crate) const LAST_PAUSE: Duration = Duration::from_millis(50);
 
 /// The wait after `pause` between two looks at the neighbour table.
-pub fn next_pause(pause: Duration) -> Duration {
+pub(crate) fn next_pause(pause: Duration) -> Duration {
     (pause * 2).min(LAST_PAUSE)
 }
 
 /// The error of a next hop that did not answer ARP in time.
-pub fn unanswered(hop: Ipv4Addr) -> io::Error {
+pub(crate) fn unanswered(hop: Ipv4Addr) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("{hop} did not answer ARP"))
 }
 

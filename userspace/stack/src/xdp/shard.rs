@@ -246,7 +246,7 @@ impl Shard {
     /// One receive batch, then what other workers handed over. Returns how many frames
     /// were taken.
     fn receive<D: Device>(&mut self, dev: &mut D, now_us: u64) -> u32 {
-        // Split the borrow: the socket hands frames to a closure that needs the rest.
+        // Split the borrow: the device hands frames to a closure that needs the rest.
         let mut touched = std::mem::take(&mut self.scratch_handles);
         touched.clear();
         let Shard {
