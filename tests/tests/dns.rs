@@ -720,13 +720,8 @@ fn our_client_gets_answers_from_knot_xdp_tcp() {
         log.contains("failed to initialize XDP interface")
             .then_some(log)
     });
-    let mode = if knot_failed.is_none() {
-        "XDP-TCP"
-    } else {
-        "kernel TCP"
-    };
-    let _knot = match knot_failed {
-        None => knot,
+    let (_knot, mode) = match knot_failed {
+        None => (knot, "XDP-TCP"),
         Some(log) => {
             let Some(refusal) = e2e::kernel_refuses_xdp_adjust_meta() else {
                 panic!("knotd's XDP mode failed although this kernel allows bpf_xdp_adjust_meta:\n{log}");
@@ -748,7 +743,10 @@ fn our_client_gets_answers_from_knot_xdp_tcp() {
             .expect("turning TX checksum offload off in the server namespace");
             let kernel_dir = dir.join("kernel");
             std::fs::create_dir_all(&kernel_dir).unwrap();
-            start_knot_on(&topo, &zone, &kernel_dir, 53, None)
+            (
+                start_knot_on(&topo, &zone, &kernel_dir, 53, None),
+                "kernel TCP",
+            )
         }
     };
     let bench = sluice_bin().with_file_name("sluice-bench");

@@ -119,8 +119,8 @@ pub(crate) fn start(
     listeners: &Listeners,
     workers: &mut Workers,
 ) -> Result<XdpShared, StartError> {
-    let (mut shared, templates) = prepare(config, xdp, listeners)?;
-    match start_workers(config, xdp, listeners, workers, &mut shared, templates) {
+    let (mut shared, link) = prepare(config, xdp, listeners)?;
+    match start_workers(config, xdp, listeners, workers, &mut shared, link) {
         Ok(()) => Ok(shared),
         Err(e) => {
             // The program stays attached (and the ports reserved) until the workers
@@ -131,25 +131,27 @@ pub(crate) fn start(
     }
 }
 
-/// Starts a worker per queue and enters each socket in the program's map.
+/// Starts a worker per queue (worker i on queue i) and enters each socket in the
+/// program's map.
 fn start_workers(
     config: &StackConfig,
     xdp: &XdpConfig,
     listeners: &Listeners,
     workers: &mut Workers,
     shared: &mut XdpShared,
-    templates: Vec<XdpWorkerSetupTemplate>,
+    link: Link,
 ) -> Result<(), StartError> {
     let settings = Arc::new(xdp.clone());
-    let (peers, inboxes) = peers(templates.len());
-    for (t, inbox) in templates.into_iter().zip(inboxes) {
+    let count = link.queues as usize;
+    let (peers, inboxes) = peers(count);
+    for (index, inbox) in inboxes.into_iter().enumerate() {
         let setup = XdpWorkerSetup {
-            queue: t.queue,
-            iface: t.iface,
+            queue: index as u32,
+            iface: xdp.iface.clone(),
             shard: shard::ShardSetup {
-                index: t.index,
-                workers: t.workers,
-                mac: t.mac,
+                index,
+                workers: count,
+                mac: link.mac,
                 addrs: config.addrs.clone(),
                 listeners: listeners.clone(),
                 tcp: conn::TcbFactory::new(&xdp.tcp),
@@ -162,7 +164,7 @@ fn start_workers(
             xdp: settings.clone(),
             connect_timeout: config.connect_timeout,
         };
-        let ready = workers.launch(t.index, &config.cores, move |commands, ready| {
+        let ready = workers.launch(index, &config.cores, move |commands, ready| {
             driver::run_worker(setup, ready, commands)
         })?;
         if let Some((queue, fd)) = ready? {
@@ -175,21 +177,29 @@ fn start_workers(
     Ok(())
 }
 
-/// Attaches and configures the steering program; returns it with the worker setups.
+/// What start-up learnt of the interface.
+struct Link {
+    /// Its RX queues: a worker each.
+    queues: u32,
+    mac: [u8; 6],
+}
+
+/// Attaches and configures the steering program; returns it with the interface's
+/// queue count and MAC.
 fn prepare(
     config: &StackConfig,
     xdp: &XdpConfig,
     listeners: &Listeners,
-) -> Result<(XdpShared, Vec<XdpWorkerSetupTemplate>), StartError> {
-    let iface = xdp.iface.clone();
+) -> Result<(XdpShared, Link), StartError> {
+    let iface = &xdp.iface;
     if config.addrs.is_empty() {
         return Err(StartError::Config(
             "the AF_XDP backend needs at least one address (--addr)".into(),
         ));
     }
-    let queues = xsk::iface::rx_queue_count(&iface).map_err(StartError::Xdp)?;
-    let mac = mac_of(&iface)?;
-    let mut program = XdpProgram::attach(&iface, xdp.attach_mode).map_err(StartError::Xdp)?;
+    let queues = xsk::iface::rx_queue_count(iface).map_err(StartError::Xdp)?;
+    let mac = mac_of(iface)?;
+    let mut program = XdpProgram::attach(iface, xdp.attach_mode).map_err(StartError::Xdp)?;
     for addr in &config.addrs {
         program.own_address(*addr).map_err(StartError::Xdp)?;
         for port in listeners.ports() {
@@ -206,24 +216,5 @@ fn prepare(
         program,
         reserved_before: Some(reserved_before),
     };
-    let workers = queues as usize;
-    let templates = (0..workers)
-        .map(|i| XdpWorkerSetupTemplate {
-            index: i,
-            workers,
-            queue: i as u32,
-            iface: iface.clone(),
-            mac,
-        })
-        .collect();
-    Ok((shared, templates))
-}
-
-/// The per-worker part of the setup that does not depend on the listeners.
-struct XdpWorkerSetupTemplate {
-    pub index: usize,
-    pub workers: usize,
-    pub queue: u32,
-    pub iface: String,
-    pub mac: [u8; 6],
+    Ok((shared, Link { queues, mac }))
 }
