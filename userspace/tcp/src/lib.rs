@@ -4,9 +4,13 @@
 //! "Sans-IO"): the caller (the `stack` crate, or a test with virtual time) owns all of
 //! that.
 
+#![warn(missing_docs)]
+
 pub mod assembler;
 pub mod congestion;
-#[doc(hidden)]
+/// Fuzz target bodies, for cargo-fuzz and for the hostile-input tests that replay
+/// them; only with the `fuzzing` feature, so they are not part of the API.
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod isn;
 pub mod rtt;

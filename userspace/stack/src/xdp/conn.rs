@@ -1,44 +1,26 @@
 //! The connection as the AF_XDP worker drives it: everything that touches the sans-IO
-//! `tcp` crate, in one place. Time is microseconds since the worker's epoch.
+//! `tcp` crate, in one place. Time is the worker's clock ([`tcp::Instant`], from the
+//! shard's epoch).
 
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tcp::seq::SeqNumber;
-use tcp::tcb::{Config as TcpConfig, Event as TcpEvent, Keepalive as TcpKeepalive};
+use tcp::tcb::{CloseReason, Config as TcpConfig, Event, Keepalive as TcpKeepalive};
 use tcp::time::Instant;
 use wire::TcpRepr;
 
 use crate::error::Error;
 use crate::listener::Keepalive;
 
-/// What happened to a connection, as the worker and its flows care.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ConnEvent {
-    Connected,
-    Readable,
-    Writable,
-    PeerClosed,
-    Closed,
-    Reset,
-    TimedOut,
-    Refused,
-}
-
-impl ConnEvent {
-    pub(crate) fn into_error(self) -> Error {
-        match self {
-            ConnEvent::Reset => Error::Reset,
-            ConnEvent::TimedOut => Error::Timeout,
-            ConnEvent::Refused => Error::Refused,
-            _ => Error::Reset,
-        }
+/// The flow API's error for a connection that failed for `reason`.
+pub(crate) fn close_error(reason: CloseReason) -> Error {
+    match reason {
+        CloseReason::TimedOut => Error::Timeout,
+        CloseReason::Refused => Error::Refused,
+        CloseReason::Reset | CloseReason::Finished | CloseReason::Aborted => Error::Reset,
     }
-}
-
-fn instant(us: u64) -> Instant {
-    Instant::from_micros(us)
 }
 
 fn keepalive(k: Option<Keepalive>) -> Option<TcpKeepalive> {
@@ -85,16 +67,9 @@ impl TcbFactory {
         local: SocketAddrV4,
         remote: SocketAddrV4,
         syn: &TcpRepr<'_>,
-        now_us: u64,
+        now: Instant,
     ) -> Option<TcpRepr<'static>> {
-        tcp::tcb::Tcb::cookie_syn_ack(
-            &self.config,
-            local,
-            remote,
-            syn,
-            &self.cookies,
-            instant(now_us),
-        )
+        tcp::tcb::Tcb::cookie_syn_ack(&self.config, local, remote, syn, &self.cookies, now)
     }
 
     /// The connection for the ACK that returns a valid SYN cookie, if `ack` is one.
@@ -104,16 +79,15 @@ impl TcbFactory {
         remote: SocketAddrV4,
         ack: &TcpRepr<'_>,
         ka: Option<Keepalive>,
-        now_us: u64,
-    ) -> Option<Tcb> {
+        now: Instant,
+    ) -> Option<Connection> {
         let mut config = self.config.clone();
         config.keepalive = keepalive(ka);
-        tcp::tcb::Tcb::accept_cookie(config, local, remote, ack, &self.cookies, instant(now_us))
-            .map(Tcb)
+        tcp::tcb::Tcb::accept_cookie(config, local, remote, ack, &self.cookies, now).map(Connection)
     }
 
     /// A passive open from `syn`. `isn_floor`: the lowest initial sequence number
-    /// allowed, when `syn` reopens a 4-tuple still in TIME-WAIT ([`Tcb::reopening_isn`]).
+    /// allowed, when `syn` reopens a 4-tuple still in TIME-WAIT ([`tcp::tcb::Tcb::reopening_isn`]).
     pub(crate) fn accept(
         &mut self,
         local: SocketAddrV4,
@@ -121,14 +95,13 @@ impl TcbFactory {
         syn: &TcpRepr<'_>,
         ka: Option<Keepalive>,
         isn_floor: Option<SeqNumber>,
-        now_us: u64,
-    ) -> Tcb {
-        let now = instant(now_us);
+        now: Instant,
+    ) -> Connection {
         let generated = self.isn.generate(local, remote, now);
         let isn = isn_floor.map_or(generated, |floor| generated.max(floor));
         let mut config = self.config.clone();
         config.keepalive = keepalive(ka);
-        Tcb(tcp::tcb::Tcb::accept(config, local, remote, syn, isn, now))
+        Connection(tcp::tcb::Tcb::accept(config, local, remote, syn, isn, now))
     }
 
     pub(crate) fn connect(
@@ -137,24 +110,24 @@ impl TcbFactory {
         remote: SocketAddrV4,
         ka: Option<Keepalive>,
         timeout: Duration,
-        now_us: u64,
-    ) -> Tcb {
-        let now = instant(now_us);
+        now: Instant,
+    ) -> Connection {
         let isn = self.isn.generate(local, remote, now);
         let mut config = self.config.clone();
         config.keepalive = keepalive(ka);
         config.connect_timeout = Some(timeout);
-        Tcb(tcp::tcb::Tcb::connect(config, local, remote, isn, now))
+        Connection(tcp::tcb::Tcb::connect(config, local, remote, isn, now))
     }
 }
 
-/// One TCP connection.
+/// One TCP connection: the `tcp` crate's machine, with the worker's buffers and
+/// frames on its edges.
 #[derive(Debug)]
-pub(crate) struct Tcb(tcp::tcb::Tcb);
+pub(crate) struct Connection(tcp::tcb::Tcb);
 
-impl Tcb {
-    pub(crate) fn on_segment(&mut self, seg: &TcpRepr<'_>, now_us: u64) {
-        self.0.on_segment(seg, instant(now_us));
+impl Connection {
+    pub(crate) fn on_segment(&mut self, seg: &TcpRepr<'_>, now: Instant) {
+        self.0.on_segment(seg, now);
     }
 
     /// The lowest ISN for a new incarnation, if `syn` may reopen this connection from
@@ -163,26 +136,18 @@ impl Tcb {
         self.0.reopening_isn(syn)
     }
 
-    pub(crate) fn on_timeout(&mut self, now_us: u64) {
-        self.0.on_timeout(instant(now_us));
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        self.0.on_timeout(now);
     }
 
-    pub(crate) fn next_deadline_us(&self) -> Option<u64> {
-        self.0.poll_timeout().map(|t| t.as_micros())
+    /// When [`Connection::on_timeout`] next has something to do.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.0.poll_timeout()
     }
 
-    pub(crate) fn events(&mut self, mut f: impl FnMut(ConnEvent)) {
+    pub(crate) fn events(&mut self, mut f: impl FnMut(Event)) {
         while let Some(e) = self.0.poll_event() {
-            f(match e {
-                TcpEvent::Connected => ConnEvent::Connected,
-                TcpEvent::Readable => ConnEvent::Readable,
-                TcpEvent::Writable => ConnEvent::Writable,
-                TcpEvent::PeerClosed => ConnEvent::PeerClosed,
-                TcpEvent::Closed => ConnEvent::Closed,
-                TcpEvent::Reset => ConnEvent::Reset,
-                TcpEvent::TimedOut => ConnEvent::TimedOut,
-                TcpEvent::Refused => ConnEvent::Refused,
-            });
+            f(e);
         }
     }
 
@@ -191,10 +156,9 @@ impl Tcb {
     /// refuses one (no TX room) or nothing is left.
     pub(crate) fn transmit(
         &mut self,
-        now_us: u64,
+        now: Instant,
         mut emit: impl FnMut(&TcpRepr<'_>, usize, &mut dyn FnMut(&mut [u8])) -> bool,
     ) {
-        let now = instant(now_us);
         while let Some(t) = self.0.poll_transmit(now) {
             let header = t.header();
             let len = t.payload_len();
@@ -254,8 +218,8 @@ impl Tcb {
 
     /// The flow let go: close, or reset if received data will never be read (see
     /// [`tcp::tcb::Tcb::release`]). Returns whether it reset.
-    pub(crate) fn release(&mut self, now_us: u64, unread_by_app: bool) -> bool {
-        self.0.release(instant(now_us), unread_by_app)
+    pub(crate) fn release(&mut self, now: Instant, unread_by_app: bool) -> bool {
+        self.0.release(now, unread_by_app)
     }
 
     pub(crate) fn abort(&mut self) {

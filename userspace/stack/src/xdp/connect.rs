@@ -87,7 +87,7 @@ async fn connect(
             local: SocketAddrV4::new(local_ip, port),
             remote: dst,
         };
-        let now = s.now_us();
+        let now = s.now();
         let path = Path {
             local_mac: s.mac,
             remote_mac,
@@ -117,7 +117,7 @@ async fn connect(
             return std::task::Poll::Ready(Err(Error::Refused));
         };
         if let Some(e) = c.failed {
-            return std::task::Poll::Ready(Err(e.into_error()));
+            return std::task::Poll::Ready(Err(super::conn::close_error(e)));
         }
         if c.connected {
             return std::task::Poll::Ready(Ok(()));

@@ -38,7 +38,7 @@ pub(super) struct FrameContext<'a> {
     pub(super) workers: usize,
     pub(super) peers: &'a [Peer],
     pub(super) touched: &'a mut Vec<Handle>,
-    pub(super) now_us: u64,
+    pub(super) now: tcp::Instant,
 }
 
 /// A received frame: to its connection, to a listener, to the worker that owns it, or
@@ -78,7 +78,7 @@ pub(super) fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameActi
                 cx.conns.remove(&tuple, h);
             }
             None => {
-                c.tcb.on_segment(&f.tcp, cx.now_us);
+                c.tcb.on_segment(&f.tcp, cx.now);
                 cx.touched.push(h);
                 return FrameAction::Done;
             }
@@ -111,14 +111,14 @@ pub(super) fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameActi
             &f.tcp,
             l.keepalive,
             isn_floor,
-            cx.now_us,
+            cx.now,
         )),
         Some(_) if is_syn => {
             // The backlog is full: answer with a SYN cookie and keep nothing; the
             // connection exists only if the client's ACK brings the cookie back.
             let Some(syn_ack) = cx
                 .tcp
-                .cookie_syn_ack(tuple.local, tuple.remote, &f.tcp, cx.now_us)
+                .cookie_syn_ack(tuple.local, tuple.remote, &f.tcp, cx.now)
             else {
                 return FrameAction::Done;
             };
@@ -127,7 +127,7 @@ pub(super) fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameActi
         Some(l) if f.tcp.ack_number.is_some() && !f.tcp.flags.rst() && !f.tcp.flags.syn() => {
             let t = cx
                 .tcp
-                .accept_cookie(tuple.local, tuple.remote, &f.tcp, l.keepalive, cx.now_us);
+                .accept_cookie(tuple.local, tuple.remote, &f.tcp, l.keepalive, cx.now);
             if t.is_some() {
                 cx.stats.syn_cookies_accepted += 1;
             }
@@ -240,7 +240,7 @@ mod tests {
                 workers: self.workers,
                 peers: &self.peers,
                 touched: &mut self.touched,
-                now_us: 1_000,
+                now: tcp::Instant::from_millis(1),
             };
             on_frame(&mut cx, frame)
         }

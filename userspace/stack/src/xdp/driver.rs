@@ -132,29 +132,29 @@ pub(crate) fn run_on<D: Device + 'static>(
                 connect_timeout,
             ));
             let ctx = WorkerContext::new(index, connector);
-            let busy_poll_us = busy_poll.as_micros() as u64;
-            let mut idle_since_us: Option<u64> = None;
+            let mut idle_since: Option<tcp::Instant> = None;
             let tasks = Tasks::default();
             let mut draining: Option<Instant> = None;
             // When the last round started and whether it did something: the time from there
             // to the next round (that round and the flow tasks it woke) counts as busy, or
             // as idle polling; time asleep counts as neither.
-            let mut last_round: Option<(u64, bool)> = None;
+            let mut last_round: Option<(tcp::Instant, bool)> = None;
             loop {
-                let (worked, accepted, now_us) = {
+                let (worked, accepted, now) = {
                     let mut s = state.borrow_mut();
-                    let now_us = s.now_us();
-                    match last_round.take() {
-                        Some((since, true)) => s.stats.busy_us += now_us.saturating_sub(since),
-                        Some((since, false)) => {
-                            s.stats.idle_poll_us += now_us.saturating_sub(since)
+                    let now = s.now();
+                    if let Some((since, worked)) = last_round.take() {
+                        let spent = now.saturating_duration_since(since).as_micros() as u64;
+                        if worked {
+                            s.stats.busy_us += spent;
+                        } else {
+                            s.stats.idle_poll_us += spent;
                         }
-                        None => {}
                     }
-                    s.stats.elapsed_us = now_us;
-                    let worked = s.step(&mut dev, now_us);
-                    last_round = Some((now_us, worked));
-                    (worked, std::mem::take(&mut s.accepted), now_us)
+                    s.stats.elapsed_us = now.as_micros();
+                    let worked = s.step(&mut dev, now);
+                    last_round = Some((now, worked));
+                    (worked, std::mem::take(&mut s.accepted), now)
                 };
                 for (h, port) in accepted {
                     start_handler(&state, h, port, &tasks);
@@ -168,12 +168,12 @@ pub(crate) fn run_on<D: Device + 'static>(
                     }
                 }
                 if worked {
-                    idle_since_us = None;
+                    idle_since = None;
                     yield_to_flows().await;
                     continue;
                 }
-                let idle_us = *idle_since_us.get_or_insert(now_us);
-                if now_us - idle_us < busy_poll_us {
+                let idle = *idle_since.get_or_insert(now);
+                if now.saturating_duration_since(idle) < busy_poll {
                     yield_to_flows().await;
                     continue;
                 }
@@ -202,7 +202,7 @@ pub(crate) fn run_on<D: Device + 'static>(
                 // A wake-up by the loop's own timer (a TCP deadline, a TX retry) polls
                 // again only if its round finds work, not for a whole busy-poll window.
                 if !timed_out {
-                    idle_since_us = None;
+                    idle_since = None;
                 }
                 last_round = None;
             }

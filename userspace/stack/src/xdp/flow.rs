@@ -10,10 +10,10 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use tokio::io::ReadBuf;
 
-use super::conn::ConnEvent;
 use super::shard::Shard;
 use super::table::Handle;
 use crate::error::{Error, WriteError};
+use tcp::tcb::CloseReason;
 
 /// Bytes a read hands out at most; the buffer is reused between reads.
 const READ_CHUNK: usize = 16 * 1024;
@@ -74,7 +74,7 @@ impl XdpFlow {
             return Poll::Ready(Ok(true));
         }
         match c.failed {
-            Some(ConnEvent::Reset) => return Poll::Ready(Err(Error::Reset)),
+            Some(CloseReason::Reset) => return Poll::Ready(Err(Error::Reset)),
             // Keepalive gave up: the seed reports a lost connection as Eof.
             Some(_) => return Poll::Ready(Ok(false)),
             None => {}

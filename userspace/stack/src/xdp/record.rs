@@ -3,17 +3,20 @@
 
 use std::task::Waker;
 
-use super::conn::{ConnEvent, Tcb};
+use tcp::tcb::CloseReason;
+use tcp::Instant;
+
+use super::conn::Connection;
 use super::frames::Path;
 use super::table::FourTuple;
 
 /// A connection as the worker keeps it.
 pub(crate) struct Conn {
-    pub(super) tcb: Tcb,
+    pub(super) tcb: Connection,
     pub(super) tuple: FourTuple,
     pub(super) path: Path,
     /// The wheel entry's time, when one is armed.
-    pub(super) armed_ms: Option<u64>,
+    pub(super) armed: Option<Instant>,
     pub(super) read_waker: Option<Waker>,
     pub(super) write_waker: Option<Waker>,
     /// Accepted from a listener and not yet handed to its handler.
@@ -21,7 +24,8 @@ pub(crate) struct Conn {
     /// An active open waiting for the handshake.
     pub(super) connect_waker: Option<Waker>,
     pub(super) connected: bool,
-    pub(super) failed: Option<ConnEvent>,
+    /// Why TCP gave up on it, when it failed (reset, timed out, refused).
+    pub(super) failed: Option<CloseReason>,
     /// The application holds a Flow for it (or a connect is waiting): keep the slot
     /// until the Flow is dropped, even after TCP is done with it.
     pub(super) attached: bool,
@@ -31,7 +35,7 @@ pub(crate) struct Conn {
 impl Conn {
     /// A connection a listener accepted (from a SYN, or a SYN cookie's ACK), to be
     /// handed to the handler of `port` once its handshake completes.
-    pub(super) fn accepted(tcb: Tcb, tuple: FourTuple, path: Path, port: u16) -> Conn {
+    pub(super) fn accepted(tcb: Connection, tuple: FourTuple, path: Path, port: u16) -> Conn {
         Conn {
             pending_handler: Some(port),
             attached: false,
@@ -40,19 +44,19 @@ impl Conn {
     }
 
     /// An active open, its caller waiting for the handshake.
-    pub(super) fn connecting(tcb: Tcb, tuple: FourTuple, path: Path) -> Conn {
+    pub(super) fn connecting(tcb: Connection, tuple: FourTuple, path: Path) -> Conn {
         Conn {
             attached: true,
             ..Conn::new(tcb, tuple, path)
         }
     }
 
-    fn new(tcb: Tcb, tuple: FourTuple, path: Path) -> Conn {
+    fn new(tcb: Connection, tuple: FourTuple, path: Path) -> Conn {
         Conn {
             tcb,
             tuple,
             path,
-            armed_ms: None,
+            armed: None,
             read_waker: None,
             write_waker: None,
             pending_handler: None,

@@ -6,13 +6,14 @@
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tcp::Instant;
 
 use tokio::sync::Notify;
 use xsk::RxAction;
 
-use super::backlog::{backlog_is_work, next_wait};
-use super::conn::ConnEvent;
+use super::backlog::{backlog_is_work, next_wait, TxBacklog};
 use super::demux::{on_frame, FrameAction, FrameContext};
 use super::device::Device;
 use super::frames;
@@ -22,6 +23,7 @@ use super::table::{Handle, Table};
 use super::timer::TimerWheel;
 use crate::listener::Listeners;
 use crate::stats::WorkerStats;
+use tcp::tcb::Event;
 
 /// Frames taken from the RX ring per round.
 pub(super) const RX_BATCH: u32 = 64;
@@ -38,7 +40,8 @@ pub(crate) struct Shard {
     /// Connections with something to transmit.
     pub(super) dirty: Vec<Handle>,
     pub(super) dirty_spare: Vec<Handle>,
-    pub(super) epoch: Instant,
+    /// The worker clock's zero: [`Shard::now`] counts from it.
+    pub(super) epoch: std::time::Instant,
     pub(super) verify_checksums: bool,
     pub(super) tcp: super::conn::TcbFactory,
     pub(super) half_open: usize,
@@ -67,12 +70,12 @@ pub(crate) struct Shard {
     /// Scratch lists reused every round, so the loop allocates nothing in steady state.
     pub(super) scratch_handles: Vec<Handle>,
     pub(super) scratch_timers: Vec<u32>,
-    /// `SLUICE_DUMP_CONNS_MS`, in microseconds.
-    pub(super) dump_period_us: Option<u64>,
-    pub(super) next_dump_us: u64,
+    /// `SLUICE_DUMP_CONNS_MS`.
+    pub(super) dump_period: Option<Duration>,
+    pub(super) next_dump: Instant,
     /// Frames waiting in the TX ring for a full device (copy mode), and since when the
     /// device has taken none of them.
-    pub(super) tx_backlog: Option<(u32, u64)>,
+    pub(super) tx_backlog: Option<TxBacklog>,
     /// The last round left connections queued for want of a free UMEM frame:
     /// completions free some, and nothing else wakes the loop for them.
     pub(super) tx_starved: bool,
@@ -115,10 +118,10 @@ impl Shard {
             addrs,
             listeners,
             conns: Table::new(),
-            timers: TimerWheel::new(0),
+            timers: TimerWheel::new(Instant::ZERO),
             dirty: Vec::new(),
             dirty_spare: Vec::new(),
-            epoch: Instant::now(),
+            epoch: std::time::Instant::now(),
             verify_checksums,
             tcp,
             half_open: 0,
@@ -136,18 +139,19 @@ impl Shard {
             handshake_acks: Vec::new(),
             scratch_handles: Vec::new(),
             scratch_timers: Vec::new(),
-            dump_period_us: std::env::var("SLUICE_DUMP_CONNS_MS")
+            dump_period: std::env::var("SLUICE_DUMP_CONNS_MS")
                 .ok()
                 .and_then(|v| v.parse::<u64>().ok())
-                .map(|ms| ms.max(1) * 1000),
-            next_dump_us: 0,
+                .map(|ms| Duration::from_millis(ms.max(1))),
+            next_dump: Instant::ZERO,
             tx_backlog: None,
             tx_starved: false,
         }
     }
 
-    pub(crate) fn now_us(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
+    /// The worker's clock: microseconds since the shard started.
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
 
     /// Marks a connection as having something to send, and makes sure the loop looks.
@@ -176,14 +180,14 @@ impl Shard {
         let mut wake_write = false;
         let mut newly_connected = false;
         c.tcb.events(|e| match e {
-            ConnEvent::Connected => newly_connected = true,
-            ConnEvent::Readable | ConnEvent::PeerClosed => wake_read = true,
-            ConnEvent::Writable => wake_write = true,
-            ConnEvent::Closed | ConnEvent::Reset | ConnEvent::TimedOut | ConnEvent::Refused => {
+            Event::Connected => newly_connected = true,
+            Event::Readable | Event::PeerClosed => wake_read = true,
+            Event::Writable => wake_write = true,
+            Event::Closed(reason) => {
                 wake_read = true;
                 wake_write = true;
-                if c.failed.is_none() && e != ConnEvent::Closed {
-                    c.failed = Some(e);
+                if reason.is_failure() {
+                    c.failed.get_or_insert(reason);
                 }
             }
         });
@@ -209,9 +213,8 @@ impl Shard {
                 w.wake();
             }
         }
-        if let Some(deadline_us) = c.tcb.next_deadline_us() {
-            self.timers
-                .arm(h.index, deadline_us.div_ceil(1000), &mut c.armed_ms);
+        if let Some(deadline) = c.tcb.deadline() {
+            self.timers.arm(h.index, deadline, &mut c.armed);
         }
         if c.tcb.is_closed() && !c.attached {
             if c.pending_handler.is_some() {
@@ -229,13 +232,13 @@ impl Shard {
     /// Called when a Flow (or a failed connect) lets go of its connection.
     /// `unread_in_flow`: the flow still held received bytes nobody read.
     pub(crate) fn detach(&mut self, h: Handle, unread_in_flow: bool) {
-        let now_us = self.now_us();
+        let now = self.now();
         if let Some(c) = self.conns.get_mut(h) {
             c.attached = false;
             // Nobody reads or writes it any more: it finishes closing within bounds, the
             // way a process exit closes its sockets, or is reset if what the peer sent
             // will never be read.
-            if c.tcb.release(now_us, unread_in_flow) {
+            if c.tcb.release(now, unread_in_flow) {
                 self.stats.aborted_on_close += 1;
             }
         }
@@ -245,7 +248,7 @@ impl Shard {
 
     /// One receive batch, then what other workers handed over. Returns how many frames
     /// were taken.
-    fn receive<D: Device>(&mut self, dev: &mut D, now_us: u64) -> u32 {
+    fn receive<D: Device>(&mut self, dev: &mut D, now: Instant) -> u32 {
         // Split the borrow: the device hands frames to a closure that needs the rest.
         let mut touched = std::mem::take(&mut self.scratch_handles);
         touched.clear();
@@ -281,7 +284,7 @@ impl Shard {
             workers: *workers,
             peers,
             touched: &mut touched,
-            now_us,
+            now,
         };
         let mut n = dev.recv(RX_BATCH, |frame| {
             cx.stats.rx_frames += 1;
@@ -314,11 +317,10 @@ impl Shard {
     }
 
     /// Fires due timers. Returns how many connections were touched.
-    fn fire_timers(&mut self, now_us: u64) -> usize {
-        let now_ms = now_us / 1000;
+    fn fire_timers(&mut self, now: Instant) -> usize {
         let mut due = std::mem::take(&mut self.scratch_timers);
         due.clear();
-        self.timers.expire(now_ms, |index| due.push(index));
+        self.timers.expire(now, |index| due.push(index));
         let mut touched = 0;
         for &index in &due {
             let Some(h) = self.conns.handle_at(index) else {
@@ -327,11 +329,11 @@ impl Shard {
             let Some(c) = self.conns.get_mut(h) else {
                 continue;
             };
-            if !super::timer::fired_is_live(&mut c.armed_ms, now_ms) {
+            if !super::timer::fired_is_live(&mut c.armed, now) {
                 continue;
             }
-            if c.tcb.next_deadline_us().is_some_and(|d| d <= now_us) {
-                c.tcb.on_timeout(now_us);
+            if c.tcb.deadline().is_some_and(|d| d <= now) {
+                c.tcb.on_timeout(now);
                 touched += 1;
             }
             // Re-arms at the real deadline (the entry may have been early).
@@ -342,7 +344,7 @@ impl Shard {
     }
 
     /// Transmits what every dirty connection has to send. Returns frames sent.
-    fn transmit<D: Device>(&mut self, dev: &mut D, now_us: u64) -> u32 {
+    fn transmit<D: Device>(&mut self, dev: &mut D, now: Instant) -> u32 {
         let mut sent = 0;
         // Work on the current list while new marks go to the (empty) other one; the two
         // swap every round, so neither is reallocated in steady state.
@@ -353,7 +355,7 @@ impl Shard {
                 continue;
             };
             c.queued = false;
-            sent += self.transmit_one(dev, h, now_us);
+            sent += self.transmit_one(dev, h, now);
         }
         dirty.clear();
         self.dirty_spare = dirty;
@@ -364,11 +366,11 @@ impl Shard {
     /// once. Data on that ACK is legal (RFC 9293 §3.10.7.3), but servers that keep
     /// little state, Knot DNS's XDP TCP among them, drop it, so the request goes in
     /// its own segment, the way the Linux stack sends it.
-    fn transmit_handshake_acks<D: Device>(&mut self, dev: &mut D, now_us: u64) -> u32 {
+    fn transmit_handshake_acks<D: Device>(&mut self, dev: &mut D, now: Instant) -> u32 {
         let mut sent = 0;
         let mut due = std::mem::take(&mut self.handshake_acks);
         for &h in &due {
-            sent += self.transmit_one(dev, h, now_us);
+            sent += self.transmit_one(dev, h, now);
         }
         due.clear();
         self.handshake_acks = due;
@@ -376,14 +378,14 @@ impl Shard {
     }
 
     /// Transmits what one connection has to send. Returns frames sent.
-    fn transmit_one<D: Device>(&mut self, dev: &mut D, h: Handle, now_us: u64) -> u32 {
+    fn transmit_one<D: Device>(&mut self, dev: &mut D, h: Handle, now: Instant) -> u32 {
         let Shard { conns, .. } = self;
         let Some(c) = conns.get_mut(h) else {
             return 0;
         };
         let path = c.path;
         let mut sent = 0;
-        c.tcb.transmit(now_us, |hdr, payload_len, fill| {
+        c.tcb.transmit(now, |hdr, payload_len, fill| {
             let ok =
                 dev.transmit_with(|buf| frames::emit(buf, &path, hdr, payload_len, |p| fill(p)));
             sent += ok as u32;
@@ -395,26 +397,26 @@ impl Shard {
         sent
     }
 
-    /// One round of the loop without awaiting, at `now_us` (one clock read per round:
+    /// One round of the loop without awaiting, at `now` (one clock read per round:
     /// at a few million rounds a second, reading the clock is not free). Returns whether
     /// anything happened.
-    pub(super) fn step<D: Device>(&mut self, dev: &mut D, now_us: u64) -> bool {
+    pub(super) fn step<D: Device>(&mut self, dev: &mut D, now: Instant) -> bool {
         dev.complete();
         let starved_before = dev.tx_no_buffer();
         // What the flow tasks wrote since the last round, with the ACKs that round's
         // segments called for riding on it (see the module's comment).
-        let sent = self.transmit(dev, now_us);
+        let sent = self.transmit(dev, now);
         dev.kick();
         dev.busy_poll();
-        let got = self.receive(dev, now_us);
-        let fired = self.fire_timers(now_us);
-        let sent = sent + self.transmit_handshake_acks(dev, now_us);
+        let got = self.receive(dev, now);
+        let fired = self.fire_timers(now);
+        let sent = sent + self.transmit_handshake_acks(dev, now);
         // Handshake ACKs and in-place replies (RSTs, SYN cookies) leave now, not a round
         // later (no system call when there are none).
         dev.kick();
         dev.fill();
-        self.maybe_dump(dev, now_us);
-        let backlog = self.tx_backlog_is_work(dev, now_us);
+        self.maybe_dump(dev, now);
+        let backlog = self.tx_backlog_is_work(dev, now);
         self.tx_starved = dev.tx_no_buffer() > starved_before;
         got > 0 || fired > 0 || sent > 0 || backlog
     }
@@ -422,49 +424,42 @@ impl Shard {
     /// Frames a full device left in the TX ring count as work while it keeps taking
     /// some: the loop comes back to flush them as the device drains (microseconds on
     /// veth), instead of sleeping until something else happens. A device that took
-    /// nothing for `TX_BACKLOG_SPIN_US`, or refused a kick, gets a retry a millisecond
+    /// nothing for `TX_BACKLOG_SPIN`, or refused a kick, gets a retry a millisecond
     /// (`next_timer`; a timer wake-up does not restart busy polling), not a spinning
     /// core.
-    fn tx_backlog_is_work<D: Device>(&mut self, dev: &D, now_us: u64) -> bool {
-        let (record, work) = backlog_is_work(
-            self.tx_backlog,
-            dev.tx_backlog(),
-            dev.tx_device_full(),
-            now_us,
-        );
+    fn tx_backlog_is_work<D: Device>(&mut self, dev: &D, now: Instant) -> bool {
+        let (record, work) =
+            backlog_is_work(self.tx_backlog, dev.tx_backlog(), dev.tx_device_full(), now);
         self.tx_backlog = record;
         work
     }
 
     /// With `SLUICE_DUMP_CONNS_MS` set, prints every connection's TCP state to stderr
     /// at that period: the tool for finding out why a transfer stopped.
-    fn maybe_dump<D: Device>(&mut self, dev: &D, now_us: u64) {
-        let Some(period_us) = self.dump_period_us else {
+    fn maybe_dump<D: Device>(&mut self, dev: &D, now: Instant) {
+        let Some(period) = self.dump_period else {
             return;
         };
-        if now_us < self.next_dump_us {
+        if now < self.next_dump {
             return;
         }
-        self.next_dump_us = now_us + period_us;
+        self.next_dump = now + period;
         eprintln!(
-            "worker {} at {now_us} us: {:?} device {:?}",
+            "worker {} at {now:?}: {:?} device {:?}",
             self.index,
             self.stats,
             dev.counters()
         );
         for c in self.conns.iter() {
-            eprintln!(
-                "  {:?} armed_ms={:?} queued={}",
-                c.tcb, c.armed_ms, c.queued
-            );
+            eprintln!("  {:?} armed={:?} queued={}", c.tcb, c.armed, c.queued);
         }
     }
 
     pub(super) fn next_timer(&self) -> Option<Duration> {
         next_wait(
             self.tx_backlog.is_some() || self.tx_starved,
-            self.timers.next_deadline_ms(),
-            self.now_us() / 1000,
+            self.timers.next_deadline(),
+            self.now(),
         )
     }
 }

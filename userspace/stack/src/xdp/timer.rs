@@ -11,13 +11,30 @@
 //! grow with the connection's age (on persistent connections, an entry per segment).
 //! Slots keep their capacity, so a steady state allocates nothing.
 
-/// Milliseconds per slot.
-pub(crate) const TICK_MS: u64 = 1;
+use tcp::Instant;
+
+/// Microseconds per slot (a millisecond).
+const TICK_US: u64 = 1000;
 /// Slots in the wheel: deadlines further away than this land in the furthest slot and
 /// are re-armed when it comes round.
 const SLOTS: usize = 4096;
 
-/// The wheel. Times are milliseconds on the worker's monotonic clock.
+/// The tick a deadline belongs to: the first whose start is not before it, so that an
+/// entry never fires early.
+fn deadline_tick(t: Instant) -> u64 {
+    t.as_micros().div_ceil(TICK_US)
+}
+
+/// The tick `now` lies in.
+fn current_tick(now: Instant) -> u64 {
+    now.as_micros() / TICK_US
+}
+
+fn tick_start(tick: u64) -> Instant {
+    Instant::from_micros(tick.saturating_mul(TICK_US))
+}
+
+/// The wheel, on the worker's clock.
 pub(crate) struct TimerWheel {
     slots: Vec<Vec<u32>>,
     /// The tick the wheel has advanced to: every slot before it has been expired.
@@ -26,28 +43,28 @@ pub(crate) struct TimerWheel {
 }
 
 impl TimerWheel {
-    pub(crate) fn new(now_ms: u64) -> TimerWheel {
+    pub(crate) fn new(now: Instant) -> TimerWheel {
         TimerWheel {
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
-            now_tick: now_ms / TICK_MS,
+            now_tick: current_tick(now),
             len: 0,
         }
     }
 
-    /// Arms `key` to fire at `deadline_ms` (or at the wheel's horizon, if later; or at
+    /// Arms `key` to fire at `deadline` (or at the wheel's horizon, if later; or at
     /// the next tick, if already past). Returns when the entry fires.
-    pub(crate) fn insert(&mut self, key: u32, deadline_ms: u64) -> u64 {
-        let tick = (deadline_ms / TICK_MS).clamp(self.now_tick, self.now_tick + SLOTS as u64 - 1);
+    pub(crate) fn insert(&mut self, key: u32, deadline: Instant) -> Instant {
+        let tick = deadline_tick(deadline).clamp(self.now_tick, self.now_tick + SLOTS as u64 - 1);
         self.slots[(tick % SLOTS as u64) as usize].push(key);
         self.len += 1;
-        tick * TICK_MS
+        tick_start(tick)
     }
 
-    /// Arms `key` for `deadline_ms` unless its live entry fires no later. `armed` is the
+    /// Arms `key` for `deadline` unless its live entry fires no later. `armed` is the
     /// caller's record of when that entry fires (None: no live entry).
-    pub(crate) fn arm(&mut self, key: u32, deadline_ms: u64, armed: &mut Option<u64>) {
-        if armed.is_none_or(|at| deadline_ms < at) {
-            *armed = Some(self.insert(key, deadline_ms));
+    pub(crate) fn arm(&mut self, key: u32, deadline: Instant, armed: &mut Option<Instant>) {
+        if armed.is_none_or(|at| deadline_tick(deadline) < deadline_tick(at)) {
+            *armed = Some(self.insert(key, deadline));
         }
     }
 
@@ -57,10 +74,10 @@ impl TimerWheel {
         self.len
     }
 
-    /// Advances to `now_ms`, handing every key whose slot has passed to `fire`.
+    /// Advances to `now`, handing every key whose slot has passed to `fire`.
     /// Returns how many fired.
-    pub(crate) fn expire(&mut self, now_ms: u64, mut fire: impl FnMut(u32)) -> usize {
-        let target = now_ms / TICK_MS;
+    pub(crate) fn expire(&mut self, now: Instant, mut fire: impl FnMut(u32)) -> usize {
+        let target = current_tick(now);
         let mut fired = 0;
         // Never walk more than one lap: later laps would find the same slots.
         let end = target.min(self.now_tick + SLOTS as u64);
@@ -88,23 +105,23 @@ impl TimerWheel {
 
     /// The earliest time at which something may fire, for the idle wait: the next
     /// non-empty slot's start.
-    pub(crate) fn next_deadline_ms(&self) -> Option<u64> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         if self.len == 0 {
             return None;
         }
         (0..SLOTS as u64)
             .map(|i| self.now_tick + i)
             .find(|t| !self.slots[(t % SLOTS as u64) as usize].is_empty())
-            .map(|t| t * TICK_MS)
+            .map(tick_start)
     }
 }
 
-/// For an entry of a key that [`TimerWheel::expire`] fired at `now_ms`: whether it is the
+/// For an entry of a key that [`TimerWheel::expire`] fired at `now`: whether it is the
 /// key's live entry (then `armed` is cleared, and the caller handles the key and arms it
 /// again), or a stale one left behind when the key's deadline moved earlier, which the
 /// caller drops.
-pub(crate) fn fired_is_live(armed: &mut Option<u64>, now_ms: u64) -> bool {
-    if armed.is_some_and(|at| at > now_ms) {
+pub(crate) fn fired_is_live(armed: &mut Option<Instant>, now: Instant) -> bool {
+    if armed.is_some_and(|at| deadline_tick(at) > current_tick(now)) {
         return false;
     }
     *armed = None;
@@ -115,32 +132,36 @@ pub(crate) fn fired_is_live(armed: &mut Option<u64>, now_ms: u64) -> bool {
 mod tests {
     use super::*;
 
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
     #[test]
     fn fires_in_order_and_not_before() {
-        let mut w = TimerWheel::new(1000);
-        w.insert(1, 1005);
-        w.insert(2, 1002);
-        w.insert(3, 900); // already past: next tick
+        let mut w = TimerWheel::new(ms(1000));
+        w.insert(1, ms(1005));
+        w.insert(2, ms(1002));
+        w.insert(3, ms(900)); // already past: next tick
         let mut got = Vec::new();
-        w.expire(1001, |k| got.push(k));
+        w.expire(ms(1001), |k| got.push(k));
         assert_eq!(got, vec![3]);
-        assert_eq!(w.next_deadline_ms(), Some(1002));
-        w.expire(1004, |k| got.push(k));
+        assert_eq!(w.next_deadline(), Some(ms(1002)));
+        w.expire(ms(1004), |k| got.push(k));
         assert_eq!(got, vec![3, 2]);
-        w.expire(1005, |k| got.push(k));
+        w.expire(ms(1005), |k| got.push(k));
         assert_eq!(got, vec![3, 2, 1]);
         assert_eq!(w.len(), 0);
-        assert_eq!(w.next_deadline_ms(), None);
+        assert_eq!(w.next_deadline(), None);
     }
 
     #[test]
     fn far_deadlines_fire_at_the_horizon_for_rearming() {
-        let mut w = TimerWheel::new(0);
-        w.insert(7, 60_000);
+        let mut w = TimerWheel::new(ms(0));
+        w.insert(7, ms(60_000));
         let mut got = Vec::new();
-        w.expire(SLOTS as u64 - 2, |k| got.push(k));
+        w.expire(ms(SLOTS as u64 - 2), |k| got.push(k));
         assert!(got.is_empty());
-        w.expire(SLOTS as u64 - 1, |k| got.push(k));
+        w.expire(ms(SLOTS as u64 - 1), |k| got.push(k));
         assert_eq!(
             got,
             vec![7],
@@ -150,33 +171,33 @@ mod tests {
 
     #[test]
     fn a_long_sleep_fires_everything_once() {
-        let mut w = TimerWheel::new(0);
+        let mut w = TimerWheel::new(ms(0));
         for k in 0..100 {
-            w.insert(k, k as u64 * 37);
+            w.insert(k, ms(k as u64 * 37));
         }
         let mut got = Vec::new();
-        w.expire(1_000_000, |k| got.push(k));
+        w.expire(ms(1_000_000), |k| got.push(k));
         got.sort();
         assert_eq!(got, (0..100).collect::<Vec<_>>());
         assert_eq!(w.len(), 0);
-        w.insert(5, 1_000_010);
-        w.expire(1_000_009, |_| panic!("too early"));
+        w.insert(5, ms(1_000_010));
+        w.expire(ms(1_000_009), |_| panic!("too early"));
         let mut n = 0;
-        w.expire(1_000_010, |_| n += 1);
+        w.expire(ms(1_000_010), |_| n += 1);
         assert_eq!(n, 1);
     }
 
     #[test]
     fn rearming_inside_fire_is_kept() {
-        let mut w = TimerWheel::new(0);
-        w.insert(1, 3);
+        let mut w = TimerWheel::new(ms(0));
+        w.insert(1, ms(3));
         let mut rearm = Vec::new();
-        w.expire(3, |k| rearm.push(k));
+        w.expire(ms(3), |k| rearm.push(k));
         for k in rearm {
-            w.insert(k, 10);
+            w.insert(k, ms(10));
         }
         let mut got = Vec::new();
-        w.expire(10, |k| got.push(k));
+        w.expire(ms(10), |k| got.push(k));
         assert_eq!(got, vec![1]);
     }
 
@@ -187,16 +208,16 @@ mod tests {
     /// Returns the wheel's largest population over `secs` and how often the key's
     /// timer work ran (`on_timeout`) with its deadline not yet due.
     fn persistent_connection(secs: u64, drop_stale: bool) -> (usize, u64) {
-        let mut w = TimerWheel::new(0);
+        let mut w = TimerWheel::new(ms(0));
         let mut armed = None;
         let mut deadline = None::<u64>;
         let (mut most, mut early) = (0, 0);
         for now in 0..secs * 1000 {
             let mut fired = Vec::new();
-            w.expire(now, |k| fired.push(k));
+            w.expire(ms(now), |k| fired.push(k));
             for _ in fired {
                 let live = if drop_stale {
-                    fired_is_live(&mut armed, now)
+                    fired_is_live(&mut armed, ms(now))
                 } else {
                     armed = None;
                     true
@@ -206,16 +227,16 @@ mod tests {
                         early += 1;
                     }
                     if let Some(d) = deadline {
-                        w.arm(0, d, &mut armed);
+                        w.arm(0, ms(d), &mut armed);
                     }
                 }
             }
             if now % 5 == 0 {
                 // The segment: the delayed ACK is the deadline; then the answer: the
                 // retransmission timer is.
-                w.arm(0, now + 40, &mut armed);
+                w.arm(0, ms(now + 40), &mut armed);
                 deadline = Some(now + 1000);
-                w.arm(0, now + 1000, &mut armed);
+                w.arm(0, ms(now + 1000), &mut armed);
             }
             most = most.max(w.len());
         }
@@ -239,32 +260,32 @@ mod tests {
 
     #[test]
     fn a_live_entry_at_the_horizon_stays_live() {
-        let mut w = TimerWheel::new(0);
+        let mut w = TimerWheel::new(ms(0));
         let mut armed = None;
         let far = 10 * SLOTS as u64;
-        w.arm(3, far, &mut armed);
-        assert_eq!(armed, Some(SLOTS as u64 - 1), "parked at the horizon");
+        w.arm(3, ms(far), &mut armed);
+        assert_eq!(armed, Some(ms(SLOTS as u64 - 1)), "parked at the horizon");
         // Arming the same far deadline again adds nothing.
-        w.arm(3, far, &mut armed);
+        w.arm(3, ms(far), &mut armed);
         assert_eq!(w.len(), 1);
         let mut fired = Vec::new();
         let mut now = 0;
         while fired.is_empty() {
             now += 1;
-            w.expire(now, |k| fired.push(k));
+            w.expire(ms(now), |k| fired.push(k));
         }
         assert_eq!((now, fired), (SLOTS as u64 - 1, vec![3]));
-        assert!(fired_is_live(&mut armed, now));
+        assert!(fired_is_live(&mut armed, ms(now)));
         assert_eq!(armed, None);
     }
 
     #[test]
     fn an_entry_due_now_or_before_is_live_a_later_one_is_not() {
-        let mut armed = Some(100);
-        assert!(!fired_is_live(&mut armed, 99));
-        assert_eq!(armed, Some(100));
-        assert!(fired_is_live(&mut armed, 100));
+        let mut armed = Some(ms(100));
+        assert!(!fired_is_live(&mut armed, ms(99)));
+        assert_eq!(armed, Some(ms(100)));
+        assert!(fired_is_live(&mut armed, ms(100)));
         assert_eq!(armed, None);
-        assert!(fired_is_live(&mut armed, 100), "no record: handled");
+        assert!(fired_is_live(&mut armed, ms(100)), "no record: handled");
     }
 }

@@ -311,7 +311,7 @@ fn a_reset_syn_is_refused() {
         ..TcpRepr::default()
     };
     a.on_segment(&reply, now);
-    assert_eq!(events(&mut a), vec![Event::Refused, Event::Closed]);
+    assert_eq!(events(&mut a), vec![Event::Closed(CloseReason::Refused)]);
     assert!(a.is_closed());
 }
 
@@ -335,7 +335,7 @@ fn syn_retransmission_backs_off_then_times_out() {
         }
     }
     assert_eq!(sends, vec![1, 3, 7], "1 s, then doubling");
-    assert_eq!(events(&mut a), vec![Event::TimedOut, Event::Closed]);
+    assert_eq!(events(&mut a), vec![Event::Closed(CloseReason::TimedOut)]);
 }
 
 #[test]
@@ -361,7 +361,7 @@ fn a_connect_timeout_ends_the_handshake_before_the_retries_do() {
     }
     assert_eq!(sends, vec![1000], "one retransmission fits in 2.5 s");
     assert_eq!(ended, Some(2500));
-    assert_eq!(events(&mut a), vec![Event::TimedOut, Event::Closed]);
+    assert_eq!(events(&mut a), vec![Event::Closed(CloseReason::TimedOut)]);
     assert_eq!(a.poll_timeout(), None, "nothing left armed");
 }
 
@@ -441,7 +441,7 @@ fn blind_rst_and_syn_get_challenge_acks() {
     );
     assert_eq!(
         events(b),
-        vec![Event::Reset, Event::Closed],
+        vec![Event::Closed(CloseReason::Reset)],
         "an exact RST resets"
     );
 }
@@ -474,7 +474,7 @@ fn keepalive_declares_a_silent_peer_lost() {
     let silent = p.now;
     p.run_until(Duration::from_secs(30), |p| p.a.state() == State::Closed);
     let took = p.now.saturating_duration_since(silent);
-    assert!(events(&mut p.a).contains(&Event::TimedOut));
+    assert!(events(&mut p.a).contains(&Event::Closed(CloseReason::TimedOut)));
     assert!(
         took <= Duration::from_secs(2 + 3 + 1),
         "lost after {took:?}"
@@ -507,7 +507,7 @@ fn zero_window_is_probed_and_reopens() {
         p.a.snd_nxt,
         p.a.snd_max,
         p.a.unsent(),
-        p.a.rto_at
+        p.a.timers.get(Timer::Rto)
     );
     p.read_b = true;
     p.run_until(Duration::from_secs(120), |p| {
@@ -848,25 +848,22 @@ fn syn_cookie_without_timestamps_goes_without_scaling_and_sack() {
 #[test]
 fn poll_timeout_is_the_earliest_armed_timer() {
     fn set(t: &mut Tcb, timer: usize, at: Option<Instant>) {
-        match timer {
-            0 => t.rto_at = at,
-            1 => t.delack_at = at,
-            2 => t.persist_at = at,
-            3 => t.keepalive_at = at,
-            4 => t.time_wait_at = at,
-            _ => t.fin_wait_2_at = at,
+        let timer = Timer::ALL[timer];
+        match at {
+            Some(at) => t.timers.set(timer, at),
+            None => t.timers.stop(timer),
         }
     }
     let now = Instant::from_secs(1);
     let ms = |n: u64| now + Duration::from_millis(n);
     let mut a = Tcb::connect(Config::default(), A, B, SeqNumber(1), now);
-    for j in 0..6 {
+    for j in 0..Timer::ALL.len() {
         set(&mut a, j, None);
     }
     assert_eq!(a.poll_timeout(), None);
-    for i in 0..6 {
-        // Timer i is the earliest of six armed ones...
-        for j in 0..6 {
+    for i in 0..Timer::ALL.len() {
+        // Timer i is the earliest of all armed ones...
+        for j in 0..Timer::ALL.len() {
             set(
                 &mut a,
                 j,
@@ -875,7 +872,7 @@ fn poll_timeout_is_the_earliest_armed_timer() {
         }
         assert_eq!(a.poll_timeout(), Some(ms(5)), "timer {i}");
         // ...and the only one armed.
-        for j in 0..6 {
+        for j in 0..Timer::ALL.len() {
             set(&mut a, j, (i == j).then_some(ms(7)));
         }
         assert_eq!(a.poll_timeout(), Some(ms(7)), "timer {i} alone");
@@ -1114,11 +1111,14 @@ fn pure_acks_after_a_timeout_are_acceptable_to_a_peer_that_has_everything() {
     while p.a.poll_transmit(now).is_some() {}
     while p.b().poll_transmit(now).is_some() {}
     // Both time out and resend their first segment; a's is lost.
-    let later = [p.a.rto_at, p.b.as_ref().unwrap().rto_at]
-        .into_iter()
-        .flatten()
-        .max()
-        .expect("both timers");
+    let later = [
+        p.a.timers.get(Timer::Rto),
+        p.b.as_ref().unwrap().timers.get(Timer::Rto),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .expect("both timers");
     p.now = later;
     p.a.on_timeout(later);
     p.b().on_timeout(later);
@@ -1153,7 +1153,11 @@ fn a_receiver_that_reneges_on_its_sacks_gets_the_data_again() {
     r.p.b().ooo.clear();
     r.original(0);
     // b's ACK of segment 0 is a delayed one (for b, nothing is out of order now).
-    let due = r.p.b().delack_at.expect("b's delayed ACK");
+    let due =
+        r.p.b()
+            .timers
+            .get(Timer::DelayedAck)
+            .expect("b's delayed ACK");
     r.p.now = due;
     r.p.b().on_timeout(due);
     r.deliver_to_b(&[]);
@@ -1164,7 +1168,11 @@ fn a_receiver_that_reneges_on_its_sacks_gets_the_data_again() {
     );
     assert!(r.p.a.scoreboard.is_empty(), "the SACKs are forgotten");
     // Whatever recovery does, the timeout resends the left edge, and b gets it all.
-    let rto = r.p.a.rto_at.expect("a's retransmission timer");
+    let rto =
+        r.p.a
+            .timers
+            .get(Timer::Rto)
+            .expect("a's retransmission timer");
     r.p.now = rto;
     r.p.a.on_timeout(rto);
     let (resent, seq) = r.next_from_a();
@@ -1306,7 +1314,7 @@ fn a_late_dsack_undoes_nothing() {
     for s in &sent {
         r.deliver_to_b(s);
     }
-    let due = r.p.b().delack_at;
+    let due = r.p.b().timers.get(Timer::DelayedAck);
     if let Some(due) = due {
         r.p.now = due;
         r.p.b().on_timeout(due);

@@ -63,8 +63,8 @@ impl TcbEndpoint {
         let Some(t) = self.tcb.as_mut() else { return };
         while let Some(e) = t.poll_event() {
             match e {
-                Event::Reset | Event::TimedOut | Event::Refused => {
-                    self.failed.get_or_insert_with(|| format!("{e:?}"));
+                Event::Closed(reason) if reason.is_failure() => {
+                    self.failed.get_or_insert_with(|| format!("{reason:?}"));
                 }
                 _ => {}
             }
