@@ -1,30 +1,23 @@
-//! `sluice serve`: run the stack with listeners until SIGINT/SIGTERM (drain, then exit);
-//! SIGHUP reloads the zones. Everything the flags say a TOML file (`--config`) can say;
-//! flags win over the file.
+//! The settings of `sluice serve`, from its flags ([`ServeArgs`]) and from the TOML
+//! file that can say everything they say (`--config`, [`FileConfig`]); flags win over
+//! the file.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
-use stack::{
-    Backend, BackendConfig, Flow, KernelConfig, Listener, Listeners, Stack, StackConfig, XdpConfig,
-};
+use stack::{Backend, BackendConfig, KernelConfig, StackConfig, XdpConfig};
 
-use crate::dns_service::{DnsService, Limits, ZoneSource};
+use super::control::DEFAULT_CONTROL;
+use super::handlers::{parse_listen, BuiltinHandler};
+use crate::dns_service::{Limits, ZoneSource};
 
 /// What a duration setting means by "never": a hundred years. Every duration is capped
 /// here, so the timeouts and deadlines built from them cannot overflow the clock (1e20 s
 /// overflows Duration itself, 1e19 s an Instant).
 const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
-
-/// Where `sluice stats` finds a running daemon unless told otherwise.
-pub const DEFAULT_CONTROL: &str = "/run/sluice/control.sock";
 
 /// Options of `sluice serve`.
 #[derive(Args, Debug, Default)]
@@ -131,36 +124,6 @@ struct FileZone {
     name: Option<String>,
 }
 
-/// The handlers built into the daemon.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BuiltinHandler {
-    /// Authoritative DNS over TCP from the zones given.
-    Dns,
-    /// Sends back what it reads; closes after the peer does.
-    Echo,
-    /// Reads and drops everything; closes after the peer does.
-    Discard,
-}
-
-fn parse_listen(s: &str) -> Result<(u16, BuiltinHandler), String> {
-    let (port, handler) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?}: expected PORT=HANDLER, e.g. 53=dns"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("{port:?} is not a port number"))?;
-    if port == 0 {
-        return Err("port 0 cannot be listened on".into());
-    }
-    let handler = match handler {
-        "dns" => BuiltinHandler::Dns,
-        "echo" => BuiltinHandler::Echo,
-        "discard" => BuiltinHandler::Discard,
-        other => return Err(format!("unknown handler {other:?} (dns, echo, discard)")),
-    };
-    Ok((port, handler))
-}
-
 fn parse_zone(s: &str) -> Result<ZoneSource, String> {
     let (file, name) = match s.rsplit_once('=') {
         Some((f, n)) if !n.is_empty() && !n.contains('/') => (f, Some(n.to_string())),
@@ -230,43 +193,20 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
     Ok(cores)
 }
 
-/// Counters the built-in echo and discard handlers keep, printed at exit.
-#[derive(Default)]
-struct HandlerStats {
-    flows: AtomicU64,
-    bytes: AtomicU64,
-}
-
-fn stream_listener(handler: BuiltinHandler, stats: Arc<HandlerStats>) -> Listener {
-    Listener::new(move |mut flow: Flow| {
-        let stats = stats.clone();
-        async move {
-            stats.flows.fetch_add(1, Ordering::Relaxed);
-            while let Ok(Some(data)) = flow.read().await {
-                stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                if handler == BuiltinHandler::Echo && flow.write(data).await.is_err() {
-                    return;
-                }
-            }
-            flow.close().await;
-        }
-    })
-}
-
 /// The settings in force: flags over the config file over the defaults.
-struct Settings {
-    stack: StackConfig,
-    listen: Vec<(u16, BuiltinHandler)>,
-    zones: Vec<ZoneSource>,
-    drain: Duration,
-    limits: Limits,
-    transfer_allow: Vec<(Ipv4Addr, u8)>,
-    control: PathBuf,
+pub struct Settings {
+    pub stack: StackConfig,
+    pub listen: Vec<(u16, BuiltinHandler)>,
+    pub zones: Vec<ZoneSource>,
+    pub drain: Duration,
+    pub limits: Limits,
+    pub transfer_allow: Vec<(Ipv4Addr, u8)>,
+    pub control: PathBuf,
     /// The interface given, checked to exist whichever the backend.
-    iface: Option<String>,
+    pub iface: Option<String>,
 }
 
-fn settings(args: &ServeArgs) -> Result<Settings, String> {
+pub fn settings(args: &ServeArgs) -> Result<Settings, String> {
     let file: FileConfig = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -398,251 +338,9 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
     })
 }
 
-pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let s = settings(args)?;
-    if let Some(iface) = &s.iface {
-        xsk::iface::ifindex(iface)?;
-    }
-    let wants_dns = s.listen.iter().any(|(_, h)| *h == BuiltinHandler::Dns);
-    if wants_dns && s.zones.is_empty() {
-        return Err("the dns handler needs at least one --zone".into());
-    }
-    if !wants_dns && !s.zones.is_empty() {
-        tracing::warn!("zones given but no port is served by the dns handler");
-    }
-    // Counter slots: one per worker (the AF_XDP backend has one per queue, known only
-    // once started), up to 64; more share the last slot.
-    let counter_slots = 64;
-    let dns_service = if wants_dns {
-        let keepalive = (s.limits.idle_timeout.as_millis() / 100).min(u16::MAX as u128) as u16;
-        let responder = dns::ResponderConfig {
-            tcp_keepalive_100ms: Some(keepalive),
-            transfer_allowed: s.transfer_allow.clone(),
-            ..Default::default()
-        };
-        let svc = DnsService::new(s.zones.clone(), responder, s.limits.clone(), counter_slots)
-            .map_err(|errors| format!("bad zone:\n  {}", errors.join("\n  ")))?;
-        let catalog = svc.catalog.load();
-        tracing::info!(zones = catalog.len(), "zones loaded");
-        Some(svc)
-    } else {
-        None
-    };
-    let stats = Arc::new(HandlerStats::default());
-    let mut listeners = Listeners::new();
-    for (port, handler) in &s.listen {
-        if listeners.get(*port).is_some() {
-            return Err(format!("port {port} is given twice").into());
-        }
-        let l = match (handler, &dns_service) {
-            (BuiltinHandler::Dns, Some(svc)) => svc.listener(),
-            _ => stream_listener(*handler, stats.clone()),
-        };
-        listeners.listen(*port, l);
-    }
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ])?;
-    let backend = s.stack.backend.kind();
-    let mut stack = Stack::start(s.stack, listeners)?;
-    let control = open_control(&s.control);
-    let ports: Vec<String> = s
-        .listen
-        .iter()
-        .map(|(p, h)| format!("{p}={h:?}").to_lowercase())
-        .collect();
-    tracing::info!(
-        ports = %ports.join(" "),
-        backend = %format!("{backend:?}").to_lowercase(),
-        workers = stack.workers(),
-        control = %s.control.display(),
-        "serving"
-    );
-    let signal = 'serving: loop {
-        for sig in signals.pending() {
-            if sig == signal_hook::consts::SIGHUP {
-                match &dns_service {
-                    Some(svc) => match svc.reload() {
-                        Ok(n) => tracing::info!(zones = n, "SIGHUP: zones reloaded"),
-                        Err(errors) => tracing::error!(
-                            "SIGHUP: the zones did not load, the old ones stay:\n  {}",
-                            errors.join("\n  ")
-                        ),
-                    },
-                    None => tracing::info!("SIGHUP: no zones to reload"),
-                }
-            } else {
-                break 'serving sig;
-            }
-        }
-        if let Some(l) = &control {
-            while let Ok((mut conn, _)) = l.accept() {
-                let _ = conn.set_nonblocking(false);
-                let _ = conn.write_all(report(&stack, dns_service.as_deref()).as_bytes());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    tracing::info!(
-        signal = signal_name(signal),
-        drain_s = s.drain.as_secs_f64(),
-        "stopping: no new connections, draining"
-    );
-    stack.shutdown(s.drain);
-    if control.is_some() {
-        let _ = std::fs::remove_file(&s.control);
-    }
-    tracing::info!(
-        flows = stats.flows.load(Ordering::Relaxed),
-        bytes = stats.bytes.load(Ordering::Relaxed),
-        "stopped"
-    );
-    Ok(())
-}
-
-/// The control socket, if it can be had (a warning otherwise: stats are then off).
-fn open_control(path: &Path) -> Option<UnixListener> {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    // A socket left by a daemon that died; a live one answers, and then we do not steal it.
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        tracing::warn!(path = %path.display(), "another sluice answers on this control socket: stats are off for this one");
-        return None;
-    }
-    let _ = std::fs::remove_file(path);
-    match UnixListener::bind(path) {
-        Ok(l) => {
-            let _ = l.set_nonblocking(true);
-            Some(l)
-        }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "no control socket: `sluice stats` will not reach this daemon");
-            None
-        }
-    }
-}
-
-/// What `sluice stats` prints: per worker, the stack's counters and the DNS service's.
-fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
-    let mut out = String::new();
-    let stats = stack.stats();
-    for (i, w) in stats.iter().enumerate() {
-        if stack.backend() == Backend::Kernel {
-            // The kernel's TCP keeps the packet and state counters (`ss`, `nstat`).
-            out.push_str(&format!(
-                "worker {i}: connections open {} accepted {}\n",
-                w.connections, w.accepted
-            ));
-        } else {
-            // A failed read of the kernel's drop counters must not pass for "nothing lost".
-            let lost = match w.socket_drops {
-                Some(d) => format!(
-                    "rx-ring-full {} fill-empty {} other {}",
-                    d.rx_ring_full, d.fill_empty, d.other
-                ),
-                None => "unknown (XDP_STATISTICS unreadable)".into(),
-            };
-            out.push_str(&format!(
-                "worker {i}: packets rx {} tx {} dropped {} tx-ring-full {} tx-device-full {} tx-kick-refused {}; \
-                 lost in the kernel: {lost}; connections open {} accepted {}; \
-                 resets {} (aborted on close {}); syn-cookies {}/{}; time-wait reopened {}; retransmits {} timeouts {} fast recoveries {} (undone {}); handed over {}/{}; \
-                 busy {} idle-poll {} of {} us\n",
-                w.rx_frames, w.tx_frames, w.rx_dropped, w.tx_ring_full, w.tx_device_full, w.tx_kick_refused, w.connections, w.accepted,
-                w.resets_sent, w.aborted_on_close, w.syn_cookies_sent, w.syn_cookies_accepted, w.time_wait_reopened, w.retransmits, w.timeouts, w.recoveries, w.undone_recoveries,
-                w.handed_out, w.handed_in, w.busy_us, w.idle_poll_us, w.elapsed_us
-            ));
-            let t = &w.states;
-            out.push_str(&format!(
-                "  tcp states: syn-sent {} syn-received {} established {} fin-wait-1 {} fin-wait-2 {} \
-                 close-wait {} closing {} last-ack {} time-wait {}\n",
-                t.syn_sent, t.syn_received, t.established, t.fin_wait_1, t.fin_wait_2,
-                t.close_wait, t.closing, t.last_ack, t.time_wait
-            ));
-        }
-        if let Some(d) = dns.and_then(|d| d.counters.get(i)) {
-            let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-            out.push_str(&format!(
-                "  dns: connections {} queries {}; answers NOERROR {} NXDOMAIN {} REFUSED {} FORMERR {} NOTIMP {} other {}; \
-                 dropped {} transfers {}; closed: garbage {} idle {} lifetime {}; refused by limits {}\n",
-                g(&d.connections), g(&d.queries), g(&d.noerror), g(&d.nxdomain), g(&d.refused),
-                g(&d.formerr), g(&d.notimp), g(&d.other_rcode), g(&d.dropped), g(&d.transfers),
-                g(&d.garbage_closed), g(&d.idle_closed), g(&d.lifetime_closed), g(&d.limit_refused)
-            ));
-        }
-    }
-    if let Some(d) = dns {
-        out.push_str(&format!("zones: {}\n", d.catalog.load().len()));
-    }
-    out
-}
-
-/// `sluice stats`: prints what the daemon at `control` reports.
-pub fn print_stats(control: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    use std::io::Read;
-    let mut conn = std::os::unix::net::UnixStream::connect(control).map_err(|e| {
-        format!(
-            "{}: {e} (is `sluice serve` running, with this --control?)",
-            control.display()
-        )
-    })?;
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut text = String::new();
-    conn.read_to_string(&mut text)?;
-    print!("{text}");
-    Ok(())
-}
-
-/// `sluice check-zone`: loads a zone file and says what is wrong with it.
-pub fn check_zone(file: &Path, name: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
-    match dns::load_zone(file, name) {
-        Ok(z) => {
-            println!(
-                "{}: zone {} OK, {} records",
-                file.display(),
-                dns::name::to_text(&z.apex),
-                z.records.len()
-            );
-            Ok(())
-        }
-        Err(errors) => {
-            for e in &errors {
-                println!("{e}");
-            }
-            Err(format!("{}: {} problem(s)", file.display(), errors.len()).into())
-        }
-    }
-}
-
-fn signal_name(s: i32) -> &'static str {
-    match s {
-        signal_hook::consts::SIGINT => "SIGINT",
-        signal_hook::consts::SIGTERM => "SIGTERM",
-        _ => "signal",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listen_specs_parse() {
-        assert_eq!(parse_listen("7=echo").unwrap(), (7, BuiltinHandler::Echo));
-        assert_eq!(
-            parse_listen("9=discard").unwrap(),
-            (9, BuiltinHandler::Discard)
-        );
-        assert_eq!(parse_listen("53=dns").unwrap(), (53, BuiltinHandler::Dns));
-        assert!(parse_listen("7").unwrap_err().contains("PORT=HANDLER"));
-        assert!(parse_listen("0=echo").is_err());
-        assert!(parse_listen("70000=echo").is_err());
-        assert!(parse_listen("7=dns2")
-            .unwrap_err()
-            .contains("unknown handler"));
-    }
 
     #[test]
     fn zones_and_prefixes_parse() {

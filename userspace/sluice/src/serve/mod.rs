@@ -1,0 +1,158 @@
+//! `sluice serve`: run the stack with listeners until SIGINT/SIGTERM (drain, then exit);
+//! SIGHUP reloads the zones. Here, the serve loop and its signals; its settings (the
+//! flags and the config file) in [`settings`], its built-in handlers in [`handlers`],
+//! the control socket `sluice stats` reads in [`control`].
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stack::{Listeners, Stack};
+
+use crate::dns_service::DnsService;
+
+mod control;
+mod handlers;
+mod settings;
+
+use control::{open_control, report};
+pub use control::{print_stats, DEFAULT_CONTROL};
+use handlers::{stream_listener, BuiltinHandler, HandlerStats};
+use settings::settings;
+pub use settings::ServeArgs;
+
+/// `sluice serve`: serves until SIGINT or SIGTERM, then drains and returns.
+pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let s = settings(args)?;
+    if let Some(iface) = &s.iface {
+        xsk::iface::ifindex(iface)?;
+    }
+    let wants_dns = s.listen.iter().any(|(_, h)| *h == BuiltinHandler::Dns);
+    if wants_dns && s.zones.is_empty() {
+        return Err("the dns handler needs at least one --zone".into());
+    }
+    if !wants_dns && !s.zones.is_empty() {
+        tracing::warn!("zones given but no port is served by the dns handler");
+    }
+    // Counter slots: one per worker (the AF_XDP backend has one per queue, known only
+    // once started), up to 64; more share the last slot.
+    let counter_slots = 64;
+    let dns_service = if wants_dns {
+        let keepalive = (s.limits.idle_timeout.as_millis() / 100).min(u16::MAX as u128) as u16;
+        let responder = dns::ResponderConfig {
+            tcp_keepalive_100ms: Some(keepalive),
+            transfer_allowed: s.transfer_allow.clone(),
+            ..Default::default()
+        };
+        let svc = DnsService::new(s.zones.clone(), responder, s.limits.clone(), counter_slots)
+            .map_err(|errors| format!("bad zone:\n  {}", errors.join("\n  ")))?;
+        let catalog = svc.catalog.load();
+        tracing::info!(zones = catalog.len(), "zones loaded");
+        Some(svc)
+    } else {
+        None
+    };
+    let stats = Arc::new(HandlerStats::default());
+    let mut listeners = Listeners::new();
+    for (port, handler) in &s.listen {
+        if listeners.get(*port).is_some() {
+            return Err(format!("port {port} is given twice").into());
+        }
+        let l = match (handler, &dns_service) {
+            (BuiltinHandler::Dns, Some(svc)) => svc.listener(),
+            _ => stream_listener(*handler, stats.clone()),
+        };
+        listeners.listen(*port, l);
+    }
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])?;
+    let backend = s.stack.backend.kind();
+    let mut stack = Stack::start(s.stack, listeners)?;
+    let control = open_control(&s.control);
+    let ports: Vec<String> = s
+        .listen
+        .iter()
+        .map(|(p, h)| format!("{p}={h:?}").to_lowercase())
+        .collect();
+    tracing::info!(
+        ports = %ports.join(" "),
+        backend = %format!("{backend:?}").to_lowercase(),
+        workers = stack.workers(),
+        control = %s.control.display(),
+        "serving"
+    );
+    let signal = 'serving: loop {
+        for sig in signals.pending() {
+            if sig == signal_hook::consts::SIGHUP {
+                match &dns_service {
+                    Some(svc) => match svc.reload() {
+                        Ok(n) => tracing::info!(zones = n, "SIGHUP: zones reloaded"),
+                        Err(errors) => tracing::error!(
+                            "SIGHUP: the zones did not load, the old ones stay:\n  {}",
+                            errors.join("\n  ")
+                        ),
+                    },
+                    None => tracing::info!("SIGHUP: no zones to reload"),
+                }
+            } else {
+                break 'serving sig;
+            }
+        }
+        if let Some(l) = &control {
+            while let Ok((mut conn, _)) = l.accept() {
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.write_all(report(&stack, dns_service.as_deref()).as_bytes());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    tracing::info!(
+        signal = signal_name(signal),
+        drain_s = s.drain.as_secs_f64(),
+        "stopping: no new connections, draining"
+    );
+    stack.shutdown(s.drain);
+    if control.is_some() {
+        let _ = std::fs::remove_file(&s.control);
+    }
+    tracing::info!(
+        flows = stats.flows.load(Ordering::Relaxed),
+        bytes = stats.bytes.load(Ordering::Relaxed),
+        "stopped"
+    );
+    Ok(())
+}
+
+/// `sluice check-zone`: loads a zone file and says what is wrong with it.
+pub fn check_zone(file: &Path, name: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+    match dns::load_zone(file, name) {
+        Ok(z) => {
+            println!(
+                "{}: zone {} OK, {} records",
+                file.display(),
+                dns::name::to_text(&z.apex),
+                z.records.len()
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            Err(format!("{}: {} problem(s)", file.display(), errors.len()).into())
+        }
+    }
+}
+
+fn signal_name(s: i32) -> &'static str {
+    match s {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}
