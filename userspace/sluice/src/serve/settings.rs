@@ -1,6 +1,9 @@
 //! The settings of `sluice serve`, from its flags ([`ServeArgs`]) and from the TOML
-//! file that can say everything they say (`--config`, [`FileConfig`]); flags win over
-//! the file.
+//! file that can say everything they say (`--config`, [`FileConfig`]). Each source
+//! becomes an [`Options`]: the options it gives. They merge in one place,
+//! [`Options::or`], by one rule (the flags win over the file), and
+//! [`Options::settings`] fills in the defaults of what neither gives and checks the
+//! values.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -124,6 +127,227 @@ struct FileZone {
     name: Option<String>,
 }
 
+/// An option's value, or what is wrong with the text given for it. The file's values
+/// are checked only once chosen, so a flag overrides a bad one without an error.
+type Given<T> = Result<T, String>;
+
+/// The options one source gives (the flags, or the config file); `None` for each it
+/// does not. A list given no items is not given.
+#[derive(Debug, Default)]
+struct Options {
+    iface: Option<String>,
+    addr: Option<Vec<Ipv4Addr>>,
+    listen: Option<Given<Vec<(u16, BuiltinHandler)>>>,
+    zone: Option<Vec<ZoneSource>>,
+    backend: Option<Given<Backend>>,
+    cores: Option<Given<Vec<usize>>>,
+    workers: Option<usize>,
+    drain: Option<f64>,
+    napi_busy_poll: Option<u32>,
+    busy_poll: Option<u64>,
+    syn_backlog: Option<usize>,
+    idle_timeout: Option<f64>,
+    max_lifetime: Option<f64>,
+    max_connections: Option<usize>,
+    max_per_source: Option<usize>,
+    transfer_allow: Option<Given<Vec<(Ipv4Addr, u8)>>>,
+    control: Option<PathBuf>,
+}
+
+/// A list as an option: not given when empty.
+fn nonempty<T>(list: Vec<T>) -> Option<Vec<T>> {
+    (!list.is_empty()).then_some(list)
+}
+
+/// A list of texts as an option, each parsed by `parse`.
+fn parse_each<T>(list: Vec<String>, parse: fn(&str) -> Result<T, String>) -> Option<Given<Vec<T>>> {
+    nonempty(list).map(|l| l.iter().map(|s| parse(s)).collect())
+}
+
+impl From<&ServeArgs> for Options {
+    /// The options the flags give (clap has checked their values).
+    fn from(a: &ServeArgs) -> Options {
+        Options {
+            iface: a.iface.clone(),
+            addr: nonempty(a.addrs.clone()),
+            listen: nonempty(a.listen.clone()).map(Ok),
+            zone: nonempty(a.zones.clone()),
+            backend: a.backend.map(Ok),
+            cores: a.cores.clone().map(|c| Ok(c.0)),
+            workers: a.workers,
+            drain: a.drain,
+            napi_busy_poll: a.napi_busy_poll,
+            busy_poll: a.busy_poll,
+            syn_backlog: a.syn_backlog,
+            idle_timeout: a.idle_timeout,
+            max_lifetime: a.max_lifetime,
+            max_connections: a.max_connections,
+            max_per_source: a.max_per_source,
+            transfer_allow: nonempty(a.transfer_allow.clone()).map(Ok),
+            control: a.control.clone(),
+        }
+    }
+}
+
+impl FileConfig {
+    /// The file at `path`, read and parsed.
+    fn read(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The options the file gives; its zone files are relative to `dir`, the file's
+    /// directory.
+    fn options(self, dir: &Path) -> Options {
+        Options {
+            iface: self.iface,
+            addr: nonempty(self.addr),
+            listen: parse_each(self.listen, parse_listen),
+            zone: nonempty(self.zone).map(|zones| {
+                zones
+                    .into_iter()
+                    .map(|z| ZoneSource {
+                        file: dir.join(z.file),
+                        name: z.name,
+                    })
+                    .collect()
+            }),
+            backend: self.backend.map(|b| parse_backend(&b)),
+            cores: self.cores.map(|c| parse_cores(&c)),
+            workers: self.workers,
+            drain: self.drain,
+            napi_busy_poll: self.napi_busy_poll,
+            busy_poll: self.busy_poll,
+            syn_backlog: self.syn_backlog,
+            idle_timeout: self.idle_timeout,
+            max_lifetime: self.max_lifetime,
+            max_connections: self.max_connections,
+            max_per_source: self.max_per_source,
+            transfer_allow: parse_each(self.transfer_allow, parse_prefix),
+            control: self.control,
+        }
+    }
+}
+
+impl Options {
+    /// These options, and `lower`'s where these say nothing: the one rule by which the
+    /// flags win over the file.
+    fn or(self, lower: Options) -> Options {
+        Options {
+            iface: self.iface.or(lower.iface),
+            addr: self.addr.or(lower.addr),
+            listen: self.listen.or(lower.listen),
+            zone: self.zone.or(lower.zone),
+            backend: self.backend.or(lower.backend),
+            cores: self.cores.or(lower.cores),
+            workers: self.workers.or(lower.workers),
+            drain: self.drain.or(lower.drain),
+            napi_busy_poll: self.napi_busy_poll.or(lower.napi_busy_poll),
+            busy_poll: self.busy_poll.or(lower.busy_poll),
+            syn_backlog: self.syn_backlog.or(lower.syn_backlog),
+            idle_timeout: self.idle_timeout.or(lower.idle_timeout),
+            max_lifetime: self.max_lifetime.or(lower.max_lifetime),
+            max_connections: self.max_connections.or(lower.max_connections),
+            max_per_source: self.max_per_source.or(lower.max_per_source),
+            transfer_allow: self.transfer_allow.or(lower.transfer_allow),
+            control: self.control.or(lower.control),
+        }
+    }
+
+    /// The settings these options make: the defaults for the options not given, and
+    /// the first bad value's error.
+    fn settings(self) -> Result<Settings, String> {
+        let listen = self.listen.transpose()?.unwrap_or_default();
+        if listen.is_empty() {
+            return Err(
+                "nothing to serve: give --listen PORT=HANDLER (or `listen` in --config)".into(),
+            );
+        }
+        let backend = self.backend.transpose()?.unwrap_or(Backend::Kernel);
+        let cores = self.cores.transpose()?.unwrap_or_default();
+        let transfer_allow = self.transfer_allow.transpose()?.unwrap_or_default();
+        let defaults = Limits::default();
+        let limits = Limits {
+            idle_timeout: seconds(self.idle_timeout, defaults.idle_timeout, "--idle-timeout")?,
+            max_lifetime: seconds(self.max_lifetime, defaults.max_lifetime, "--max-lifetime")?,
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            max_per_source: self.max_per_source.unwrap_or(defaults.max_per_source),
+        };
+        // The stack's own defaults for the options not given.
+        let backend = match backend {
+            Backend::Kernel => BackendConfig::Kernel(KernelConfig {
+                workers: self.workers,
+                ..KernelConfig::default()
+            }),
+            Backend::Xdp => {
+                let iface = self.iface.clone().ok_or(
+                    "the xdp backend needs --iface (the interface whose queues sluice serves)",
+                )?;
+                let mut xdp = XdpConfig::new(iface);
+                if let Some(us) = self.napi_busy_poll {
+                    xdp.napi_busy_poll_us = us;
+                }
+                if let Some(us) = self.busy_poll {
+                    xdp.busy_poll = Duration::from_micros(us);
+                }
+                if let Some(n) = self.syn_backlog {
+                    xdp.max_half_open = n;
+                }
+                BackendConfig::Xdp(xdp)
+            }
+        };
+        Ok(Settings {
+            stack: StackConfig {
+                backend,
+                addrs: self.addr.unwrap_or_default(),
+                cores,
+                ..StackConfig::kernel()
+            },
+            listen,
+            zones: self.zone.unwrap_or_default(),
+            drain: seconds(self.drain, Duration::from_secs(5), "--drain")?,
+            limits,
+            transfer_allow,
+            control: self
+                .control
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
+            iface: self.iface,
+        })
+    }
+}
+
+/// A duration option in seconds, `default` when not given; "never" is [`NEVER`].
+fn seconds(value: Option<f64>, default: Duration, what: &str) -> Result<Duration, String> {
+    let v = value.unwrap_or(default.as_secs_f64());
+    if v.is_finite() && v >= 0.0 {
+        Ok(Duration::from_secs_f64(v.min(NEVER.as_secs_f64())))
+    } else {
+        Err(format!("{what} must be a number of seconds, not {v}"))
+    }
+}
+
+/// The settings in force: flags over the config file over the defaults.
+pub struct Settings {
+    pub stack: StackConfig,
+    pub listen: Vec<(u16, BuiltinHandler)>,
+    pub zones: Vec<ZoneSource>,
+    pub drain: Duration,
+    pub limits: Limits,
+    pub transfer_allow: Vec<(Ipv4Addr, u8)>,
+    pub control: PathBuf,
+    /// The interface given, checked to exist whichever the backend.
+    pub iface: Option<String>,
+}
+
+/// The settings `args` make, with the config file it names if any.
+pub fn settings(args: &ServeArgs) -> Result<Settings, String> {
+    let file = match &args.config {
+        Some(path) => FileConfig::read(path)?.options(path.parent().unwrap_or(Path::new(""))),
+        None => Options::default(),
+    };
+    Options::from(args).or(file).settings()
+}
+
 fn parse_zone(s: &str) -> Result<ZoneSource, String> {
     let (file, name) = match s.rsplit_once('=') {
         Some((f, n)) if !n.is_empty() && !n.contains('/') => (f, Some(n.to_string())),
@@ -191,151 +415,6 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
         return Err("the core list is empty".into());
     }
     Ok(cores)
-}
-
-/// The settings in force: flags over the config file over the defaults.
-pub struct Settings {
-    pub stack: StackConfig,
-    pub listen: Vec<(u16, BuiltinHandler)>,
-    pub zones: Vec<ZoneSource>,
-    pub drain: Duration,
-    pub limits: Limits,
-    pub transfer_allow: Vec<(Ipv4Addr, u8)>,
-    pub control: PathBuf,
-    /// The interface given, checked to exist whichever the backend.
-    pub iface: Option<String>,
-}
-
-pub fn settings(args: &ServeArgs) -> Result<Settings, String> {
-    let file: FileConfig = match &args.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
-        }
-        None => FileConfig::default(),
-    };
-    let base = args
-        .config
-        .as_deref()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new(""));
-    let listen = if !args.listen.is_empty() {
-        args.listen.clone()
-    } else {
-        file.listen
-            .iter()
-            .map(|l| parse_listen(l))
-            .collect::<Result<_, _>>()?
-    };
-    if listen.is_empty() {
-        return Err(
-            "nothing to serve: give --listen PORT=HANDLER (or `listen` in --config)".into(),
-        );
-    }
-    let zones = if !args.zones.is_empty() {
-        args.zones.clone()
-    } else {
-        file.zone
-            .iter()
-            .map(|z| ZoneSource {
-                file: base.join(&z.file),
-                name: z.name.clone(),
-            })
-            .collect()
-    };
-    let backend = match (&args.backend, &file.backend) {
-        (Some(b), _) => *b,
-        (None, Some(b)) => parse_backend(b)?,
-        (None, None) => Backend::Kernel,
-    };
-    let cores = match (&args.cores, &file.cores) {
-        (Some(c), _) => c.0.clone(),
-        (None, Some(c)) => parse_cores(c)?,
-        (None, None) => Vec::new(),
-    };
-    let transfer_allow = if !args.transfer_allow.is_empty() {
-        args.transfer_allow.clone()
-    } else {
-        file.transfer_allow
-            .iter()
-            .map(|p| parse_prefix(p))
-            .collect::<Result<_, _>>()?
-    };
-    let secs = |flag: Option<f64>, conf: Option<f64>, default: f64, what: &str| {
-        let v = flag.or(conf).unwrap_or(default);
-        if v.is_finite() && v >= 0.0 {
-            Ok(Duration::from_secs_f64(v.min(NEVER.as_secs_f64())))
-        } else {
-            Err(format!("{what} must be a number of seconds, not {v}"))
-        }
-    };
-    let defaults = Limits::default();
-    let limits = Limits {
-        idle_timeout: secs(
-            args.idle_timeout,
-            file.idle_timeout,
-            defaults.idle_timeout.as_secs_f64(),
-            "--idle-timeout",
-        )?,
-        max_lifetime: secs(
-            args.max_lifetime,
-            file.max_lifetime,
-            defaults.max_lifetime.as_secs_f64(),
-            "--max-lifetime",
-        )?,
-        max_connections: args
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(defaults.max_connections),
-        max_per_source: args
-            .max_per_source
-            .or(file.max_per_source)
-            .unwrap_or(defaults.max_per_source),
-    };
-    let iface = args.iface.clone().or(file.iface);
-    Ok(Settings {
-        stack: StackConfig {
-            backend: match backend {
-                Backend::Kernel => BackendConfig::Kernel(KernelConfig {
-                    workers: args.workers.or(file.workers),
-                    ..KernelConfig::default()
-                }),
-                Backend::Xdp => {
-                    let iface = iface.clone().ok_or(
-                        "the xdp backend needs --iface (the interface whose queues sluice serves)",
-                    )?;
-                    let mut xdp = XdpConfig::new(iface);
-                    xdp.napi_busy_poll_us =
-                        args.napi_busy_poll.or(file.napi_busy_poll).unwrap_or(0);
-                    if let Some(us) = args.busy_poll.or(file.busy_poll) {
-                        xdp.busy_poll = Duration::from_micros(us);
-                    }
-                    if let Some(n) = args.syn_backlog.or(file.syn_backlog) {
-                        xdp.max_half_open = n;
-                    }
-                    BackendConfig::Xdp(xdp)
-                }
-            },
-            addrs: if args.addrs.is_empty() {
-                file.addr
-            } else {
-                args.addrs.clone()
-            },
-            cores,
-            ..StackConfig::kernel()
-        },
-        listen,
-        zones,
-        drain: secs(args.drain, file.drain, 5.0, "--drain")?,
-        limits,
-        transfer_allow,
-        control: args
-            .control
-            .clone()
-            .or(file.control)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
-        iface,
-    })
 }
 
 #[cfg(test)]
@@ -483,5 +562,171 @@ mod tests {
         assert!(parse_cores("3-1").is_err());
         assert!(parse_cores("a").is_err());
         assert!(parse_cores("").is_err());
+    }
+
+    /// The options a config file in /etc/sluice saying `text` gives.
+    fn file(text: &str) -> Options {
+        toml::from_str::<FileConfig>(text)
+            .unwrap()
+            .options(Path::new("/etc/sluice"))
+    }
+
+    /// The options the flags `args` give, parsed as on the command line.
+    fn flags(args: &[&str]) -> Options {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let line = std::iter::once("serve").chain(args.iter().copied());
+        Options::from(&<Serve as clap::Parser>::try_parse_from(line).unwrap().args)
+    }
+
+    #[test]
+    fn a_flag_overrides_the_file() {
+        let s = flags(&[
+            "--listen",
+            "7=echo",
+            "--addr",
+            "192.0.2.2",
+            "--backend",
+            "kernel",
+            "--idle-timeout",
+            "7",
+            "--zone",
+            "/srv/b.zone",
+        ])
+        .or(file(
+            "listen = [\"53=dns\", \"9=discard\"]\naddr = [\"192.0.2.1\"]\nbackend = \"xdp\"\n\
+             idle-timeout = 3\ncontrol = \"/tmp/c.sock\"\n[[zone]]\nfile = \"a.zone\"\n",
+        ))
+        .settings()
+        .unwrap();
+        assert_eq!(
+            s.listen,
+            vec![(7, BuiltinHandler::Echo)],
+            "a list given replaces the file's whole"
+        );
+        assert_eq!(s.stack.addrs, vec![Ipv4Addr::new(192, 0, 2, 2)]);
+        assert_eq!(s.stack.backend.kind(), Backend::Kernel);
+        assert_eq!(s.limits.idle_timeout, Duration::from_secs(7));
+        assert_eq!(s.zones[0].file, Path::new("/srv/b.zone"));
+        assert_eq!(
+            s.control,
+            Path::new("/tmp/c.sock"),
+            "what the flags do not say, the file does"
+        );
+    }
+
+    #[test]
+    fn the_file_overrides_the_defaults() {
+        let echo = || flags(&["--listen", "7=echo"]);
+        let d = echo().or(file("")).settings().unwrap();
+        assert_eq!(d.stack.backend.kind(), Backend::Kernel);
+        assert_eq!(d.drain, Duration::from_secs(5));
+        assert_eq!(d.limits.idle_timeout, Limits::default().idle_timeout);
+        assert_eq!(d.limits.max_connections, Limits::default().max_connections);
+        assert_eq!(d.control, Path::new(DEFAULT_CONTROL));
+        assert!(d.stack.cores.is_empty() && d.stack.addrs.is_empty());
+        assert!(d.transfer_allow.is_empty() && d.zones.is_empty());
+
+        let s = echo()
+            .or(file(
+                "backend = \"xdp\"\niface = \"eth9\"\ncores = \"1,3\"\ndrain = 1\n\
+                 idle-timeout = 2.5\nmax-connections = 10\nsyn-backlog = 64\nbusy-poll = 0\n\
+                 napi-busy-poll = 50\ntransfer-allow = [\"10.0.0.0/8\"]\n\
+                 control = \"/tmp/c.sock\"\n[[zone]]\nfile = \"a.zone\"\n",
+            ))
+            .settings()
+            .unwrap();
+        assert_eq!(s.stack.cores, vec![1, 3]);
+        assert_eq!(s.drain, Duration::from_secs(1));
+        assert_eq!(s.limits.idle_timeout, Duration::from_millis(2500));
+        assert_eq!(s.limits.max_connections, 10);
+        assert_eq!(s.transfer_allow, vec![(Ipv4Addr::new(10, 0, 0, 0), 8)]);
+        assert_eq!(s.control, Path::new("/tmp/c.sock"));
+        assert_eq!(s.zones[0].file, Path::new("/etc/sluice/a.zone"));
+        let mut stack = s.stack;
+        let x = stack.xdp_mut().unwrap();
+        assert_eq!(
+            (
+                x.iface.as_str(),
+                x.max_half_open,
+                x.busy_poll,
+                x.napi_busy_poll_us
+            ),
+            ("eth9", 64, Duration::ZERO, 50)
+        );
+
+        // What neither says, the stack's own defaults give.
+        let mut stack = echo()
+            .or(file("backend = \"xdp\"\niface = \"eth9\"\n"))
+            .settings()
+            .unwrap()
+            .stack;
+        let x = stack.xdp_mut().unwrap();
+        let stack_defaults = XdpConfig::new("eth9");
+        assert_eq!(
+            (x.max_half_open, x.busy_poll, x.napi_busy_poll_us),
+            (
+                stack_defaults.max_half_open,
+                stack_defaults.busy_poll,
+                stack_defaults.napi_busy_poll_us
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_gives_its_error() {
+        let err = |text: &str| {
+            flags(&["--listen", "7=echo"])
+                .or(file(text))
+                .settings()
+                .err()
+                .unwrap()
+        };
+        assert_eq!(
+            file("listen = [\"53=dsn\"]").settings().err().unwrap(),
+            "unknown handler \"dsn\" (dns, echo, discard)"
+        );
+        assert_eq!(
+            err("backend = \"xpd\""),
+            "unknown backend \"xpd\" (xdp, kernel)"
+        );
+        assert_eq!(
+            err("cores = \"3-1\""),
+            "\"3-1\" is not a core or a range of cores (e.g. 0-3,6)"
+        );
+        assert_eq!(
+            err("transfer-allow = [\"10.0.0.0/33\"]"),
+            "\"10.0.0.0/33\": the prefix length must be 0-32"
+        );
+        assert_eq!(
+            err("idle-timeout = -1"),
+            "--idle-timeout must be a number of seconds, not -1"
+        );
+        // A value a flag overrides is not used, nor checked.
+        assert!(flags(&["--listen", "7=echo", "--backend", "kernel"])
+            .or(file("backend = \"xpd\""))
+            .settings()
+            .is_ok());
+
+        // A value of the wrong type is refused on reading the file, which is named.
+        let dir = std::env::temp_dir().join(format!("sluice-bad-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("sluice.toml");
+        std::fs::write(&conf, "workers = \"many\"\n").unwrap();
+        let err = settings(&ServeArgs {
+            config: Some(conf.clone()),
+            listen: vec![(7, BuiltinHandler::Echo)],
+            ..Default::default()
+        })
+        .err()
+        .unwrap();
+        assert!(
+            err.starts_with(&format!("{}: ", conf.display())) && err.contains("workers"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
