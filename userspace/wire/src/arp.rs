@@ -3,10 +3,45 @@
 use core::net::Ipv4Addr;
 
 use crate::ethernet::EthernetAddress;
+use crate::field::{array, read_u16, Field};
 use crate::{Error, Result};
 
+/// Where the fields of an ARP packet are. The address fields' places assume
+/// Ethernet/IPv4 (6-byte and 4-byte addresses), the only kind this crate parses.
+mod field {
+    use crate::field::Field;
+
+    /// HTYPE: the kind of link-layer address (1 = Ethernet).
+    pub(crate) const HTYPE: Field = 0..2;
+    /// PTYPE: the kind of protocol address, as an EtherType (0x0800 = IPv4).
+    pub(crate) const PTYPE: Field = 2..4;
+    /// HLEN: bytes of a link-layer address.
+    pub(crate) const HLEN: usize = 4;
+    /// PLEN: bytes of a protocol address.
+    pub(crate) const PLEN: usize = 5;
+    /// OPER: request or reply.
+    pub(crate) const OPER: Field = 6..8;
+    /// SHA: the sender's MAC address.
+    pub(crate) const SHA: Field = 8..14;
+    /// SPA: the sender's IPv4 address.
+    pub(crate) const SPA: Field = 14..18;
+    /// THA: the target's MAC address.
+    pub(crate) const THA: Field = 18..24;
+    /// TPA: the target's IPv4 address.
+    pub(crate) const TPA: Field = 24..28;
+}
+
+/// HTYPE of Ethernet.
+const HTYPE_ETHERNET: u16 = 1;
+/// PTYPE of IPv4 (its EtherType).
+const PTYPE_IPV4: u16 = 0x0800;
+/// HLEN of Ethernet: a MAC address.
+const HLEN_ETHERNET: u8 = 6;
+/// PLEN of IPv4: an IPv4 address.
+const PLEN_IPV4: u8 = 4;
+
 /// Bytes of an Ethernet/IPv4 ARP packet.
-pub const ARP_LEN: usize = 28;
+pub const ARP_LEN: usize = field::TPA.end;
 
 /// The operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,40 +89,35 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         Ok(ArpPacket { buffer })
     }
 
-    fn u16_at(&self, i: usize) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[i], b[i + 1]])
-    }
-
     /// Hardware type (1 = Ethernet).
     pub fn hardware_type(&self) -> u16 {
-        self.u16_at(0)
+        read_u16(self.buffer.as_ref(), field::HTYPE)
     }
 
     /// Protocol type (0x0800 = IPv4).
     pub fn protocol_type(&self) -> u16 {
-        self.u16_at(2)
+        read_u16(self.buffer.as_ref(), field::PTYPE)
     }
 
     /// Hardware and protocol address lengths.
     pub fn address_lengths(&self) -> (u8, u8) {
         let b = self.buffer.as_ref();
-        (b[4], b[5])
+        (b[field::HLEN], b[field::PLEN])
     }
 
     /// The operation.
     pub fn operation(&self) -> ArpOperation {
-        self.u16_at(6).into()
+        read_u16(self.buffer.as_ref(), field::OPER).into()
     }
 
-    fn mac_at(&self, i: usize) -> EthernetAddress {
-        let b = self.buffer.as_ref();
-        EthernetAddress([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5]])
+    /// The MAC address in `field` (SHA or THA).
+    fn mac(&self, field: Field) -> EthernetAddress {
+        EthernetAddress(array(self.buffer.as_ref(), field))
     }
 
-    fn ip_at(&self, i: usize) -> Ipv4Addr {
-        let b = self.buffer.as_ref();
-        Ipv4Addr::new(b[i], b[i + 1], b[i + 2], b[i + 3])
+    /// The IPv4 address in `field` (SPA or TPA).
+    fn ip(&self, field: Field) -> Ipv4Addr {
+        Ipv4Addr::from(array::<4>(self.buffer.as_ref(), field))
     }
 }
 
@@ -109,15 +139,18 @@ pub struct ArpRepr {
 impl ArpRepr {
     /// Parses a checked packet; anything but Ethernet/IPv4 ARP is `Unsupported`.
     pub fn parse<T: AsRef<[u8]>>(p: &ArpPacket<T>) -> Result<ArpRepr> {
-        if p.hardware_type() != 1 || p.protocol_type() != 0x0800 || p.address_lengths() != (6, 4) {
+        if p.hardware_type() != HTYPE_ETHERNET
+            || p.protocol_type() != PTYPE_IPV4
+            || p.address_lengths() != (HLEN_ETHERNET, PLEN_IPV4)
+        {
             return Err(Error::Unsupported);
         }
         Ok(ArpRepr {
             operation: p.operation(),
-            source_hardware_addr: p.mac_at(8),
-            source_protocol_addr: p.ip_at(14),
-            target_hardware_addr: p.mac_at(18),
-            target_protocol_addr: p.ip_at(24),
+            source_hardware_addr: p.mac(field::SHA),
+            source_protocol_addr: p.ip(field::SPA),
+            target_hardware_addr: p.mac(field::THA),
+            target_protocol_addr: p.ip(field::TPA),
         })
     }
 
@@ -131,15 +164,15 @@ impl ArpRepr {
         if buf.len() < ARP_LEN {
             return Err(Error::Truncated);
         }
-        buf[0..2].copy_from_slice(&1u16.to_be_bytes());
-        buf[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
-        buf[4] = 6;
-        buf[5] = 4;
-        buf[6..8].copy_from_slice(&u16::from(self.operation).to_be_bytes());
-        buf[8..14].copy_from_slice(&self.source_hardware_addr.0);
-        buf[14..18].copy_from_slice(&self.source_protocol_addr.octets());
-        buf[18..24].copy_from_slice(&self.target_hardware_addr.0);
-        buf[24..28].copy_from_slice(&self.target_protocol_addr.octets());
+        buf[field::HTYPE].copy_from_slice(&HTYPE_ETHERNET.to_be_bytes());
+        buf[field::PTYPE].copy_from_slice(&PTYPE_IPV4.to_be_bytes());
+        buf[field::HLEN] = HLEN_ETHERNET;
+        buf[field::PLEN] = PLEN_IPV4;
+        buf[field::OPER].copy_from_slice(&u16::from(self.operation).to_be_bytes());
+        buf[field::SHA].copy_from_slice(&self.source_hardware_addr.0);
+        buf[field::SPA].copy_from_slice(&self.source_protocol_addr.octets());
+        buf[field::THA].copy_from_slice(&self.target_hardware_addr.0);
+        buf[field::TPA].copy_from_slice(&self.target_protocol_addr.octets());
         Ok(())
     }
 }

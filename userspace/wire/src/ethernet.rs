@@ -2,10 +2,25 @@
 
 use core::fmt;
 
+use crate::field::{array, read_u16};
 use crate::{Error, Result};
 
+/// Where the fields of an Ethernet II header are (IEEE 802.3 clause 3.1.1).
+mod field {
+    use crate::field::{Field, Rest};
+
+    /// The MAC address the frame is for: first, so that a NIC can filter early.
+    pub(crate) const DESTINATION: Field = 0..6;
+    /// The MAC address of the sender.
+    pub(crate) const SOURCE: Field = 6..12;
+    /// What the payload is (see [`super::EtherType`]).
+    pub(crate) const ETHERTYPE: Field = 12..14;
+    /// The payload, right after the header when there is no VLAN tag.
+    pub(crate) const PAYLOAD: Rest = 14..;
+}
+
 /// Bytes of an Ethernet II header (no VLAN tag).
-pub const ETHERNET_HEADER_LEN: usize = 14;
+pub const ETHERNET_HEADER_LEN: usize = field::PAYLOAD.start;
 
 /// A MAC address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -83,25 +98,22 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// Destination MAC.
     pub fn dst_addr(&self) -> EthernetAddress {
-        let b = self.buffer.as_ref();
-        EthernetAddress([b[0], b[1], b[2], b[3], b[4], b[5]])
+        EthernetAddress(array(self.buffer.as_ref(), field::DESTINATION))
     }
 
     /// Source MAC.
     pub fn src_addr(&self) -> EthernetAddress {
-        let b = self.buffer.as_ref();
-        EthernetAddress([b[6], b[7], b[8], b[9], b[10], b[11]])
+        EthernetAddress(array(self.buffer.as_ref(), field::SOURCE))
     }
 
     /// EtherType.
     pub fn ethertype(&self) -> EtherType {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[12], b[13]]).into()
+        read_u16(self.buffer.as_ref(), field::ETHERTYPE).into()
     }
 
     /// The bytes after the header.
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[ETHERNET_HEADER_LEN..]
+        &self.buffer.as_ref()[field::PAYLOAD]
     }
 
     /// The wrapped buffer.
@@ -113,7 +125,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     /// The bytes after the header, writable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[ETHERNET_HEADER_LEN..]
+        &mut self.buffer.as_mut()[field::PAYLOAD]
     }
 }
 
@@ -148,9 +160,9 @@ impl EthernetRepr {
         if buf.len() < ETHERNET_HEADER_LEN {
             return Err(Error::Truncated);
         }
-        buf[0..6].copy_from_slice(&self.dst_addr.0);
-        buf[6..12].copy_from_slice(&self.src_addr.0);
-        buf[12..14].copy_from_slice(&u16::from(self.ethertype).to_be_bytes());
+        buf[field::DESTINATION].copy_from_slice(&self.dst_addr.0);
+        buf[field::SOURCE].copy_from_slice(&self.src_addr.0);
+        buf[field::ETHERTYPE].copy_from_slice(&u16::from(self.ethertype).to_be_bytes());
         Ok(())
     }
 }

@@ -4,18 +4,19 @@
 
 use core::net::Ipv4Addr;
 
+use crate::arp::ARP_LEN;
 use crate::{
     frame, ArpPacket, ArpRepr, ChecksumMode, EthernetFrame, EthernetRepr, Ipv4Packet, Ipv4Repr,
-    TcpOptions, TcpPacket, TcpRepr,
+    TcpOptions, TcpPacket, TcpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
 
 /// Parses `data` as an Ethernet header, and re-emits what parsed.
 pub fn ethernet(data: &[u8]) {
     if let Ok(f) = EthernetFrame::new_checked(data) {
         if let Ok(r) = EthernetRepr::parse(&f) {
-            let mut out = [0u8; 14];
+            let mut out = [0u8; ETHERNET_HEADER_LEN];
             r.emit(&mut out).expect("a parsed header fits its own size");
-            assert_eq!(&out[..], &data[..14]);
+            assert_eq!(&out[..], &data[..ETHERNET_HEADER_LEN]);
         }
     }
 }
@@ -24,7 +25,7 @@ pub fn ethernet(data: &[u8]) {
 pub fn arp(data: &[u8]) {
     if let Ok(p) = ArpPacket::new_checked(data) {
         if let Ok(r) = ArpRepr::parse(&p) {
-            let mut out = [0u8; 28];
+            let mut out = [0u8; ARP_LEN];
             r.emit(&mut out).expect("fits");
             assert_eq!(
                 ArpRepr::parse(&ArpPacket::new_checked(&out[..]).unwrap()),
@@ -39,7 +40,7 @@ pub fn ipv4(data: &[u8]) {
     if let Ok(p) = Ipv4Packet::new_checked(data) {
         let _ = p.payload();
         if let Ok(r) = Ipv4Repr::parse(&p, ChecksumMode::Ignore) {
-            let mut out = vec![0u8; 20 + r.payload_len];
+            let mut out = vec![0u8; IPV4_HEADER_LEN + r.payload_len];
             r.emit(&mut out).expect("fits");
             assert_eq!(
                 Ipv4Repr::parse(
@@ -90,7 +91,7 @@ pub fn tcp(data: &[u8]) {
 pub fn tcp_ipv4_frame(data: &[u8]) {
     let _ = frame::parse_tcp_ipv4(data, ChecksumMode::Verify);
     if let Ok(f) = frame::parse_tcp_ipv4(data, ChecksumMode::Ignore) {
-        let mut out = vec![0u8; 14 + 20 + f.tcp.buffer_len()];
+        let mut out = vec![0u8; ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + f.tcp.buffer_len()];
         let n = frame::emit_tcp_ipv4(&mut out, &f.eth, &f.ip, &f.tcp).expect("fits");
         assert!(frame::parse_tcp_ipv4(&out[..n], ChecksumMode::Verify).is_ok());
     }

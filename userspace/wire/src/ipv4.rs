@@ -3,10 +3,50 @@
 use core::net::Ipv4Addr;
 
 use crate::checksum;
+use crate::field::{array, read_u16};
 use crate::{ChecksumMode, Error, Result};
 
+/// Where the fields of an IPv4 header are (RFC 791 §3.1), and the bits inside them.
+mod field {
+    use crate::field::Field;
+
+    /// Version (high 4 bits) and IHL, the header length in 32-bit words (low 4 bits).
+    pub(crate) const VER_IHL: usize = 0;
+    /// DSCP and ECN, once the type of service; sent as zero.
+    pub(crate) const DSCP_ECN: usize = 1;
+    /// Total length: header, options and payload, in bytes.
+    pub(crate) const LENGTH: Field = 2..4;
+    /// Identification, which ties the fragments of one datagram together.
+    pub(crate) const IDENT: Field = 4..6;
+    /// The flags (high 3 bits) and the fragment offset in 8-byte units (low 13 bits).
+    pub(crate) const FLG_OFF: Field = 6..8;
+    /// Time to live.
+    pub(crate) const TTL: usize = 8;
+    /// The protocol of the payload.
+    pub(crate) const PROTOCOL: usize = 9;
+    /// Ones' complement checksum of the header (options included).
+    pub(crate) const CHECKSUM: Field = 10..12;
+    /// Source address.
+    pub(crate) const SRC_ADDR: Field = 12..16;
+    /// Destination address; the options, if any, follow it.
+    pub(crate) const DST_ADDR: Field = 16..20;
+
+    /// IPv4's version number, in the high bits of VER_IHL.
+    pub(crate) const VERSION_4: u8 = 4;
+    /// How far up VER_IHL the version sits.
+    pub(crate) const VERSION_SHIFT: u32 = 4;
+    /// IHL's bits in VER_IHL.
+    pub(crate) const IHL_MASK: u8 = 0x0f;
+    /// Don't-fragment, in FLG_OFF.
+    pub(crate) const FLG_DF: u16 = 0x4000;
+    /// More-fragments, in FLG_OFF: not the last fragment of its datagram.
+    pub(crate) const FLG_MF: u16 = 0x2000;
+    /// The fragment offset's bits in FLG_OFF.
+    pub(crate) const OFFSET_MASK: u16 = 0x1fff;
+}
+
 /// Bytes of an IPv4 header without options.
-pub const IPV4_HEADER_LEN: usize = 20;
+pub const IPV4_HEADER_LEN: usize = field::DST_ADDR.end;
 
 /// The protocol field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,64 +115,62 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// The version field (4 for IPv4).
     pub fn version(&self) -> u8 {
-        self.b()[0] >> 4
+        self.b()[field::VER_IHL] >> field::VERSION_SHIFT
     }
 
     /// Header length in bytes, options included.
     pub fn header_len(&self) -> u8 {
-        (self.b()[0] & 0x0f) * 4
+        (self.b()[field::VER_IHL] & field::IHL_MASK) * 4
     }
 
     /// Total length: header and payload.
     pub fn total_len(&self) -> u16 {
-        u16::from_be_bytes([self.b()[2], self.b()[3]])
+        read_u16(self.b(), field::LENGTH)
     }
 
     /// Identification.
     pub fn ident(&self) -> u16 {
-        u16::from_be_bytes([self.b()[4], self.b()[5]])
+        read_u16(self.b(), field::IDENT)
     }
 
     /// Don't-fragment flag.
     pub fn dont_frag(&self) -> bool {
-        self.b()[6] & 0x40 != 0
+        read_u16(self.b(), field::FLG_OFF) & field::FLG_DF != 0
     }
 
     /// More-fragments flag.
     pub fn more_frags(&self) -> bool {
-        self.b()[6] & 0x20 != 0
+        read_u16(self.b(), field::FLG_OFF) & field::FLG_MF != 0
     }
 
     /// Fragment offset in bytes.
     pub fn frag_offset(&self) -> u16 {
-        (u16::from_be_bytes([self.b()[6], self.b()[7]]) & 0x1fff) * 8
+        (read_u16(self.b(), field::FLG_OFF) & field::OFFSET_MASK) * 8
     }
 
     /// Time to live.
     pub fn ttl(&self) -> u8 {
-        self.b()[8]
+        self.b()[field::TTL]
     }
 
     /// Protocol of the payload.
     pub fn protocol(&self) -> IpProtocol {
-        self.b()[9].into()
+        self.b()[field::PROTOCOL].into()
     }
 
     /// Header checksum field.
     pub fn checksum(&self) -> u16 {
-        u16::from_be_bytes([self.b()[10], self.b()[11]])
+        read_u16(self.b(), field::CHECKSUM)
     }
 
     /// Source address.
     pub fn src_addr(&self) -> Ipv4Addr {
-        let b = self.b();
-        Ipv4Addr::new(b[12], b[13], b[14], b[15])
+        Ipv4Addr::from(array::<4>(self.b(), field::SRC_ADDR))
     }
 
     /// Destination address.
     pub fn dst_addr(&self) -> Ipv4Addr {
-        let b = self.b();
-        Ipv4Addr::new(b[16], b[17], b[18], b[19])
+        Ipv4Addr::from(array::<4>(self.b(), field::DST_ADDR))
     }
 
     /// Whether the header checksum verifies (options included).
@@ -169,7 +207,7 @@ pub struct Ipv4Repr {
 impl Ipv4Repr {
     /// Parses a checked packet. Fragments are `Unsupported`: reassembly is the kernel's.
     pub fn parse<T: AsRef<[u8]>>(p: &Ipv4Packet<T>, mode: ChecksumMode) -> Result<Ipv4Repr> {
-        if p.version() != 4 {
+        if p.version() != field::VERSION_4 {
             return Err(Error::Malformed);
         }
         if mode == ChecksumMode::Verify && !p.verify_checksum() {
@@ -203,19 +241,22 @@ impl Ipv4Repr {
         if total > u16::MAX as usize {
             return Err(Error::Malformed);
         }
-        buf[0] = 0x45;
-        buf[1] = 0;
-        buf[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        buf[4..6].copy_from_slice(&self.ident.to_be_bytes());
-        buf[6] = if self.dont_frag { 0x40 } else { 0 };
-        buf[7] = 0;
-        buf[8] = self.ttl;
-        buf[9] = self.protocol.into();
-        buf[10..12].copy_from_slice(&[0, 0]);
-        buf[12..16].copy_from_slice(&self.src_addr.octets());
-        buf[16..20].copy_from_slice(&self.dst_addr.octets());
+        // No options: IHL is the fixed header's 5 words.
+        buf[field::VER_IHL] =
+            (field::VERSION_4 << field::VERSION_SHIFT) | (IPV4_HEADER_LEN / 4) as u8;
+        buf[field::DSCP_ECN] = 0;
+        buf[field::LENGTH].copy_from_slice(&(total as u16).to_be_bytes());
+        buf[field::IDENT].copy_from_slice(&self.ident.to_be_bytes());
+        // Never a fragment: offset 0, MF clear.
+        let flags = if self.dont_frag { field::FLG_DF } else { 0 };
+        buf[field::FLG_OFF].copy_from_slice(&flags.to_be_bytes());
+        buf[field::TTL] = self.ttl;
+        buf[field::PROTOCOL] = self.protocol.into();
+        buf[field::CHECKSUM].copy_from_slice(&[0, 0]);
+        buf[field::SRC_ADDR].copy_from_slice(&self.src_addr.octets());
+        buf[field::DST_ADDR].copy_from_slice(&self.dst_addr.octets());
         let c = checksum::checksum(&buf[..IPV4_HEADER_LEN]);
-        buf[10..12].copy_from_slice(&c.to_be_bytes());
+        buf[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
         Ok(())
     }
 }

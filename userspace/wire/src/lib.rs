@@ -27,6 +27,39 @@ pub use tcp::{TcpFlags, TcpOption, TcpOptions, TcpPacket, TcpRepr, TcpTimestamp,
 
 use core::fmt;
 
+/// Names for where header fields sit. Each header module has its own `mod field` of
+/// named byte ranges built from these, so that an accessor says which field it reads
+/// (`b[field::SRC_PORT]`) rather than where it happens to be (`b[0..2]`).
+mod field {
+    /// The bytes of one fixed-size field, as a range of the header's buffer.
+    pub(crate) type Field = core::ops::Range<usize>;
+    /// From where a header ends to the end of the buffer: its payload.
+    pub(crate) type Rest = core::ops::RangeFrom<usize>;
+
+    /// The bytes of `field` in `buffer`, copied into an array of the field's size.
+    /// A field and `N` of different sizes is a bug in this crate, caught by any test
+    /// that reads the field; a buffer too short for it cannot reach here, since the
+    /// views check their length when they are made.
+    #[inline]
+    pub(crate) fn array<const N: usize>(buffer: &[u8], field: Field) -> [u8; N] {
+        let mut out = [0; N];
+        out.copy_from_slice(&buffer[field]);
+        out
+    }
+
+    /// The big-endian 16-bit number in `field` of `buffer`.
+    #[inline]
+    pub(crate) fn read_u16(buffer: &[u8], field: Field) -> u16 {
+        u16::from_be_bytes(array(buffer, field))
+    }
+
+    /// The big-endian 32-bit number in `field` of `buffer`.
+    #[inline]
+    pub(crate) fn read_u32(buffer: &[u8], field: Field) -> u32 {
+        u32::from_be_bytes(array(buffer, field))
+    }
+}
+
 /// Why a buffer did not parse (or a repr did not fit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {

@@ -7,10 +7,90 @@
 use core::net::Ipv4Addr;
 
 use crate::checksum;
+use crate::field::{read_u16, read_u32};
+use crate::ipv4::IpProtocol;
 use crate::{ChecksumMode, Error, Result};
 
+/// Where the fields of a TCP header are (RFC 9293 §3.1), the bits inside them, and the
+/// kinds and lengths of the options this crate knows.
+mod field {
+    #![allow(non_snake_case)]
+
+    use crate::field::Field;
+
+    /// Source port.
+    pub(crate) const SRC_PORT: Field = 0..2;
+    /// Destination port.
+    pub(crate) const DST_PORT: Field = 2..4;
+    /// Sequence number of the first byte of data (or of the SYN).
+    pub(crate) const SEQ_NUM: Field = 4..8;
+    /// The next sequence number the sender expects, when ACK is set.
+    pub(crate) const ACK_NUM: Field = 8..12;
+    /// Data offset (high 4 bits: header length in 32-bit words), reserved bits, and
+    /// the control bits (`FLG_*`) below them.
+    pub(crate) const FLAGS: Field = 12..14;
+    /// The receive window, before the peer's window scale is applied.
+    pub(crate) const WIN_SIZE: Field = 14..16;
+    /// Ones' complement checksum of the pseudo-header, header and data.
+    pub(crate) const CHECKSUM: Field = 16..18;
+    /// Urgent pointer; the options, if any, follow it.
+    pub(crate) const URGENT: Field = 18..20;
+
+    /// The options area of a header `header_len` bytes long: from the end of the fixed
+    /// header to the data.
+    pub(crate) const fn OPTIONS(header_len: usize) -> Field {
+        URGENT.end..header_len
+    }
+
+    /// How far up FLAGS the data offset sits.
+    pub(crate) const DATA_OFFSET_SHIFT: u32 = 12;
+    /// FIN: no more data from the sender.
+    pub(crate) const FLG_FIN: u16 = 0x001;
+    /// SYN: synchronise sequence numbers.
+    pub(crate) const FLG_SYN: u16 = 0x002;
+    /// RST: reset the connection.
+    pub(crate) const FLG_RST: u16 = 0x004;
+    /// PSH: push the data to the application.
+    pub(crate) const FLG_PSH: u16 = 0x008;
+    /// ACK: the acknowledgment number is meaningful.
+    pub(crate) const FLG_ACK: u16 = 0x010;
+    /// URG: the urgent pointer is meaningful.
+    pub(crate) const FLG_URG: u16 = 0x020;
+    /// ECE: ECN echo (RFC 3168).
+    pub(crate) const FLG_ECE: u16 = 0x040;
+    /// CWR: congestion window reduced (RFC 3168).
+    pub(crate) const FLG_CWR: u16 = 0x080;
+    /// Every control bit FLAGS can carry: the eight above and NS (RFC 3540, historic),
+    /// the lowest reserved bit. Data offset and the other reserved bits are not flags.
+    pub(crate) const FLG_MASK: u16 = 0x1ff;
+
+    /// Option kind: end of the option list.
+    pub(crate) const OPT_END: u8 = 0;
+    /// Option kind: no-operation, padding between options.
+    pub(crate) const OPT_NOP: u8 = 1;
+    /// Option kind: maximum segment size.
+    pub(crate) const OPT_MSS: u8 = 2;
+    /// Option kind: window scale (RFC 7323).
+    pub(crate) const OPT_WS: u8 = 3;
+    /// Option kind: SACK permitted (RFC 2018).
+    pub(crate) const OPT_SACKPERM: u8 = 4;
+    /// Option kind: SACK blocks (RFC 2018).
+    pub(crate) const OPT_SACKRNG: u8 = 5;
+    /// Option kind: timestamps (RFC 7323).
+    pub(crate) const OPT_TSTAMP: u8 = 8;
+
+    /// Length of a whole MSS option: kind, length, 16-bit size.
+    pub(crate) const OPT_MSS_LEN: u8 = 4;
+    /// Length of a whole window-scale option: kind, length, shift.
+    pub(crate) const OPT_WS_LEN: u8 = 3;
+    /// Length of a whole SACK-permitted option: kind and length alone.
+    pub(crate) const OPT_SACKPERM_LEN: u8 = 2;
+    /// Length of a whole timestamps option: kind, length, two 32-bit clocks.
+    pub(crate) const OPT_TSTAMP_LEN: u8 = 10;
+}
+
 /// Bytes of a TCP header without options.
-pub const TCP_HEADER_LEN: usize = 20;
+pub const TCP_HEADER_LEN: usize = field::URGENT.end;
 /// Most option bytes a header can carry.
 pub const MAX_OPTIONS_LEN: usize = 40;
 
@@ -39,14 +119,14 @@ macro_rules! flag {
 }
 
 impl TcpFlags {
-    flag!(fin, set_fin, 0x01);
-    flag!(syn, set_syn, 0x02);
-    flag!(rst, set_rst, 0x04);
-    flag!(psh, set_psh, 0x08);
-    flag!(ack, set_ack, 0x10);
-    flag!(urg, set_urg, 0x20);
-    flag!(ece, set_ece, 0x40);
-    flag!(cwr, set_cwr, 0x80);
+    flag!(fin, set_fin, field::FLG_FIN);
+    flag!(syn, set_syn, field::FLG_SYN);
+    flag!(rst, set_rst, field::FLG_RST);
+    flag!(psh, set_psh, field::FLG_PSH);
+    flag!(ack, set_ack, field::FLG_ACK);
+    flag!(urg, set_urg, field::FLG_URG);
+    flag!(ece, set_ece, field::FLG_ECE);
+    flag!(cwr, set_cwr, field::FLG_CWR);
 
     /// The bits as on the wire (the low byte of the flags field, plus NS in bit 8).
     pub const fn bits(&self) -> u16 {
@@ -55,7 +135,7 @@ impl TcpFlags {
 
     /// Flags from wire bits (unknown bits are kept).
     pub const fn from_bits(bits: u16) -> TcpFlags {
-        TcpFlags(bits & 0x1ff)
+        TcpFlags(bits & field::FLG_MASK)
     }
 }
 
@@ -119,11 +199,11 @@ impl<'a> Iterator for TcpOptions<'a> {
         }
         let (&kind, after) = self.rest.split_first()?;
         match kind {
-            0 => {
+            field::OPT_END => {
                 self.rest = &[];
                 return Some(Ok(TcpOption::EndOfList));
             }
-            1 => {
+            field::OPT_NOP => {
                 self.rest = after;
                 return Some(Ok(TcpOption::NoOperation));
             }
@@ -136,30 +216,39 @@ impl<'a> Iterator for TcpOptions<'a> {
         let Some(&len) = after.first() else {
             return fail(self);
         };
-        let len = len as usize;
-        if len < 2 || len > self.rest.len() {
+        // The length covers the kind and length bytes themselves, then the data.
+        let size = len as usize;
+        if size < 2 || size > self.rest.len() {
             return fail(self);
         }
-        let data = &self.rest[2..len];
-        self.rest = &self.rest[len..];
+        let data = &self.rest[2..size];
+        self.rest = &self.rest[size..];
         let be16 = |d: &[u8]| u16::from_be_bytes([d[0], d[1]]);
         let be32 = |d: &[u8]| u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
-        let option = match (kind, data.len()) {
-            (2, 2) => TcpOption::MaxSegmentSize(be16(data)),
-            (3, 1) => TcpOption::WindowScale(data[0]),
-            (4, 0) => TcpOption::SackPermitted,
-            (5, n) if n > 0 && n % 8 == 0 && n <= 32 => {
+        use field::{
+            OPT_MSS, OPT_MSS_LEN, OPT_SACKPERM, OPT_SACKPERM_LEN, OPT_SACKRNG, OPT_TSTAMP,
+            OPT_TSTAMP_LEN, OPT_WS, OPT_WS_LEN,
+        };
+        let option = match (kind, len) {
+            (OPT_MSS, OPT_MSS_LEN) => TcpOption::MaxSegmentSize(be16(data)),
+            (OPT_WS, OPT_WS_LEN) => TcpOption::WindowScale(data[0]),
+            (OPT_SACKPERM, OPT_SACKPERM_LEN) => TcpOption::SackPermitted,
+            // One to four blocks of two 32-bit edges.
+            (OPT_SACKRNG, _)
+                if !data.is_empty() && data.len().is_multiple_of(8) && data.len() <= 32 =>
+            {
                 let mut blocks = [None; 4];
                 for (slot, b) in blocks.iter_mut().zip(data.chunks_exact(8)) {
                     *slot = Some((be32(&b[..4]), be32(&b[4..])));
                 }
                 TcpOption::SackRange(blocks)
             }
-            (8, 8) => TcpOption::TimeStamp(TcpTimestamp {
+            (OPT_TSTAMP, OPT_TSTAMP_LEN) => TcpOption::TimeStamp(TcpTimestamp {
                 tsval: be32(&data[..4]),
                 tsecr: be32(&data[4..]),
             }),
-            (2..=5 | 8, _) => return fail(self),
+            // A kind we know with a length it cannot have.
+            (OPT_MSS | OPT_WS | OPT_SACKPERM | OPT_SACKRNG | OPT_TSTAMP, _) => return fail(self),
             _ => TcpOption::Unknown { kind, data },
         };
         Some(Ok(option))
@@ -195,52 +284,52 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// Source port.
     pub fn src_port(&self) -> u16 {
-        u16::from_be_bytes([self.b()[0], self.b()[1]])
+        read_u16(self.b(), field::SRC_PORT)
     }
 
     /// Destination port.
     pub fn dst_port(&self) -> u16 {
-        u16::from_be_bytes([self.b()[2], self.b()[3]])
+        read_u16(self.b(), field::DST_PORT)
     }
 
     /// Sequence number.
     pub fn seq_number(&self) -> u32 {
-        u32::from_be_bytes([self.b()[4], self.b()[5], self.b()[6], self.b()[7]])
+        read_u32(self.b(), field::SEQ_NUM)
     }
 
     /// Acknowledgment number field (meaningful when ACK is set).
     pub fn ack_number(&self) -> u32 {
-        u32::from_be_bytes([self.b()[8], self.b()[9], self.b()[10], self.b()[11]])
+        read_u32(self.b(), field::ACK_NUM)
     }
 
     /// Header length in bytes (data offset × 4).
     pub fn header_len(&self) -> usize {
-        (self.b()[12] >> 4) as usize * 4
+        (read_u16(self.b(), field::FLAGS) >> field::DATA_OFFSET_SHIFT) as usize * 4
     }
 
     /// The control bits.
     pub fn flags(&self) -> TcpFlags {
-        TcpFlags::from_bits((((self.b()[12] & 1) as u16) << 8) | self.b()[13] as u16)
+        TcpFlags::from_bits(read_u16(self.b(), field::FLAGS))
     }
 
     /// Window field (unscaled).
     pub fn window_len(&self) -> u16 {
-        u16::from_be_bytes([self.b()[14], self.b()[15]])
+        read_u16(self.b(), field::WIN_SIZE)
     }
 
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
-        u16::from_be_bytes([self.b()[16], self.b()[17]])
+        read_u16(self.b(), field::CHECKSUM)
     }
 
     /// Urgent pointer.
     pub fn urgent_pointer(&self) -> u16 {
-        u16::from_be_bytes([self.b()[18], self.b()[19]])
+        read_u16(self.b(), field::URGENT)
     }
 
     /// The options area.
     pub fn options(&self) -> &[u8] {
-        &self.b()[TCP_HEADER_LEN..self.header_len()]
+        &self.b()[field::OPTIONS(self.header_len())]
     }
 
     /// The data.
@@ -252,7 +341,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         let b = self.b();
         let s = checksum::combine(
-            checksum::pseudo_header(src, dst, 6, b.len() as u32),
+            checksum::pseudo_header(src, dst, IpProtocol::Tcp.into(), b.len() as u32),
             checksum::sum(b),
         );
         checksum::fold32(s) == 0xffff
@@ -404,48 +493,53 @@ impl<'a> TcpRepr<'a> {
         if buf.len() < hl {
             return Err(Error::Truncated);
         }
-        buf[0..2].copy_from_slice(&self.src_port.to_be_bytes());
-        buf[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
-        buf[4..8].copy_from_slice(&self.seq_number.to_be_bytes());
-        buf[8..12].copy_from_slice(&self.ack_number.unwrap_or(0).to_be_bytes());
+        buf[field::SRC_PORT].copy_from_slice(&self.src_port.to_be_bytes());
+        buf[field::DST_PORT].copy_from_slice(&self.dst_port.to_be_bytes());
+        buf[field::SEQ_NUM].copy_from_slice(&self.seq_number.to_be_bytes());
+        buf[field::ACK_NUM].copy_from_slice(&self.ack_number.unwrap_or(0).to_be_bytes());
         let mut flags = self.flags;
         flags.set_ack(self.ack_number.is_some());
-        let bits = flags.bits();
-        buf[12] = ((hl / 4) as u8) << 4 | (bits >> 8) as u8;
-        buf[13] = bits as u8;
-        buf[14..16].copy_from_slice(&self.window_len.to_be_bytes());
-        buf[16..18].copy_from_slice(&[0, 0]);
-        buf[18..20].copy_from_slice(&self.urgent_pointer.to_be_bytes());
+        // `bits` stays within FLG_MASK, below the data offset; the reserved bits are 0.
+        let offset_and_flags = (((hl / 4) as u16) << field::DATA_OFFSET_SHIFT) | flags.bits();
+        buf[field::FLAGS].copy_from_slice(&offset_and_flags.to_be_bytes());
+        buf[field::WIN_SIZE].copy_from_slice(&self.window_len.to_be_bytes());
+        buf[field::CHECKSUM].copy_from_slice(&[0, 0]);
+        buf[field::URGENT].copy_from_slice(&self.urgent_pointer.to_be_bytes());
         // Options in Linux's order, so they pack without padding.
-        let mut at = TCP_HEADER_LEN;
+        use field::{
+            OPT_MSS, OPT_MSS_LEN, OPT_NOP, OPT_SACKPERM, OPT_SACKPERM_LEN, OPT_SACKRNG, OPT_TSTAMP,
+            OPT_TSTAMP_LEN, OPT_WS, OPT_WS_LEN,
+        };
+        let mut at = field::OPTIONS(hl).start;
         let mut put = |bytes: &[u8]| {
             buf[at..at + bytes.len()].copy_from_slice(bytes);
             at += bytes.len();
         };
         if let Some(mss) = self.max_seg_size {
             let m = mss.to_be_bytes();
-            put(&[2, 4, m[0], m[1]]);
+            put(&[OPT_MSS, OPT_MSS_LEN, m[0], m[1]]);
         }
         match (self.sack_permitted, self.timestamp) {
             (true, Some(t)) => {
-                put(&[4, 2, 8, 10]);
+                put(&[OPT_SACKPERM, OPT_SACKPERM_LEN, OPT_TSTAMP, OPT_TSTAMP_LEN]);
                 put(&t.tsval.to_be_bytes());
                 put(&t.tsecr.to_be_bytes());
             }
             (false, Some(t)) => {
-                put(&[1, 1, 8, 10]);
+                put(&[OPT_NOP, OPT_NOP, OPT_TSTAMP, OPT_TSTAMP_LEN]);
                 put(&t.tsval.to_be_bytes());
                 put(&t.tsecr.to_be_bytes());
             }
-            (true, None) => put(&[1, 1, 4, 2]),
+            (true, None) => put(&[OPT_NOP, OPT_NOP, OPT_SACKPERM, OPT_SACKPERM_LEN]),
             (false, None) => {}
         }
         if let Some(ws) = self.window_scale {
-            put(&[1, 3, 3, ws]);
+            put(&[OPT_NOP, OPT_WS, OPT_WS_LEN, ws]);
         }
         let blocks = self.sack_blocks_emitted();
         if blocks > 0 {
-            put(&[1, 1, 5, (2 + 8 * blocks) as u8]);
+            // Kind, length, then two 32-bit edges per block.
+            put(&[OPT_NOP, OPT_NOP, OPT_SACKRNG, (2 + 8 * blocks) as u8]);
             for (l, r) in self.sack_ranges.iter().take(blocks).flatten() {
                 put(&l.to_be_bytes());
                 put(&r.to_be_bytes());
@@ -457,13 +551,13 @@ impl<'a> TcpRepr<'a> {
 
     /// Computes and writes the checksum of the segment in `seg` (header and data).
     pub fn fill_checksum(seg: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
-        seg[16..18].copy_from_slice(&[0, 0]);
+        seg[field::CHECKSUM].copy_from_slice(&[0, 0]);
         let s = checksum::combine(
-            checksum::pseudo_header(src, dst, 6, seg.len() as u32),
+            checksum::pseudo_header(src, dst, IpProtocol::Tcp.into(), seg.len() as u32),
             checksum::sum(seg),
         );
         let c = !checksum::fold32(s);
-        seg[16..18].copy_from_slice(&c.to_be_bytes());
+        seg[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
     }
 
     /// Writes the whole segment (header, data, checksum) into `buf`; returns its length.
