@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use crate::catalog::{Catalog, IndexedZone, Node, RrSet};
 use crate::name::{self, MAX_NAME};
-use crate::{rcode, rtype};
+use crate::{header, rcode, rtype};
 
 /// What the responder is told about its setting.
 #[derive(Clone, Debug)]
@@ -84,14 +84,17 @@ impl AnswerStats {
         match a {
             Answer::Drop => self.dropped += 1,
             Answer::Transfer => self.noerror += 1,
-            Answer::Message(n) if n >= 4 => match out[3] & 0x0f {
-                rcode::NOERROR => self.noerror += 1,
-                rcode::NXDOMAIN => self.nxdomain += 1,
-                rcode::REFUSED => self.refused += 1,
-                rcode::FORMERR => self.formerr += 1,
-                rcode::NOTIMP => self.notimp += 1,
-                _ => self.other += 1,
-            },
+            Answer::Message(n) if n >= header::FLAGS.end => {
+                let flags = header::get(out, header::FLAGS).expect("the message is in `out`");
+                match (flags & header::RCODE_MASK) as u8 {
+                    rcode::NOERROR => self.noerror += 1,
+                    rcode::NXDOMAIN => self.nxdomain += 1,
+                    rcode::REFUSED => self.refused += 1,
+                    rcode::FORMERR => self.formerr += 1,
+                    rcode::NOTIMP => self.notimp += 1,
+                    _ => self.other += 1,
+                }
+            }
             Answer::Message(_) => self.other += 1,
         }
     }
@@ -171,19 +174,20 @@ fn skip_name(b: &[u8], mut i: usize) -> Option<usize> {
 }
 
 fn parse(q: &[u8]) -> Parsed<'_> {
-    let (Some(id), Some(flags)) = (u16_at(q, 0), u16_at(q, 2)) else {
+    let (Some(id), Some(flags)) = (header::get(q, header::ID), header::get(q, header::FLAGS))
+    else {
         return Parsed::Drop;
     };
-    if q.len() < 12 || flags & 0x8000 != 0 {
+    if q.len() < header::LEN || flags & header::QR != 0 {
         return Parsed::Drop; // short, or a response: never answer those
     }
-    let qd = u16_at(q, 4).unwrap_or(0);
-    let an = u16_at(q, 6).unwrap_or(0);
-    let ns = u16_at(q, 8).unwrap_or(0);
-    let ar = u16_at(q, 10).unwrap_or(0);
+    let qd = header::get(q, header::QDCOUNT).unwrap_or(0);
+    let an = header::get(q, header::ANCOUNT).unwrap_or(0);
+    let ns = header::get(q, header::NSCOUNT).unwrap_or(0);
+    let ar = header::get(q, header::ARCOUNT).unwrap_or(0);
     let mut qname = [0u8; MAX_NAME];
     let question = if qd == 1 {
-        match read_name(q, 12, &mut qname) {
+        match read_name(q, header::LEN, &mut qname) {
             Some((n, end)) if end + 4 <= q.len() => Some((n, end)),
             _ => None,
         }
@@ -197,7 +201,7 @@ fn parse(q: &[u8]) -> Parsed<'_> {
             question: None,
         };
     };
-    let qbytes = &q[12..end + 4];
+    let qbytes = &q[header::LEN..end + 4];
     let formerr = Parsed::FormErr {
         id,
         flags,
@@ -269,6 +273,10 @@ fn parse(q: &[u8]) -> Parsed<'_> {
     })
 }
 
+/// The top two bits of a compression pointer (RFC 1035 §4.1.4); the other 14 are the
+/// offset in the message of the name it stands for.
+const POINTER: u16 = 0xc000;
+
 /// Writes a response into a buffer, compressing names against the question's.
 struct Writer<'a> {
     buf: &'a mut [u8],
@@ -317,6 +325,11 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Overwrites a header field (a count, the flags) once the header is written.
+    fn set_header(&mut self, field: header::Field, v: u16) {
+        self.set_u16(field.start, v);
+    }
+
     /// A name, with its longest suffix shared with the question name as a pointer.
     fn name(&mut self, n: &[u8]) {
         let mut i = 0;
@@ -324,7 +337,7 @@ impl<'a> Writer<'a> {
             let suffix = &n[i..];
             if let Some(at) = self.in_qname(suffix) {
                 self.bytes(&n[..i]);
-                self.u16(0xc000 | (12 + at) as u16);
+                self.u16(POINTER | (header::LEN + at) as u16);
                 return;
             }
             i += 1 + n[i] as usize;
@@ -346,7 +359,7 @@ impl<'a> Writer<'a> {
     /// One resource record; `owner` None means the question name.
     fn rr(&mut self, owner: Option<&[u8]>, t: u16, ttl: u32, rdata: &[u8]) {
         match owner {
-            None => self.u16(0xc00c),
+            None => self.u16(POINTER | header::LEN as u16),
             Some(o) => self.name(o),
         }
         self.u16(t);
@@ -448,17 +461,18 @@ fn lookup<'z>(z: &'z IndexedZone, name: &[u8], qtype: u16) -> Lookup<'z> {
 const MAX_CHAIN: usize = 8;
 const MAX_ADDITIONAL: usize = 16;
 
-fn header(w: &mut Writer<'_>, id: u16, qflags: u16, aa: bool, rc: u8) {
+/// Starts a response over whatever `w` held: the query's `id`, flags built from the
+/// query's `qflags`, and section counts of zero for the caller to fill in.
+fn write_header(w: &mut Writer<'_>, id: u16, qflags: u16, aa: bool, rc: u8) {
     w.len = 0;
     w.u16(id);
     // QR, the query's opcode, AA, the query's RD and CD; RA, AD, TC clear.
-    let flags = 0x8000
-        | (qflags & 0x7800)
-        | ((aa as u16) << 10)
-        | (qflags & 0x0100)
-        | (qflags & 0x0010)
-        | u16::from(rc & 0x0f);
+    let flags = header::QR
+        | (qflags & (header::OPCODE_MASK | header::RD | header::CD))
+        | if aa { header::AA } else { 0 }
+        | (u16::from(rc) & header::RCODE_MASK);
     w.u16(flags);
+    // QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT: set as the sections are written.
     w.u16(0);
     w.u16(0);
     w.u16(0);
@@ -498,10 +512,12 @@ pub fn answer(
             question,
         } => {
             let mut w = Writer::new(out, &[0]);
-            header(&mut w, id, flags & 0x7900, false, rcode::FORMERR);
+            // Opcode and RD as asked; CD is not echoed here.
+            let echoed = flags & (header::OPCODE_MASK | header::RD);
+            write_header(&mut w, id, echoed, false, rcode::FORMERR);
             if let Some(qb) = question {
                 w.bytes(qb);
-                w.set_u16(4, 1);
+                w.set_header(header::QDCOUNT, 1);
             }
             return if w.full {
                 Answer::Drop
@@ -513,18 +529,23 @@ pub fn answer(
     };
     let qname = &q.qname[..q.qname_len];
     let mut w = Writer::new(out, qname);
-    let opcode = (q.flags >> 11) & 0xf;
+    let opcode = (q.flags & header::OPCODE_MASK) >> header::OPCODE_SHIFT;
     let reply = |w: &mut Writer<'_>, aa: bool, rc: u8| {
-        header(w, q.id, q.flags, aa, rc);
+        write_header(w, q.id, q.flags, aa, rc);
         w.bytes(q.question);
-        w.set_u16(4, 1);
+        w.set_header(header::QDCOUNT, 1);
     };
     if let Some(e) = q.edns {
         if e.version != 0 {
             // BADVERS: extended rcode 16 = 1 in the OPT's upper bits, 0 in the header.
             reply(&mut w, false, 0);
-            opt(&mut w, cfg, &e, (rcode::BADVERS >> 4) as u8);
-            w.set_u16(10, 1);
+            opt(
+                &mut w,
+                cfg,
+                &e,
+                (rcode::BADVERS >> header::RCODE_BITS) as u8,
+            );
+            w.set_header(header::ARCOUNT, 1);
             return if w.full {
                 Answer::Drop
             } else {
@@ -538,7 +559,7 @@ pub fn answer(
             opt(w, cfg, e, 0);
             ar += 1;
         }
-        w.set_u16(10, ar);
+        w.set_header(header::ARCOUNT, ar);
         if w.full {
             Answer::Drop
         } else {
@@ -676,11 +697,13 @@ pub fn answer(
         }
     }
     // Fix up the header: rcode, AA, counts.
-    let flags = u16::from_be_bytes([w.buf[2], w.buf[3]]);
-    let flags = (flags & !0x040f) | ((aa as u16) << 10) | u16::from(rc);
-    w.set_u16(2, flags);
-    w.set_u16(6, an);
-    w.set_u16(8, ns);
+    let flags = header::get(w.buf, header::FLAGS).expect("`out` holds at least a header's flags");
+    let flags = (flags & !(header::AA | header::RCODE_MASK))
+        | if aa { header::AA } else { 0 }
+        | u16::from(rc);
+    w.set_header(header::FLAGS, flags);
+    w.set_header(header::ANCOUNT, an);
+    w.set_header(header::NSCOUNT, ns);
     finish(&mut w, ar)
 }
 
@@ -700,9 +723,9 @@ pub fn transfer(catalog: &Catalog, query: &[u8], max: usize, mut emit: impl FnMu
     let records = z.transfer.iter().chain(z.transfer.first());
     let mut w = Writer::new(&mut buf, qname);
     let start = |w: &mut Writer<'_>| {
-        header(w, q.id, q.flags, true, rcode::NOERROR);
+        write_header(w, q.id, q.flags, true, rcode::NOERROR);
         w.bytes(q.question);
-        w.set_u16(4, 1);
+        w.set_header(header::QDCOUNT, 1);
     };
     start(&mut w);
     let mut count = 0u16;
@@ -713,7 +736,7 @@ pub fn transfer(catalog: &Catalog, query: &[u8], max: usize, mut emit: impl FnMu
             // This message is full: send it without the record, start the next.
             w.full = false;
             w.len = mark;
-            w.set_u16(6, count);
+            w.set_header(header::ANCOUNT, count);
             emit(&w.buf[..w.len]);
             sent += 1;
             start(&mut w);
@@ -722,7 +745,7 @@ pub fn transfer(catalog: &Catalog, query: &[u8], max: usize, mut emit: impl FnMu
         }
         count += 1;
     }
-    w.set_u16(6, count);
+    w.set_header(header::ANCOUNT, count);
     emit(&w.buf[..w.len]);
     sent + 1
 }

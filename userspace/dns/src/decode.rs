@@ -3,7 +3,7 @@
 //! names inside the RDATA of the types this crate compresses are too, so two encodings
 //! of one answer compare equal. Not on any fast path.
 
-use crate::rtype;
+use crate::{header, rtype};
 
 /// One resource record, normalized.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,11 +37,11 @@ impl Message {
             .iter()
             .find(|r| r.rtype == rtype::OPT)
             .map_or(0, |o| u16::from((o.ttl >> 24) as u8));
-        (ext << 4) | (self.flags & 0x0f)
+        (ext << header::RCODE_BITS) | (self.flags & header::RCODE_MASK)
     }
 
     pub fn aa(&self) -> bool {
-        self.flags & 0x0400 != 0
+        self.flags & header::AA != 0
     }
 }
 
@@ -131,8 +131,14 @@ fn record(m: &[u8], i: usize) -> Result<(Record, usize), DecodeError> {
 
 /// Reads a message.
 pub fn decode(m: &[u8]) -> Result<Message, DecodeError> {
-    let counts = [u16_at(m, 4)?, u16_at(m, 6)?, u16_at(m, 8)?, u16_at(m, 10)?];
-    let mut i = 12;
+    let field = |f| header::get(m, f).ok_or(DecodeError("truncated"));
+    let counts = [
+        field(header::QDCOUNT)?,
+        field(header::ANCOUNT)?,
+        field(header::NSCOUNT)?,
+        field(header::ARCOUNT)?,
+    ];
+    let mut i = header::LEN;
     let mut question = Vec::new();
     for _ in 0..counts[0] {
         let (n, end) = name(m, i)?;
@@ -156,8 +162,8 @@ pub fn decode(m: &[u8]) -> Result<Message, DecodeError> {
     }
     let [answer, authority, additional] = sections;
     Ok(Message {
-        id: u16_at(m, 0)?,
-        flags: u16_at(m, 2)?,
+        id: field(header::ID)?,
+        flags: field(header::FLAGS)?,
         question,
         answer,
         authority,
@@ -167,20 +173,11 @@ pub fn decode(m: &[u8]) -> Result<Message, DecodeError> {
 
 /// A query for `name` (text) and `qtype`, with an OPT if `edns`, as bytes.
 pub fn query(id: u16, name: &str, qtype: u16, edns: bool) -> Vec<u8> {
-    let mut q = vec![
-        (id >> 8) as u8,
-        id as u8,
-        0x00,
-        0x00,
-        0,
-        1,
-        0,
-        0,
-        0,
-        0,
-        0,
-        edns as u8,
-    ];
+    // Flags all clear: a standard query, no recursion asked for.
+    let mut q = vec![0; header::LEN];
+    q[header::ID].copy_from_slice(&id.to_be_bytes());
+    q[header::QDCOUNT].copy_from_slice(&1u16.to_be_bytes());
+    q[header::ARCOUNT].copy_from_slice(&u16::from(edns).to_be_bytes());
     for l in name
         .trim_end_matches('.')
         .split('.')

@@ -6,6 +6,7 @@
 pub mod answer;
 pub mod catalog;
 pub mod decode;
+pub mod header;
 pub mod name;
 pub mod session;
 pub mod zone;

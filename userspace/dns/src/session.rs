@@ -4,7 +4,7 @@
 //! cannot be a query ends the connection (and only it).
 
 /// A query shorter than a DNS header cannot be answered: the stream is garbage.
-pub const MIN_QUERY: usize = 12;
+pub const MIN_QUERY: usize = crate::header::LEN;
 
 /// What the framer has for the caller.
 #[derive(Debug, PartialEq, Eq)]
