@@ -67,13 +67,22 @@ pub enum Answer {
 /// Counters by outcome, kept by the caller per worker.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AnswerStats {
+    /// Every query counted, answered or not: the sum of all the others.
     pub queries: u64,
+    /// Answered NOERROR (NODATA included), and zone transfers started.
     pub noerror: u64,
+    /// Answered NXDOMAIN.
     pub nxdomain: u64,
+    /// Answered REFUSED.
     pub refused: u64,
+    /// Answered FORMERR.
     pub formerr: u64,
+    /// Answered NOTIMP.
     pub notimp: u64,
+    /// Answered with another rcode, or a message too short to carry one.
     pub other: u64,
+    /// Not answered: responses, messages shorter than a header, answers that did not
+    /// fit the buffer.
     pub dropped: u64,
 }
 

@@ -14,8 +14,11 @@ type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 /// The records of one type at one name.
 #[derive(Debug, Clone)]
 pub struct RrSet {
+    /// The type every record of the set has.
     pub rtype: u16,
+    /// One TTL for the whole set: the lowest of its records' (RFC 2181 §5.2).
     pub ttl: u32,
+    /// Each distinct RDATA once, in file order, wire form with names uncompressed.
     pub rdatas: Vec<Box<[u8]>>,
     /// The name in each RDATA that answers follow or add addresses for.
     pub targets: Vec<Option<Name>>,
@@ -24,10 +27,14 @@ pub struct RrSet {
 /// One name of a zone.
 #[derive(Debug, Clone, Default)]
 pub struct Node {
+    /// One set per type, in the order the types first appear. Empty for an empty
+    /// non-terminal: a name that owns nothing but has names below it, so it is
+    /// answered NODATA rather than NXDOMAIN.
     pub rrsets: Vec<RrSet>,
 }
 
 impl Node {
+    /// The set of type `t`, if the name has records of that type.
     pub fn get(&self, t: u16) -> Option<&RrSet> {
         self.rrsets.iter().find(|s| s.rtype == t)
     }
@@ -36,12 +43,17 @@ impl Node {
 /// One zone, indexed.
 #[derive(Debug)]
 pub struct IndexedZone {
+    /// The zone's top name (wire form, lower-case), where its SOA is.
     pub apex: Name,
+    /// Every owner name of the zone and every name between one and the apex, keyed by
+    /// wire form.
     pub nodes: Map<Name, Node>,
-    /// The SOA's RDATA, and the TTL of negative answers (RFC 2308: the lesser of the SOA's
-    /// TTL and its MINIMUM field).
+    /// The SOA's RDATA, sent in the authority section of negative answers.
     pub soa_rdata: Box<[u8]>,
+    /// The SOA record's own TTL.
     pub soa_ttl: u32,
+    /// The TTL of the SOA in negative answers, which resolvers cache them for
+    /// (RFC 2308: the lesser of the SOA's TTL and its MINIMUM field).
     pub negative_ttl: u32,
     /// Every record, SOA first, for zone transfers.
     pub transfer: Vec<Rr>,
@@ -83,6 +95,7 @@ impl Catalog {
         self.zones.len()
     }
 
+    /// Whether no zone is loaded: every query would be REFUSED.
     pub fn is_empty(&self) -> bool {
         self.zones.is_empty()
     }

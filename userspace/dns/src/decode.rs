@@ -8,9 +8,13 @@ use crate::{header, rtype};
 /// One resource record, normalized.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Record {
+    /// The owner name as text, lower-case, ending with the root's dot.
     pub owner: String,
+    /// The record type (see [`crate::rtype`]).
     pub rtype: u16,
+    /// The class (1 = IN); in an OPT record, the sender's UDP payload size.
     pub class: u16,
+    /// Time to live in seconds; in an OPT record, the extended rcode, version and flags.
     pub ttl: u32,
     /// RDATA, with embedded names (NS, CNAME, PTR, MX, SOA, SRV) decompressed,
     /// lower-cased, in wire form; the OPT's options as they are.
@@ -20,12 +24,19 @@ pub struct Record {
 /// A whole message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
+    /// The ID that pairs a response with its query.
     pub id: u16,
-    /// The flags word (QR, opcode, AA, TC, RD, RA, Z, AD, CD, RCODE).
+    /// The flags word (QR, opcode, AA, TC, RD, RA, Z, AD, CD, RCODE; see
+    /// [`crate::header`]).
     pub flags: u16,
+    /// The questions: name (text, lower-case), type and class.
     pub question: Vec<(String, u16, u16)>,
+    /// The records that answer the question, with the CNAMEs leading to them.
     pub answer: Vec<Record>,
+    /// The authority section: the NS records of a referral, or the zone's SOA with a
+    /// negative answer.
     pub authority: Vec<Record>,
+    /// Addresses of names in the other sections (glue among them), and the OPT record.
     pub additional: Vec<Record>,
 }
 
@@ -40,6 +51,8 @@ impl Message {
         (ext << header::RCODE_BITS) | (self.flags & header::RCODE_MASK)
     }
 
+    /// Whether the responder claims authority for the answer (the AA bit): false in
+    /// referrals and refusals.
     pub fn aa(&self) -> bool {
         self.flags & header::AA != 0
     }

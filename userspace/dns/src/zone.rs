@@ -23,23 +23,30 @@ use crate::rtype;
 /// One resource record of a zone, wire form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rr {
+    /// The name the record belongs to (wire form, lower-case, absolute).
     pub owner: Name,
+    /// The record type (see [`crate::rtype`]).
     pub rtype: u16,
+    /// Time to live, in seconds: how long resolvers may cache the record.
     pub ttl: u32,
     /// RDATA as on the wire, names uncompressed.
     pub rdata: Box<[u8]>,
     /// The name inside the RDATA that answers may follow or add addresses for: the
     /// target of CNAME, NS, MX, SRV.
     pub target: Option<Name>,
-    /// Where it came from.
+    /// The file it came from: the zone file, or one it includes (`$INCLUDE`).
     pub file: std::sync::Arc<PathBuf>,
+    /// The line of that file where the record's entry starts, counting from 1 (0 if
+    /// it could not be matched to one), for error messages about it.
     pub line: usize,
 }
 
 /// A zone as loaded: its apex and records, in file order.
 #[derive(Clone, Debug)]
 pub struct Zone {
+    /// The zone's top name (wire form, lower-case): the origin, where its SOA is.
     pub apex: Name,
+    /// Every record, included files' in place, as the files list them.
     pub records: Vec<Rr>,
 }
 
@@ -47,8 +54,12 @@ pub struct Zone {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct ZoneError {
+    /// The file the message is about: the zone file, or a file it includes.
     pub file: PathBuf,
+    /// The line of the problem, counting from 1; `None` when it is the file or the
+    /// zone as a whole (unreadable, no SOA, not the zone the configuration names).
     pub line: Option<usize>,
+    /// What is wrong, for a person to read.
     pub message: String,
 }
 

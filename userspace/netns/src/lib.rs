@@ -15,6 +15,8 @@
 //! [`Topology::spawn_in_server`]); the network namespace is per thread, so the rest of the
 //! process is not affected.
 
+#![warn(missing_docs)]
+
 use std::fs::File;
 use std::io;
 use std::net::Ipv4Addr;

@@ -11,6 +11,7 @@
 //! that does not end (TCP options above all: see docs/design.md on Knot's bug).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod arp;
 pub mod checksum;

@@ -11,6 +11,8 @@
 //! is our own, over `libc`'s AF_XDP definitions, which keeps the crate under the
 //! project's licences.
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod iface;
 mod program;
