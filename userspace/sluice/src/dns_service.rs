@@ -256,7 +256,7 @@ async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
             let a = SCRATCH.with_borrow_mut(|scratch| {
                 let a = answer(&catalog, &svc.responder, peer, q, scratch);
                 if let Answer::Message(n) = a {
-                    count_rcode(c, scratch[3] & 0x0f);
+                    count_rcode(c, rcode_of(scratch));
                     reserve_chunk(&mut pending, 2 + n, answered);
                     answered = true;
                     pending.extend_from_slice(&(n as u16).to_be_bytes());
@@ -339,4 +339,11 @@ fn count_rcode(c: &DnsCounters, rc: u8) {
         _ => &c.other_rcode,
     };
     add(counter, 1);
+}
+
+/// The response code of the DNS message at the start of `message` (0 if it is too
+/// short to have one, which an answer the responder wrote never is).
+fn rcode_of(message: &[u8]) -> u8 {
+    let flags = dns::header::get(message, dns::header::FLAGS).unwrap_or(0);
+    (flags & dns::header::RCODE_MASK) as u8
 }

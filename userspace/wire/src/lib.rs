@@ -17,6 +17,9 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod frame;
+/// Fuzz target bodies: for cargo-fuzz and this crate's tests, behind the `fuzzing`
+/// feature so they are not part of the API.
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod ipv4;
 pub mod tcp;
