@@ -4,11 +4,23 @@
 //! in one writev; idle timeout and maximum lifetime per connection; a maximum of
 //! concurrent connections and a per-source one. The zone catalog is swapped whole on
 //! reload, so a query sees either the old zones or the new ones.
+//!
+//! The connection limits are kept without a lock that every worker takes for every
+//! connection (which would serialize the workers at hundreds of thousands of
+//! connections a second each):
+//! - the total as leases: each worker takes the right to open connections from one
+//!   atomic counter in batches and gives unused ones back, so the counter is touched
+//!   once per batch, and the total never exceeds the limit. The price is that a worker
+//!   may refuse while others hold a few leased rights unused (fewer than a batch each,
+//!   and a batch is at most an eighth of the limit shared by the workers);
+//! - the per-source counts in a table split by source address into shards with a lock
+//!   each: workers contend only when they admit connections from sources of the same
+//!   shard at the same moment, and the limit is exact.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,9 +33,13 @@ use stack::{Flow, Listener};
 /// Connection limits (RFC 7766 §6.2 leaves them to the operator).
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// A connection with no query for this long is closed.
     pub idle_timeout: Duration,
+    /// A connection is closed after this long, busy or not.
     pub max_lifetime: Duration,
+    /// Concurrent connections at most, in total.
     pub max_connections: usize,
+    /// Concurrent connections at most from one source address.
     pub max_per_source: usize,
 }
 
@@ -41,26 +57,42 @@ impl Default for Limits {
 /// A zone to serve: its file and, optionally, the name it must have.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZoneSource {
+    /// The zone file.
     pub file: PathBuf,
+    /// The origin the file must have (checked at load), if given.
     pub name: Option<String>,
 }
 
 /// Counters of one worker's DNS sessions.
 #[derive(Default, Debug)]
 pub struct DnsCounters {
+    /// Connections admitted.
     pub connections: AtomicU64,
+    /// Queries read (answered, transferred or dropped).
     pub queries: AtomicU64,
+    /// Answers with RCODE NOERROR.
     pub noerror: AtomicU64,
+    /// Answers with RCODE NXDOMAIN.
     pub nxdomain: AtomicU64,
+    /// Answers with RCODE REFUSED.
     pub refused: AtomicU64,
+    /// Answers with RCODE FORMERR.
     pub formerr: AtomicU64,
+    /// Answers with RCODE NOTIMP.
     pub notimp: AtomicU64,
+    /// Answers with any other RCODE.
     pub other_rcode: AtomicU64,
+    /// Queries left unanswered (the responder said to drop them).
     pub dropped: AtomicU64,
+    /// Zone transfers (AXFR) served.
     pub transfers: AtomicU64,
+    /// Connections closed for a malformed frame.
     pub garbage_closed: AtomicU64,
+    /// Connections closed at the idle timeout.
     pub idle_closed: AtomicU64,
+    /// Connections closed at the maximum lifetime.
     pub lifetime_closed: AtomicU64,
+    /// Connections refused by the total or per-source limit.
     pub limit_refused: AtomicU64,
 }
 
@@ -70,14 +102,46 @@ fn add(c: &AtomicU64, n: u64) {
 
 /// The service shared by every worker.
 pub struct DnsService {
+    /// The zones served, swapped whole on reload.
     pub catalog: ArcSwap<Catalog>,
+    /// Where the zones come from, for reloads.
     pub sources: Vec<ZoneSource>,
+    /// How the responder answers.
     pub responder: ResponderConfig,
+    /// Connection limits.
     pub limits: Limits,
     /// Per worker (by thread name), then one for threads that are not workers.
     pub counters: Vec<DnsCounters>,
-    open: Mutex<(usize, HashMap<Ipv4Addr, usize>)>,
+    /// Rights to open connections leased to workers (see the module's comment).
+    leased: AtomicUsize,
+    /// How many rights a worker leases at a time.
+    lease_batch: usize,
+    /// Per worker as `counters`: its leased rights and open connections.
+    leases: Vec<Padded<Mutex<Lease>>>,
+    /// Open connections per source address, in shards by address.
+    per_source: Vec<Padded<Mutex<HashMap<Ipv4Addr, u32>>>>,
 }
+
+/// Keeps each worker's (or shard's) lock on a cache line of its own, so that workers
+/// touching their own do not slow each other down.
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded<T>(T);
+
+/// A worker's share of the total limit.
+#[derive(Default)]
+struct Lease {
+    /// Rights it holds.
+    held: usize,
+    /// Connections it has open (at most `held`).
+    open: usize,
+}
+
+/// Shards of the per-source table: enough that workers rarely meet on one.
+const SOURCE_SHARDS: usize = 64;
+
+/// The largest lease: one atomic operation per this many connections.
+const MAX_LEASE_BATCH: usize = 64;
 
 /// Loads every zone; all problems, with their lines, or the catalog.
 pub fn load_catalog(sources: &[ZoneSource]) -> Result<Catalog, Vec<String>> {
@@ -96,6 +160,8 @@ pub fn load_catalog(sources: &[ZoneSource]) -> Result<Catalog, Vec<String>> {
 }
 
 impl DnsService {
+    /// Loads the zones and sets up the service for `workers` workers (their counters
+    /// and leases; threads that are not workers share one more).
     pub fn new(
         sources: Vec<ZoneSource>,
         responder: ResponderConfig,
@@ -103,13 +169,17 @@ impl DnsService {
         workers: usize,
     ) -> Result<Arc<DnsService>, Vec<String>> {
         let catalog = load_catalog(&sources)?;
+        let lease_batch = (limits.max_connections / (8 * (workers + 1))).clamp(1, MAX_LEASE_BATCH);
         Ok(Arc::new(DnsService {
             catalog: ArcSwap::from_pointee(catalog),
             sources,
             responder,
             limits,
             counters: (0..=workers).map(|_| DnsCounters::default()).collect(),
-            open: Mutex::new((0, HashMap::new())),
+            leased: AtomicUsize::new(0),
+            lease_batch,
+            leases: (0..=workers).map(|_| Padded::default()).collect(),
+            per_source: (0..SOURCE_SHARDS).map(|_| Padded::default()).collect(),
         }))
     }
 
@@ -121,8 +191,9 @@ impl DnsService {
         Ok(n)
     }
 
-    /// The counters of the calling worker thread.
-    fn counters(&self) -> &DnsCounters {
+    /// The calling thread's slot in `counters` and `leases`: its worker number, or the
+    /// last slot for threads that are not workers.
+    fn slot(&self) -> usize {
         thread_local! {
             /// This thread's worker number, from its name (read once per thread).
             static WORKER: Option<usize> = std::thread::current()
@@ -130,26 +201,85 @@ impl DnsService {
                 .and_then(|n| n.strip_prefix("sluice-w"))
                 .and_then(|i| i.parse::<usize>().ok());
         }
-        let index = WORKER
+        WORKER
             .with(|w| *w)
             .filter(|&i| i + 1 < self.counters.len())
-            .unwrap_or(self.counters.len() - 1);
-        &self.counters[index]
+            .unwrap_or(self.counters.len() - 1)
+    }
+
+    /// The counters of the calling worker thread.
+    fn counters(&self) -> &DnsCounters {
+        &self.counters[self.slot()]
+    }
+
+    fn source_shard(&self, peer: Ipv4Addr) -> &Mutex<HashMap<Ipv4Addr, u32>> {
+        // Fibonacci hashing: the top bits of the product spread neighbouring
+        // addresses (one client subnet) over the shards.
+        let h = u32::from(peer).wrapping_mul(0x9E37_79B9);
+        &self.per_source[(h >> 26) as usize % SOURCE_SHARDS].0
     }
 
     /// Counts a new connection from `peer` against the limits.
     fn admit(self: &Arc<Self>, peer: Ipv4Addr) -> Option<Admitted> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let per = open.1.get(&peer).copied().unwrap_or(0);
-        if open.0 >= self.limits.max_connections || per >= self.limits.max_per_source {
+        let slot = self.slot();
+        {
+            let mut per = lock(self.source_shard(peer));
+            let n = per.entry(peer).or_insert(0);
+            if *n as usize >= self.limits.max_per_source {
+                if *n == 0 {
+                    per.remove(&peer);
+                }
+                return None;
+            }
+            *n += 1;
+        }
+        let mut lease = lock(&self.leases[slot].0);
+        if lease.open == lease.held && !self.lease_more(&mut lease) {
+            drop(lease);
+            self.release_source(peer);
             return None;
         }
-        open.0 += 1;
-        *open.1.entry(peer).or_insert(0) += 1;
+        lease.open += 1;
         Some(Admitted {
             svc: self.clone(),
             peer,
+            slot,
         })
+    }
+
+    /// Takes one connection of `peer` off the per-source table.
+    fn release_source(&self, peer: Ipv4Addr) {
+        let mut per = lock(self.source_shard(peer));
+        if let Some(n) = per.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&peer);
+            }
+        }
+    }
+
+    /// Leases up to a batch more rights from the total; false when none is left.
+    fn lease_more(&self, lease: &mut Lease) -> bool {
+        let max = self.limits.max_connections;
+        let mut leased = self.leased.load(Ordering::Relaxed);
+        loop {
+            if leased >= max {
+                return false;
+            }
+            let take = self.lease_batch.min(max - leased);
+            match self.leased.compare_exchange_weak(
+                leased,
+                leased + take,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    lease.held += take;
+                    return true;
+                }
+                Err(now) => leased = now,
+            }
+        }
     }
 
     /// The `dns` handler for a listener.
@@ -163,19 +293,27 @@ impl DnsService {
 struct Admitted {
     svc: Arc<DnsService>,
     peer: Ipv4Addr,
+    /// The lease it counts against.
+    slot: usize,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut open = self.svc.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.0 = open.0.saturating_sub(1);
-        if let Some(n) = open.1.get_mut(&self.peer) {
-            *n -= 1;
-            if *n == 0 {
-                open.1.remove(&self.peer);
-            }
+        self.svc.release_source(self.peer);
+        let mut lease = lock(&self.svc.leases[self.slot].0);
+        lease.open = lease.open.saturating_sub(1);
+        // A batch unused goes back, so that other workers can have it.
+        let spare = lease.held - lease.open;
+        if spare >= self.svc.lease_batch {
+            lease.held -= spare;
+            self.svc.leased.fetch_sub(spare, Ordering::AcqRel);
         }
     }
+}
+
+/// Locks `m`; a panic elsewhere while it was held leaves counts that are still counts.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 thread_local! {

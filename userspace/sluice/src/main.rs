@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
-mod dns_service;
 mod serve;
 
 /// mimalloc rather than glibc's malloc: see Cargo.toml.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use stack::{Backend, Stack};
 
-use crate::dns_service::DnsService;
+use sluice::dns_service::DnsService;
 
 /// Where `sluice stats` finds a running daemon unless told otherwise.
 pub const DEFAULT_CONTROL: &str = "/run/sluice/control.sock";

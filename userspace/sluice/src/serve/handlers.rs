@@ -1,5 +1,5 @@
 //! The handlers built into `sluice serve`, and `--listen PORT=HANDLER` that picks one
-//! per port. The dns handler is the DNS service (crate::dns_service); echo and discard,
+//! per port. The dns handler is the DNS service (sluice::dns_service); echo and discard,
 //! for smoke tests, are here.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use stack::{Listeners, Stack};
 
-use crate::dns_service::DnsService;
+use sluice::dns_service::DnsService;
 
 mod control;
 mod handlers;

@@ -15,7 +15,7 @@ use stack::{Backend, BackendConfig, KernelConfig, StackConfig, XdpConfig};
 
 use super::control::DEFAULT_CONTROL;
 use super::handlers::{parse_listen, BuiltinHandler};
-use crate::dns_service::{Limits, ZoneSource};
+use sluice::dns_service::{Limits, ZoneSource};
 
 /// What a duration setting means by "never": a hundred years. Every duration is capped
 /// here, so the timeouts and deadlines built from them cannot overflow the clock (1e20 s
