@@ -136,6 +136,7 @@ fn rig_queues(
             let mut config = match backend {
                 Backend::Kernel => StackConfig::kernel(),
                 Backend::Xdp => StackConfig::xdp(XdpConfig::new(iface)),
+                Backend::Memory => unreachable!("these tests run over the veth pair"),
             };
             config.addrs = vec![server_ip];
             config.cores = vec![0];

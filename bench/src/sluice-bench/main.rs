@@ -207,6 +207,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
             }
             BackendConfig::Xdp(xdp)
         }
+        // clap's parser (Backend's FromStr) offers xdp and kernel only.
+        Backend::Memory => {
+            return Err("the memory backend has its own benchmark (conn-cost)".into())
+        }
     };
     let config = StackConfig {
         backend,

@@ -14,6 +14,9 @@ pub enum Backend {
     Xdp,
     /// Ordinary kernel sockets: the fallback and the benchmarks' baseline.
     Kernel,
+    /// sluice's own TCP, as on AF_XDP, over in-memory devices that the caller drives
+    /// (benchmarks and tests; see [`crate::MemoryLink`]).
+    Memory,
 }
 
 impl std::str::FromStr for Backend {
@@ -62,6 +65,11 @@ impl StackConfig {
         StackConfig::with(BackendConfig::Xdp(xdp))
     }
 
+    /// The in-memory backend with `memory`'s settings.
+    pub fn memory(memory: MemoryConfig) -> StackConfig {
+        StackConfig::with(BackendConfig::Memory(memory))
+    }
+
     fn with(backend: BackendConfig) -> StackConfig {
         StackConfig {
             backend,
@@ -75,7 +83,7 @@ impl StackConfig {
     pub fn xdp_mut(&mut self) -> Option<&mut XdpConfig> {
         match &mut self.backend {
             BackendConfig::Xdp(x) => Some(x),
-            BackendConfig::Kernel(_) => None,
+            BackendConfig::Kernel(_) | BackendConfig::Memory(_) => None,
         }
     }
 
@@ -83,7 +91,7 @@ impl StackConfig {
     pub fn kernel_mut(&mut self) -> Option<&mut KernelConfig> {
         match &mut self.backend {
             BackendConfig::Kernel(k) => Some(k),
-            BackendConfig::Xdp(_) => None,
+            BackendConfig::Xdp(_) | BackendConfig::Memory(_) => None,
         }
     }
 }
@@ -104,6 +112,8 @@ pub enum BackendConfig {
     Kernel(KernelConfig),
     /// sluice's own TCP over AF_XDP.
     Xdp(XdpConfig),
+    /// sluice's own TCP over in-memory devices.
+    Memory(MemoryConfig),
 }
 
 impl BackendConfig {
@@ -112,6 +122,47 @@ impl BackendConfig {
         match self {
             BackendConfig::Kernel(_) => Backend::Kernel,
             BackendConfig::Xdp(_) => Backend::Xdp,
+            BackendConfig::Memory(_) => Backend::Memory,
+        }
+    }
+}
+
+/// The in-memory backend's settings: the AF_XDP worker's own (a worker per device),
+/// without an interface. The caller takes each worker's [`crate::MemoryLink`] from
+/// [`crate::Stack::take_memory_links`] and plays the network on it.
+#[derive(Clone, Debug)]
+pub struct MemoryConfig {
+    /// Workers, one device each.
+    pub queues: usize,
+    /// The stack's MAC address, as frames to it carry.
+    pub mac: [u8; 6],
+    /// Each device's frames and rings.
+    pub device: crate::MemoryDeviceConfig,
+    /// How long an idle worker keeps polling before it sleeps.
+    pub busy_poll: Duration,
+    /// Verify IPv4 and TCP checksums of received frames.
+    pub verify_checksums: bool,
+    /// Half-open connections a worker holds at most (then SYN cookies).
+    pub max_half_open: usize,
+    /// Local ports of active opens.
+    pub client_ports: PortRange,
+    /// TCP settings, as [`XdpConfig::tcp`].
+    pub tcp: tcp::tcb::Config,
+}
+
+impl Default for MemoryConfig {
+    /// One worker, with the AF_XDP backend's defaults.
+    fn default() -> Self {
+        let x = XdpConfig::new("");
+        MemoryConfig {
+            queues: 1,
+            mac: [0x02, 0, 0, 0, 0, 0x01],
+            device: crate::MemoryDeviceConfig::default(),
+            busy_poll: x.busy_poll,
+            verify_checksums: x.verify_checksums,
+            max_half_open: x.max_half_open,
+            client_ports: x.client_ports,
+            tcp: x.tcp,
         }
     }
 }

@@ -33,12 +33,13 @@ mod workers;
 mod xdp;
 
 pub use bytes::Bytes;
-pub use config::{Backend, BackendConfig, KernelConfig, StackConfig, XdpConfig};
+pub use config::{Backend, BackendConfig, KernelConfig, MemoryConfig, StackConfig, XdpConfig};
 pub use context::WorkerContext;
 pub use error::{Error, StartError, WriteError};
 pub use flow::Flow;
 pub use listener::{Handler, Keepalive, Listener, Listeners, LocalFuture};
 pub use stack::Stack;
 pub use stats::{ConnStates, SocketDrops, WorkerStats};
+pub use xdp::memory::{MemoryDeviceConfig, MemoryLink, FRAME_SIZE};
 pub use xdp::nexthop;
 pub use xdp::ports::PortRange;

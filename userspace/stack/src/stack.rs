@@ -17,6 +17,8 @@ pub struct Stack {
     backend: Backend,
     // Dropped after the workers have stopped (see Drop): detaches the program.
     xdp: Option<xdp::XdpShared>,
+    /// The in-memory backend's links, until the caller takes them.
+    memory_links: Vec<crate::MemoryLink>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -42,11 +44,16 @@ impl Stack {
             workers: Workers::default(),
             backend: config.backend.kind(),
             xdp: None,
+            memory_links: Vec::new(),
         };
         let started = match &config.backend {
             BackendConfig::Kernel(k) => kernel::start(&config, k, &listeners, &mut stack.workers),
             BackendConfig::Xdp(x) => xdp::start(&config, x, &listeners, &mut stack.workers)
                 .map(|shared| stack.xdp = Some(shared)),
+            BackendConfig::Memory(m) => {
+                xdp::start_memory(&config, m, &listeners, &mut stack.workers)
+                    .map(|links| stack.memory_links = links)
+            }
         };
         if let Err(e) = started {
             stack.shutdown(Duration::ZERO);
@@ -63,6 +70,13 @@ impl Stack {
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The in-memory backend's links, one per worker in worker order: the far side of
+    /// each worker's device, for the caller to play the network on. Empty for the
+    /// other backends, and after the first call.
+    pub fn take_memory_links(&mut self) -> Vec<crate::MemoryLink> {
+        std::mem::take(&mut self.memory_links)
     }
 
     /// Runs `task` on worker `worker` (modulo the number of workers); the closure is sent

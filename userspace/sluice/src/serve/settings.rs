@@ -295,6 +295,9 @@ impl Options {
                 }
                 BackendConfig::Xdp(xdp)
             }
+            // Not a choice of the parsers above: the in-memory backend is for
+            // benchmarks and tests, which build their configuration in code.
+            Backend::Memory => return Err("the memory backend is not served by `serve`".into()),
         };
         Ok(Settings {
             stack: StackConfig {

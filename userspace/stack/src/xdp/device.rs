@@ -71,6 +71,16 @@ pub(crate) trait Device {
     /// A descriptor that becomes readable when frames arrive, for the loop to sleep on
     /// when idle; `None` for a device the loop can only poll.
     fn readiness_fd(&self) -> Option<RawFd>;
+
+    /// The loop is about to sleep on [`Device::readiness_fd`]: a device whose far side
+    /// signals the descriptor only when asked to arms that here, and returns false if
+    /// frames arrived meanwhile (then the loop runs another round instead).
+    fn prepare_to_sleep(&mut self) -> bool {
+        true
+    }
+
+    /// The loop's sleep ended (for whatever reason).
+    fn woke(&mut self) {}
 }
 
 impl Device for XskSocket {

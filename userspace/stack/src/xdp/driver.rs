@@ -177,6 +177,10 @@ pub(crate) fn run_on<D: Device + 'static>(
                     yield_to_flows().await;
                     continue;
                 }
+                if !dev.prepare_to_sleep() {
+                    yield_to_flows().await;
+                    continue;
+                }
                 // Sleep until something can happen.
                 let (notify, timer) = {
                     let mut s = state.borrow_mut();
@@ -199,6 +203,7 @@ pub(crate) fn run_on<D: Device + 'static>(
                     _ = tokio::time::sleep(wait) => timed_out = true,
                 }
                 state.borrow_mut().loop_asleep = false;
+                dev.woke();
                 // A wake-up by the loop's own timer (a TCP deadline, a TX retry) polls
                 // again only if its round finds work, not for a whole busy-poll window.
                 if !timed_out {

@@ -22,6 +22,7 @@ pub(crate) mod flow;
 mod frames;
 mod handover;
 mod index;
+pub(crate) mod memory;
 pub mod nexthop;
 mod nexthop_cache;
 pub mod ports;
@@ -36,7 +37,7 @@ use std::sync::Arc;
 
 use xsk::XdpProgram;
 
-use crate::config::{StackConfig, XdpConfig};
+use crate::config::{MemoryConfig, StackConfig, XdpConfig};
 use crate::error::StartError;
 use crate::listener::Listeners;
 use crate::workers::Workers;
@@ -175,6 +176,57 @@ fn start_workers(
         }
     }
     Ok(())
+}
+
+/// Starts the in-memory backend: a worker per device, each running the AF_XDP
+/// worker's loop. Returns each worker's link, in worker order.
+pub(crate) fn start_memory(
+    config: &StackConfig,
+    memory: &MemoryConfig,
+    listeners: &Listeners,
+    workers: &mut Workers,
+) -> Result<Vec<memory::MemoryLink>, StartError> {
+    if config.addrs.is_empty() {
+        return Err(StartError::Config(
+            "the in-memory backend needs at least one address".into(),
+        ));
+    }
+    let count = memory.queues.max(1);
+    let (peers, inboxes) = peers(count);
+    let mut links = Vec::with_capacity(count);
+    for (index, inbox) in inboxes.into_iter().enumerate() {
+        let (device, link) = memory::pair(memory.device)
+            .map_err(|e| StartError::Io("creating the in-memory device's eventfd", e))?;
+        let shard = shard::ShardSetup {
+            index,
+            workers: count,
+            mac: memory.mac,
+            addrs: config.addrs.clone(),
+            listeners: listeners.clone(),
+            tcp: conn::TcbFactory::new(&memory.tcp),
+            ports: memory.client_ports,
+            verify_checksums: memory.verify_checksums,
+            max_half_open: memory.max_half_open,
+            peers: peers.clone(),
+            inbox,
+        };
+        let busy_poll = memory.busy_poll;
+        let connect_timeout = config.connect_timeout;
+        let ready = workers.launch(index, &config.cores, move |commands, ready| {
+            driver::run_on(
+                device,
+                shard,
+                busy_poll,
+                connect_timeout,
+                ready,
+                None,
+                commands,
+            )
+        })?;
+        ready?;
+        links.push(link);
+    }
+    Ok(links)
 }
 
 /// What start-up learnt of the interface.
