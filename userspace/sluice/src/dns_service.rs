@@ -25,10 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::BytesMut;
 use dns::session::{Frame, Framer};
 use dns::{answer, transfer, Answer, Catalog, ResponderConfig};
-use stack::{Flow, Listener};
+use stack::{Listener, Next, Session};
 
 /// Connection limits (RFC 7766 §6.2 leaves them to the operator).
 #[derive(Clone, Debug)]
@@ -282,10 +281,14 @@ impl DnsService {
         }
     }
 
-    /// The `dns` handler for a listener.
+    /// The `dns` handler for a listener: a session per connection (the stack's
+    /// synchronous form, see `stack::session`), the idle timeout armed after each
+    /// batch of answers and bounded by the lifetime.
     pub fn listener(self: &Arc<Self>) -> Listener {
         let svc = self.clone();
-        Listener::new(move |flow: Flow| serve_flow(svc.clone(), flow))
+        Listener::session(move |peer| {
+            new_session(&svc, *peer.ip()).map(|s| Box::new(s) as Box<dyn Session>)
+        })
     }
 }
 
@@ -317,154 +320,112 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 thread_local! {
-    /// Where a worker encodes answers: borrowed only while one is encoded (never across
-    /// an await), so every session of the worker shares it.
+    /// Where a worker encodes answers: borrowed only while one is encoded, so every
+    /// session of the worker shares it.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65535]);
 }
 
-/// One DNS-over-TCP session.
-async fn serve_flow(svc: Arc<DnsService>, mut flow: Flow) {
-    let peer = *flow.dst().ip();
-    let c = svc.counters();
-    let Some(_admitted) = svc.admit(peer) else {
-        add(&c.limit_refused, 1);
-        flow.close().await;
-        return;
-    };
-    add(&c.connections, 1);
-    let started = Instant::now();
-    let mut framer = Framer::new(4096);
-    // One answer at a time is encoded into the worker's scratch buffer (zeroed once per
-    // worker, not per connection: 64 KiB of memset per connection was 16 % of a worker's
-    // time under one-query connections), then copied into `pending`, whose allocation
-    // the batches share and that is reused once they are sent. It is allocated with the
-    // first answer, to that answer's size, and in chunks of PENDING_CHUNK only once the
-    // connection asks again: a connection that never gets an answer (a flood of
-    // abandoned handshakes) costs no buffer, and tens of thousands of one-query
-    // connections do not each hold 16 KiB (fresh pages for those, zeroed by the kernel
-    // on first touch, were a third of the worker's time under kxdpgun's open loop).
-    let mut pending = BytesMut::new();
-    let mut answered = false;
-    let mut batch = Vec::new();
-    // The idle timeout runs from when the answers to the last read went out, and the
-    // lifetime bounds it. One timer for the session, armed lazily: a read only moves
-    // `deadline`, and the timer, when it fires early, is set again to where the
-    // deadline has got to. A timer set and cleared for each read was 6 % of a worker's
-    // time under one-query connections.
-    // (`serve` caps the limits at a century, so these sums cannot overflow.)
-    let end_of_life = started + svc.limits.max_lifetime;
-    let mut deadline = (started + svc.limits.idle_timeout).min(end_of_life);
-    let timer = tokio::time::sleep_until(deadline.into());
-    tokio::pin!(timer);
-    loop {
-        let read = tokio::select! {
-            biased;
-            read = flow.read() => read,
-            () = &mut timer => {
-                if Instant::now() < deadline {
-                    timer.as_mut().reset(deadline.into());
-                    continue;
-                }
-                if deadline >= end_of_life {
-                    add(&c.lifetime_closed, 1);
-                } else {
-                    add(&c.idle_closed, 1);
-                }
-                break;
-            }
-        };
-        let data = match read {
-            Ok(Some(d)) => d,
-            Ok(None) | Err(_) => break,
-        };
-        framer.push(&data);
-        let catalog = svc.catalog.load();
-        let mut garbage = false;
+/// One DNS-over-TCP session (the synchronous form of the stack's listeners: the
+/// worker calls it with each read, no task per connection).
+struct DnsSession {
+    svc: Arc<DnsService>,
+    peer: Ipv4Addr,
+    /// Counts against the limits until the session ends.
+    _admitted: Admitted,
+    framer: Framer,
+    /// The lifetime's end: the idle deadline never passes it.
+    end_of_life: Instant,
+}
+
+impl DnsSession {
+    /// Answers every whole query in `framer` into `reply`; false on garbage.
+    fn answer_all(&mut self, reply: &mut Vec<u8>) -> bool {
+        let c = self.svc.counters();
+        let catalog = self.svc.catalog.load();
         loop {
-            let q = match framer.next_frame() {
+            let q = match self.framer.next_frame() {
                 Frame::Query(q) => q,
-                Frame::NeedMore => break,
+                Frame::NeedMore => return true,
                 Frame::Garbage(why) => {
-                    tracing::debug!(%peer, why, "closing a DNS connection");
+                    tracing::debug!(peer = %self.peer, why, "closing a DNS connection");
                     add(&c.garbage_closed, 1);
-                    garbage = true;
-                    break;
+                    return false;
                 }
             };
+            add(&c.queries, 1);
+            // One answer at a time is encoded into the worker's scratch buffer (zeroed
+            // once per worker, not per connection), then framed into the reply.
             let a = SCRATCH.with_borrow_mut(|scratch| {
-                let a = answer(&catalog, &svc.responder, peer, q, scratch);
+                let a = answer(&catalog, &self.svc.responder, self.peer, q, scratch);
                 if let Answer::Message(n) = a {
                     count_rcode(c, rcode_of(scratch));
-                    reserve_chunk(&mut pending, 2 + n, answered);
-                    answered = true;
-                    pending.extend_from_slice(&(n as u16).to_be_bytes());
-                    pending.extend_from_slice(&scratch[..n]);
+                    reply.extend_from_slice(&(n as u16).to_be_bytes());
+                    reply.extend_from_slice(&scratch[..n]);
                 }
                 a
             });
-            add(&c.queries, 1);
             match a {
-                Answer::Message(_) => batch.push(pending.split().freeze()),
+                Answer::Message(_) => {}
                 Answer::Transfer => {
                     add(&c.transfers, 1);
                     count_rcode(c, 0);
                     transfer(&catalog, q, 16 * 1024, |m| {
-                        reserve_chunk(&mut pending, 2 + m.len(), answered);
-                        answered = true;
-                        pending.extend_from_slice(&(m.len() as u16).to_be_bytes());
-                        pending.extend_from_slice(m);
-                        batch.push(pending.split().freeze());
+                        reply.extend_from_slice(&(m.len() as u16).to_be_bytes());
+                        reply.extend_from_slice(m);
                     });
                 }
                 Answer::Drop => add(&c.dropped, 1),
             }
         }
-        if !batch.is_empty() {
-            // A peer that stops reading (a zero window) would hold the write, and the
-            // connection, for ever: the lifetime bounds that too. (The timer is only
-            // armed if the write has to wait.)
-            let sent = tokio::select! {
-                biased;
-                sent = flow.writev(&batch) => sent,
-                () = tokio::time::sleep_until(end_of_life.into()) => {
-                    add(&c.lifetime_closed, 1);
-                    break;
-                }
-            };
-            batch.clear();
-            if sent.is_err() {
-                return;
-            }
-        }
-        if garbage {
-            break;
-        }
-        // A client that always has more to send is never idle: its lifetime still ends.
-        let now = Instant::now();
-        if now >= end_of_life {
-            add(&c.lifetime_closed, 1);
-            break;
-        }
-        // Idle from here: after the answers went out, however long that took.
-        deadline = (now + svc.limits.idle_timeout).min(end_of_life);
     }
-    flow.close().await;
 }
 
-/// What `pending` grows by once a connection has had an answer: many answers' worth,
-/// so that pipelined answers share one allocation (reclaimed once they are sent).
-const PENDING_CHUNK: usize = 16 * 1024;
-
-/// Makes room for `need` more bytes in `pending`: just that for a connection's first
-/// answer, a chunk at a time after it.
-fn reserve_chunk(pending: &mut BytesMut, need: usize, answered: bool) {
-    if pending.capacity() - pending.len() < need {
-        pending.reserve(if answered {
-            need.max(PENDING_CHUNK)
-        } else {
-            need
-        });
+impl Session for DnsSession {
+    fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, now: Instant) -> Next {
+        self.framer.push(data);
+        if !self.answer_all(reply) {
+            // The answers to what came before the garbage still leave, then the FIN.
+            return Next::Close;
+        }
+        // A client that always has more to send is never idle: its lifetime still ends.
+        if now >= self.end_of_life {
+            add(&self.svc.counters().lifetime_closed, 1);
+            return Next::Close;
+        }
+        // Idle from here, after the answers.
+        Next::Wait(Some(
+            (now + self.svc.limits.idle_timeout).min(self.end_of_life),
+        ))
     }
+
+    fn on_deadline(&mut self, now: Instant) -> Next {
+        let c = self.svc.counters();
+        if now >= self.end_of_life {
+            add(&c.lifetime_closed, 1);
+        } else {
+            add(&c.idle_closed, 1);
+        }
+        Next::Close
+    }
+}
+
+/// The session of a new connection from `peer`, or None when the limits refuse it.
+fn new_session(svc: &Arc<DnsService>, peer: Ipv4Addr) -> Option<DnsSession> {
+    let c = svc.counters();
+    let Some(admitted) = svc.admit(peer) else {
+        add(&c.limit_refused, 1);
+        return None;
+    };
+    add(&c.connections, 1);
+    // `serve` caps the limits at a century, so these sums cannot overflow.
+    let end_of_life = Instant::now() + svc.limits.max_lifetime;
+    Some(DnsSession {
+        svc: svc.clone(),
+        peer,
+        _admitted: admitted,
+        framer: Framer::new(4096),
+        end_of_life,
+    })
 }
 
 fn count_rcode(c: &DnsCounters, rc: u8) {

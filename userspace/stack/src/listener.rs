@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::session::{Session, SessionFactory};
 use crate::Flow;
 
 /// TCP keepalive, as the seed's `Keepalive.t`: after `after` of silence, send a probe
@@ -35,12 +36,17 @@ pub struct Listener {
     pub handler: Handler,
     /// Applied to each accepted connection before the handler runs.
     pub keepalive: Option<Keepalive>,
+    /// The synchronous form of the handler, when the listener was made with
+    /// [`Listener::session`]: the AF_XDP worker calls it from its loop instead of
+    /// running `handler` as a task. `handler` runs the same sessions on a flow.
+    pub session: Option<SessionFactory>,
 }
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Listener")
             .field("keepalive", &self.keepalive)
+            .field("session", &self.session.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +74,45 @@ impl Listener {
         Listener {
             handler: Arc::new(move |flow| Box::pin(handler(flow))),
             keepalive: None,
+            session: None,
+        }
+    }
+
+    /// A listener whose connections are each served by a [`Session`] that `factory`
+    /// makes from the peer's address (`None` refuses the connection): the cheaper form
+    /// for handlers that answer from what arrives (see [`crate::session`]).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use stack::{Listener, Next, Session};
+    ///
+    /// /// Echoes every read, and closes after a second of silence.
+    /// struct Echo;
+    /// impl Session for Echo {
+    ///     fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, now: Instant) -> Next {
+    ///         reply.extend_from_slice(data);
+    ///         Next::Wait(Some(now + std::time::Duration::from_secs(1)))
+    ///     }
+    ///     fn on_deadline(&mut self, _now: Instant) -> Next {
+    ///         Next::Close
+    ///     }
+    /// }
+    /// let echo = Listener::session(|_peer| Some(Box::new(Echo) as Box<dyn Session>));
+    /// assert!(echo.session.is_some());
+    /// ```
+    pub fn session<F>(factory: F) -> Listener
+    where
+        F: Fn(std::net::SocketAddrV4) -> Option<Box<dyn Session>> + Send + Sync + 'static,
+    {
+        let factory: SessionFactory = Arc::new(factory);
+        let on_flow = factory.clone();
+        Listener {
+            handler: Arc::new(move |flow: Flow| {
+                let session = on_flow(flow.dst());
+                Box::pin(crate::session::drive_on_flow(flow, session))
+            }),
+            keepalive: None,
+            session: Some(factory),
         }
     }
 

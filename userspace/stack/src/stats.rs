@@ -30,8 +30,10 @@ pub struct WorkerStats {
     /// RSTs sent for segments that matched no connection or listener.
     pub resets_sent: u64,
     /// Connections reset because their flow was dropped with received data unread
-    /// (Linux's TCPAbortOnClose).
+    /// (Linux's TCPAbortOnClose), or their session closed with data unread.
     pub aborted_on_close: u64,
+    /// Connections a synchronous session reset (it asked to, or it panicked).
+    pub sessions_reset: u64,
     /// SYNs answered with a SYN cookie because the half-open backlog was full.
     pub syn_cookies_sent: u64,
     /// Connections made from a returned SYN cookie.

@@ -191,6 +191,11 @@ impl Connection {
         n
     }
 
+    /// Reads what has arrived into `dst`; returns how many bytes.
+    pub(crate) fn recv(&mut self, dst: &mut [u8]) -> usize {
+        self.0.recv(dst)
+    }
+
     /// The peer has closed and every byte it sent has been read.
     pub(crate) fn at_eof(&self) -> bool {
         self.0.at_eof()

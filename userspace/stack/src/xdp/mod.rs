@@ -27,6 +27,7 @@ pub mod nexthop;
 mod nexthop_cache;
 pub mod ports;
 mod record;
+mod sessions;
 pub(crate) mod shard;
 pub(crate) mod table;
 mod timer;

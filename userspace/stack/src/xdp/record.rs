@@ -30,6 +30,8 @@ pub(crate) struct Conn {
     /// until the Flow is dropped, even after TCP is done with it.
     pub(super) attached: bool,
     pub(super) queued: bool,
+    /// The synchronous session serving it, for a session listener's connection.
+    pub(super) session: Option<Box<super::sessions::SessionState>>,
 }
 
 impl Conn {
@@ -62,6 +64,7 @@ impl Conn {
             pending_handler: None,
             connect_waker: None,
             connected: false,
+            session: None,
             failed: None,
             attached: false,
             queued: false,

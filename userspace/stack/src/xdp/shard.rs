@@ -19,6 +19,7 @@ use super::device::Device;
 use super::frames;
 use super::handover::Peer;
 use super::record::Conn;
+use super::sessions::{self, Clock, Outcome, SessionBuffers};
 use super::table::{Handle, Table};
 use super::timer::TimerWheel;
 use crate::listener::Listeners;
@@ -79,6 +80,10 @@ pub(crate) struct Shard {
     /// The last round left connections queued for want of a free UMEM frame:
     /// completions free some, and nothing else wakes the loop for them.
     pub(super) tx_starved: bool,
+    /// The time of the current round ([`Shard::step`]'s `now`), for what runs inside it.
+    pub(super) round_now: Instant,
+    /// Scratch space of the synchronous sessions.
+    pub(super) session_bufs: SessionBuffers,
 }
 
 /// Everything a shard starts from.
@@ -146,6 +151,8 @@ impl Shard {
             next_dump: Instant::ZERO,
             tx_backlog: None,
             tx_starved: false,
+            round_now: Instant::ZERO,
+            session_bufs: SessionBuffers::default(),
         }
     }
 
@@ -191,14 +198,31 @@ impl Shard {
                 }
             }
         });
+        let clock = Clock {
+            now: self.round_now,
+            epoch: self.epoch,
+        };
+        let mut outcome = Outcome::Live;
         if newly_connected && !c.connected {
             c.connected = true;
             if let Some(port) = c.pending_handler.take() {
                 self.half_open = self.half_open.saturating_sub(1);
-                self.accepted.push((h, port));
+                match self.listeners.get(port).and_then(|l| l.session.as_ref()) {
+                    // The synchronous form: served from this loop, no task.
+                    Some(factory) => outcome = sessions::start(c, factory, clock),
+                    None => self.accepted.push((h, port)),
+                }
             } else {
                 self.handshake_acks.push(h);
             }
+        }
+        if c.session.is_some() && (wake_read || wake_write || newly_connected) {
+            outcome = sessions::drive(c, &mut self.session_bufs, clock);
+        }
+        match outcome {
+            Outcome::Live => {}
+            Outcome::Closed { reset } => self.stats.aborted_on_close += u64::from(reset),
+            Outcome::Reset => self.stats.sessions_reset += 1,
         }
         if wake_read || newly_connected {
             if let Some(w) = c.read_waker.take() {
@@ -213,7 +237,12 @@ impl Shard {
                 w.wake();
             }
         }
-        if let Some(deadline) = c.tcb.deadline() {
+        let session_deadline = c.session.as_ref().and_then(|s| s.deadline);
+        let deadline = match (c.tcb.deadline(), session_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(deadline) = deadline {
             self.timers.arm(h.index, deadline, &mut c.armed);
         }
         if c.tcb.is_closed() && !c.attached {
@@ -336,6 +365,22 @@ impl Shard {
                 c.tcb.on_timeout(now);
                 touched += 1;
             }
+            if c.session
+                .as_ref()
+                .and_then(|s| s.deadline)
+                .is_some_and(|d| d <= now)
+            {
+                let clock = Clock {
+                    now,
+                    epoch: self.epoch,
+                };
+                match sessions::expire(c, clock) {
+                    Outcome::Live => {}
+                    Outcome::Closed { reset } => self.stats.aborted_on_close += u64::from(reset),
+                    Outcome::Reset => self.stats.sessions_reset += 1,
+                }
+                touched += 1;
+            }
             // Re-arms at the real deadline (the entry may have been early).
             self.after_tcp(h);
         }
@@ -401,6 +446,7 @@ impl Shard {
     /// at a few million rounds a second, reading the clock is not free). Returns whether
     /// anything happened.
     pub(super) fn step<D: Device>(&mut self, dev: &mut D, now: Instant) -> bool {
+        self.round_now = now;
         dev.complete();
         let starved_before = dev.tx_no_buffer();
         // What the flow tasks wrote since the last round, with the ACKs that round's

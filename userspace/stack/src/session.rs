@@ -1,0 +1,113 @@
+//! The listener registry's cheaper form, for handlers that answer from what arrives
+//! (a DNS responder is one): a [`Session`] is called synchronously with each read and
+//! writes its reply into a buffer, instead of running as a task that awaits a flow.
+//!
+//! On the AF_XDP (and in-memory) worker, a session costs no task, no future, no waker
+//! and no runtime timer: the worker calls it from its loop as a connection's data
+//! arrives, copies the reply straight into the connection's send buffer, and keeps the
+//! session's deadline on its own timer wheel with the TCP timers. Measured on the
+//! in-memory device, that is most of a one-query DNS connection's cost in the flow
+//! form (bench/conn-cost.sh). On the kernel backend a session runs on a flow
+//! ([`drive_on_flow`]), with the same behaviour.
+//!
+//! The async [`crate::Flow`] API stays the form for everything else: handlers that
+//! read at their own pace, write on their own schedule, or open connections.
+
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::Flow;
+
+/// What a session wants once it has been called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep the connection open; call [`Session::on_deadline`] at this time if nothing
+    /// arrives first (None: no deadline).
+    Wait(Option<Instant>),
+    /// Close: FIN after the reply. What the peer sends after it is not read (if it
+    /// sent some that was not read, the connection is reset instead, as a socket
+    /// closed with unread data is).
+    Close,
+    /// Reset the connection at once.
+    Reset,
+}
+
+/// One connection's handler in the synchronous form; see the module's comment.
+pub trait Session {
+    /// Bytes arrived, in order (any split: a message may span calls). Append the
+    /// reply, if any, to `reply`: it leaves at once (no Nagle delay). `now` is the
+    /// worker's clock for this round.
+    fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, now: Instant) -> Next;
+
+    /// The deadline of the last [`Next::Wait`] passed and nothing arrived.
+    fn on_deadline(&mut self, now: Instant) -> Next;
+
+    /// The peer closed its side and everything it sent has been read. By default the
+    /// connection is closed too.
+    fn on_eof(&mut self, _reply: &mut Vec<u8>, _now: Instant) -> Next {
+        Next::Close
+    }
+}
+
+/// Makes the session of each accepted connection, given the peer's address; `None`
+/// refuses the connection (it is closed at once, with nothing sent).
+pub type SessionFactory = Arc<dyn Fn(SocketAddrV4) -> Option<Box<dyn Session>> + Send + Sync>;
+
+/// Runs `session` on `flow` (the kernel backend's way, and any backend's without the
+/// synchronous path): each read is handed to it, its reply written, its deadline kept
+/// with a timer. A reply the peer does not read in time is bounded by the deadline
+/// too.
+pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Session>>) {
+    let Some(mut session) = session else {
+        flow.close().await;
+        return;
+    };
+    let mut reply = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let read = match deadline {
+            Some(d) => tokio::select! {
+                biased;
+                read = flow.read() => Some(read),
+                () = tokio::time::sleep_until(d.into()) => None,
+            },
+            None => Some(flow.read().await),
+        };
+        reply.clear();
+        let now = Instant::now();
+        let next = match read {
+            None => session.on_deadline(now),
+            Some(Ok(Some(data))) => session.on_data(&data, &mut reply, now),
+            Some(Ok(None)) => session.on_eof(&mut reply, now),
+            Some(Err(_)) => return,
+        };
+        if !reply.is_empty() {
+            let data = Bytes::copy_from_slice(&reply);
+            let written = match next {
+                Next::Wait(Some(d)) => tokio::select! {
+                    biased;
+                    w = flow.write_nodelay(data) => w.is_ok(),
+                    () = tokio::time::sleep_until(d.into()) => false,
+                },
+                _ => flow.write_nodelay(data).await.is_ok(),
+            };
+            if !written {
+                // The peer stopped reading past the deadline, or the connection failed.
+                return;
+            }
+        }
+        match next {
+            Next::Wait(d) => deadline = d,
+            Next::Close => {
+                flow.close().await;
+                return;
+            }
+            // The flow API has no abort: dropping the flow closes it, and resets it if
+            // what the peer sent was not all read.
+            Next::Reset => return,
+        }
+    }
+}
