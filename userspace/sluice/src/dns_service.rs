@@ -333,11 +333,19 @@ struct DnsSession {
     /// Counts against the limits until the session ends.
     _admitted: Admitted,
     framer: Framer,
-    /// The lifetime's end: the idle deadline never passes it.
-    end_of_life: Instant,
+    /// The lifetime's end: the idle deadline never passes it (from `on_start`).
+    end_of_life: Option<Instant>,
 }
 
 impl DnsSession {
+    /// When the connection's lifetime ends, fixed on the first call (`on_start`).
+    fn end_of_life(&mut self, now: Instant) -> Instant {
+        // `serve` caps the limits at a century, so this sum cannot overflow.
+        *self
+            .end_of_life
+            .get_or_insert_with(|| now + self.svc.limits.max_lifetime)
+    }
+
     /// Answers every whole query in `framer` into `reply`; false on garbage.
     fn answer_all(&mut self, reply: &mut Vec<u8>) -> bool {
         let c = self.svc.counters();
@@ -381,6 +389,11 @@ impl DnsSession {
 }
 
 impl Session for DnsSession {
+    fn on_start(&mut self, now: Instant) -> Next {
+        let end = self.end_of_life(now);
+        Next::Wait(Some((now + self.svc.limits.idle_timeout).min(end)))
+    }
+
     fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, now: Instant) -> Next {
         self.framer.push(data);
         if !self.answer_all(reply) {
@@ -388,19 +401,19 @@ impl Session for DnsSession {
             return Next::Close;
         }
         // A client that always has more to send is never idle: its lifetime still ends.
-        if now >= self.end_of_life {
+        let end = self.end_of_life(now);
+        if now >= end {
             add(&self.svc.counters().lifetime_closed, 1);
             return Next::Close;
         }
         // Idle from here, after the answers.
-        Next::Wait(Some(
-            (now + self.svc.limits.idle_timeout).min(self.end_of_life),
-        ))
+        Next::Wait(Some((now + self.svc.limits.idle_timeout).min(end)))
     }
 
     fn on_deadline(&mut self, now: Instant) -> Next {
+        let ended = now >= self.end_of_life(now);
         let c = self.svc.counters();
-        if now >= self.end_of_life {
+        if ended {
             add(&c.lifetime_closed, 1);
         } else {
             add(&c.idle_closed, 1);
@@ -417,14 +430,13 @@ fn new_session(svc: &Arc<DnsService>, peer: Ipv4Addr) -> Option<DnsSession> {
         return None;
     };
     add(&c.connections, 1);
-    // `serve` caps the limits at a century, so these sums cannot overflow.
-    let end_of_life = Instant::now() + svc.limits.max_lifetime;
     Some(DnsSession {
         svc: svc.clone(),
         peer,
         _admitted: admitted,
         framer: Framer::new(4096),
-        end_of_life,
+        // Until on_start says.
+        end_of_life: None,
     })
 }
 

@@ -37,6 +37,13 @@ pub enum Next {
 
 /// One connection's handler in the synchronous form; see the module's comment.
 pub trait Session {
+    /// The connection is established and the session starts serving it; the deadline
+    /// returned is its first (a peer that never sends anything is still bounded). By
+    /// default, none.
+    fn on_start(&mut self, _now: Instant) -> Next {
+        Next::Wait(None)
+    }
+
     /// Bytes arrived, in order (any split: a message may span calls). Append the
     /// reply, if any, to `reply`: it leaves at once (no Nagle delay). `now` is the
     /// worker's clock for this round.
@@ -66,7 +73,14 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
         return;
     };
     let mut reply = Vec::new();
-    let mut deadline: Option<Instant> = None;
+    let mut deadline: Option<Instant> = match session.on_start(Instant::now()) {
+        Next::Wait(d) => d,
+        Next::Close => {
+            flow.close().await;
+            return;
+        }
+        Next::Reset => return,
+    };
     loop {
         let read = match deadline {
             Some(d) => tokio::select! {

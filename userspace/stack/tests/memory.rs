@@ -19,10 +19,14 @@ const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
 const FLOW_ECHO: u16 = 7;
 const SESSION_ECHO: u16 = 8;
 
-/// Echoes each read, closes after 200 ms of silence or at the peer's FIN.
+/// Echoes each read, closes after 200 ms of silence (from the start, then from each
+/// read) or at the peer's FIN.
 struct Echo;
 
 impl Session for Echo {
+    fn on_start(&mut self, now: Instant) -> Next {
+        Next::Wait(Some(now + Duration::from_millis(200)))
+    }
     fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, now: Instant) -> Next {
         reply.extend_from_slice(data);
         Next::Wait(Some(now + Duration::from_millis(200)))
@@ -227,6 +231,30 @@ fn a_session_deadline_closes_an_idle_connection() {
             .any(|e| *e == Event::Closed(CloseReason::Reset)),
         "{events:?} {events2:?}"
     );
+    stack.shutdown(Duration::ZERO);
+}
+
+#[test]
+fn a_silent_connection_is_closed_at_the_sessions_first_deadline() {
+    let (mut stack, mut link, mac) = start();
+    let tcb = Tcb::connect(
+        Config::default(),
+        SocketAddrV4::new(CLIENT, 40004),
+        SocketAddrV4::new(SERVER, SESSION_ECHO),
+        SeqNumber(5),
+        tcp::Instant::from_micros(1),
+    );
+    let mut c = Client {
+        tcb,
+        link: &mut link,
+        server_mac: mac,
+        epoch: Instant::now(),
+        frames_in: 0,
+    };
+    c.until(|t, _| t.state() == State::Established);
+    let opened = Instant::now();
+    c.until(|_, events| events.contains(&Event::PeerClosed));
+    assert!(opened.elapsed() >= Duration::from_millis(150));
     stack.shutdown(Duration::ZERO);
 }
 

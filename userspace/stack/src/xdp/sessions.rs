@@ -76,14 +76,22 @@ pub(crate) enum Outcome {
 pub(crate) fn start(c: &mut Conn, factory: &SessionFactory, clock: Clock) -> Outcome {
     let peer = c.tuple.remote;
     match catch_unwind(AssertUnwindSafe(|| factory(peer))) {
-        Ok(Some(session)) => {
+        Ok(Some(mut session)) => {
+            let started = catch_unwind(AssertUnwindSafe(|| session.on_start(clock.wall())));
             c.session = Some(Box::new(SessionState {
                 session: Some(session),
                 deadline: None,
                 unsent: Vec::new(),
                 close_when_sent: false,
             }));
-            Outcome::Live
+            match started {
+                Ok(next) => apply(c, next, clock),
+                Err(_) => {
+                    c.session = None;
+                    c.tcb.abort();
+                    Outcome::Reset
+                }
+            }
         }
         Ok(None) => Outcome::Closed {
             reset: c.tcb.release(clock.now, false),
