@@ -98,19 +98,35 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
             Some(Ok(None)) => session.on_eof(&mut reply, now),
             Some(Err(_)) => return,
         };
+        let mut next = next;
         if !reply.is_empty() {
-            let data = Bytes::copy_from_slice(&reply);
-            let written = match next {
-                Next::Wait(Some(d)) => tokio::select! {
+            let write = flow.write_nodelay(Bytes::copy_from_slice(&reply));
+            tokio::pin!(write);
+            loop {
+                let Next::Wait(Some(d)) = next else {
+                    if write.await.is_err() {
+                        return;
+                    }
+                    break;
+                };
+                tokio::select! {
                     biased;
-                    w = flow.write_nodelay(data) => w.is_ok(),
-                    () = tokio::time::sleep_until(d.into()) => false,
-                },
-                _ => flow.write_nodelay(data).await.is_ok(),
-            };
-            if !written {
-                // The peer stopped reading past the deadline, or the connection failed.
-                return;
+                    w = &mut write => {
+                        if w.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                    // A peer that does not take the reply is bounded by the deadline
+                    // too, as the worker's synchronous path bounds it.
+                    () = tokio::time::sleep_until(d.into()) => {
+                        next = session.on_deadline(Instant::now());
+                        if !matches!(next, Next::Wait(_)) {
+                            // The write cannot finish: dropping the flow ends it.
+                            return;
+                        }
+                    }
+                }
             }
         }
         match next {

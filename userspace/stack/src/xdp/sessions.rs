@@ -23,7 +23,8 @@ pub(crate) struct SessionState {
     /// Reply bytes the send buffer had no room for yet: nothing more is read until they
     /// are queued (the session's flow control).
     unsent: Vec<u8>,
-    /// The session asked to close once `unsent` is queued.
+    /// The session asked to close once `unsent` is queued; `deadline` still bounds the
+    /// wait (a peer that never reads must not hold the connection).
     close_when_sent: bool,
 }
 
@@ -85,7 +86,7 @@ pub(crate) fn start(c: &mut Conn, factory: &SessionFactory, clock: Clock) -> Out
                 close_when_sent: false,
             }));
             match started {
-                Ok(next) => apply(c, next, clock),
+                Ok(next) => apply(c, next, clock, false),
                 Err(_) => {
                     c.session = None;
                     c.tcb.abort();
@@ -158,7 +159,7 @@ pub(crate) fn drive(c: &mut Conn, bufs: &mut SessionBuffers, clock: Clock) -> Ou
             let sent = c.tcb.send(&bufs.reply, true);
             st.unsent.extend_from_slice(&bufs.reply[sent..]);
         }
-        let outcome = apply(c, next, clock);
+        let outcome = apply(c, next, clock, false);
         let waiting = c.session.as_ref().is_some_and(|st| !st.unsent.is_empty());
         if outcome != Outcome::Live || waiting || eof {
             return outcome;
@@ -176,10 +177,14 @@ pub(crate) fn expire(c: &mut Conn, clock: Clock) -> Outcome {
     }
     st.deadline = None;
     let Some(session) = st.session.as_mut() else {
-        return Outcome::Live;
+        // It closed and its reply is still not all queued: the peer had its time.
+        c.session = None;
+        return Outcome::Closed {
+            reset: c.tcb.release(clock.now, false),
+        };
     };
     match catch_unwind(AssertUnwindSafe(|| session.on_deadline(clock.wall()))) {
-        Ok(next) => apply(c, next, clock),
+        Ok(next) => apply(c, next, clock, true),
         Err(_) => {
             c.session = None;
             c.tcb.abort();
@@ -188,8 +193,9 @@ pub(crate) fn expire(c: &mut Conn, clock: Clock) -> Outcome {
     }
 }
 
-/// Carries out what the session said.
-fn apply(c: &mut Conn, next: Next, clock: Clock) -> Outcome {
+/// Carries out what the session said. `at_deadline`: it said so when its deadline
+/// passed, and a close then does not wait for a reply the peer is not taking.
+fn apply(c: &mut Conn, next: Next, clock: Clock, at_deadline: bool) -> Outcome {
     let Some(st) = c.session.as_mut() else {
         return Outcome::Live;
     };
@@ -198,10 +204,10 @@ fn apply(c: &mut Conn, next: Next, clock: Clock) -> Outcome {
             st.deadline = d.map(|d| clock.worker_time(d));
             Outcome::Live
         }
-        Next::Close if !st.unsent.is_empty() => {
-            // FIN after the whole reply: once it is queued (see `drive`).
+        Next::Close if !st.unsent.is_empty() && !at_deadline => {
+            // FIN after the whole reply: once it is queued (see `drive`), or at the
+            // deadline the session last gave.
             st.session = None;
-            st.deadline = None;
             st.close_when_sent = true;
             Outcome::Live
         }
