@@ -51,29 +51,69 @@ impl Framer {
 
     /// The next whole query, if one has arrived.
     pub fn next_frame(&mut self) -> Frame<'_> {
-        let pending = &self.buf[self.start..];
-        if pending.len() < 2 {
-            return Frame::NeedMore;
+        let frame = frame_at(&self.buf[self.start..], self.max_query);
+        if let Frame::Query(q) = frame {
+            self.start += 2 + q.len();
         }
-        let len = u16::from_be_bytes([pending[0], pending[1]]) as usize;
-        if len < MIN_QUERY {
-            return Frame::Garbage("a message shorter than a DNS header");
+        frame
+    }
+
+    /// Hands each whole query of what is buffered followed by `data` to `query`, in
+    /// order, copying only what a partial query leaves over: a query that arrives
+    /// whole in one read (the usual case) is read where it lies. `Err` with the reason
+    /// when a length cannot be a query's (the stream ends there; the queries before it
+    /// were handed out).
+    pub fn feed(&mut self, data: &[u8], mut query: impl FnMut(&[u8])) -> Result<(), &'static str> {
+        if self.pending() > 0 {
+            self.push(data);
+            loop {
+                match self.next_frame() {
+                    Frame::Query(q) => query(q),
+                    Frame::NeedMore => return Ok(()),
+                    Frame::Garbage(why) => return Err(why),
+                }
+            }
         }
-        if len > self.max_query {
-            return Frame::Garbage("a query longer than any query can be");
+        let mut rest = data;
+        loop {
+            match frame_at(rest, self.max_query) {
+                Frame::Query(q) => {
+                    query(q);
+                    rest = &rest[2 + q.len()..];
+                }
+                Frame::NeedMore => {
+                    if !rest.is_empty() {
+                        self.push(rest);
+                    }
+                    return Ok(());
+                }
+                Frame::Garbage(why) => return Err(why),
+            }
         }
-        if pending.len() < 2 + len {
-            return Frame::NeedMore;
-        }
-        let at = self.start + 2;
-        self.start = at + len;
-        Frame::Query(&self.buf[at..at + len])
     }
 
     /// Bytes received and not yet handed out.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start
     }
+}
+
+/// The frame at the start of `pending`.
+fn frame_at(pending: &[u8], max_query: usize) -> Frame<'_> {
+    if pending.len() < 2 {
+        return Frame::NeedMore;
+    }
+    let len = u16::from_be_bytes([pending[0], pending[1]]) as usize;
+    if len < MIN_QUERY {
+        return Frame::Garbage("a message shorter than a DNS header");
+    }
+    if len > max_query {
+        return Frame::Garbage("a query longer than any query can be");
+    }
+    if pending.len() < 2 + len {
+        return Frame::NeedMore;
+    }
+    Frame::Query(&pending[2..2 + len])
 }
 
 #[cfg(test)]
@@ -111,6 +151,35 @@ mod tests {
             prop_assert_eq!(got, msgs);
             prop_assert_eq!(f.pending(), 0);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn feed_frames_any_segmentation_as_next_frame_does(sizes in proptest::collection::vec(12usize..300, 1..20), cuts in proptest::collection::vec(1usize..700, 1..200)) {
+            let msgs: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| vec![i as u8; n]).collect();
+            let stream = framed(&msgs);
+            let mut f = Framer::new(512);
+            let mut got = Vec::new();
+            let mut at = 0;
+            let mut cut = cuts.iter().cycle();
+            while at < stream.len() {
+                let n = (*cut.next().unwrap()).min(stream.len() - at);
+                f.feed(&stream[at..at + n], |q| got.push(q.to_vec())).unwrap();
+                at += n;
+            }
+            prop_assert_eq!(got, msgs);
+            prop_assert_eq!(f.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn feed_stops_at_garbage_after_the_queries_before_it() {
+        let mut f = Framer::new(512);
+        let mut stream = framed(&[vec![1; 12]]);
+        stream.extend_from_slice(&[0, 3, 1, 2, 3]);
+        let mut got = 0;
+        assert!(f.feed(&stream, |_| got += 1).is_err());
+        assert_eq!(got, 1);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use dns::session::{Frame, Framer};
+use dns::session::Framer;
 use dns::{answer, transfer, Answer, Catalog, ResponderConfig};
 use stack::{Listener, Next, Session};
 
@@ -118,7 +118,7 @@ pub struct DnsService {
     /// Per worker as `counters`: its leased rights and open connections.
     leases: Vec<Padded<Mutex<Lease>>>,
     /// Open connections per source address, in shards by address.
-    per_source: Vec<Padded<Mutex<HashMap<Ipv4Addr, u32>>>>,
+    per_source: Vec<Padded<Mutex<SourceCounts>>>,
 }
 
 /// Keeps each worker's (or shard's) lock on a cache line of its own, so that workers
@@ -135,6 +135,11 @@ struct Lease {
     /// Connections it has open (at most `held`).
     open: usize,
 }
+
+/// Open connections by source address. aHash rather than SipHash: keyed with random
+/// state all the same (a peer picks its address), at a fraction of the cost per
+/// connection.
+type SourceCounts = HashMap<Ipv4Addr, u32, ahash::RandomState>;
 
 /// Shards of the per-source table: enough that workers rarely meet on one.
 const SOURCE_SHARDS: usize = 64;
@@ -211,7 +216,7 @@ impl DnsService {
         &self.counters[self.slot()]
     }
 
-    fn source_shard(&self, peer: Ipv4Addr) -> &Mutex<HashMap<Ipv4Addr, u32>> {
+    fn source_shard(&self, peer: Ipv4Addr) -> &Mutex<SourceCounts> {
         // Fibonacci hashing: the top bits of the product spread neighbouring
         // addresses (one client subnet) over the shards.
         let h = u32::from(peer).wrapping_mul(0x9E37_79B9);
@@ -346,25 +351,18 @@ impl DnsSession {
             .get_or_insert_with(|| now + self.svc.limits.max_lifetime)
     }
 
-    /// Answers every whole query in `framer` into `reply`; false on garbage.
-    fn answer_all(&mut self, reply: &mut Vec<u8>) -> bool {
+    /// Answers every whole query of what has arrived (`data` after what the framer
+    /// holds) into `reply`; false on garbage.
+    fn answer_all(&mut self, data: &[u8], reply: &mut Vec<u8>) -> bool {
         let c = self.svc.counters();
         let catalog = self.svc.catalog.load();
-        loop {
-            let q = match self.framer.next_frame() {
-                Frame::Query(q) => q,
-                Frame::NeedMore => return true,
-                Frame::Garbage(why) => {
-                    tracing::debug!(peer = %self.peer, why, "closing a DNS connection");
-                    add(&c.garbage_closed, 1);
-                    return false;
-                }
-            };
+        let (svc, peer) = (&self.svc, self.peer);
+        let fed = self.framer.feed(data, |q| {
             add(&c.queries, 1);
             // One answer at a time is encoded into the worker's scratch buffer (zeroed
             // once per worker, not per connection), then framed into the reply.
             let a = SCRATCH.with_borrow_mut(|scratch| {
-                let a = answer(&catalog, &self.svc.responder, self.peer, q, scratch);
+                let a = answer(&catalog, &svc.responder, peer, q, scratch);
                 if let Answer::Message(n) = a {
                     count_rcode(c, rcode_of(scratch));
                     reply.extend_from_slice(&(n as u16).to_be_bytes());
@@ -384,6 +382,14 @@ impl DnsSession {
                 }
                 Answer::Drop => add(&c.dropped, 1),
             }
+        });
+        match fed {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::debug!(peer = %self.peer, why, "closing a DNS connection");
+                add(&c.garbage_closed, 1);
+                false
+            }
         }
     }
 }
@@ -395,8 +401,7 @@ impl Session for DnsSession {
     }
 
     fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, now: Instant) -> Next {
-        self.framer.push(data);
-        if !self.answer_all(reply) {
+        if !self.answer_all(data, reply) {
             // The answers to what came before the garbage still leave, then the FIN.
             return Next::Close;
         }

@@ -126,7 +126,9 @@ impl Listener {
 /// Ports and their listeners. A SYN to a port that is not here is answered with a RST.
 #[derive(Clone, Debug, Default)]
 pub struct Listeners {
-    ports: HashMap<u16, Listener>,
+    // Looked up for every SYN and every established connection: aHash, not SipHash
+    // (the keys are our own port numbers, nothing a peer chooses).
+    ports: HashMap<u16, Listener, ahash::RandomState>,
 }
 
 impl Listeners {
