@@ -11,7 +11,7 @@
 # worker's busy time over what was done), medians of RUNS runs of SECS seconds each.
 # No root, no network: it runs anywhere the workspace builds.
 #
-#   bench/conn-cost.sh                      RUNS=3 SECS=2 CLIENTS=512 CONNECTIONS=64 DEPTH=16
+#   bench/conn-cost.sh                      RUNS=3 SECS=2 CLIENTS=512 CONNECTIONS=128 DEPTH=16
 #   PERF=1 bench/conn-cost.sh               also records the server core with perf
 #                                           (bench/results/runs/conn-cost/perf.data)
 #
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SECS=${SECS:-2}
 CLIENTS=${CLIENTS:-512}
-CONNECTIONS=${CONNECTIONS:-64}
+CONNECTIONS=${CONNECTIONS:-128}
 DEPTH=${DEPTH:-16}
 out=bench/results/runs/conn-cost
 mkdir -p "$out"
