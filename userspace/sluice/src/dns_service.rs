@@ -1,9 +1,12 @@
-//! The DNS-over-TCP service: the `dns` handler of `sluice serve`. Each flow is an RFC 7766
-//! session: queries framed by their 2-byte length (dns::session), each answered as soon
-//! as it is whole (dns::answer), the answers to what one read brought leaving together
-//! in one writev; idle timeout and maximum lifetime per connection; a maximum of
-//! concurrent connections and a per-source one. The zone catalog is swapped whole on
-//! reload, so a query sees either the old zones or the new ones.
+//! The DNS-over-TCP service: the `dns` handler of `sluice serve`. Each connection is an
+//! RFC 7766 session, served in the stack's synchronous form (`stack::Session`: no task
+//! per connection; on the kernel backend the stack runs it on a flow): queries framed
+//! by their 2-byte length (dns::session, in place when a read holds them whole), each
+//! answered as soon as it is whole (dns::answer), the answers to what one read brought
+//! leaving together; idle timeout (from the last answers) and maximum lifetime per
+//! connection; a maximum of concurrent connections and a per-source one. The zone
+//! catalog is swapped whole on reload, so a query sees either the old zones or the new
+//! ones.
 //!
 //! The connection limits are kept without a lock that every worker takes for every
 //! connection (which would serialize the workers at hundreds of thousands of
