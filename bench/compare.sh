@@ -11,6 +11,9 @@
 # core 1 (GRO on, TSO off, threaded NAPI pinned: docs/design.md's method). Workloads:
 #   pipelined       sluice-bench, kernel sockets, 64 connections x 16 queries in flight
 #   per-connection  sluice-bench, kernel sockets, one query per connection, 32 at a time
+#   per-connection-rate
+#                   the same, open loop at CONN_RATE connections/s (10000): issue 17's
+#                   "server core per answered connection at a moderate rate"
 #   xdp-pipelined, xdp-per-connection
 #                   the same from sluice-bench on sluice's own TCP over AF_XDP (64
 #                   connections): a generator much cheaper per connection than kernel
@@ -49,13 +52,14 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
 KX_RATE=${KX_RATE:-40000}
+CONN_RATE=${CONN_RATE:-10000}
 SERVERS=${SERVERS:-"sluice-xdp sluice-kernel knot-kernel knot-xdp"}
 SLUICE_XDP_OPTS=${SLUICE_XDP_OPTS:-"--busy-poll 0"}
 # Every generator is one address, and Knot limits no source: sluice's per-source limit
 # (1,000 concurrent by default, against a hostile client) would refuse the load once
 # an overloaded run (kxdpgun's open loop) leaves thousands of connections open.
 SLUICE_LIMITS="--max-per-source 1000000 --max-connections 1000000"
-WORKLOADS=${WORKLOADS:-"pipelined per-connection xdp-pipelined xdp-per-connection xdp-pipelined-sleep xdp-per-connection-sleep kxdpgun half-load"}
+WORKLOADS=${WORKLOADS:-"pipelined per-connection per-connection-rate xdp-pipelined xdp-per-connection xdp-pipelined-sleep xdp-per-connection-sleep kxdpgun half-load"}
 out=bench/results
 runs="$out/runs/compare"
 # REPORT_ONLY=1: only the table, from the raw runs of the last invocation.
@@ -244,10 +248,11 @@ measure() { # SERVER WORKLOAD RUN
 	case $s in sluice-*) "$sluice" stats --control "$work/control.sock" >"$base.stats0" 2>&1 || true ;; esac
 	b0=$(cpu_busy 0); b1=$(cpu_busy 1); t0=$(date +%s.%N)
 	case $w in
-	pipelined | per-connection | xdp-pipelined* | xdp-per-connection* | half-load)
+	pipelined | per-connection | per-connection-rate | xdp-pipelined* | xdp-per-connection* | half-load)
 		local opts="--mode pipelined --connections 64 --in-flight 16"
 		[ "$w" = half-load ] && opts="$opts --rate $(half_rate) --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
 		[ "$w" = per-connection ] && opts="--mode per-connection --connections 32"
+		[ "$w" = per-connection-rate ] && opts="--mode per-connection --connections 64 --rate $CONN_RATE"
 		[ "$w" = xdp-pipelined ] && opts="$opts --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
 		[ "$w" = xdp-per-connection ] && opts="--mode per-connection --connections 64 --backend xdp --iface slpeer0 --addr 198.18.0.2 --napi-busy-poll 50"
 		[ "$w" = xdp-pipelined-sleep ] && opts="$opts --backend xdp --iface slpeer0 --addr 198.18.0.2 --busy-poll 0"
@@ -304,9 +309,10 @@ done
 
 fi
 
-python3 - "$runs" "$RUNS" "$SECS" "$KX_RATE" "$SERVERS" >"$out/compare.md" <<'PY'
+python3 - "$runs" "$RUNS" "$SECS" "$KX_RATE" "$SERVERS" "$CONN_RATE" >"$out/compare.md" <<'PY'
 import json, os, re, statistics, sys, datetime, subprocess
 runs, n, secs, kx_rate, servers = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split()
+conn_rate = int(sys.argv[6])
 # A server that was not run (knot-xdp on a kernel that refuses its program) has no row.
 servers = [s for s in servers if any(f.startswith(s + "-") for f in os.listdir(runs))]
 def cpu(s, w, r):
@@ -352,7 +358,7 @@ def gen_idle_poll(s, w, r):
 med = lambda v: statistics.median(v) if v else float("nan")
 rows = {}
 for s in servers:
-    for w in ("pipelined", "per-connection", "xdp-pipelined", "xdp-per-connection",
+    for w in ("pipelined", "per-connection", "per-connection-rate", "xdp-pipelined", "xdp-per-connection",
               "xdp-pipelined-sleep", "xdp-per-connection-sleep", "half-load"):
         b = [x for x in (bench(s, w, r) for r in range(1, n + 1)) if x]
         c = [cpu(s, w, r) for r in range(1, n + 1)]
@@ -392,6 +398,12 @@ per = lambda r: r["cpu0"] / r["rate"] * 1e6 if r["rate"] and r["rate"] == r["rat
 for s in servers:
     p, c = rows[(s, "pipelined")], rows[(s, "per-connection")]
     print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {per(p):.2f} | {p['cpu1']:.2f} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {per(c):.1f} | {c['cpu1']:.2f} |")
+print(f"\nOne query per connection from kernel clients, open loop at {conn_rate} connections/s:\n")
+print("| server | answered conn/s | errors | p50/p99 µs | µs CPU/conn | server busy |")
+print("|---|---|---|---|---|---|")
+for s in servers:
+    c = rows[(s, "per-connection-rate")]
+    print(f"| {s} | {c['rate']:.0f} | {c['errors']} | {c['p50']}/{c['p99']} | {per(c):.1f} | {c['cpu0']:.2f} |")
 print("\nLoad from sluice-bench on sluice's TCP over AF_XDP, for each server with the generator that did better for it ((s): the one that sleeps when idle; otherwise the polling one), and from kxdpgun -T (open loop at %d conn/s):\n" % kx_rate)
 print("| server | pipelined QPS | p50/p99 µs | server busy | load busy | per-connection conn/s | p50/p99 µs | µs CPU/conn | server busy | load busy | kxdpgun conn/s answered | server busy |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -425,5 +437,13 @@ if base in servers:
             continue
         r = lambda w: rows[(base, w)]["rate"] / rows[(s, w)]["rate"] if rows[(s, w)]["rate"] else float("nan")
         print(f"| {s} | {r('pipelined'):.2f}x | {r('per-connection'):.2f}x | {r('xdp-pipelined'):.2f}x | {r('xdp-per-connection'):.2f}x | {r('kxdpgun'):.2f}x |")
+    print(f"\nServer core per answered connection at {conn_rate} conn/s (kernel clients), the other server's over sluice-xdp's (above 1: sluice spends less):\n")
+    print("| server | ratio |")
+    print("|---|---|")
+    for s in servers:
+        if s == base:
+            continue
+        a, b = per(rows[(base, "per-connection-rate")]), per(rows[(s, "per-connection-rate")])
+        print(f"| {s} | {b / a if a == a and a else float('nan'):.2f}x |")
 PY
 cat "$out/compare.md"
