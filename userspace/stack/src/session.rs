@@ -90,6 +90,11 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
             },
             None => Some(flow.read().await),
         };
+        // A large reply (a zone transfer) does not stay allocated for the rest of the
+        // connection's life.
+        if reply.capacity() > 64 * 1024 {
+            reply = Vec::new();
+        }
         reply.clear();
         let now = Instant::now();
         let next = match read {
