@@ -52,8 +52,9 @@ pub trait Session {
     /// The deadline of the last [`Next::Wait`] passed and nothing arrived.
     fn on_deadline(&mut self, now: Instant) -> Next;
 
-    /// The peer closed its side and everything it sent has been read. By default the
-    /// connection is closed too.
+    /// The peer closed its side and everything it sent has been read; called once. By
+    /// default the connection is closed too. Waiting from here needs a deadline:
+    /// `Wait(None)` closes, since nothing else can call the session again.
     fn on_eof(&mut self, _reply: &mut Vec<u8>, _now: Instant) -> Next {
         Next::Close
     }
@@ -81,14 +82,26 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
         }
         Next::Reset => return,
     };
+    // Once the peer's end has been read, there is nothing more to read: on_eof is
+    // called once, and from then on only the deadline can end the wait.
+    let mut eof = false;
     loop {
-        let read = match deadline {
-            Some(d) => tokio::select! {
+        let read = match (deadline, eof) {
+            (Some(d), false) => tokio::select! {
                 biased;
                 read = flow.read() => Some(read),
                 () = tokio::time::sleep_until(d.into()) => None,
             },
-            None => Some(flow.read().await),
+            (None, false) => Some(flow.read().await),
+            (Some(d), true) => {
+                tokio::time::sleep_until(d.into()).await;
+                None
+            }
+            // At the end with no deadline: nothing can happen any more.
+            (None, true) => {
+                flow.close().await;
+                return;
+            }
         };
         // A large reply (a zone transfer) does not stay allocated for the rest of the
         // connection's life.
@@ -100,7 +113,10 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
         let next = match read {
             None => session.on_deadline(now),
             Some(Ok(Some(data))) => session.on_data(&data, &mut reply, now),
-            Some(Ok(None)) => session.on_eof(&mut reply, now),
+            Some(Ok(None)) => {
+                eof = true;
+                session.on_eof(&mut reply, now)
+            }
             Some(Err(_)) => return,
         };
         let mut next = next;

@@ -18,6 +18,30 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 7);
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
 const FLOW_ECHO: u16 = 7;
 const SESSION_ECHO: u16 = 8;
+const LINGER: u16 = 10;
+
+/// How many times `Linger` heard the peer's end.
+static EOFS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Answers the peer's FIN with "bye" and 50 ms more before it closes.
+struct Linger;
+
+impl Session for Linger {
+    fn on_data(&mut self, _data: &[u8], reply: &mut Vec<u8>, _now: Instant) -> Next {
+        reply.extend_from_slice(b"ok");
+        Next::Wait(None)
+    }
+    fn on_deadline(&mut self, _now: Instant) -> Next {
+        Next::Close
+    }
+    fn on_eof(&mut self, reply: &mut Vec<u8>, now: Instant) -> Next {
+        EOFS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Written after the peer's FIN (a half-close allows it): the peer's ACK of it
+        // wakes the connection again, which must not be a second end.
+        reply.extend_from_slice(b"bye");
+        Next::Wait(Some(now + Duration::from_millis(50)))
+    }
+}
 
 /// Echoes each read, closes after 200 ms of silence (from the start, then from each
 /// read) or at the peer's FIN.
@@ -52,6 +76,10 @@ fn start() -> (Stack, MemoryLink, [u8; 6]) {
     listeners.listen(
         SESSION_ECHO,
         Listener::session(|_| Some(Box::new(Echo) as Box<dyn Session>)),
+    );
+    listeners.listen(
+        LINGER,
+        Listener::session(|_| Some(Box::new(Linger) as Box<dyn Session>)),
     );
     let memory = MemoryConfig::default();
     let mac = memory.mac;
@@ -255,6 +283,39 @@ fn a_silent_connection_is_closed_at_the_sessions_first_deadline() {
     let opened = Instant::now();
     c.until(|_, events| events.contains(&Event::PeerClosed));
     assert!(opened.elapsed() >= Duration::from_millis(150));
+    stack.shutdown(Duration::ZERO);
+}
+
+#[test]
+fn on_eof_is_heard_once_and_its_deadline_kept() {
+    let (mut stack, mut link, mac) = start();
+    let tcb = Tcb::connect(
+        Config::default(),
+        SocketAddrV4::new(CLIENT, 40005),
+        SocketAddrV4::new(SERVER, LINGER),
+        SeqNumber(5),
+        tcp::Instant::from_micros(1),
+    );
+    let mut c = Client {
+        tcb,
+        link: &mut link,
+        server_mac: mac,
+        epoch: Instant::now(),
+        frames_in: 0,
+    };
+    c.until(|t, _| t.state() == State::Established);
+    assert_eq!(c.tcb.send(b"hi"), 2);
+    c.until(|t, _| t.recv_available() == 2);
+    c.tcb.close();
+    let closed = Instant::now();
+    // Our FIN is acknowledged at once; the server's comes at its deadline, 50 ms on,
+    // however many segments (ACKs, window updates) reach it meanwhile.
+    c.until(|_, events| events.contains(&Event::PeerClosed));
+    assert!(closed.elapsed() >= Duration::from_millis(40));
+    let mut buf = [0u8; 16];
+    let n = c.tcb.recv(&mut buf);
+    assert_eq!(&buf[..n], b"okbye");
+    assert_eq!(EOFS.load(std::sync::atomic::Ordering::SeqCst), 1);
     stack.shutdown(Duration::ZERO);
 }
 

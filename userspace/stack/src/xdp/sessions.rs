@@ -26,6 +26,8 @@ pub(crate) struct SessionState {
     /// The session asked to close once `unsent` is queued; `deadline` still bounds the
     /// wait (a peer that never reads must not hold the connection).
     close_when_sent: bool,
+    /// `on_eof` was called (it is called once).
+    eof_delivered: bool,
 }
 
 /// Scratch space every session of a worker shares (one call at a time).
@@ -84,6 +86,7 @@ pub(crate) fn start(c: &mut Conn, factory: &SessionFactory, clock: Clock) -> Out
                 deadline: None,
                 unsent: Vec::new(),
                 close_when_sent: false,
+                eof_delivered: false,
             }));
             match started {
                 Ok(next) => apply(c, next, clock, false),
@@ -140,8 +143,9 @@ pub(crate) fn drive(c: &mut Conn, bufs: &mut SessionBuffers, clock: Clock) -> Ou
             catch_unwind(AssertUnwindSafe(|| {
                 session.on_data(data, reply, clock.wall())
             }))
-        } else if c.tcb.at_eof() {
+        } else if c.tcb.at_eof() && !st.eof_delivered {
             eof = true;
+            st.eof_delivered = true;
             let reply = &mut bufs.reply;
             catch_unwind(AssertUnwindSafe(|| session.on_eof(reply, clock.wall())))
         } else {
@@ -198,6 +202,12 @@ pub(crate) fn expire(c: &mut Conn, clock: Clock) -> Outcome {
 fn apply(c: &mut Conn, next: Next, clock: Clock, at_deadline: bool) -> Outcome {
     let Some(st) = c.session.as_mut() else {
         return Outcome::Live;
+    };
+    // Past the peer's end nothing but a deadline can call the session again: waiting
+    // without one would hold the connection for ever.
+    let next = match next {
+        Next::Wait(None) if st.eof_delivered => Next::Close,
+        next => next,
     };
     match next {
         Next::Wait(d) => {
