@@ -124,7 +124,15 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
             let write = flow.write_nodelay(Bytes::copy_from_slice(&reply));
             tokio::pin!(write);
             loop {
-                let Next::Wait(Some(d)) = next else {
+                // The reply is bounded by the session's new deadline, or, when it asked
+                // to close, by the last one it gave: a peer that does not take it must
+                // not hold the connection (as on the worker's synchronous path).
+                let bound = match next {
+                    Next::Wait(Some(d)) => Some(d),
+                    Next::Wait(None) => None,
+                    Next::Close | Next::Reset => deadline,
+                };
+                let Some(d) = bound else {
                     if write.await.is_err() {
                         return;
                     }
@@ -138,14 +146,20 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
                         }
                         break;
                     }
-                    // A peer that does not take the reply is bounded by the deadline
-                    // too, as the worker's synchronous path bounds it.
                     () = tokio::time::sleep_until(d.into()) => {
+                        if !matches!(next, Next::Wait(_)) {
+                            // It was closing: the peer had its time.
+                            return;
+                        }
                         next = session.on_deadline(Instant::now());
                         if !matches!(next, Next::Wait(_)) {
                             // The write cannot finish: dropping the flow ends it.
                             return;
                         }
+                        deadline = match next {
+                            Next::Wait(d) => d,
+                            _ => deadline,
+                        };
                     }
                 }
             }

@@ -149,3 +149,56 @@ fn an_address_we_do_not_have_is_refused_at_start() {
     let err = Stack::start(cfg, listeners).unwrap_err();
     assert!(matches!(err, StartError::AddressNotLocal(_)), "{err}");
 }
+
+/// Replies to anything with 8 MiB and closes; the deadline is 300 ms from the start.
+struct Flood;
+
+impl stack::Session for Flood {
+    fn on_start(&mut self, now: std::time::Instant) -> stack::Next {
+        stack::Next::Wait(Some(now + Duration::from_millis(300)))
+    }
+    fn on_data(
+        &mut self,
+        _data: &[u8],
+        reply: &mut Vec<u8>,
+        _now: std::time::Instant,
+    ) -> stack::Next {
+        reply.resize(8 << 20, b'x');
+        stack::Next::Close
+    }
+    fn on_deadline(&mut self, _now: std::time::Instant) -> stack::Next {
+        stack::Next::Close
+    }
+}
+
+#[test]
+fn a_session_closing_with_a_reply_nobody_reads_is_bounded_by_its_deadline() {
+    let port = free_port();
+    let mut listeners = Listeners::new();
+    listeners.listen(
+        port,
+        Listener::session(|_| Some(Box::new(Flood) as Box<dyn stack::Session>)),
+    );
+    let mut stack = Stack::start(config(), listeners).unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"?").unwrap();
+    // Read nothing for a second: the server's write stalls on our full window, and the
+    // session's last deadline (300 ms) must end the connection, not the write's end.
+    std::thread::sleep(Duration::from_secs(1));
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sink = Vec::new();
+    let ended = match c.read_to_end(&mut sink) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(
+        ended,
+        "the connection was not ended ({} bytes read)",
+        sink.len()
+    );
+    assert!(
+        sink.len() < 8 << 20,
+        "the whole reply could not have been sent"
+    );
+    stack.shutdown(Duration::ZERO);
+}

@@ -35,12 +35,12 @@ struct Desc {
     len: u32,
 }
 
-/// The frames both sides share.
+/// The frames both sides share. It owns the region through `base` alone (taken with
+/// `Box::into_raw`, given back in `Drop`): a `Box` kept alongside would claim unique
+/// access to memory the other side writes through the pointer.
 struct Umem {
     base: *mut u8,
     frames: u32,
-    /// Owns the memory `base` points into.
-    _memory: Box<[u8]>,
 }
 
 // SAFETY: the region is only reached through `frame`, and a frame is used by the one
@@ -52,11 +52,10 @@ unsafe impl Sync for Umem {}
 
 impl Umem {
     fn new(frames: u32) -> Umem {
-        let mut memory = vec![0u8; frames as usize * FRAME_SIZE].into_boxed_slice();
+        let memory = vec![0u8; frames as usize * FRAME_SIZE].into_boxed_slice();
         Umem {
-            base: memory.as_mut_ptr(),
+            base: Box::into_raw(memory).cast::<u8>(),
             frames,
-            _memory: memory,
         }
     }
 
@@ -72,6 +71,15 @@ impl Umem {
         unsafe {
             std::slice::from_raw_parts_mut(self.base.add(index as usize * FRAME_SIZE), FRAME_SIZE)
         }
+    }
+}
+
+impl Drop for Umem {
+    fn drop(&mut self) {
+        let len = self.frames as usize * FRAME_SIZE;
+        // SAFETY: `base` and `len` are those of the boxed slice leaked in `new`, given
+        // back once, when both sides (which share the Umem through an Arc) are gone.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.base, len)) });
     }
 }
 

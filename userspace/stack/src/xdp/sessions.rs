@@ -14,6 +14,8 @@ use crate::session::{Next, Session, SessionFactory};
 
 /// The most a session is handed in one call.
 const READ_CHUNK: usize = 64 * 1024;
+/// The largest reply buffer kept between calls.
+const MAX_KEPT_REPLY: usize = 256 * 1024;
 
 /// A connection's session and what it is waiting on.
 pub(crate) struct SessionState {
@@ -24,7 +26,9 @@ pub(crate) struct SessionState {
     /// are queued (the session's flow control).
     unsent: Vec<u8>,
     /// The session asked to close once `unsent` is queued; `deadline` still bounds the
-    /// wait (a peer that never reads must not hold the connection).
+    /// wait (a peer that never reads must not hold the connection). The session is kept
+    /// until then, so that what it holds (a DNS session's place in the connection
+    /// limits) lasts as long as the connection.
     close_when_sent: bool,
     /// `on_eof` was called (it is called once).
     eof_delivered: bool,
@@ -127,6 +131,10 @@ pub(crate) fn drive(c: &mut Conn, bufs: &mut SessionBuffers, clock: Clock) -> Ou
         };
     }
     loop {
+        if bufs.reply.capacity() > MAX_KEPT_REPLY {
+            // One large reply (a zone transfer) does not stay allocated for good.
+            bufs.reply = Vec::new();
+        }
         let Some(st) = c.session.as_mut() else {
             return Outcome::Live;
         };
@@ -180,12 +188,15 @@ pub(crate) fn expire(c: &mut Conn, clock: Clock) -> Outcome {
         return Outcome::Live;
     }
     st.deadline = None;
-    let Some(session) = st.session.as_mut() else {
+    let session = match st.session.as_mut() {
+        Some(session) if !st.close_when_sent => session,
         // It closed and its reply is still not all queued: the peer had its time.
-        c.session = None;
-        return Outcome::Closed {
-            reset: c.tcb.release(clock.now, false),
-        };
+        _ => {
+            c.session = None;
+            return Outcome::Closed {
+                reset: c.tcb.release(clock.now, false),
+            };
+        }
     };
     match catch_unwind(AssertUnwindSafe(|| session.on_deadline(clock.wall()))) {
         Ok(next) => apply(c, next, clock, true),
@@ -217,7 +228,6 @@ fn apply(c: &mut Conn, next: Next, clock: Clock, at_deadline: bool) -> Outcome {
         Next::Close if !st.unsent.is_empty() && !at_deadline => {
             // FIN after the whole reply: once it is queued (see `drive`), or at the
             // deadline the session last gave.
-            st.session = None;
             st.close_when_sent = true;
             Outcome::Live
         }
