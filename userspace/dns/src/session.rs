@@ -64,17 +64,41 @@ impl Framer {
     /// when a length cannot be a query's (the stream ends there; the queries before it
     /// were handed out).
     pub fn feed(&mut self, data: &[u8], mut query: impl FnMut(&[u8])) -> Result<(), &'static str> {
-        if self.pending() > 0 {
-            self.push(data);
-            loop {
-                match self.next_frame() {
-                    Frame::Query(q) => query(q),
-                    Frame::NeedMore => return Ok(()),
+        let mut rest = data;
+        // A query split across reads: complete it with just the bytes it lacks (the
+        // length first, then the body), hand it out, and frame the rest in place.
+        while self.pending() > 0 {
+            let pending = &self.buf[self.start..];
+            let lacking = if pending.len() < 2 {
+                2 - pending.len()
+            } else {
+                match frame_at(pending, self.max_query) {
                     Frame::Garbage(why) => return Err(why),
+                    // Whatever `push` left: several whole queries need nothing more.
+                    _ => (2 + usize::from(u16::from_be_bytes([pending[0], pending[1]])))
+                        .saturating_sub(pending.len()),
+                }
+            };
+            let take = lacking.min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if take < lacking {
+                return Ok(());
+            }
+            match self.next_frame() {
+                Frame::Query(q) => query(q),
+                Frame::NeedMore => continue,
+                Frame::Garbage(why) => return Err(why),
+            }
+            if self.pending() == 0 {
+                // Emptied: a large buffer is let go.
+                self.buf.clear();
+                self.start = 0;
+                if self.buf.capacity() > KEEP_BUFFER {
+                    self.buf = Vec::new();
                 }
             }
         }
-        let mut rest = data;
         loop {
             match frame_at(rest, self.max_query) {
                 Frame::Query(q) => {
@@ -97,6 +121,9 @@ impl Framer {
         self.buf.len() - self.start
     }
 }
+
+/// The largest framing buffer kept once empty.
+const KEEP_BUFFER: usize = 4096;
 
 /// The frame at the start of `pending`.
 fn frame_at(pending: &[u8], max_query: usize) -> Frame<'_> {
@@ -170,6 +197,29 @@ mod tests {
             prop_assert_eq!(got, msgs);
             prop_assert_eq!(f.pending(), 0);
         }
+    }
+
+    #[test]
+    fn feed_copies_only_what_a_split_query_lacks() {
+        let msgs = vec![vec![7u8; 40], vec![8u8; 20]];
+        let stream = framed(&msgs);
+        let mut f = Framer::new(512);
+        let mut got = Vec::new();
+        // One byte of the first query, then the rest of both in one read.
+        f.feed(&stream[..1], |q| got.push(q.to_vec())).unwrap();
+        assert_eq!(f.pending(), 1);
+        f.feed(&stream[1..], |q| got.push(q.to_vec())).unwrap();
+        assert_eq!(got, msgs);
+        assert_eq!(f.pending(), 0);
+        // The second query was framed where it lay: the buffer only ever held the
+        // first one.
+        assert!(f.buf.capacity() < stream.len(), "{}", f.buf.capacity());
+        // Whole queries pushed by hand come out first, in order.
+        let mut f = Framer::new(512);
+        f.push(&stream);
+        let mut got = Vec::new();
+        f.feed(&[], |q| got.push(q.to_vec())).unwrap();
+        assert_eq!(got, msgs);
     }
 
     #[test]
