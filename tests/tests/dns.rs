@@ -511,6 +511,31 @@ fn framing_and_reload(backend: Backend) {
         .unwrap();
     assert!(idle_closed, "the idle timeout closes a silent connection");
 
+    // A query dribbled slower than the I/O timeout (0.5 s) is cut off long before the
+    // idle timeout: two bytes of it, then nothing (slowloris).
+    let (slow_closed, after) = topo
+        .run_in(&topo.peer_ns.clone(), move || {
+            let mut c = TcpStream::connect(server).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let q = framed(&query(11, "www.example.test", rtype::A, false));
+            c.write_all(&q[..2]).unwrap();
+            let t = std::time::Instant::now();
+            let mut b = [0u8; 1];
+            let closed = match c.read(&mut b) {
+                Ok(n) => n == 0,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            };
+            (closed, t.elapsed())
+        })
+        .unwrap();
+    assert!(slow_closed, "a dribbled query ends the connection");
+    assert!(
+        after >= Duration::from_millis(300) && after < Duration::from_millis(2500),
+        "closed {after:?} after the first bytes, not at the 0.5 s I/O timeout"
+    );
+    let (_, text) = sluice_stats(&dir);
+    assert!(text.contains("slow 1 "), "{text}");
+
     // It runs from the last answer, not from the connection's start: a query at 2 s
     // keeps the connection open past 3 s, until 3 s after its answer.
     let (answered, open_for) = topo

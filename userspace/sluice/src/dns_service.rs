@@ -37,6 +37,9 @@ use stack::{Listener, Next, Session};
 pub struct Limits {
     /// A connection with no query for this long is closed.
     pub idle_timeout: Duration,
+    /// A query must arrive whole within this long of its first byte (Knot's
+    /// `tcp-io-timeout`): a client that dribbles it (slowloris) is cut off.
+    pub io_timeout: Duration,
     /// A connection is closed after this long, busy or not.
     pub max_lifetime: Duration,
     /// Concurrent connections at most, in total.
@@ -49,6 +52,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             idle_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_millis(500),
             max_lifetime: Duration::from_secs(120),
             max_connections: 100_000,
             max_per_source: 1_000,
@@ -92,6 +96,8 @@ pub struct DnsCounters {
     pub garbage_closed: AtomicU64,
     /// Connections closed at the idle timeout.
     pub idle_closed: AtomicU64,
+    /// Connections closed because a query did not arrive whole within the I/O timeout.
+    pub slow_closed: AtomicU64,
     /// Connections closed at the maximum lifetime.
     pub lifetime_closed: AtomicU64,
     /// Connections refused by the total or per-source limit.
@@ -343,9 +349,22 @@ struct DnsSession {
     framer: Framer,
     /// The lifetime's end: the idle deadline never passes it (from `on_start`).
     end_of_life: Option<Instant>,
+    /// When the idle timeout ends the connection.
+    idle_until: Option<Instant>,
+    /// When the query now arriving in pieces must be whole (the I/O timeout from its
+    /// first byte); None when no query is partly here.
+    partial_until: Option<Instant>,
 }
 
 impl DnsSession {
+    /// The earlier of the idle and the I/O deadline.
+    fn deadline(&self) -> Option<Instant> {
+        match (self.idle_until, self.partial_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// When the connection's lifetime ends, fixed on the first call (`on_start`).
     fn end_of_life(&mut self, now: Instant) -> Instant {
         // `serve` caps the limits at a century, so this sum cannot overflow.
@@ -400,7 +419,8 @@ impl DnsSession {
 impl Session for DnsSession {
     fn on_start(&mut self, now: Instant) -> Next {
         let end = self.end_of_life(now);
-        Next::Wait(Some((now + self.svc.limits.idle_timeout).min(end)))
+        self.idle_until = Some((now + self.svc.limits.idle_timeout).min(end));
+        Next::Wait(self.deadline())
     }
 
     fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, now: Instant) -> Next {
@@ -415,14 +435,24 @@ impl Session for DnsSession {
             return Next::Close;
         }
         // Idle from here, after the answers.
-        Next::Wait(Some((now + self.svc.limits.idle_timeout).min(end)))
+        self.idle_until = Some((now + self.svc.limits.idle_timeout).min(end));
+        // A query partly here must be whole within the I/O timeout of its first byte.
+        self.partial_until = match (self.framer.pending(), self.partial_until) {
+            (0, _) => None,
+            (_, Some(t)) => Some(t),
+            (_, None) => Some(now + self.svc.limits.io_timeout),
+        };
+        Next::Wait(self.deadline())
     }
 
     fn on_deadline(&mut self, now: Instant) -> Next {
         let ended = now >= self.end_of_life(now);
+        let slow = self.partial_until.is_some_and(|t| now >= t);
         let c = self.svc.counters();
         if ended {
             add(&c.lifetime_closed, 1);
+        } else if slow {
+            add(&c.slow_closed, 1);
         } else {
             add(&c.idle_closed, 1);
         }
@@ -445,6 +475,8 @@ fn new_session(svc: &Arc<DnsService>, peer: Ipv4Addr) -> Option<DnsSession> {
         framer: Framer::new(4096),
         // Until on_start says.
         end_of_life: None,
+        idle_until: None,
+        partial_until: None,
     })
 }
 

@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// edns-tcp-keepalive (RFC 7828).
     #[arg(long)]
     idle_timeout: Option<f64>,
+    /// DNS: seconds a query may take to arrive once its first byte has (a client that
+    /// dribbles it, slowloris, is cut off) [default: 0.5, as Knot's tcp-io-timeout].
+    #[arg(long)]
+    io_timeout: Option<f64>,
     /// DNS: seconds a connection may live at most [default: 120].
     #[arg(long)]
     max_lifetime: Option<f64>,
@@ -112,6 +116,7 @@ struct FileConfig {
     busy_poll: Option<u64>,
     syn_backlog: Option<usize>,
     idle_timeout: Option<f64>,
+    io_timeout: Option<f64>,
     max_lifetime: Option<f64>,
     max_connections: Option<usize>,
     max_per_source: Option<usize>,
@@ -147,6 +152,7 @@ struct Options {
     busy_poll: Option<u64>,
     syn_backlog: Option<usize>,
     idle_timeout: Option<f64>,
+    io_timeout: Option<f64>,
     max_lifetime: Option<f64>,
     max_connections: Option<usize>,
     max_per_source: Option<usize>,
@@ -180,6 +186,7 @@ impl From<&ServeArgs> for Options {
             busy_poll: a.busy_poll,
             syn_backlog: a.syn_backlog,
             idle_timeout: a.idle_timeout,
+            io_timeout: a.io_timeout,
             max_lifetime: a.max_lifetime,
             max_connections: a.max_connections,
             max_per_source: a.max_per_source,
@@ -220,6 +227,7 @@ impl FileConfig {
             busy_poll: self.busy_poll,
             syn_backlog: self.syn_backlog,
             idle_timeout: self.idle_timeout,
+            io_timeout: self.io_timeout,
             max_lifetime: self.max_lifetime,
             max_connections: self.max_connections,
             max_per_source: self.max_per_source,
@@ -246,6 +254,7 @@ impl Options {
             busy_poll: self.busy_poll.or(lower.busy_poll),
             syn_backlog: self.syn_backlog.or(lower.syn_backlog),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
+            io_timeout: self.io_timeout.or(lower.io_timeout),
             max_lifetime: self.max_lifetime.or(lower.max_lifetime),
             max_connections: self.max_connections.or(lower.max_connections),
             max_per_source: self.max_per_source.or(lower.max_per_source),
@@ -269,6 +278,7 @@ impl Options {
         let defaults = Limits::default();
         let limits = Limits {
             idle_timeout: seconds(self.idle_timeout, defaults.idle_timeout, "--idle-timeout")?,
+            io_timeout: seconds(self.io_timeout, defaults.io_timeout, "--io-timeout")?,
             max_lifetime: seconds(self.max_lifetime, defaults.max_lifetime, "--max-lifetime")?,
             max_connections: self.max_connections.unwrap_or(defaults.max_connections),
             max_per_source: self.max_per_source.unwrap_or(defaults.max_per_source),
