@@ -96,7 +96,9 @@ pub struct DnsCounters {
     pub garbage_closed: AtomicU64,
     /// Connections closed at the idle timeout.
     pub idle_closed: AtomicU64,
-    /// Connections closed because a query did not arrive whole within the I/O timeout.
+    /// Connections closed because a query did not arrive whole within the I/O timeout
+    /// (a client dribbling it, or one whose unread answers stopped its queries being
+    /// read).
     pub slow_closed: AtomicU64,
     /// Connections closed at the maximum lifetime.
     pub lifetime_closed: AtomicU64,
