@@ -910,10 +910,75 @@ fn lifetime_ends_a_stalled_write(backend: Backend) {
     assert!(text.contains("lifetime 1;"), "{text}");
 }
 
+/// Past 90 % of the total connection limit, a new connection is served in overload
+/// mode: its answers advertise an edns-tcp-keepalive of 0 (RFC 7828: close as soon as
+/// you can), and it is closed after them; the connections already open are not
+/// touched.
+fn overload_mode(backend: Backend) {
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp(&format!("overload-{backend:?}"));
+    let _sluice = start_example(&topo, backend, &dir, &["--max-connections", "10"]);
+    let server = SocketAddr::from((topo.server_ip, 53));
+    let (advertised_zero, closed, first_still_open) = topo
+        .run_in(&topo.peer_ns.clone(), move || {
+            // Eight connections open and answered (80 %): served as usual.
+            let mut open: Vec<TcpStream> = (0..8)
+                .map(|i| {
+                    let mut c = TcpStream::connect(server).unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    c.write_all(&framed(&query(
+                        100 + i,
+                        "www.example.test",
+                        rtype::A,
+                        false,
+                    )))
+                    .unwrap();
+                    read_message(&mut c).unwrap();
+                    c
+                })
+                .collect();
+            // The ninth (90 %) asks for edns-tcp-keepalive (an OPT with option 11, no
+            // data) and is told 0, then closed.
+            let mut q = query(9, "www.example.test", rtype::A, true);
+            let rdlen = q.len() - 2;
+            q[rdlen..].copy_from_slice(&4u16.to_be_bytes());
+            q.extend_from_slice(&[0, 11, 0, 0]);
+            let mut c = TcpStream::connect(server).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.write_all(&framed(&q)).unwrap();
+            let m = read_message(&mut c).unwrap();
+            let zero = m.windows(6).any(|w| w == [0, 11, 0, 2, 0, 0]);
+            let mut b = [0u8; 1];
+            let closed = matches!(c.read(&mut b), Ok(0));
+            // An earlier connection still gets answers.
+            let first = &mut open[0];
+            first
+                .write_all(&framed(&query(1, "www.example.test", rtype::A, false)))
+                .unwrap();
+            (zero, closed, read_message(first).is_ok())
+        })
+        .unwrap();
+    assert!(
+        advertised_zero,
+        "edns-tcp-keepalive 0 in the overload mode's answer"
+    );
+    assert!(closed, "closed after its answer");
+    assert!(first_still_open, "the connections already open are served");
+    let (_, text) = sluice_stats(&dir);
+    assert!(text.contains("overload mode 1"), "{text}");
+}
+
 macro_rules! on_both_backends {
     ($backend:ident, $value:expr) => {
         mod $backend {
             use super::*;
+
+            #[test]
+            fn overload_mode_past_90_percent_of_the_limit() {
+                require_root!();
+                let _s = serial();
+                super::overload_mode($value);
+            }
 
             #[test]
             fn answers_match_knot_dns() {

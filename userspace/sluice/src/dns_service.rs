@@ -104,6 +104,8 @@ pub struct DnsCounters {
     pub lifetime_closed: AtomicU64,
     /// Connections refused by the total or per-source limit.
     pub limit_refused: AtomicU64,
+    /// Connections served in overload mode (one query, a short idle timeout).
+    pub overload_sessions: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -118,6 +120,9 @@ pub struct DnsService {
     pub sources: Vec<ZoneSource>,
     /// How the responder answers.
     pub responder: ResponderConfig,
+    /// How it answers in overload mode: edns-tcp-keepalive advertises 0 ("close as
+    /// soon as you can", RFC 7828 §3.3.2).
+    responder_overloaded: ResponderConfig,
     /// Connection limits.
     pub limits: Limits,
     /// Per worker (by thread name), then one for threads that are not workers.
@@ -188,6 +193,10 @@ impl DnsService {
         Ok(Arc::new(DnsService {
             catalog: ArcSwap::from_pointee(catalog),
             sources,
+            responder_overloaded: ResponderConfig {
+                tcp_keepalive_100ms: responder.tcp_keepalive_100ms.map(|_| 0),
+                ..responder.clone()
+            },
             responder,
             limits,
             counters: (0..=workers).map(|_| DnsCounters::default()).collect(),
@@ -273,6 +282,16 @@ impl DnsService {
         }
     }
 
+    /// Whether the service is past 90 % of its total connection limit (by the rights
+    /// leased to workers, which run ahead of the open connections by less than a batch
+    /// each): new connections then get overload mode, in the spirit of dnsdist's (one
+    /// query, a quarter of the idle timeout, edns-tcp-keepalive 0 advertised), so that
+    /// the places free up for the clients to come.
+    fn overloaded(&self) -> bool {
+        self.leased.load(Ordering::Relaxed).saturating_mul(10)
+            >= self.limits.max_connections.saturating_mul(9)
+    }
+
     /// Leases up to a batch more rights from the total; false when none is left.
     fn lease_more(&self, lease: &mut Lease) -> bool {
         let max = self.limits.max_connections;
@@ -356,9 +375,21 @@ struct DnsSession {
     /// When the query now arriving in pieces must be whole (the I/O timeout from its
     /// first byte); None when no query is partly here.
     partial_until: Option<Instant>,
+    /// Opened past 90 % of the total limit: it gets one query's worth of answers and a
+    /// short idle timeout, and is told so (see `DnsService::overloaded`).
+    overloaded: bool,
 }
 
 impl DnsSession {
+    /// The idle timeout: a quarter of the configured one in overload mode.
+    fn idle_timeout(&self) -> Duration {
+        if self.overloaded {
+            self.svc.limits.idle_timeout / 4
+        } else {
+            self.svc.limits.idle_timeout
+        }
+    }
+
     /// The earlier of the idle and the I/O deadline.
     fn deadline(&self) -> Option<Instant> {
         match (self.idle_until, self.partial_until) {
@@ -381,12 +412,17 @@ impl DnsSession {
         let c = self.svc.counters();
         let catalog = self.svc.catalog.load();
         let (svc, peer) = (&self.svc, self.peer);
+        let responder = if self.overloaded {
+            &svc.responder_overloaded
+        } else {
+            &svc.responder
+        };
         let fed = self.framer.feed(data, |q| {
             add(&c.queries, 1);
             // One answer at a time is encoded into the worker's scratch buffer (zeroed
             // once per worker, not per connection), then framed into the reply.
             let a = SCRATCH.with_borrow_mut(|scratch| {
-                let a = answer(&catalog, &svc.responder, peer, q, scratch);
+                let a = answer(&catalog, responder, peer, q, scratch);
                 if let Answer::Message(n) = a {
                     count_rcode(c, rcode_of(scratch));
                     reply.extend_from_slice(&(n as u16).to_be_bytes());
@@ -421,13 +457,17 @@ impl DnsSession {
 impl Session for DnsSession {
     fn on_start(&mut self, now: Instant) -> Next {
         let end = self.end_of_life(now);
-        self.idle_until = Some((now + self.svc.limits.idle_timeout).min(end));
+        self.idle_until = Some((now + self.idle_timeout()).min(end));
         Next::Wait(self.deadline())
     }
 
     fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, now: Instant) -> Next {
         if !self.answer_all(data, reply) {
             // The answers to what came before the garbage still leave, then the FIN.
+            return Next::Close;
+        }
+        if self.overloaded && !reply.is_empty() {
+            // One read's answers, then the connection's place goes to someone else.
             return Next::Close;
         }
         // A client that always has more to send is never idle: its lifetime still ends.
@@ -437,7 +477,7 @@ impl Session for DnsSession {
             return Next::Close;
         }
         // Idle from here, after the answers.
-        self.idle_until = Some((now + self.svc.limits.idle_timeout).min(end));
+        self.idle_until = Some((now + self.idle_timeout()).min(end));
         // A query partly here must be whole within the I/O timeout of its first byte.
         self.partial_until = match (self.framer.pending(), self.partial_until) {
             (0, _) => None,
@@ -470,6 +510,10 @@ fn new_session(svc: &Arc<DnsService>, peer: Ipv4Addr) -> Option<DnsSession> {
         return None;
     };
     add(&c.connections, 1);
+    let overloaded = svc.overloaded();
+    if overloaded {
+        add(&c.overload_sessions, 1);
+    }
     Some(DnsSession {
         svc: svc.clone(),
         peer,
@@ -479,6 +523,7 @@ fn new_session(svc: &Arc<DnsService>, peer: Ipv4Addr) -> Option<DnsSession> {
         end_of_life: None,
         idle_until: None,
         partial_until: None,
+        overloaded,
     })
 }
 
