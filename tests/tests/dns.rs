@@ -464,8 +464,9 @@ fn framing_and_reload(backend: Backend) {
     );
     let server = SocketAddr::from((topo.server_ip, 53));
 
-    // Pipelined: 50 queries in one write, 50 answers with the right IDs.
-    let queries: Vec<Vec<u8>> = (0..50)
+    // Pipelined: 2000 queries in one write, 2000 answers with the right IDs (past the
+    // service's 64 KiB reply cap, the rest of a read is answered in further parts).
+    let queries: Vec<Vec<u8>> = (0..2000)
         .map(|i| query(1000 + i, "www.example.test", rtype::A, i % 2 == 0))
         .collect();
     let answers = ask_all(&topo, server, queries);

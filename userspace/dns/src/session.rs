@@ -60,10 +60,15 @@ impl Framer {
 
     /// Hands each whole query of what is buffered followed by `data` to `query`, in
     /// order, copying only what a partial query leaves over: a query that arrives
-    /// whole in one read (the usual case) is read where it lies. `Err` with the reason
-    /// when a length cannot be a query's (the stream ends there; the queries before it
-    /// were handed out).
-    pub fn feed(&mut self, data: &[u8], mut query: impl FnMut(&[u8])) -> Result<(), &'static str> {
+    /// whole in one read (the usual case) is read where it lies. `query` returns
+    /// whether to go on: when it says stop, what is left is buffered for the next call
+    /// (which may bring no data). `Err` with the reason when a length cannot be a
+    /// query's (the stream ends there; the queries before it were handed out).
+    pub fn feed(
+        &mut self,
+        data: &[u8],
+        mut query: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), &'static str> {
         let mut rest = data;
         // A query split across reads: complete it with just the bytes it lacks (the
         // length first, then the body), hand it out, and frame the rest in place.
@@ -85,10 +90,14 @@ impl Framer {
             if take < lacking {
                 return Ok(());
             }
-            match self.next_frame() {
+            let go_on = match self.next_frame() {
                 Frame::Query(q) => query(q),
                 Frame::NeedMore => continue,
                 Frame::Garbage(why) => return Err(why),
+            };
+            if !go_on {
+                self.push(rest);
+                return Ok(());
             }
             if self.pending() == 0 {
                 // Emptied: a large buffer is let go.
@@ -102,8 +111,14 @@ impl Framer {
         loop {
             match frame_at(rest, self.max_query) {
                 Frame::Query(q) => {
-                    query(q);
+                    let go_on = query(q);
                     rest = &rest[2 + q.len()..];
+                    if !go_on {
+                        if !rest.is_empty() {
+                            self.push(rest);
+                        }
+                        return Ok(());
+                    }
                 }
                 Frame::NeedMore => {
                     if !rest.is_empty() {
@@ -191,7 +206,10 @@ mod tests {
             let mut cut = cuts.iter().cycle();
             while at < stream.len() {
                 let n = (*cut.next().unwrap()).min(stream.len() - at);
-                f.feed(&stream[at..at + n], |q| got.push(q.to_vec())).unwrap();
+                f.feed(&stream[at..at + n], |q| {
+                    got.push(q.to_vec());
+                    true
+                }).unwrap();
                 at += n;
             }
             prop_assert_eq!(got, msgs);
@@ -206,9 +224,17 @@ mod tests {
         let mut f = Framer::new(512);
         let mut got = Vec::new();
         // One byte of the first query, then the rest of both in one read.
-        f.feed(&stream[..1], |q| got.push(q.to_vec())).unwrap();
+        f.feed(&stream[..1], |q| {
+            got.push(q.to_vec());
+            true
+        })
+        .unwrap();
         assert_eq!(f.pending(), 1);
-        f.feed(&stream[1..], |q| got.push(q.to_vec())).unwrap();
+        f.feed(&stream[1..], |q| {
+            got.push(q.to_vec());
+            true
+        })
+        .unwrap();
         assert_eq!(got, msgs);
         assert_eq!(f.pending(), 0);
         // The second query was framed where it lay: the buffer only ever held the
@@ -218,8 +244,32 @@ mod tests {
         let mut f = Framer::new(512);
         f.push(&stream);
         let mut got = Vec::new();
-        f.feed(&[], |q| got.push(q.to_vec())).unwrap();
+        f.feed(&[], |q| {
+            got.push(q.to_vec());
+            true
+        })
+        .unwrap();
         assert_eq!(got, msgs);
+    }
+
+    #[test]
+    fn feed_keeps_what_is_left_when_told_to_stop() {
+        let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 12 + usize::from(i)]).collect();
+        let stream = framed(&msgs);
+        let mut f = Framer::new(512);
+        let mut got = Vec::new();
+        // Two at a time: the rest waits in the framer for calls with no new data.
+        for _ in 0..3 {
+            let mut n = 0;
+            f.feed(if got.is_empty() { &stream } else { &[] }, |q| {
+                got.push(q.to_vec());
+                n += 1;
+                n < 2
+            })
+            .unwrap();
+        }
+        assert_eq!(got, msgs);
+        assert_eq!(f.pending(), 0);
     }
 
     #[test]
@@ -228,7 +278,12 @@ mod tests {
         let mut stream = framed(&[vec![1; 12]]);
         stream.extend_from_slice(&[0, 3, 1, 2, 3]);
         let mut got = 0;
-        assert!(f.feed(&stream, |_| got += 1).is_err());
+        assert!(f
+            .feed(&stream, |_| {
+                got += 1;
+                true
+            })
+            .is_err());
         assert_eq!(got, 1);
     }
 

@@ -354,6 +354,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The most reply one call makes (bar the one answer or transfer that crosses it):
+/// the rest of what a read brought is answered once this is on its way.
+const REPLY_CAP: usize = 64 * 1024;
+
 thread_local! {
     /// Where a worker encodes answers: borrowed only while one is encoded, so every
     /// session of the worker shares it.
@@ -408,7 +412,9 @@ impl DnsSession {
 
     /// Answers every whole query of what has arrived (`data` after what the framer
     /// holds) into `reply`; false on garbage.
-    fn answer_all(&mut self, data: &[u8], reply: &mut Vec<u8>) -> bool {
+    /// Stops once the reply holds `REPLY_CAP` bytes: `capped` then says the rest waits
+    /// in the framer for the next call.
+    fn answer_all(&mut self, data: &[u8], reply: &mut Vec<u8>, capped: &mut bool) -> bool {
         let c = self.svc.counters();
         let catalog = self.svc.catalog.load();
         let (svc, peer) = (&self.svc, self.peer);
@@ -442,6 +448,8 @@ impl DnsSession {
                 }
                 Answer::Drop => add(&c.dropped, 1),
             }
+            *capped = reply.len() >= REPLY_CAP;
+            !*capped
         });
         match fed {
             Ok(()) => true,
@@ -462,13 +470,19 @@ impl Session for DnsSession {
     }
 
     fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, now: Instant) -> Next {
-        if !self.answer_all(data, reply) {
+        let mut capped = false;
+        if !self.answer_all(data, reply, &mut capped) {
             // The answers to what came before the garbage still leave, then the FIN.
             return Next::Close;
         }
         if self.overloaded && !reply.is_empty() {
             // One read's answers, then the connection's place goes to someone else.
             return Next::Close;
+        }
+        if capped && self.framer.pending() > 0 {
+            // The rest once this part is on its way: a read full of queries does not
+            // make a reply of megabytes at once.
+            return Next::More;
         }
         // A client that always has more to send is never idle: its lifetime still ends.
         let end = self.end_of_life(now);

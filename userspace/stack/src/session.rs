@@ -33,6 +33,10 @@ pub enum Next {
     Close,
     /// Reset the connection at once.
     Reset,
+    /// The reply is a first part, capped by the session: call
+    /// [`Session::on_data`] again, with no new data, once it is on its way (the peer's
+    /// pace decides when). The deadline stays the last one given.
+    More,
 }
 
 /// One connection's handler in the synchronous form; see the module's comment.
@@ -74,6 +78,7 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
         return;
     };
     let mut reply = Vec::new();
+    let mut more = false;
     let mut deadline: Option<Instant> = match session.on_start(Instant::now()) {
         Next::Wait(d) => d,
         Next::Close => {
@@ -81,12 +86,18 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
             return;
         }
         Next::Reset => return,
+        Next::More => {
+            more = true;
+            None
+        }
     };
     // Once the peer's end has been read, there is nothing more to read: on_eof is
     // called once, and from then on only the deadline can end the wait.
     let mut eof = false;
+    // `more`: the session asked to be called again before anything more is read.
     loop {
         let read = match (deadline, eof) {
+            _ if more => Some(Ok(Some(Bytes::new()))),
             (Some(d), false) => tokio::select! {
                 biased;
                 read = flow.read() => Some(read),
@@ -120,6 +131,7 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
             Some(Err(_)) => return,
         };
         let mut next = next;
+        more = next == Next::More;
         if !reply.is_empty() {
             let write = flow.write_nodelay(Bytes::copy_from_slice(&reply));
             tokio::pin!(write);
@@ -130,7 +142,7 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
                 let bound = match next {
                     Next::Wait(Some(d)) => Some(d),
                     Next::Wait(None) => None,
-                    Next::Close | Next::Reset => deadline,
+                    Next::Close | Next::Reset | Next::More => deadline,
                 };
                 let Some(d) = bound else {
                     if write.await.is_err() {
@@ -147,11 +159,12 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
                         break;
                     }
                     () = tokio::time::sleep_until(d.into()) => {
-                        if !matches!(next, Next::Wait(_)) {
+                        if matches!(next, Next::Close | Next::Reset) {
                             // It was closing: the peer had its time.
                             return;
                         }
                         next = session.on_deadline(Instant::now());
+                        more = false;
                         if !matches!(next, Next::Wait(_)) {
                             // The write cannot finish: dropping the flow ends it.
                             return;
@@ -173,6 +186,7 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
             // The flow API has no abort: dropping the flow closes it, and resets it if
             // what the peer sent was not all read.
             Next::Reset => return,
+            Next::More => {}
         }
     }
 }

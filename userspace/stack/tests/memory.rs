@@ -343,3 +343,66 @@ fn a_segment_to_no_listener_is_reset() {
     );
     stack.shutdown(Duration::ZERO);
 }
+
+/// Replies to each byte with a thousand, in parts of at most 64 KiB (`Next::More`).
+struct Amplify {
+    owed: usize,
+}
+
+impl Session for Amplify {
+    fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, _now: Instant) -> Next {
+        self.owed += data.len() * 1000;
+        let part = self.owed.min(64 * 1024);
+        reply.resize(part, b'a');
+        self.owed -= part;
+        if self.owed > 0 {
+            Next::More
+        } else {
+            Next::Wait(None)
+        }
+    }
+    fn on_deadline(&mut self, _now: Instant) -> Next {
+        Next::Close
+    }
+}
+
+#[test]
+fn a_session_replies_in_parts_with_more() {
+    let mut listeners = Listeners::new();
+    listeners.listen(
+        11,
+        Listener::session(|_| Some(Box::new(Amplify { owed: 0 }) as Box<dyn Session>)),
+    );
+    let memory = MemoryConfig::default();
+    let mac = memory.mac;
+    let mut config = StackConfig::memory(memory);
+    config.addrs = vec![SERVER];
+    let mut stack = Stack::start(config, listeners).unwrap();
+    let mut link = stack.take_memory_links().pop().unwrap();
+    let tcb = Tcb::connect(
+        Config::default(),
+        SocketAddrV4::new(CLIENT, 40006),
+        SocketAddrV4::new(SERVER, 11),
+        SeqNumber(5),
+        tcp::Instant::from_micros(1),
+    );
+    let mut c = Client {
+        tcb,
+        link: &mut link,
+        server_mac: mac,
+        epoch: Instant::now(),
+        frames_in: 0,
+    };
+    c.until(|t, _| t.state() == State::Established);
+    assert_eq!(c.tcb.send(&[0u8; 300]), 300);
+    // 300 000 bytes back: more than the send buffer and the cap, so the parts go out
+    // as the client reads.
+    let mut got = 0;
+    c.until(|t, _| {
+        let mut buf = [0u8; 8192];
+        got += t.recv(&mut buf);
+        got >= 300_000
+    });
+    assert_eq!(got, 300_000);
+    stack.shutdown(Duration::ZERO);
+}

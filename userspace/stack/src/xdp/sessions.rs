@@ -32,6 +32,9 @@ pub(crate) struct SessionState {
     close_when_sent: bool,
     /// `on_eof` was called (it is called once).
     eof_delivered: bool,
+    /// The session said `More`: call `on_data` again, with no data, once its reply is
+    /// queued, before anything more is read.
+    pub(super) more: bool,
 }
 
 /// Scratch space every session of a worker shares (one call at a time).
@@ -91,6 +94,7 @@ pub(crate) fn start(c: &mut Conn, factory: &SessionFactory, clock: Clock) -> Out
                 unsent: Vec::new(),
                 close_when_sent: false,
                 eof_delivered: false,
+                more: false,
             }));
             match started {
                 Ok(next) => apply(c, next, clock, false),
@@ -142,9 +146,10 @@ pub(crate) fn drive(c: &mut Conn, bufs: &mut SessionBuffers, clock: Clock) -> Ou
             return Outcome::Live;
         };
         let eof;
-        let n = c.tcb.recv(&mut bufs.read);
+        let more = std::mem::take(&mut st.more);
+        let n = if more { 0 } else { c.tcb.recv(&mut bufs.read) };
         bufs.reply.clear();
-        let called = if n > 0 {
+        let called = if n > 0 || more {
             eof = false;
             let data = &bufs.read[..n];
             let reply = &mut bufs.reply;
@@ -241,6 +246,10 @@ fn apply(c: &mut Conn, next: Next, clock: Clock, at_deadline: bool) -> Outcome {
             c.session = None;
             c.tcb.abort();
             Outcome::Reset
+        }
+        Next::More => {
+            st.more = true;
+            Outcome::Live
         }
     }
 }

@@ -216,7 +216,8 @@ impl Shard {
                 self.handshake_acks.push(h);
             }
         }
-        if c.session.is_some() && (wake_read || wake_write || newly_connected) {
+        let session_more = c.session.as_ref().is_some_and(|s| s.more);
+        if c.session.is_some() && (wake_read || wake_write || newly_connected || session_more) {
             outcome = sessions::drive(c, &mut self.session_bufs, clock);
         }
         match outcome {
