@@ -172,6 +172,19 @@ mod tests {
         v
     }
 
+    /// `stream` cut into reads of the lengths `cuts` gives, cycled.
+    fn reads<'a>(stream: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut cut = cuts.iter().cycle();
+        while at < stream.len() {
+            let n = (*cut.next().unwrap()).min(stream.len() - at);
+            out.push(&stream[at..at + n]);
+            at += n;
+        }
+        out
+    }
+
     proptest! {
         /// However the stream is cut into reads, the same messages come out, in order.
         #[test]
@@ -180,12 +193,8 @@ mod tests {
             let stream = framed(&msgs);
             let mut f = Framer::new(512);
             let mut got = Vec::new();
-            let mut at = 0;
-            let mut cut = cuts.iter().cycle();
-            while at < stream.len() {
-                let n = (*cut.next().unwrap()).min(stream.len() - at);
-                f.push(&stream[at..at + n]);
-                at += n;
+            for read in reads(&stream, &cuts) {
+                f.push(read);
                 while let Frame::Query(q) = f.next_frame() {
                     got.push(q.to_vec());
                 }
@@ -202,15 +211,11 @@ mod tests {
             let stream = framed(&msgs);
             let mut f = Framer::new(512);
             let mut got = Vec::new();
-            let mut at = 0;
-            let mut cut = cuts.iter().cycle();
-            while at < stream.len() {
-                let n = (*cut.next().unwrap()).min(stream.len() - at);
-                f.feed(&stream[at..at + n], |q| {
+            for read in reads(&stream, &cuts) {
+                f.feed(read, |q| {
                     got.push(q.to_vec());
                     true
                 }).unwrap();
-                at += n;
             }
             prop_assert_eq!(got, msgs);
             prop_assert_eq!(f.pending(), 0);

@@ -3,19 +3,13 @@
 //! to a listener of each form (a task on a flow, and a synchronous session). Every
 //! frame the worker sends must parse with valid checksums, as on the wire.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+mod support;
+
 use std::time::{Duration, Instant};
 
-use stack::{
-    Flow, Listener, Listeners, MemoryConfig, MemoryLink, Next, Session, Stack, StackConfig,
-};
-use tcp::tcb::{CloseReason, Config, Event, State, Tcb};
-use tcp::SeqNumber;
-use wire::{EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr};
-
-const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 7);
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+use stack::{Flow, Listener, Listeners, MemoryLink, Next, Session, Stack};
+use support::Client;
+use tcp::tcb::{CloseReason, Event, State};
 const FLOW_ECHO: u16 = 7;
 const SESSION_ECHO: u16 = 8;
 const LINGER: u16 = 10;
@@ -81,111 +75,13 @@ fn start() -> (Stack, MemoryLink, [u8; 6]) {
         LINGER,
         Listener::session(|_| Some(Box::new(Linger) as Box<dyn Session>)),
     );
-    let memory = MemoryConfig::default();
-    let mac = memory.mac;
-    let mut config = StackConfig::memory(memory);
-    config.addrs = vec![SERVER];
-    let mut stack = Stack::start(config, listeners).expect("the in-memory stack starts");
-    let link = stack.take_memory_links().pop().expect("one link");
-    (stack, link, mac)
-}
-
-/// A client connection over the link, in virtual lockstep with the real clock.
-struct Client<'a> {
-    tcb: Tcb,
-    link: &'a mut MemoryLink,
-    server_mac: [u8; 6],
-    epoch: Instant,
-    frames_in: usize,
-}
-
-impl Client<'_> {
-    fn now(&self) -> tcp::Instant {
-        tcp::Instant::from_micros(self.epoch.elapsed().as_micros() as u64 + 1)
-    }
-
-    /// Moves segments both ways once; returns the events the client saw.
-    fn pump(&mut self, events: &mut Vec<Event>) {
-        let now = self.now();
-        if self.tcb.poll_timeout().is_some_and(|t| t <= now) {
-            self.tcb.on_timeout(now);
-        }
-        while let Some(t) = self.tcb.poll_transmit(now) {
-            let header = t.header();
-            let eth = EthernetRepr {
-                src_addr: EthernetAddress(CLIENT_MAC),
-                dst_addr: EthernetAddress(self.server_mac),
-                ethertype: EtherType::Ipv4,
-            };
-            let ip = Ipv4Repr {
-                src_addr: CLIENT,
-                dst_addr: SERVER,
-                protocol: IpProtocol::Tcp,
-                payload_len: 0,
-                ttl: 64,
-                ident: 0,
-                dont_frag: true,
-            };
-            let tcb = &self.tcb;
-            let sent = self.link.send_with(|buf| {
-                wire::frame::emit_tcp_ipv4_with(buf, &eth, &ip, &header, t.payload_len(), |dst| {
-                    tcb.write_payload(&t, dst)
-                })
-                .expect("a frame fits")
-            });
-            assert!(sent, "the link has room for a handful of frames");
-        }
-        self.link.flush();
-        let mut frames = Vec::new();
-        self.link.recv(64, |f| frames.push(f.to_vec()));
-        for f in &frames {
-            self.frames_in += 1;
-            let parsed = wire::frame::parse_tcp_ipv4(f, wire::ChecksumMode::Verify)
-                .expect("the worker's frames parse, checksums valid");
-            assert_eq!(parsed.eth.dst_addr.0, CLIENT_MAC);
-            assert_eq!((parsed.ip.src_addr, parsed.ip.dst_addr), (SERVER, CLIENT));
-            self.tcb.on_segment(&parsed.tcp, now);
-        }
-        while let Some(e) = self.tcb.poll_event() {
-            events.push(e);
-        }
-    }
-
-    /// Pumps until `done` says so, for at most five seconds.
-    fn until(&mut self, mut done: impl FnMut(&mut Tcb, &[Event]) -> bool) -> Vec<Event> {
-        let mut events = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !done(&mut self.tcb, &events) {
-            assert!(
-                Instant::now() < deadline,
-                "stuck: {:?}, events {events:?}",
-                self.tcb
-            );
-            self.pump(&mut events);
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        events
-    }
+    support::start(listeners)
 }
 
 /// Connects to `port`, sends `message`, reads the echo, closes; returns the frames the
 /// worker sent.
 fn echo_round_trip(link: &mut MemoryLink, server_mac: [u8; 6], port: u16, local: u16) -> usize {
-    let epoch = Instant::now();
-    let tcb = Tcb::connect(
-        Config::default(),
-        SocketAddrV4::new(CLIENT, local),
-        SocketAddrV4::new(SERVER, port),
-        SeqNumber(1000 + u32::from(local)),
-        tcp::Instant::from_micros(1),
-    );
-    let mut c = Client {
-        tcb,
-        link,
-        server_mac,
-        epoch,
-        frames_in: 0,
-    };
+    let mut c = Client::connect(link, server_mac, local, port);
     c.until(|t, _| t.state() == State::Established);
     let message: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
     assert_eq!(c.tcb.send(&message), message.len());
@@ -223,20 +119,7 @@ fn both_listener_forms_serve_over_the_in_memory_device() {
 #[test]
 fn a_session_deadline_closes_an_idle_connection() {
     let (mut stack, mut link, mac) = start();
-    let tcb = Tcb::connect(
-        Config::default(),
-        SocketAddrV4::new(CLIENT, 40002),
-        SocketAddrV4::new(SERVER, SESSION_ECHO),
-        SeqNumber(5),
-        tcp::Instant::from_micros(1),
-    );
-    let mut c = Client {
-        tcb,
-        link: &mut link,
-        server_mac: mac,
-        epoch: Instant::now(),
-        frames_in: 0,
-    };
+    let mut c = Client::connect(&mut link, mac, 40002, SESSION_ECHO);
     c.until(|t, _| t.state() == State::Established);
     assert_eq!(c.tcb.send(b"ping"), 4);
     let opened = Instant::now();
@@ -265,20 +148,7 @@ fn a_session_deadline_closes_an_idle_connection() {
 #[test]
 fn a_silent_connection_is_closed_at_the_sessions_first_deadline() {
     let (mut stack, mut link, mac) = start();
-    let tcb = Tcb::connect(
-        Config::default(),
-        SocketAddrV4::new(CLIENT, 40004),
-        SocketAddrV4::new(SERVER, SESSION_ECHO),
-        SeqNumber(5),
-        tcp::Instant::from_micros(1),
-    );
-    let mut c = Client {
-        tcb,
-        link: &mut link,
-        server_mac: mac,
-        epoch: Instant::now(),
-        frames_in: 0,
-    };
+    let mut c = Client::connect(&mut link, mac, 40004, SESSION_ECHO);
     c.until(|t, _| t.state() == State::Established);
     let opened = Instant::now();
     c.until(|_, events| events.contains(&Event::PeerClosed));
@@ -289,20 +159,7 @@ fn a_silent_connection_is_closed_at_the_sessions_first_deadline() {
 #[test]
 fn on_eof_is_heard_once_and_its_deadline_kept() {
     let (mut stack, mut link, mac) = start();
-    let tcb = Tcb::connect(
-        Config::default(),
-        SocketAddrV4::new(CLIENT, 40005),
-        SocketAddrV4::new(SERVER, LINGER),
-        SeqNumber(5),
-        tcp::Instant::from_micros(1),
-    );
-    let mut c = Client {
-        tcb,
-        link: &mut link,
-        server_mac: mac,
-        epoch: Instant::now(),
-        frames_in: 0,
-    };
+    let mut c = Client::connect(&mut link, mac, 40005, LINGER);
     c.until(|t, _| t.state() == State::Established);
     assert_eq!(c.tcb.send(b"hi"), 2);
     c.until(|t, _| t.recv_available() == 2);
@@ -322,20 +179,7 @@ fn on_eof_is_heard_once_and_its_deadline_kept() {
 #[test]
 fn a_segment_to_no_listener_is_reset() {
     let (mut stack, mut link, mac) = start();
-    let tcb = Tcb::connect(
-        Config::default(),
-        SocketAddrV4::new(CLIENT, 40003),
-        SocketAddrV4::new(SERVER, 9),
-        SeqNumber(5),
-        tcp::Instant::from_micros(1),
-    );
-    let mut c = Client {
-        tcb,
-        link: &mut link,
-        server_mac: mac,
-        epoch: Instant::now(),
-        frames_in: 0,
-    };
+    let mut c = Client::connect(&mut link, mac, 40003, 9);
     let events = c.until(|t, _| t.is_closed());
     assert!(
         events.contains(&Event::Closed(CloseReason::Refused)),
@@ -373,26 +217,8 @@ fn a_session_replies_in_parts_with_more() {
         11,
         Listener::session(|_| Some(Box::new(Amplify { owed: 0 }) as Box<dyn Session>)),
     );
-    let memory = MemoryConfig::default();
-    let mac = memory.mac;
-    let mut config = StackConfig::memory(memory);
-    config.addrs = vec![SERVER];
-    let mut stack = Stack::start(config, listeners).unwrap();
-    let mut link = stack.take_memory_links().pop().unwrap();
-    let tcb = Tcb::connect(
-        Config::default(),
-        SocketAddrV4::new(CLIENT, 40006),
-        SocketAddrV4::new(SERVER, 11),
-        SeqNumber(5),
-        tcp::Instant::from_micros(1),
-    );
-    let mut c = Client {
-        tcb,
-        link: &mut link,
-        server_mac: mac,
-        epoch: Instant::now(),
-        frames_in: 0,
-    };
+    let (mut stack, mut link, mac) = support::start(listeners);
+    let mut c = Client::connect(&mut link, mac, 40006, 11);
     c.until(|t, _| t.state() == State::Established);
     assert_eq!(c.tcb.send(&[0u8; 300]), 300);
     // 300 000 bytes back: more than the send buffer and the cap, so the parts go out

@@ -2,16 +2,16 @@
 //! device, a persistent connection to a session listener exchanges requests and
 //! replies while a counting allocator watches the worker's own thread.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use stack::{Listener, Listeners, MemoryConfig, Next, Session, Stack, StackConfig};
-use tcp::tcb::{Config, State, Tcb};
-use tcp::SeqNumber;
-use wire::{EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr};
+use stack::{Listener, Listeners, Next, Session};
+use support::Client;
+use tcp::tcb::State;
 
 struct Counting;
 
@@ -49,9 +49,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 9);
-
 /// Answers each 64-byte request with its bytes reversed.
 struct Reverse;
 
@@ -72,90 +69,35 @@ fn the_workers_steady_path_allocates_nothing() {
         9,
         Listener::session(|_| Some(Box::new(Reverse) as Box<dyn Session>)),
     );
-    let memory = MemoryConfig::default();
-    let server_mac = memory.mac;
-    let mut config = StackConfig::memory(memory);
-    config.addrs = vec![SERVER];
-    let mut stack = Stack::start(config, listeners).unwrap();
-    let mut link = stack.take_memory_links().pop().unwrap();
-
-    let epoch = Instant::now();
-    let now = || tcp::Instant::from_micros(epoch.elapsed().as_micros() as u64 + 1);
-    let mut tcb = Tcb::connect(
-        Config::default(),
-        SocketAddrV4::new(CLIENT, 41000),
-        SocketAddrV4::new(SERVER, 9),
-        SeqNumber(77),
-        now(),
-    );
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([2, 0, 0, 0, 0, 9]),
-        dst_addr: EthernetAddress(server_mac),
-        ethertype: EtherType::Ipv4,
-    };
-    let ip = Ipv4Repr {
-        src_addr: CLIENT,
-        dst_addr: SERVER,
-        protocol: IpProtocol::Tcp,
-        payload_len: 0,
-        ttl: 64,
-        ident: 0,
-        dont_frag: true,
-    };
-    // Moves segments both ways once.
-    let mut pump = |tcb: &mut Tcb| {
-        let t_now = now();
-        if tcb.poll_timeout().is_some_and(|t| t <= t_now) {
-            tcb.on_timeout(t_now);
-        }
-        while let Some(t) = tcb.poll_transmit(t_now) {
-            let header = t.header();
-            let conn = &*tcb;
-            link.send_with(|buf| {
-                wire::frame::emit_tcp_ipv4_with(buf, &eth, &ip, &header, t.payload_len(), |d| {
-                    conn.write_payload(&t, d)
-                })
-                .unwrap()
-            });
-        }
-        link.flush();
-        let mut frames = Vec::new();
-        link.recv(64, |f| frames.push(f.to_vec()));
-        for f in &frames {
-            let p = wire::frame::parse_tcp_ipv4(f, wire::ChecksumMode::Verify).unwrap();
-            tcb.on_segment(&p.tcp, t_now);
-        }
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tcb.state() != State::Established {
-        assert!(Instant::now() < deadline, "no handshake");
-        pump(&mut tcb);
-    }
+    let (mut stack, mut link, mac) = support::start(listeners);
+    let mut c = Client::connect(&mut link, mac, 41000, 9);
+    // Back to back: what is counted is the packet path, not the worker's sleeps.
+    c.pause = Duration::ZERO;
+    c.until(|t, _| t.state() == State::Established);
     // Request/reply rounds; returns when `rounds` replies came back.
-    let mut exchange = |tcb: &mut Tcb, rounds: usize| {
+    let exchange = |c: &mut Client, rounds: usize| {
         let request: Vec<u8> = (0..64u8).collect();
         let mut got = [0u8; 64];
         for _ in 0..rounds {
-            assert_eq!(tcb.send_nodelay(&request), 64);
+            assert_eq!(c.tcb.send_nodelay(&request), 64);
             let mut have = 0;
-            while have < 64 {
-                assert!(Instant::now() < deadline, "no reply");
-                pump(tcb);
-                have += tcb.recv(&mut got[have..]);
-            }
+            c.until(|t, _| {
+                have += t.recv(&mut got[have..]);
+                have == 64
+            });
             assert_eq!(got[0], 63, "the reply is the request reversed");
         }
     };
     // Warm up (buffers, the wheel's slots, the index), then count on the worker.
-    exchange(&mut tcb, 200);
+    exchange(&mut c, 200);
     stack
         .spawn(0, |_| async {
             COUNTED.with(|c| c.set(true));
         })
         .unwrap();
-    exchange(&mut tcb, 20);
+    exchange(&mut c, 20);
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    exchange(&mut tcb, 2000);
+    exchange(&mut c, 2000);
     let during = ALLOCATIONS.load(Ordering::Relaxed) - before;
     assert_eq!(
         during, 0,

@@ -251,10 +251,8 @@ impl Device for MemoryDevice {
         if self.tx_full {
             self.tx_ring_full += 1;
         }
+        // The link polls (it never sleeps in the kernel): nobody to wake.
         self.pending.drain(..sent);
-        if sent > 0 {
-            self.wake_link();
-        }
     }
 
     #[inline]
@@ -325,13 +323,6 @@ impl Device for MemoryDevice {
         self.wake.asleep.store(false, Ordering::Relaxed);
         self.wake.drain();
     }
-}
-
-impl MemoryDevice {
-    /// The link never sleeps in the kernel (it polls), so there is nobody to wake; the
-    /// hook is here so that a future sleeping link costs one place to change.
-    #[inline]
-    fn wake_link(&self) {}
 }
 
 /// The far side of a worker's in-memory device: what a load generator or a test holds

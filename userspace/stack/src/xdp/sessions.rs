@@ -19,7 +19,7 @@ const MAX_KEPT_REPLY: usize = 256 * 1024;
 
 /// A connection's session and what it is waiting on.
 pub(crate) struct SessionState {
-    session: Option<Box<dyn Session>>,
+    session: Box<dyn Session>,
     /// When to call `on_deadline`.
     pub(super) deadline: Option<Instant>,
     /// Reply bytes the send buffer had no room for yet: nothing more is read until they
@@ -89,7 +89,7 @@ pub(crate) fn start(c: &mut Conn, factory: &SessionFactory, clock: Clock) -> Out
         Ok(Some(mut session)) => {
             let started = catch_unwind(AssertUnwindSafe(|| session.on_start(clock.wall())));
             c.session = Some(Box::new(SessionState {
-                session: Some(session),
+                session,
                 deadline: None,
                 unsent: Vec::new(),
                 close_when_sent: false,
@@ -142,9 +142,7 @@ pub(crate) fn drive(c: &mut Conn, bufs: &mut SessionBuffers, clock: Clock) -> Ou
         let Some(st) = c.session.as_mut() else {
             return Outcome::Live;
         };
-        let Some(session) = st.session.as_mut() else {
-            return Outcome::Live;
-        };
+        let session = &mut st.session;
         let eof;
         let more = std::mem::take(&mut st.more);
         let n = if more { 0 } else { c.tcb.recv(&mut bufs.read) };
@@ -193,16 +191,14 @@ pub(crate) fn expire(c: &mut Conn, clock: Clock) -> Outcome {
         return Outcome::Live;
     }
     st.deadline = None;
-    let session = match st.session.as_mut() {
-        Some(session) if !st.close_when_sent => session,
+    if st.close_when_sent {
         // It closed and its reply is still not all queued: the peer had its time.
-        _ => {
-            c.session = None;
-            return Outcome::Closed {
-                reset: c.tcb.release(clock.now, false),
-            };
-        }
-    };
+        c.session = None;
+        return Outcome::Closed {
+            reset: c.tcb.release(clock.now, false),
+        };
+    }
+    let session = &mut st.session;
     match catch_unwind(AssertUnwindSafe(|| session.on_deadline(clock.wall()))) {
         Ok(next) => apply(c, next, clock, true),
         Err(_) => {
