@@ -40,7 +40,7 @@ fn listeners() -> Listeners {
     let mut l = Listeners::new();
     l.listen(
         PORT,
-        Listener::session(|_| Some(Box::new(Echo) as Box<dyn Session>)),
+        Listener::session(|_, _| Some(Box::new(Echo) as Box<dyn Session>)),
     );
     l
 }

@@ -321,7 +321,7 @@ impl DnsService {
     /// batch of answers and bounded by the lifetime.
     pub fn listener(self: &Arc<Self>) -> Listener {
         let svc = self.clone();
-        Listener::session(move |peer| {
+        Listener::session(move |peer, _wake| {
             new_session(&svc, *peer.ip()).map(|s| Box::new(s) as Box<dyn Session>)
         })
     }

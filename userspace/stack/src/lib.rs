@@ -39,7 +39,7 @@ pub use context::WorkerContext;
 pub use error::{Error, StartError, WriteError};
 pub use flow::Flow;
 pub use listener::{Handler, Keepalive, Listener, Listeners, LocalFuture};
-pub use session::{Next, Session, SessionFactory};
+pub use session::{Next, Session, SessionFactory, Wake};
 pub use stack::Stack;
 pub use stats::{ConnStates, SocketDrops, WorkerStats};
 pub use xdp::memory::{MemoryDeviceConfig, MemoryLink, FRAME_SIZE};

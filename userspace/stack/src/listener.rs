@@ -79,8 +79,9 @@ impl Listener {
     }
 
     /// A listener whose connections are each served by a [`Session`] that `factory`
-    /// makes from the peer's address (`None` refuses the connection): the cheaper form
-    /// for handlers that answer from what arrives (see [`crate::session`]).
+    /// makes from the peer's address and the session's [`crate::Wake`] (`None` refuses
+    /// the connection): the cheaper form for handlers that answer from what arrives
+    /// (see [`crate::session`]).
     ///
     /// ```
     /// use std::time::Instant;
@@ -97,19 +98,21 @@ impl Listener {
     ///         Next::Close
     ///     }
     /// }
-    /// let echo = Listener::session(|_peer| Some(Box::new(Echo) as Box<dyn Session>));
+    /// let echo = Listener::session(|_peer, _wake| Some(Box::new(Echo) as Box<dyn Session>));
     /// assert!(echo.session.is_some());
     /// ```
     pub fn session<F>(factory: F) -> Listener
     where
-        F: Fn(std::net::SocketAddrV4) -> Option<Box<dyn Session>> + Send + Sync + 'static,
+        F: Fn(std::net::SocketAddrV4, crate::Wake) -> Option<Box<dyn Session>>
+            + Send
+            + Sync
+            + 'static,
     {
         let factory: SessionFactory = Arc::new(factory);
         let on_flow = factory.clone();
         Listener {
             handler: Arc::new(move |flow: Flow| {
-                let session = on_flow(flow.dst());
-                Box::pin(crate::session::drive_on_flow(flow, session))
+                Box::pin(crate::session::drive_on_flow(flow, on_flow.clone()))
             }),
             keepalive: None,
             session: Some(factory),

@@ -13,12 +13,16 @@
 //! The async [`crate::Flow`] API stays the form for everything else: handlers that
 //! read at their own pace, write on their own schedule, or open connections.
 
+use std::cell::RefCell;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
+use std::thread::ThreadId;
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::sync::Notify;
 
+use crate::xdp::table::Handle;
 use crate::Flow;
 
 /// What a session wants once it has been called.
@@ -64,15 +68,96 @@ pub trait Session {
     }
 }
 
-/// Makes the session of each accepted connection, given the peer's address; `None`
-/// refuses the connection (it is closed at once, with nothing sent).
-pub type SessionFactory = Arc<dyn Fn(SocketAddrV4) -> Option<Box<dyn Session>> + Send + Sync>;
+/// Makes the session of each accepted connection, given the peer's address and the
+/// handle that wakes the session (see [`Wake`]); `None` refuses the connection (it is
+/// closed at once, with nothing sent).
+pub type SessionFactory = Arc<dyn Fn(SocketAddrV4, Wake) -> Option<Box<dyn Session>> + Send + Sync>;
+
+/// Makes the stack call a session's [`Session::on_deadline`] soon (in the worker's next
+/// round), whatever deadline it last gave: how the code that made a session ends it
+/// from elsewhere, such as a DNS service closing the connection idle longest to admit a
+/// new one. The session tells a wake-up from its deadline by its own state (its
+/// deadline is not yet due). Waking a session that has ended does nothing.
+///
+/// It works from the thread of the worker that serves the session (a session is woken
+/// from another session's call, on the same worker); from any other thread it does
+/// nothing. That is what lets it cost no allocation and no atomic operation per
+/// connection on the AF_XDP worker.
+#[derive(Clone)]
+pub struct Wake(WakeTo);
+
+#[derive(Clone)]
+enum WakeTo {
+    /// A connection of an AF_XDP or in-memory worker, put on its thread's list of
+    /// sessions to call (`WOKEN`), which the worker drains every round.
+    Worker { thread: ThreadId, conn: Handle },
+    /// A session run on a flow (`drive_on_flow`), which waits on this too.
+    Flow(Arc<Notify>),
+    /// Nothing to wake (a session made outside a worker).
+    Nothing,
+}
+
+impl Wake {
+    /// Asks for the session's `on_deadline` call.
+    pub fn wake(&self) {
+        match &self.0 {
+            WakeTo::Worker { thread, conn } => {
+                if std::thread::current().id() == *thread {
+                    WOKEN.with_borrow_mut(|w| w.push(*conn));
+                }
+            }
+            WakeTo::Flow(n) => n.notify_one(),
+            WakeTo::Nothing => {}
+        }
+    }
+
+    /// A handle that wakes nothing: for a session made outside a worker (a test's).
+    pub fn nothing() -> Wake {
+        Wake(WakeTo::Nothing)
+    }
+
+    /// A connection of the worker running on `thread`.
+    pub(crate) fn worker(thread: ThreadId, conn: Handle) -> Wake {
+        Wake(WakeTo::Worker { thread, conn })
+    }
+}
+
+impl std::fmt::Debug for Wake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            WakeTo::Worker { .. } => "Wake(worker)",
+            WakeTo::Flow(_) => "Wake(flow)",
+            WakeTo::Nothing => "Wake(nothing)",
+        })
+    }
+}
+
+thread_local! {
+    /// The sessions of the worker on this thread to call `on_deadline` on in its next
+    /// round.
+    static WOKEN: RefCell<Vec<Handle>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Moves the sessions woken on this thread into `into` (emptied first); false if there
+/// were none.
+pub(crate) fn take_woken(into: &mut Vec<Handle>) -> bool {
+    into.clear();
+    WOKEN.with_borrow_mut(|w| {
+        if w.is_empty() {
+            return false;
+        }
+        std::mem::swap(w, into);
+        true
+    })
+}
 
 /// Runs `session` on `flow` (the kernel backend's way, and any backend's without the
 /// synchronous path): each read is handed to it, its reply written, its deadline kept
 /// with a timer. A reply the peer does not read in time is bounded by the deadline
 /// too.
-pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Session>>) {
+pub(crate) async fn drive_on_flow(mut flow: Flow, factory: SessionFactory) {
+    let woken = Arc::new(Notify::new());
+    let session = factory(flow.dst(), Wake(WakeTo::Flow(woken.clone())));
     let Some(mut session) = session else {
         flow.close().await;
         return;
@@ -92,7 +177,8 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
         }
     };
     // Once the peer's end has been read, there is nothing more to read: on_eof is
-    // called once, and from then on only the deadline can end the wait.
+    // called once, and from then on only the deadline (or a wake-up) can end the wait.
+    // A wake-up is taken as the deadline (`None` below).
     let mut eof = false;
     // `more`: the session asked to be called again before anything more is read.
     loop {
@@ -102,10 +188,18 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
                 biased;
                 read = flow.read() => Some(read),
                 () = tokio::time::sleep_until(d.into()) => None,
+                () = woken.notified() => None,
             },
-            (None, false) => Some(flow.read().await),
+            (None, false) => tokio::select! {
+                biased;
+                read = flow.read() => Some(read),
+                () = woken.notified() => None,
+            },
             (Some(d), true) => {
-                tokio::time::sleep_until(d.into()).await;
+                tokio::select! {
+                    () = tokio::time::sleep_until(d.into()) => {}
+                    () = woken.notified() => {}
+                }
                 None
             }
             // At the end with no deadline: nothing can happen any more.
@@ -144,12 +238,11 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
                     Next::Wait(None) => None,
                     Next::Close | Next::Reset | Next::More => deadline,
                 };
-                let Some(d) = bound else {
-                    if write.await.is_err() {
-                        return;
-                    }
-                    break;
-                };
+                // Far enough to mean never, for a reply with no deadline to bound it
+                // (a wake-up can still end the wait).
+                let d = bound.unwrap_or_else(|| {
+                    Instant::now() + std::time::Duration::from_secs(86_400 * 365)
+                });
                 tokio::select! {
                     biased;
                     w = &mut write => {
@@ -158,7 +251,12 @@ pub(crate) async fn drive_on_flow(mut flow: Flow, session: Option<Box<dyn Sessio
                         }
                         break;
                     }
-                    () = tokio::time::sleep_until(d.into()) => {
+                    () = async {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(d.into()) => {}
+                            () = woken.notified() => {}
+                        }
+                    } => {
                         if matches!(next, Next::Close | Next::Reset) {
                             // It was closing: the peer had its time.
                             return;

@@ -177,7 +177,7 @@ fn a_session_closing_with_a_reply_nobody_reads_is_bounded_by_its_deadline() {
     let mut listeners = Listeners::new();
     listeners.listen(
         port,
-        Listener::session(|_| Some(Box::new(Flood) as Box<dyn stack::Session>)),
+        Listener::session(|_, _| Some(Box::new(Flood) as Box<dyn stack::Session>)),
     );
     let mut stack = Stack::start(config(), listeners).unwrap();
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();

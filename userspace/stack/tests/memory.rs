@@ -7,12 +7,29 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use stack::{Flow, Listener, Listeners, MemoryLink, Next, Session, Stack};
+use stack::{Flow, Listener, Listeners, MemoryLink, Next, Session, Stack, Wake};
 use support::Client;
 use tcp::tcb::{CloseReason, Event, State};
 const FLOW_ECHO: u16 = 7;
 const SESSION_ECHO: u16 = 8;
 const LINGER: u16 = 10;
+const LAST_ONE_STAYS: u16 = 11;
+
+/// The `Wake` of the latest connection on `LAST_ONE_STAYS`: each new one wakes it.
+static LATEST: std::sync::Mutex<Option<Wake>> = std::sync::Mutex::new(None);
+
+/// Echoes, with no deadline: only a wake-up (`on_deadline`) ends it.
+struct UntilWoken;
+
+impl Session for UntilWoken {
+    fn on_data(&mut self, data: &[u8], reply: &mut Vec<u8>, _now: Instant) -> Next {
+        reply.extend_from_slice(data);
+        Next::Wait(None)
+    }
+    fn on_deadline(&mut self, _now: Instant) -> Next {
+        Next::Close
+    }
+}
 
 /// How many times `Linger` heard the peer's end.
 static EOFS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -69,11 +86,21 @@ fn start() -> (Stack, MemoryLink, [u8; 6]) {
     );
     listeners.listen(
         SESSION_ECHO,
-        Listener::session(|_| Some(Box::new(Echo) as Box<dyn Session>)),
+        Listener::session(|_, _| Some(Box::new(Echo) as Box<dyn Session>)),
     );
     listeners.listen(
         LINGER,
-        Listener::session(|_| Some(Box::new(Linger) as Box<dyn Session>)),
+        Listener::session(|_, _| Some(Box::new(Linger) as Box<dyn Session>)),
+    );
+    listeners.listen(
+        LAST_ONE_STAYS,
+        Listener::session(|_, wake| {
+            // Wakes the one before (made in an earlier call, on this worker).
+            if let Some(before) = LATEST.lock().unwrap().replace(wake) {
+                before.wake();
+            }
+            Some(Box::new(UntilWoken) as Box<dyn Session>)
+        }),
     );
     support::start(listeners)
 }
@@ -215,7 +242,7 @@ fn a_session_replies_in_parts_with_more() {
     let mut listeners = Listeners::new();
     listeners.listen(
         11,
-        Listener::session(|_| Some(Box::new(Amplify { owed: 0 }) as Box<dyn Session>)),
+        Listener::session(|_, _| Some(Box::new(Amplify { owed: 0 }) as Box<dyn Session>)),
     );
     let (mut stack, mut link, mac) = support::start(listeners);
     let mut c = Client::connect(&mut link, mac, 40006, 11);
@@ -230,5 +257,47 @@ fn a_session_replies_in_parts_with_more() {
         got >= 300_000
     });
     assert_eq!(got, 300_000);
+    stack.shutdown(Duration::ZERO);
+}
+
+#[test]
+fn a_wake_from_another_sessions_call_ends_a_session() {
+    let (mut stack, mut link, mac) = start();
+    {
+        let mut first = Client::connect(&mut link, mac, 40020, LAST_ONE_STAYS);
+        first.until(|t, _| t.state() == State::Established);
+        assert_eq!(first.tcb.send(b"one"), 3);
+        first.until(|t, _| {
+            let mut b = [0u8; 8];
+            t.recv(&mut b) == 3
+        });
+        // Left open and idle on the server: this client stops here.
+    }
+    // The second's session is made with the first idle: it wakes the first, whose
+    // on_deadline closes it (it has no deadline of its own), and its FIN goes out.
+    let mut second = Client::connect(&mut link, mac, 40021, LAST_ONE_STAYS);
+    second.until(|t, _| t.state() == State::Established);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut events = Vec::new();
+    while !second
+        .others
+        .iter()
+        .any(|(port, f)| *port == 40020 && f.fin())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no FIN to the first: {:?}",
+            second.others
+        );
+        second.pump(&mut events);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // The second is served, and stays until something wakes it.
+    assert_eq!(second.tcb.send(b"two"), 3);
+    second.until(|t, _| {
+        let mut b = [0u8; 8];
+        t.recv(&mut b) == 3
+    });
+    assert!(!second.tcb.at_eof());
     stack.shutdown(Duration::ZERO);
 }

@@ -67,7 +67,7 @@ fn the_workers_steady_path_allocates_nothing() {
     let mut listeners = Listeners::new();
     listeners.listen(
         9,
-        Listener::session(|_| Some(Box::new(Reverse) as Box<dyn Session>)),
+        Listener::session(|_, _| Some(Box::new(Reverse) as Box<dyn Session>)),
     );
     let (mut stack, mut link, mac) = support::start(listeners);
     let mut c = Client::connect(&mut link, mac, 41000, 9);

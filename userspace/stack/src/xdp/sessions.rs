@@ -10,7 +10,7 @@ use std::time::Duration;
 use tcp::Instant;
 
 use super::record::Conn;
-use crate::session::{Next, Session, SessionFactory};
+use crate::session::{Next, Session, SessionFactory, Wake};
 
 /// The most a session is handed in one call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -83,9 +83,9 @@ pub(crate) enum Outcome {
 
 /// Starts the session of a connection whose handshake just completed. A refused one
 /// (the factory said no) closes the connection.
-pub(crate) fn start(c: &mut Conn, factory: &SessionFactory, clock: Clock) -> Outcome {
+pub(crate) fn start(c: &mut Conn, factory: &SessionFactory, wake: Wake, clock: Clock) -> Outcome {
     let peer = c.tuple.remote;
-    match catch_unwind(AssertUnwindSafe(|| factory(peer))) {
+    match catch_unwind(AssertUnwindSafe(|| factory(peer, wake))) {
         Ok(Some(mut session)) => {
             let started = catch_unwind(AssertUnwindSafe(|| session.on_start(clock.wall())));
             c.session = Some(Box::new(SessionState {

@@ -23,6 +23,7 @@ use super::sessions::{self, Clock, Outcome, SessionBuffers};
 use super::table::{Handle, Table};
 use super::timer::TimerWheel;
 use crate::listener::Listeners;
+use crate::session::{take_woken, Wake};
 use crate::stats::WorkerStats;
 use tcp::tcb::Event;
 
@@ -84,6 +85,10 @@ pub(crate) struct Shard {
     pub(super) round_now: Instant,
     /// Scratch space of the synchronous sessions.
     pub(super) session_bufs: SessionBuffers,
+    /// The worker's thread, which its sessions' `crate::Wake`s name.
+    pub(super) thread: std::thread::ThreadId,
+    /// The list woken sessions are moved into each round.
+    pub(super) scratch_woken: Vec<Handle>,
 }
 
 /// Everything a shard starts from.
@@ -153,6 +158,8 @@ impl Shard {
             tx_starved: false,
             round_now: Instant::ZERO,
             session_bufs: SessionBuffers::default(),
+            thread: std::thread::current().id(),
+            scratch_woken: Vec::new(),
         }
     }
 
@@ -209,7 +216,10 @@ impl Shard {
                 self.half_open = self.half_open.saturating_sub(1);
                 match self.listeners.get(port).and_then(|l| l.session.as_ref()) {
                     // The synchronous form: served from this loop, no task.
-                    Some(factory) => outcome = sessions::start(c, factory, clock),
+                    Some(factory) => {
+                        let wake = Wake::worker(self.thread, h);
+                        outcome = sessions::start(c, factory, wake, clock);
+                    }
                     None => self.accepted.push((h, port)),
                 }
             } else {
@@ -389,6 +399,39 @@ impl Shard {
         touched
     }
 
+    /// Calls `on_deadline` on the sessions woken since the last round (by other
+    /// sessions' calls, this worker's: see `crate::Wake`). Returns how many.
+    fn call_woken_sessions(&mut self, now: Instant) -> usize {
+        let mut woken = std::mem::take(&mut self.scratch_woken);
+        if !take_woken(&mut woken) {
+            self.scratch_woken = woken;
+            return 0;
+        }
+        let clock = Clock {
+            now,
+            epoch: self.epoch,
+        };
+        let mut touched = 0;
+        for &h in &woken {
+            let Some(c) = self.conns.get_mut(h) else {
+                continue;
+            };
+            let Some(st) = c.session.as_mut() else {
+                continue;
+            };
+            st.deadline = Some(now);
+            match sessions::expire(c, clock) {
+                Outcome::Live => {}
+                Outcome::Closed { reset } => self.stats.aborted_on_close += u64::from(reset),
+                Outcome::Reset => self.stats.sessions_reset += 1,
+            }
+            touched += 1;
+            self.after_tcp(h);
+        }
+        self.scratch_woken = woken;
+        touched
+    }
+
     /// Transmits what every dirty connection has to send. Returns frames sent.
     fn transmit<D: Device>(&mut self, dev: &mut D, now: Instant) -> u32 {
         let mut sent = 0;
@@ -456,7 +499,7 @@ impl Shard {
         dev.kick();
         dev.busy_poll();
         let got = self.receive(dev, now);
-        let fired = self.fire_timers(now);
+        let fired = self.fire_timers(now) + self.call_woken_sessions(now);
         let sent = sent + self.transmit_handshake_acks(dev, now);
         // Handshake ACKs and in-place replies (RSTs, SYN cookies) leave now, not a round
         // later (no system call when there are none).

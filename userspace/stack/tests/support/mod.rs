@@ -34,6 +34,10 @@ pub struct Client<'a> {
     epoch: Instant,
     /// Frames the worker sent it.
     pub frames_in: usize,
+    /// Frames the worker sent to other local ports (other connections' frames, while
+    /// this one pumps the link), parsed: (destination port, the segment's flags).
+    pub others: Vec<(u16, wire::tcp::TcpFlags)>,
+    local: u16,
     /// How long `until` waits between pumps (zero keeps the worker busy, never idle
     /// long enough to sleep).
     pub pause: Duration,
@@ -56,6 +60,8 @@ impl<'a> Client<'a> {
             server_mac,
             epoch: Instant::now(),
             frames_in: 0,
+            others: Vec::new(),
+            local,
             pause: Duration::from_micros(50),
         }
     }
@@ -104,6 +110,10 @@ impl<'a> Client<'a> {
                 .expect("the worker's frames parse, checksums valid");
             assert_eq!(parsed.eth.dst_addr.0, CLIENT_MAC);
             assert_eq!((parsed.ip.src_addr, parsed.ip.dst_addr), (SERVER, CLIENT));
+            if parsed.tcp.dst_port != self.local {
+                self.others.push((parsed.tcp.dst_port, parsed.tcp.flags));
+                continue;
+            }
             self.tcb.on_segment(&parsed.tcp, now);
         }
         while let Some(e) = self.tcb.poll_event() {
