@@ -559,37 +559,22 @@ fn framing_and_reload(backend: Backend) {
         "closed {open_for:?} after opening: the timeout ran from the start"
     );
 
-    // The per-source limit: a fourth connection from one address is closed at once
-    // while three are open, and the three still work.
-    let (fourth_closed, others_work) = topo
+    // The per-source limit: a fourth connection from one address, while three are
+    // open, takes the place of the one of them idle longest, which is closed; the
+    // newcomer and the other two answer.
+    let (oldest_closed, fourth_answers, others_answer) = topo
         .run_in(&topo.peer_ns.clone(), move || {
-            let three: Vec<TcpStream> = (0..3)
-                .map(|_| TcpStream::connect(server).unwrap())
-                .collect();
-            std::thread::sleep(Duration::from_millis(200));
-            let mut fourth = TcpStream::connect(server).unwrap();
-            fourth
-                .set_read_timeout(Some(Duration::from_secs(1)))
-                .unwrap();
-            let mut b = [0u8; 1];
-            // Closed (or reset), not merely silent: a read timeout fails.
-            let closed = match fourth.read(&mut b) {
-                Ok(n) => n == 0,
-                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-            };
-            let mut c = &three[0];
-            let q = query(5, "www.example.test", rtype::A, false);
-            c.write_all(&framed(&q)).unwrap();
-            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut len = [0u8; 2];
-            (closed, c.read_exact(&mut len).is_ok())
+            evict_the_idle_longest(server, 3)
         })
         .unwrap();
+    assert!(oldest_closed, "the connection idle longest is closed");
     assert!(
-        fourth_closed,
-        "the fourth connection from one source is refused"
+        fourth_answers,
+        "the newcomer from the same address is served"
     );
-    assert!(others_work, "the three admitted connections still answer");
+    assert!(others_answer, "the other two still answer");
+    let (_, text) = sluice_stats(&dir);
+    assert!(text.contains("at the per-source limit 1;"), "{text}");
 
     // SIGHUP: a new record appears; a broken zone keeps the old one.
     let ask_new = |topo: &Topology| {
@@ -911,6 +896,69 @@ fn lifetime_ends_a_stalled_write(backend: Backend) {
     assert!(text.contains("lifetime 1;"), "{text}");
 }
 
+/// Opens `n` connections to `server`, then asks a query on the second and third (so
+/// the first is idle longest; at the total limit the last ones opened are in overload
+/// mode and would close after an answer, so they are left alone); then opens one more
+/// and asks on it. Returns whether the first was closed, whether the newcomer was
+/// answered, and whether the second and third still are.
+fn evict_the_idle_longest(server: SocketAddr, n: usize) -> (bool, bool, bool) {
+    let ask = |c: &mut TcpStream, id: u16| -> bool {
+        c.write_all(&framed(&query(id, "www.example.test", rtype::A, false)))
+            .is_ok()
+            && read_message(c).is_ok_and(|m| decode(&m).is_ok_and(|d| d.id == id))
+    };
+    let mut open: Vec<TcpStream> = (0..n)
+        .map(|_| {
+            let c = TcpStream::connect(server).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c
+        })
+        .collect();
+    // Every connection admitted (a refused one would be closed by now).
+    std::thread::sleep(Duration::from_millis(200));
+    for (i, c) in open.iter_mut().enumerate().take(3).skip(1) {
+        assert!(ask(c, 200 + i as u16), "connection {i} answered");
+    }
+    let mut newcomer = TcpStream::connect(server).unwrap();
+    newcomer
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let newcomer_answers = ask(&mut newcomer, 300);
+    // Closed (or reset), not merely silent: a read timeout fails.
+    let mut b = [0u8; 1];
+    let oldest_closed = match open[0].read(&mut b) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    let others_answer = open
+        .iter_mut()
+        .enumerate()
+        .take(3)
+        .skip(1)
+        .all(|(i, c)| ask(c, 400 + i as u16));
+    (oldest_closed, newcomer_answers, others_answer)
+}
+
+/// At the total connection limit, a newcomer takes the place of the connection idle
+/// longest, which is closed; the rest are served.
+fn total_limit_evicts(backend: Backend) {
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp(&format!("evict-{backend:?}"));
+    let _sluice = start_example(&topo, backend, &dir, &["--max-connections", "4"]);
+    let server = SocketAddr::from((topo.server_ip, 53));
+    let (oldest_closed, newcomer_answers, others_answer) = topo
+        .run_in(&topo.peer_ns.clone(), move || {
+            evict_the_idle_longest(server, 4)
+        })
+        .unwrap();
+    assert!(oldest_closed, "the connection idle longest is closed");
+    assert!(newcomer_answers, "the newcomer is served");
+    assert!(others_answer, "the others still answer");
+    let (_, text) = sluice_stats(&dir);
+    assert!(text.contains("evicted at the total limit 1 "), "{text}");
+    assert!(text.contains("refused by limits 0;"), "{text}");
+}
+
 /// Past 90 % of the total connection limit, a new connection is served in overload
 /// mode: its answers advertise an edns-tcp-keepalive of 0 (RFC 7828: close as soon as
 /// you can), and it is closed after them; the connections already open are not
@@ -973,6 +1021,13 @@ macro_rules! on_both_backends {
     ($backend:ident, $value:expr) => {
         mod $backend {
             use super::*;
+
+            #[test]
+            fn the_total_limit_evicts_the_idle_longest() {
+                require_root!();
+                let _s = serial();
+                super::total_limit_evicts($value);
+            }
 
             #[test]
             fn overload_mode_past_90_percent_of_the_limit() {

@@ -77,10 +77,12 @@ pub fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
             let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
             out.push_str(&format!(
                 "  dns: connections {} queries {}; answers NOERROR {} NXDOMAIN {} REFUSED {} FORMERR {} NOTIMP {} other {}; \
-                 dropped {} transfers {}; closed: garbage {} idle {} slow {} lifetime {}; refused by limits {}; overload mode {}\n",
+                 dropped {} transfers {}; closed: garbage {} idle {} slow {} lifetime {}; \
+                 evicted at the total limit {} at the per-source limit {}; refused by limits {}; overload mode {}\n",
                 g(&d.connections), g(&d.queries), g(&d.noerror), g(&d.nxdomain), g(&d.refused),
                 g(&d.formerr), g(&d.notimp), g(&d.other_rcode), g(&d.dropped), g(&d.transfers),
                 g(&d.garbage_closed), g(&d.idle_closed), g(&d.slow_closed), g(&d.lifetime_closed),
+                g(&d.evicted_total_limit), g(&d.evicted_source_limit),
                 g(&d.limit_refused), g(&d.overload_sessions)
             ));
         }

@@ -82,10 +82,13 @@ pub struct ServeArgs {
     /// DNS: seconds a connection may live at most [default: 120].
     #[arg(long)]
     max_lifetime: Option<f64>,
-    /// DNS: concurrent connections at most [default: 100000].
+    /// DNS: concurrent connections at most; at the limit a newcomer takes the place of
+    /// the connection idle longest [default: 100000].
     #[arg(long)]
     max_connections: Option<usize>,
-    /// DNS: concurrent connections from one source address at most [default: 1000].
+    /// DNS: concurrent connections from one source address at most; at the limit a
+    /// newcomer takes the place of that address's connection idle longest
+    /// [default: 1000].
     #[arg(long)]
     max_per_source: Option<usize>,
     /// DNS: a source prefix allowed to transfer zones (AXFR), e.g. 198.18.0.0/16
