@@ -213,6 +213,9 @@ pub struct XdpConfig {
     pub max_half_open: usize,
     /// Local ports of active opens, reserved from the kernel.
     pub client_ports: PortRange,
+    /// How the steering program admits new connections on each queue (adaptive by
+    /// default: see [`crate::Admission`]).
+    pub admission: crate::Admission,
     /// TCP settings. Their `keepalive` and `connect_timeout` are set per connection,
     /// from the listener or the `connect` call and from
     /// [`StackConfig::connect_timeout`].
@@ -231,6 +234,7 @@ impl XdpConfig {
             verify_checksums: true,
             max_half_open: 4096,
             client_ports: PortRange::default(),
+            admission: crate::Admission::default(),
             tcp: tcp::tcb::Config::default(),
         }
     }

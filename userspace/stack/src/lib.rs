@@ -42,6 +42,8 @@ pub use listener::{Handler, Keepalive, Listener, Listeners, LocalFuture};
 pub use session::{Next, Session, SessionFactory, Wake};
 pub use stack::Stack;
 pub use stats::{ConnStates, SocketDrops, WorkerStats};
+pub use xdp::admission::Admission;
 pub use xdp::memory::{MemoryDeviceConfig, MemoryLink, FRAME_SIZE};
 pub use xdp::nexthop;
 pub use xdp::ports::PortRange;
+pub use xsk::{SteeringCounters, SynBudget};

@@ -121,6 +121,13 @@ impl Stack {
         self.workers.stats()
     }
 
+    /// The steering program's counters (AF_XDP backend only): what it redirected,
+    /// passed to the kernel, found malformed, had no socket for, and shed under its
+    /// admission budgets.
+    pub fn steering_counters(&self) -> Option<Result<crate::SteeringCounters, xsk::Error>> {
+        self.xdp.as_ref().map(|x| x.program.counters())
+    }
+
     /// Stops accepting, lets flows in progress finish for at most `drain`, and waits for
     /// every worker to exit.
     pub fn shutdown(&mut self, drain: Duration) {

@@ -38,6 +38,11 @@ pub struct WorkerStats {
     pub syn_cookies_sent: u64,
     /// Connections made from a returned SYN cookie.
     pub syn_cookies_accepted: u64,
+    /// The SYNs a second the steering program admits on this worker's queue (0: all;
+    /// see [`crate::Admission`]).
+    pub syn_budget: u64,
+    /// Times the admission budget changed.
+    pub syn_budget_changes: u64,
     /// SYNs that opened a new connection on a 4-tuple we still held in TIME-WAIT
     /// (RFC 6191), retiring the old one.
     pub time_wait_reopened: u64,

@@ -3,9 +3,10 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
@@ -68,6 +69,8 @@ pub struct SteeringCounters {
     pub malformed: u64,
     /// Ours, but no socket was bound on the receiving queue: handed to the kernel.
     pub no_socket: u64,
+    /// A SYN to a service past its queue's admission budget: dropped.
+    pub shed: u64,
 }
 
 // Must match `enum counter` in ebpf/sluice_xdp.c.
@@ -75,6 +78,70 @@ const COUNTER_REDIRECTED: u32 = 0;
 const COUNTER_PASSED: u32 = 1;
 const COUNTER_MALFORMED: u32 = 2;
 const COUNTER_NO_SOCKET: u32 = 3;
+const COUNTER_SHED: u32 = 4;
+
+/// Must match `struct admission_budget` in ebpf/sluice_xdp.c.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct AdmissionBudget {
+    interval_ns: u64,
+    tolerance_ns: u64,
+}
+
+// SAFETY: two u64s, no padding, every bit pattern valid.
+unsafe impl aya::Pod for AdmissionBudget {}
+
+/// How many new connections a queue admits: the steering program lets SYNs to the
+/// services through at `per_second` on average, with bursts of up to `burst` more,
+/// and drops the rest before they are copied to the socket.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SynBudget {
+    /// SYNs per second, on average (at least 1).
+    pub per_second: f64,
+    /// SYNs let through at once above the rate.
+    pub burst: u32,
+}
+
+impl SynBudget {
+    fn encode(budget: Option<SynBudget>) -> AdmissionBudget {
+        match budget {
+            None => AdmissionBudget::default(),
+            Some(b) => {
+                let interval = (1e9 / b.per_second.max(1.0)).max(1.0) as u64;
+                AdmissionBudget {
+                    interval_ns: interval,
+                    tolerance_ns: interval.saturating_mul(u64::from(b.burst)),
+                }
+            }
+        }
+    }
+
+    /// The time the budget lets `burst` SYNs through in: for a display.
+    pub fn burst_time(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.burst) / self.per_second.max(1.0))
+    }
+}
+
+/// Writes the admission budgets of the steering program (see [`SynBudget`]) through a
+/// descriptor of its own, so that each worker can hold one for its queue.
+pub struct AdmissionControl {
+    budgets: Array<MapData, AdmissionBudget>,
+}
+
+impl fmt::Debug for AdmissionControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdmissionControl")
+    }
+}
+
+impl AdmissionControl {
+    /// Sets `queue`'s budget; None admits every SYN (the default).
+    pub fn set(&mut self, queue: u32, budget: Option<SynBudget>) -> Result<()> {
+        self.budgets
+            .set(queue, SynBudget::encode(budget), 0)
+            .map_err(|e| bpf_error("setting an admission budget", e))
+    }
+}
 
 /// Must match `struct service_key` in ebpf/sluice_xdp.c: network byte order.
 #[repr(C)]
@@ -120,6 +187,8 @@ pub struct XdpProgram {
     client_ports: Array<MapData, PortRange>,
     sockets: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    /// The admission map's descriptor, which each [`AdmissionControl`] duplicates.
+    admission: OwnedFd,
     // Declared last: dropped last, after the maps, which keeps them valid while it lives.
     _ebpf: Ebpf,
 }
@@ -197,6 +266,19 @@ impl XdpProgram {
             .map_err(|e| bpf_error("opening map client_ports", e))?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "counters")?)
             .map_err(|e| bpf_error("opening map counters", e))?;
+        let admission = match take(&mut ebpf, "admission")? {
+            Map::Array(data) => data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| bpf_error("duplicating the admission map's descriptor", e))?,
+            _ => {
+                return Err(Error::Bpf {
+                    op: "opening map admission",
+                    detail: "not an array".into(),
+                })
+            }
+        };
         Ok(XdpProgram {
             iface: iface.to_string(),
             mode: attached,
@@ -204,6 +286,7 @@ impl XdpProgram {
             client_ports,
             sockets,
             counters,
+            admission,
             _ebpf: ebpf,
         })
     }
@@ -280,7 +363,20 @@ impl XdpProgram {
             passed: sum(COUNTER_PASSED)?,
             malformed: sum(COUNTER_MALFORMED)?,
             no_socket: sum(COUNTER_NO_SOCKET)?,
+            shed: sum(COUNTER_SHED)?,
         })
+    }
+
+    /// A handle on the admission budgets with a descriptor of its own (for a worker).
+    pub fn admission_control(&self) -> Result<AdmissionControl> {
+        let fd = self
+            .admission
+            .try_clone()
+            .map_err(|e| bpf_error("duplicating the admission map's descriptor", e))?;
+        let data = MapData::from_fd(fd).map_err(|e| bpf_error("opening the admission map", e))?;
+        let budgets = Array::try_from(Map::Array(data))
+            .map_err(|e| bpf_error("opening the admission map", e))?;
+        Ok(AdmissionControl { budgets })
     }
 }
 

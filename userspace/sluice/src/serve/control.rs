@@ -60,10 +60,11 @@ pub fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
                 "worker {i}: packets rx {} tx {} dropped {} tx-ring-full {} tx-device-full {} tx-kick-refused {}; \
                  lost in the kernel: {lost}; connections open {} accepted {}; \
                  resets {} (aborted on close {}); syn-cookies {}/{}; time-wait reopened {}; retransmits {} timeouts {} fast recoveries {} (undone {}); handed over {}/{}; \
-                 busy {} idle-poll {} of {} us\n",
+                 busy {} idle-poll {} of {} us; syn budget {} (changed {})\n",
                 w.rx_frames, w.tx_frames, w.rx_dropped, w.tx_ring_full, w.tx_device_full, w.tx_kick_refused, w.connections, w.accepted,
                 w.resets_sent, w.aborted_on_close, w.syn_cookies_sent, w.syn_cookies_accepted, w.time_wait_reopened, w.retransmits, w.timeouts, w.recoveries, w.undone_recoveries,
-                w.handed_out, w.handed_in, w.busy_us, w.idle_poll_us, w.elapsed_us
+                w.handed_out, w.handed_in, w.busy_us, w.idle_poll_us, w.elapsed_us,
+                if w.syn_budget == 0 { "none".to_string() } else { format!("{}/s", w.syn_budget) }, w.syn_budget_changes
             ));
             let t = &w.states;
             out.push_str(&format!(
@@ -86,6 +87,14 @@ pub fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
                 g(&d.limit_refused), g(&d.overload_sessions)
             ));
         }
+    }
+    match stack.steering_counters() {
+        Some(Ok(c)) => out.push_str(&format!(
+            "steering program: redirected {} passed {} malformed {} no-socket {} shed (syn budget) {}\n",
+            c.redirected, c.passed, c.malformed, c.no_socket, c.shed
+        )),
+        Some(Err(e)) => out.push_str(&format!("steering program: counters unreadable: {e}\n")),
+        None => {}
     }
     if let Some(d) = dns {
         out.push_str(&format!("zones: {}\n", d.catalog.load().len()));

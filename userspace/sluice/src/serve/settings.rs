@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
-use stack::{Backend, BackendConfig, KernelConfig, StackConfig, XdpConfig};
+use stack::{Admission, Backend, BackendConfig, KernelConfig, StackConfig, SynBudget, XdpConfig};
 
 use super::control::DEFAULT_CONTROL;
 use super::handlers::{parse_listen, BuiltinHandler};
@@ -71,6 +71,13 @@ pub struct ServeArgs {
     /// SYNs are answered with SYN cookies and no state (a flood then costs no memory).
     #[arg(long)]
     syn_backlog: Option<usize>,
+    /// AF_XDP: how the steering program admits new connections (SYNs) on each queue:
+    /// `adaptive` (at the rate the queue's worker finishes connections, once it is
+    /// saturated; a worker with room admits every SYN), `off`, or a fixed budget per
+    /// queue, `RATE` or `RATE/BURST` SYNs a second [default: adaptive]. SYNs past the
+    /// budget are dropped in XDP, before they cost a copy (`sluice stats`: shed).
+    #[arg(long, value_parser = parse_admission)]
+    admission: Option<Admission>,
     /// DNS: seconds a connection may stay idle [default: 10]; advertised to clients in
     /// edns-tcp-keepalive (RFC 7828).
     #[arg(long)]
@@ -118,6 +125,7 @@ struct FileConfig {
     napi_busy_poll: Option<u32>,
     busy_poll: Option<u64>,
     syn_backlog: Option<usize>,
+    admission: Option<String>,
     idle_timeout: Option<f64>,
     io_timeout: Option<f64>,
     max_lifetime: Option<f64>,
@@ -154,6 +162,7 @@ struct Options {
     napi_busy_poll: Option<u32>,
     busy_poll: Option<u64>,
     syn_backlog: Option<usize>,
+    admission: Option<Given<Admission>>,
     idle_timeout: Option<f64>,
     io_timeout: Option<f64>,
     max_lifetime: Option<f64>,
@@ -188,6 +197,7 @@ impl From<&ServeArgs> for Options {
             napi_busy_poll: a.napi_busy_poll,
             busy_poll: a.busy_poll,
             syn_backlog: a.syn_backlog,
+            admission: a.admission.map(Ok),
             idle_timeout: a.idle_timeout,
             io_timeout: a.io_timeout,
             max_lifetime: a.max_lifetime,
@@ -229,6 +239,7 @@ impl FileConfig {
             napi_busy_poll: self.napi_busy_poll,
             busy_poll: self.busy_poll,
             syn_backlog: self.syn_backlog,
+            admission: self.admission.map(|a| parse_admission(&a)),
             idle_timeout: self.idle_timeout,
             io_timeout: self.io_timeout,
             max_lifetime: self.max_lifetime,
@@ -256,6 +267,7 @@ impl Options {
             napi_busy_poll: self.napi_busy_poll.or(lower.napi_busy_poll),
             busy_poll: self.busy_poll.or(lower.busy_poll),
             syn_backlog: self.syn_backlog.or(lower.syn_backlog),
+            admission: self.admission.or(lower.admission),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             io_timeout: self.io_timeout.or(lower.io_timeout),
             max_lifetime: self.max_lifetime.or(lower.max_lifetime),
@@ -276,6 +288,7 @@ impl Options {
             );
         }
         let backend = self.backend.transpose()?.unwrap_or(Backend::Kernel);
+        let admission = self.admission.transpose()?;
         let cores = self.cores.transpose()?.unwrap_or_default();
         let transfer_allow = self.transfer_allow.transpose()?.unwrap_or_default();
         let defaults = Limits::default();
@@ -305,6 +318,9 @@ impl Options {
                 }
                 if let Some(n) = self.syn_backlog {
                     xdp.max_half_open = n;
+                }
+                if let Some(a) = admission {
+                    xdp.admission = a;
                 }
                 BackendConfig::Xdp(xdp)
             }
@@ -389,6 +405,34 @@ fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
         .filter(|l| *l <= 32)
         .ok_or_else(|| format!("{s:?}: the prefix length must be 0-32"))?;
     Ok((a, len))
+}
+
+/// `adaptive`, `off`, `RATE` or `RATE/BURST` (a fixed budget; the burst defaults to
+/// 20 ms at the rate).
+fn parse_admission(s: &str) -> Result<Admission, String> {
+    let bad = || format!("bad admission {s:?} (adaptive, off, RATE or RATE/BURST SYNs a second)");
+    match s {
+        "adaptive" => Ok(Admission::Adaptive),
+        "off" => Ok(Admission::Off),
+        fixed => {
+            let (rate, burst) = match fixed.split_once('/') {
+                Some((r, b)) => (r, Some(b)),
+                None => (fixed, None),
+            };
+            let per_second: u32 = rate.parse().map_err(|_| bad())?;
+            if per_second == 0 {
+                return Err(bad());
+            }
+            let burst = match burst {
+                Some(b) => b.parse().map_err(|_| bad())?,
+                None => (per_second / 50).max(1),
+            };
+            Ok(Admission::Fixed(SynBudget {
+                per_second: f64::from(per_second),
+                burst,
+            }))
+        }
+    }
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {

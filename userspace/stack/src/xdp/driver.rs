@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use xsk::{XskConfig, XskSocket};
 
+use super::admission::{Admission, Controller, Sample};
 use super::device::Device;
 use super::shard::{Shard, ShardSetup, RX_BATCH};
 use super::table::Handle;
@@ -47,6 +48,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, ready: Sender<Ready>, commands: 
         shard,
         xdp,
         connect_timeout,
+        admission,
     } = setup;
     let mut sock = match XskSocket::bind(
         &iface,
@@ -69,6 +71,11 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, ready: Sender<Ready>, commands: 
         }
     }
     let registered = Some((queue, sock.as_raw_fd()));
+    let admission = WorkerAdmission {
+        queue,
+        control: admission,
+        mode: xdp.admission,
+    };
     run_on(
         sock,
         shard,
@@ -76,12 +83,22 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, ready: Sender<Ready>, commands: 
         connect_timeout,
         ready,
         registered,
+        Some(admission),
         commands,
     );
 }
 
+/// A worker's part in admission: its queue's budget in the steering program.
+pub(crate) struct WorkerAdmission {
+    queue: u32,
+    control: xsk::AdmissionControl,
+    mode: Admission,
+}
+
 /// Runs a worker's loop on `dev` until a shutdown command; `registered` is what the
-/// readiness report carries.
+/// readiness report carries; `admission`, the queue's budget to keep (a device behind
+/// a steering program).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_on<D: Device + 'static>(
     dev: D,
     shard: ShardSetup,
@@ -89,6 +106,7 @@ pub(crate) fn run_on<D: Device + 'static>(
     connect_timeout: Duration,
     ready: Sender<Ready>,
     registered: Option<(u32, RawFd)>,
+    admission: Option<WorkerAdmission>,
     mut commands: Commands,
 ) {
     let runtime = match crate::runtime::runtime() {
@@ -139,6 +157,10 @@ pub(crate) fn run_on<D: Device + 'static>(
             // to the next round (that round and the flow tasks it woke) counts as busy, or
             // as idle polling; time asleep counts as neither.
             let mut last_round: Option<(tcp::Instant, bool)> = None;
+            let mut admission = admission.map(|a| {
+                let now = state.borrow().now();
+                (Controller::new(a.mode, now), a)
+            });
             loop {
                 let (worked, accepted, now) = {
                     let mut s = state.borrow_mut();
@@ -154,6 +176,26 @@ pub(crate) fn run_on<D: Device + 'static>(
                     s.stats.elapsed_us = now.as_micros();
                     let worked = s.step(&mut dev, now);
                     last_round = Some((now, worked));
+                    if let Some((ctl, a)) = admission.as_mut() {
+                        let sample = Sample {
+                            busy_us: s.stats.busy_us,
+                            elapsed_us: s.stats.elapsed_us,
+                            accepted: s.stats.accepted,
+                        };
+                        if let Some(budget) = ctl.tick(now, sample) {
+                            match a.control.set(a.queue, budget) {
+                                Ok(()) => {
+                                    s.stats.syn_budget =
+                                        budget.map_or(0, |b| b.per_second as u64);
+                                    s.stats.syn_budget_changes += 1;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(queue = a.queue, error = %e, "cannot set the admission budget: admission off for this queue");
+                                    admission = None;
+                                }
+                            }
+                        }
+                    }
                     (worked, std::mem::take(&mut s.accepted), now)
                 };
                 for (h, port) in accepted {

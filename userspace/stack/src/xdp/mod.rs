@@ -12,6 +12,7 @@
 //! (its RSS or transmit hash), so a worker that receives a segment for a port of the
 //! client range that another worker owns hands the frame to that worker.
 
+pub(crate) mod admission;
 mod backlog;
 pub(crate) mod conn;
 mod connect;
@@ -67,6 +68,8 @@ pub(crate) struct XdpWorkerSetup {
     pub xdp: Arc<XdpConfig>,
     /// How long an active open waits for its handshake.
     pub connect_timeout: std::time::Duration,
+    /// Its handle on the steering program's admission budgets.
+    pub admission: xsk::AdmissionControl,
 }
 
 /// The interface's MAC address, from rtnetlink's view of the link (via sysfs-free ioctl).
@@ -165,6 +168,10 @@ fn start_workers(
             },
             xdp: settings.clone(),
             connect_timeout: config.connect_timeout,
+            admission: shared
+                .program
+                .admission_control()
+                .map_err(StartError::Xdp)?,
         };
         let ready = workers.launch(index, &config.cores, move |commands, ready| {
             driver::run_worker(setup, ready, commands)
@@ -220,6 +227,7 @@ pub(crate) fn start_memory(
                 busy_poll,
                 connect_timeout,
                 ready,
+                None,
                 None,
                 commands,
             )
