@@ -39,11 +39,11 @@ const SYN_OPTIONS: usize = 20;
 /// Options of the other segments: NOP, NOP, timestamps.
 const TS_OPTIONS: usize = 12;
 
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const PSH: u8 = 0x08;
-const ACK: u8 = 0x10;
+pub(crate) const FIN: u8 = 0x01;
+pub(crate) const SYN: u8 = 0x02;
+pub(crate) const RST: u8 = 0x04;
+pub(crate) const PSH: u8 = 0x08;
+pub(crate) const ACK: u8 = 0x10;
 
 /// The workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,10 +92,7 @@ struct Client {
     /// The server's last timestamp, echoed.
     ts_recent: u32,
     answers_left: usize,
-    /// DNS framing of the answer stream: bytes left of the current message, and the
-    /// first byte of a length prefix split across segments.
-    msg_left: usize,
-    len_hi: Option<u8>,
+    answers: AnswerStream,
     /// Queued in `due` with this to send.
     out: Option<Out>,
 }
@@ -156,8 +153,7 @@ impl Clients {
                 ack: 0,
                 ts_recent: 0,
                 answers_left: 0,
-                msg_left: 0,
-                len_hi: None,
+                answers: AnswerStream::ZERO,
                 out: Some(Out::Syn),
             })
             .collect();
@@ -243,8 +239,7 @@ impl Clients {
         let offset = (u32::from(c.port) - u32::from(FIRST_PORT) + count) % PORTS;
         c.port = FIRST_PORT + offset as u16;
         c.state = State::Connecting;
-        c.msg_left = 0;
-        c.len_hi = None;
+        c.answers = AnswerStream::ZERO;
         self.queue(i, Out::Syn);
     }
 
@@ -260,7 +255,10 @@ impl Clients {
             self.tally.strays += 1;
             return;
         };
-        let Some(i) = self.client_of(seg.dst_port) else {
+        let Some(i) = self
+            .client_of(seg.dst_port)
+            .filter(|&i| self.clients[i].ip == seg.dst_ip)
+        else {
             self.tally.strays += 1;
             return;
         };
@@ -289,7 +287,7 @@ impl Clients {
                     return;
                 }
                 c.ack = c.ack.wrapping_add(seg.payload.len() as u32);
-                let answers = frame_answers(c, seg.payload);
+                let answers = c.answers.count(seg.payload);
                 c.answers_left = c.answers_left.saturating_sub(answers);
                 self.tally.answers += answers as u64;
                 let fin = seg.flags & FIN != 0;
@@ -342,17 +340,17 @@ impl Clients {
             Out::Fin => ACK | FIN,
             Out::LastAck => ACK,
         };
-        let ok = link.send_with(|buf| {
-            emit(
-                buf,
-                &self.server_mac,
-                c,
-                flags,
-                self.ts_now,
-                out == Out::Syn,
-                payload,
-            )
-        });
+        let segment = Outgoing {
+            ip: c.ip,
+            port: c.port,
+            seq: c.seq,
+            ack: c.ack,
+            ts_recent: c.ts_recent,
+            flags,
+            ts_now: self.ts_now,
+            payload,
+        };
+        let ok = link.send_with(|buf| emit(buf, &self.server_mac, &segment));
         if !ok {
             return false;
         }
@@ -363,8 +361,28 @@ impl Clients {
     }
 }
 
-/// Counts the DNS messages `payload` completes in client `c`'s answer stream.
-fn frame_answers(c: &mut Client, mut payload: &[u8]) -> usize {
+/// The DNS framing of a connection's answer stream: bytes left of the current message,
+/// and the first byte of a length prefix split across segments.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct AnswerStream {
+    msg_left: usize,
+    len_hi: Option<u8>,
+}
+
+impl AnswerStream {
+    /// At the start of a stream.
+    pub(crate) const ZERO: AnswerStream = AnswerStream {
+        msg_left: 0,
+        len_hi: None,
+    };
+
+    /// Counts the DNS messages `payload` completes.
+    pub(crate) fn count(&mut self, payload: &[u8]) -> usize {
+        count_answers(self, payload)
+    }
+}
+
+fn count_answers(c: &mut AnswerStream, mut payload: &[u8]) -> usize {
     let mut done = 0;
     while !payload.is_empty() {
         if c.msg_left > 0 {
@@ -401,17 +419,27 @@ fn frame_answers(c: &mut Client, mut payload: &[u8]) -> usize {
     done
 }
 
+/// One client segment to write: the connection's numbers, the flags and the payload.
+pub(crate) struct Outgoing<'a> {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// Our sequence number (the SYN's: its ISS).
+    pub seq: u32,
+    /// What we acknowledge (ignored in a SYN).
+    pub ack: u32,
+    /// The server's last timestamp, echoed.
+    pub ts_recent: u32,
+    pub flags: u8,
+    /// Our timestamp.
+    pub ts_now: u32,
+    pub payload: &'a [u8],
+}
+
 /// Writes one client segment (Ethernet, IPv4, TCP with options, payload) into `buf`;
-/// returns its length.
-fn emit(
-    buf: &mut [u8],
-    server_mac: &[u8; 6],
-    c: &Client,
-    flags: u8,
-    ts_now: u32,
-    syn: bool,
-    payload: &[u8],
-) -> usize {
+/// returns its length (0 if it does not fit).
+pub(crate) fn emit(buf: &mut [u8], server_mac: &[u8; 6], c: &Outgoing) -> usize {
+    let (flags, ts_now, payload) = (c.flags, c.ts_now, c.payload);
+    let syn = flags & SYN != 0;
     let options = if syn { SYN_OPTIONS } else { TS_OPTIONS };
     let tcp_len = TCP + options + payload.len();
     let ip_len = IP + tcp_len;
@@ -469,17 +497,18 @@ fn emit(
 }
 
 /// What the client reads of a server segment.
-struct Segment<'a> {
-    dst_port: u16,
-    seq: u32,
-    flags: u8,
-    tsval: Option<u32>,
-    payload: &'a [u8],
+pub(crate) struct Segment<'a> {
+    pub dst_ip: Ipv4Addr,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub flags: u8,
+    pub tsval: Option<u32>,
+    pub payload: &'a [u8],
 }
 
 impl<'a> Segment<'a> {
     /// The TCP segment in an Ethernet/IPv4 frame from the server, if it is one.
-    fn parse(frame: &'a [u8]) -> Option<Segment<'a>> {
+    pub(crate) fn parse(frame: &'a [u8]) -> Option<Segment<'a>> {
         if frame.len() < ETH + IP + TCP || frame[12..14] != [0x08, 0x00] || frame[ETH + 9] != 6 {
             return None;
         }
@@ -510,6 +539,12 @@ impl<'a> Segment<'a> {
             }
         }
         Some(Segment {
+            dst_ip: Ipv4Addr::new(
+                frame[ETH + 16],
+                frame[ETH + 17],
+                frame[ETH + 18],
+                frame[ETH + 19],
+            ),
             dst_port: u16::from_be_bytes([t[2], t[3]]),
             seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
             flags: t[13],
@@ -523,47 +558,39 @@ impl<'a> Segment<'a> {
 mod tests {
     use super::*;
 
-    fn client() -> Client {
-        Client {
-            state: State::Querying,
+    fn outgoing(flags: u8, payload: &[u8]) -> Outgoing<'_> {
+        Outgoing {
             ip: Ipv4Addr::new(198, 18, 1, 1),
             port: 4000,
             seq: 7,
             ack: 9,
             ts_recent: 3,
-            answers_left: 2,
-            msg_left: 0,
-            len_hi: None,
-            out: None,
+            flags,
+            ts_now: 42,
+            payload,
         }
     }
 
     #[test]
     fn answers_are_counted_across_segment_boundaries() {
-        let mut c = client();
         let stream = [0u8, 3, 1, 2, 3, 0, 2, 9, 9];
         // Split at every point: two messages whichever way the bytes arrive.
         for cut in 0..stream.len() {
-            let mut c2 = client();
-            let n = frame_answers(&mut c2, &stream[..cut]) + frame_answers(&mut c2, &stream[cut..]);
+            let mut a = AnswerStream::default();
+            let n = a.count(&stream[..cut]) + a.count(&stream[cut..]);
             assert_eq!(n, 2, "cut at {cut}");
         }
-        assert_eq!(frame_answers(&mut c, &stream), 2);
+        assert_eq!(AnswerStream::default().count(&stream), 2);
     }
 
     #[test]
     fn an_emitted_segment_parses_with_valid_checksums() {
-        let c = client();
         let mut buf = [0u8; 2048];
         let payload = [0u8, 2, 0xab, 0xcd];
         let len = emit(
             &mut buf,
             &[2, 0, 0, 0, 0, 1],
-            &c,
-            ACK | PSH,
-            42,
-            false,
-            &payload,
+            &outgoing(ACK | PSH, &payload),
         );
         let f = wire::frame::parse_tcp_ipv4(&buf[..len], wire::ChecksumMode::Verify)
             .expect("a valid frame");
@@ -572,7 +599,9 @@ mod tests {
         assert_eq!(f.tcp.ack_number, Some(9));
         assert_eq!(f.tcp.payload, &payload);
         assert_eq!(f.tcp.timestamp.map(|t| (t.tsval, t.tsecr)), Some((42, 3)));
-        let syn = emit(&mut buf, &[2, 0, 0, 0, 0, 1], &c, SYN, 42, true, &[]);
+        let seg = Segment::parse(&buf[..len]).expect("parses");
+        assert_eq!(seg.dst_ip, SERVER_IP);
+        let syn = emit(&mut buf, &[2, 0, 0, 0, 0, 1], &outgoing(SYN, &[]));
         let f = wire::frame::parse_tcp_ipv4(&buf[..syn], wire::ChecksumMode::Verify)
             .expect("a valid SYN");
         assert!(f.tcp.sack_permitted && f.tcp.window_scale == Some(7));

@@ -38,6 +38,12 @@ pub struct WorkerStats {
     pub syn_cookies_sent: u64,
     /// Connections made from a returned SYN cookie.
     pub syn_cookies_accepted: u64,
+    /// SYNs to a listener that reached the worker (past the steering program's
+    /// admission).
+    pub syns_received: u64,
+    /// Connections served to their end (established, then closed without a reset or a
+    /// timeout).
+    pub completed: u64,
     /// The SYNs a second the steering program admits on this worker's queue (0: all;
     /// see [`crate::Admission`]).
     pub syn_budget: u64,

@@ -5,15 +5,23 @@
 //! goodput collapses. Dropping the excess SYNs in XDP costs tens of nanoseconds each.
 //!
 //! The budget follows what the worker measures it completes, not how full its ring is
-//! (a burst of legitimate clients fills a ring too): every period it looks at its busy
-//! share (its rounds that did work, over the time) and at the connections it accepted.
-//! - Saturated (busy at least [`SATURATED`]): new connections are admitted at the rate
-//!   it accepted them in the period, a little less ([`DECREASE`]) so that the backlog
-//!   drains, never below [`MIN_RATE`].
-//! - Not saturated with a budget set: the budget grows by [`INCREASE`] a period, and is
-//!   lifted after [`CALM_PERIODS`] periods under [`CALM`] busy.
+//! (a burst of legitimate clients fills a ring too). Every period the worker looks at
+//! whether it is overloaded (the kernel dropped frames for its full RX ring or empty
+//! fill ring, or its own rounds kept it busy [`SATURATED`] of the time: on a core it
+//! shares with the NIC's receive work, its busy share alone understates the load)
+//! and whether new connections are the pressure (more SYNs reached it than
+//! [`PRESSURE`] times the connections it served to their end, plus a margin).
+//! - Both: new connections are admitted at the rate it has shown it completes them (the
+//!   highest of its completion rate, smoothed over a few periods, in the last
+//!   [`PEAK_PERIODS`]; one period's count swings with bursts of completions), a little
+//!   less ([`DECREASE`]) so that the backlog drains, never below [`MIN_RATE`]. Taking
+//!   the rate of the overloaded period itself spirals down: overload lowers it.
+//! - With a budget and no overload: the budget grows by [`INCREASE`] a period while it
+//!   binds (the SYNs reaching the worker use it), and is lifted once the demand has
+//!   stayed under [`UNUSED`] of it for [`CALM_PERIODS`] periods.
 //! - With no budget, nothing is dropped: a burst of clients at a worker with room is
-//!   never shed.
+//!   never shed, and neither is a SYN flood the worker answers with SYN cookies
+//!   without overload.
 //!
 //! This is the sans-IO part: it takes the worker's counters and time and says what the
 //! budget becomes; the worker writes it to the program.
@@ -27,14 +35,26 @@ use xsk::SynBudget;
 pub(crate) const PERIOD: Duration = Duration::from_millis(50);
 /// The busy share from which the worker counts as saturated.
 const SATURATED: f64 = 0.90;
-/// The busy share under which the worker is calm.
-const CALM: f64 = 0.50;
-/// Calm periods in a row before the budget is lifted.
-const CALM_PERIODS: u32 = 4;
-/// The saturated budget, as a share of the rate of accepted connections.
-const DECREASE: f64 = 0.95;
-/// The growth of a budget a period while not saturated.
-const INCREASE: f64 = 1.25;
+/// The share of the budget under which the SYNs that reach the worker say the budget
+/// no longer binds (the demand fell).
+const UNUSED: f64 = 0.5;
+/// SYNs over completed connections from which new connections are the pressure.
+const PRESSURE: f64 = 1.2;
+/// SYNs a second not counted as pressure (a handshake spans periods).
+const PRESSURE_MARGIN: f64 = 500.0;
+/// Periods in a row of demand under the budget, without overload, before the budget
+/// is lifted.
+const CALM_PERIODS: u32 = 10;
+/// The budget under overload, as a share of the completion rate shown.
+const DECREASE: f64 = 0.9;
+/// The smoothing of the completion rate: the weight of the latest period.
+const SMOOTHING: f64 = 0.25;
+/// Periods over which the highest smoothed completion rate is kept (a second).
+const PEAK_PERIODS: usize = 20;
+/// The budget's cut a period in which frames were lost with it in force.
+const BACK_OFF: f64 = 0.9;
+/// The growth of a budget a period without overload (doubling in about 0.7 s).
+const INCREASE: f64 = 1.05;
 /// The smallest budget, SYNs a second: a worker kept busy by established connections
 /// still takes some new ones.
 const MIN_RATE: f64 = 1000.0;
@@ -60,7 +80,12 @@ pub enum Admission {
 pub(crate) struct Sample {
     pub busy_us: u64,
     pub elapsed_us: u64,
-    pub accepted: u64,
+    /// SYNs to a listener that reached the worker.
+    pub syns: u64,
+    /// Connections served to their end.
+    pub completed: u64,
+    /// Frames the kernel dropped for a full RX ring or an empty fill ring.
+    pub ring_drops: u64,
 }
 
 /// One worker's admission controller.
@@ -71,6 +96,10 @@ pub(crate) struct Controller {
     last: Option<Sample>,
     budget: Option<SynBudget>,
     calm: u32,
+    /// The completion rate, smoothed.
+    smoothed: f64,
+    /// The smoothed rate of the last `PEAK_PERIODS` periods, oldest first.
+    recent: std::collections::VecDeque<f64>,
     /// The budget was written since it was created (a fixed one is written once).
     written: bool,
 }
@@ -83,6 +112,8 @@ impl Controller {
             last: None,
             budget: None,
             calm: 0,
+            smoothed: 0.0,
+            recent: std::collections::VecDeque::with_capacity(PEAK_PERIODS),
             written: false,
         }
     }
@@ -91,6 +122,15 @@ impl Controller {
     #[cfg(test)]
     pub(crate) fn budget(&self) -> Option<SynBudget> {
         self.budget
+    }
+
+    /// Whether a period has passed since the last look (cheap: every round asks).
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        match self.mode {
+            Admission::Off => false,
+            Admission::Fixed(_) => !self.written,
+            Admission::Adaptive => now >= self.next,
+        }
     }
 
     /// Called every round: once a period, reconsiders the budget from the worker's
@@ -118,10 +158,15 @@ impl Controller {
         if elapsed == 0 {
             return None;
         }
-        let busy = sample.busy_us.saturating_sub(last.busy_us) as f64 / elapsed as f64;
-        let accepted_rate =
-            sample.accepted.saturating_sub(last.accepted) as f64 * 1e6 / elapsed as f64;
-        let next = self.decide(busy, accepted_rate);
+        let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 * 1e6 / elapsed as f64;
+        let period = Period {
+            busy: sample.busy_us.saturating_sub(last.busy_us) as f64 / elapsed as f64,
+            syn_rate: rate(sample.syns, last.syns),
+            completed_rate: rate(sample.completed, last.completed),
+            dropped: sample.ring_drops > last.ring_drops,
+        };
+        let next = self.decide(period);
+        tracing::debug!(?period, budget = ?next.map(|b| b.per_second), "admission");
         if next == self.budget {
             return None;
         }
@@ -129,23 +174,60 @@ impl Controller {
         Some(next)
     }
 
-    fn decide(&mut self, busy: f64, accepted_rate: f64) -> Option<SynBudget> {
-        if busy >= SATURATED {
+    fn decide(&mut self, p: Period) -> Option<SynBudget> {
+        self.smoothed += SMOOTHING * (p.completed_rate - self.smoothed);
+        if self.recent.len() == PEAK_PERIODS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(self.smoothed);
+        let shown = self.recent.iter().copied().fold(0.0, f64::max);
+        let overloaded = p.dropped || p.busy >= SATURATED;
+        let pressure = p.syn_rate > p.completed_rate * PRESSURE + PRESSURE_MARGIN;
+        if overloaded && pressure {
             self.calm = 0;
-            return Some(budget_at(accepted_rate * DECREASE));
+            let lower = budget_at(shown * DECREASE);
+            // Never up on overload: a budget already lower stays.
+            return Some(match self.budget {
+                Some(b) if b.per_second < lower.per_second => b,
+                _ => lower,
+            });
         }
         let current = self.budget?;
-        if busy < CALM {
+        if p.dropped {
+            // Frames lost with the budget in force: too much still gets in for the
+            // worker's share of the core (on a core shared with the receive work, that
+            // share shrinks as the flood grows). Multiplicative decrease, as TCP's on
+            // loss.
+            self.calm = 0;
+            return Some(budget_at(current.per_second * BACK_OFF));
+        }
+        if overloaded {
+            // Busy with what it already admitted, nothing lost: hold.
+            self.calm = 0;
+            return Some(current);
+        }
+        if p.syn_rate < current.per_second * UNUSED {
+            // The demand is well under the budget: lifted once it stays there.
             self.calm += 1;
             if self.calm >= CALM_PERIODS {
                 self.calm = 0;
                 return None;
             }
-        } else {
-            self.calm = 0;
+            return Some(current);
         }
+        self.calm = 0;
         Some(budget_at(current.per_second * INCREASE))
     }
+}
+
+/// One period's measurements.
+#[derive(Clone, Copy, Debug)]
+struct Period {
+    busy: f64,
+    syn_rate: f64,
+    completed_rate: f64,
+    /// The kernel dropped frames for the worker's rings.
+    dropped: bool,
 }
 
 fn budget_at(per_second: f64) -> SynBudget {
@@ -160,60 +242,148 @@ fn budget_at(per_second: f64) -> SynBudget {
 mod tests {
     use super::*;
 
-    /// Feeds the controller a period at `busy` share with `accepted` connections.
-    fn period(c: &mut Controller, t: &mut Instant, s: &mut Sample, busy: f64, accepted: u64) {
+    /// One period's load: the busy share, SYNs and completed connections in it, and
+    /// whether the kernel dropped frames.
+    struct Load {
+        busy: f64,
+        syns: u64,
+        completed: u64,
+        dropped: bool,
+    }
+
+    fn period(c: &mut Controller, t: &mut Instant, s: &mut Sample, l: Load) {
         let us = PERIOD.as_micros() as u64;
         *t += PERIOD;
         s.elapsed_us += us;
-        s.busy_us += (us as f64 * busy) as u64;
-        s.accepted += accepted;
+        s.busy_us += (us as f64 * l.busy) as u64;
+        s.syns += l.syns;
+        s.completed += l.completed;
+        s.ring_drops += u64::from(l.dropped);
         c.tick(*t, *s);
+    }
+
+    fn start() -> (Controller, Instant, Sample) {
+        let t = Instant::from_micros(1);
+        let mut c = Controller::new(Admission::Adaptive, t);
+        let mut t2 = t;
+        let mut s = Sample::default();
+        let idle = Load {
+            busy: 0.1,
+            syns: 0,
+            completed: 0,
+            dropped: false,
+        };
+        period(&mut c, &mut t2, &mut s, idle);
+        (c, t2, s)
     }
 
     #[test]
     fn a_worker_with_room_admits_everything() {
-        let mut t = Instant::from_micros(1);
-        let mut c = Controller::new(Admission::Adaptive, t);
-        let mut s = Sample::default();
+        let (mut c, mut t, mut s) = start();
         for _ in 0..20 {
-            // A burst: many connections, the worker busy but not saturated.
-            period(&mut c, &mut t, &mut s, 0.8, 5000);
+            // A burst: many new connections, more SYNs than completions in a period,
+            // but no overload.
+            let burst = Load {
+                busy: 0.8,
+                syns: 5000,
+                completed: 1000,
+                dropped: false,
+            };
+            period(&mut c, &mut t, &mut s, burst);
             assert_eq!(c.budget(), None);
         }
     }
 
     #[test]
-    fn saturation_sets_the_budget_to_what_completes_then_calm_lifts_it() {
-        let mut t = Instant::from_micros(1);
-        let mut c = Controller::new(Admission::Adaptive, t);
-        let mut s = Sample::default();
-        period(&mut c, &mut t, &mut s, 0.5, 0);
-        // Saturated, 3 000 accepted in 50 ms: 60 000 a second.
-        period(&mut c, &mut t, &mut s, 0.99, 3000);
-        let b = c.budget().expect("a budget under saturation");
-        assert_eq!(b.per_second, 57_000.0);
-        assert_eq!(b.burst, 1140);
-        // Still saturated, fewer completing: it follows them down.
-        period(&mut c, &mut t, &mut s, 0.95, 2000);
-        assert_eq!(c.budget().unwrap().per_second, 38_000.0);
+    fn a_flood_answered_with_cookies_without_overload_is_not_shed() {
+        let (mut c, mut t, mut s) = start();
+        let flood = Load {
+            busy: 0.6,
+            syns: 20_000,
+            completed: 0,
+            dropped: false,
+        };
+        period(&mut c, &mut t, &mut s, flood);
+        assert_eq!(c.budget(), None);
+    }
+
+    #[test]
+    fn overload_by_new_connections_sets_the_budget_to_what_completes() {
+        let (mut c, mut t, mut s) = start();
+        // A second at 60 000 connections a second, with room.
+        for _ in 0..20 {
+            let steady = Load {
+                busy: 0.7,
+                syns: 3000,
+                completed: 3000,
+                dropped: false,
+            };
+            period(&mut c, &mut t, &mut s, steady);
+        }
+        assert_eq!(c.budget(), None);
+        // Then a flood: ring drops (its busy share is low: the core goes to the receive
+        // work), SYNs far above completions, and fewer completions (1 000 in 50 ms):
+        // the budget is what it has shown it completes, not what it completes now.
+        let flooded = || Load {
+            busy: 0.3,
+            syns: 30_000,
+            completed: 1000,
+            dropped: true,
+        };
+        period(&mut c, &mut t, &mut s, flooded());
+        let b = c.budget().expect("a budget under overload");
+        // 90 % of 60 000 (the smoothing from zero leaves 0.3 % out).
+        let near = |v: f64, want: f64| (v - want).abs() < want * 0.005;
+        assert!(near(b.per_second, 54_000.0), "{b:?}");
+        assert_eq!(b.burst, (b.per_second * BURST_TIME).ceil() as u32);
+        // Still flooded: it does not spiral down with the completions.
+        period(&mut c, &mut t, &mut s, flooded());
+        assert_eq!(c.budget(), Some(b));
+        // Overloaded by established traffic only: it holds.
+        let busy = Load {
+            busy: 0.95,
+            syns: 100,
+            completed: 100,
+            dropped: false,
+        };
+        period(&mut c, &mut t, &mut s, busy);
+        assert_eq!(c.budget(), Some(b));
         // Room again: it grows back.
-        period(&mut c, &mut t, &mut s, 0.7, 2000);
-        assert_eq!(c.budget().unwrap().per_second, 47_500.0);
+        let room = Load {
+            busy: 0.7,
+            syns: 3000,
+            completed: 3000,
+            dropped: false,
+        };
+        period(&mut c, &mut t, &mut s, room);
+        assert_eq!(
+            c.budget().unwrap().per_second,
+            (b.per_second * INCREASE).round()
+        );
         // Calm for long enough: lifted.
         for _ in 0..CALM_PERIODS {
             assert!(c.budget().is_some());
-            period(&mut c, &mut t, &mut s, 0.2, 100);
+            let calm = Load {
+                busy: 0.2,
+                syns: 100,
+                completed: 100,
+                dropped: false,
+            };
+            period(&mut c, &mut t, &mut s, calm);
         }
         assert_eq!(c.budget(), None);
     }
 
     #[test]
-    fn established_traffic_alone_keeps_a_floor_for_newcomers() {
-        let mut t = Instant::from_micros(1);
-        let mut c = Controller::new(Admission::Adaptive, t);
-        let mut s = Sample::default();
-        period(&mut c, &mut t, &mut s, 0.5, 0);
-        period(&mut c, &mut t, &mut s, 1.0, 0);
+    fn a_flood_that_completes_nothing_keeps_a_floor_for_newcomers() {
+        let (mut c, mut t, mut s) = start();
+        let flood = Load {
+            busy: 1.0,
+            syns: 50_000,
+            completed: 0,
+            dropped: true,
+        };
+        period(&mut c, &mut t, &mut s, flood);
         assert_eq!(c.budget().unwrap().per_second, MIN_RATE);
     }
 
@@ -221,18 +391,20 @@ mod tests {
     fn off_and_fixed() {
         let t = Instant::from_micros(1);
         let mut off = Controller::new(Admission::Off, t);
-        let busy = Sample {
+        let flooded = Sample {
             busy_us: 1_000_000,
             elapsed_us: 1_000_000,
-            accepted: 10,
+            syns: 1_000_000,
+            completed: 10,
+            ring_drops: 1000,
         };
-        assert_eq!(off.tick(t + Duration::from_secs(1), busy), None);
+        assert_eq!(off.tick(t + Duration::from_secs(1), flooded), None);
         let fixed = SynBudget {
             per_second: 500.0,
             burst: 10,
         };
         let mut c = Controller::new(Admission::Fixed(fixed), t);
         assert_eq!(c.tick(t, Sample::default()), Some(Some(fixed)));
-        assert_eq!(c.tick(t + Duration::from_secs(1), busy), None);
+        assert_eq!(c.tick(t + Duration::from_secs(1), flooded), None);
     }
 }

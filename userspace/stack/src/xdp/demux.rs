@@ -98,6 +98,7 @@ pub(super) fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameActi
     }
     let is_syn = f.tcp.flags.syn() && f.tcp.ack_number.is_none() && !f.tcp.flags.rst();
     let listener = cx.listeners.get(f.tcp.dst_port);
+    cx.stats.syns_received += u64::from(is_syn && listener.is_some());
     let path = Path {
         local_mac: cx.mac,
         remote_mac: f.eth.src_addr.0,

@@ -176,11 +176,15 @@ pub(crate) fn run_on<D: Device + 'static>(
                     s.stats.elapsed_us = now.as_micros();
                     let worked = s.step(&mut dev, now);
                     last_round = Some((now, worked));
-                    if let Some((ctl, a)) = admission.as_mut() {
+                    if let Some((ctl, a)) = admission.as_mut().filter(|(c, _)| c.due(now)) {
+                        // Once a period: the drop counters cost a system call.
+                        let drops = dev.counters().drops.map_or(0, |d| d.rx_ring_full + d.fill_empty);
                         let sample = Sample {
                             busy_us: s.stats.busy_us,
                             elapsed_us: s.stats.elapsed_us,
-                            accepted: s.stats.accepted,
+                            syns: s.stats.syns_received,
+                            completed: s.stats.completed,
+                            ring_drops: drops,
                         };
                         if let Some(budget) = ctl.tick(now, sample) {
                             match a.control.set(a.queue, budget) {

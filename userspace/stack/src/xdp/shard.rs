@@ -261,6 +261,8 @@ impl Shard {
                 self.half_open = self.half_open.saturating_sub(1);
             }
             let tuple = c.tuple;
+            // Served to its end: what admission measures the worker's capacity by.
+            self.stats.completed += u64::from(c.connected && c.failed.is_none());
             self.stats.add_tcb(c.tcb.stats());
             self.conns.remove(&tuple, h);
         } else if c.tcb.wants_to_send() && !c.queued {

@@ -1,0 +1,313 @@
+//! overload: how much of its capacity sluice keeps answering when offered more new
+//! connections than it can finish (bench/overload.sh runs it in the peer namespace).
+//!
+//! The load is templated (`gen`) on an AF_XDP socket of its own, so that an attempt the
+//! server never answers costs it little and it can offer many times the server's rate
+//! from one core. It runs, in order:
+//! 1. the persistent connections alone (their query rate unloaded);
+//! 2. one-query connections closed loop, `--concurrency` at a time: the capacity C;
+//! 3. open loop at each of `--multipliers` times C, `--seconds` each, SYNs sent in
+//!    batches at the rate, with the persistent connections throughout.
+//!
+//! For each phase it prints what was offered (SYNs actually sent), answered (per
+//! second and as a share of C), given up, the latency of the answered (SYN to answer)
+//! and the persistent connections' query rate as a share of the unloaded one. The last
+//! line, which bench/overload.sh keeps, reads exactly:
+//! `capacity C conn/s; at 3x offered answered A conn/s (R %); at 10x (R10 %)`.
+
+#[path = "../conn-cost/client.rs"]
+#[allow(dead_code)]
+mod client;
+mod gen;
+#[path = "../sluice-bench/queries.rs"]
+#[allow(dead_code)]
+mod queries;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use gen::{Generator, Tally, PERSISTENT_SOURCE, SOURCES, SOURCE_BASE};
+use xsk::{XdpProgram, XskConfig, XskSocket};
+
+/// Offers one-query DNS connections open loop at multiples of the server's capacity,
+/// from a templated client on AF_XDP.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The interface towards the server (its AF_XDP socket and steering program).
+    #[arg(long)]
+    iface: String,
+    /// The server's MAC address (aa:bb:cc:dd:ee:ff).
+    #[arg(long, value_parser = parse_mac)]
+    server_mac: [u8; 6],
+    /// The name asked (type A).
+    #[arg(long, default_value = "www.example.test")]
+    name: String,
+    /// The core the generator runs on.
+    #[arg(long, default_value_t = 1)]
+    core: usize,
+    /// Connections in flight while the capacity is measured (closed loop).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Seconds of the capacity measurement (after one of warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    capacity_seconds: f64,
+    /// The offered loads, as multiples of the capacity.
+    #[arg(long, value_delimiter = ',', default_value = "1.5,3,10")]
+    multipliers: Vec<f64>,
+    /// Seconds of each offered load.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// An attempt unanswered for this long is given up.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+    /// Persistent connections beside the load.
+    #[arg(long, default_value_t = 16)]
+    persistent: usize,
+    /// Queries a second of each persistent connection.
+    #[arg(long, default_value_t = 500)]
+    persistent_rate: u64,
+    /// Write the phases as JSON here too.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bytes: Vec<u8> = s
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("bad MAC address {s:?}"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("bad MAC address {s:?}"))
+}
+
+/// New attempts waiting for room in the socket at most: past that, the generator is
+/// the limit, and the rate it really offers is lower.
+const MAX_SYN_BACKLOG: usize = 4096;
+
+/// One phase's figures.
+struct Phase {
+    name: String,
+    seconds: f64,
+    tally: Tally,
+    /// Frames the kernel dropped on the generator's own socket (its RX ring full or
+    /// fill ring empty): then the generator, not the server, lost them.
+    own_drops: u64,
+}
+
+impl Phase {
+    fn offered(&self) -> f64 {
+        self.tally.started as f64 / self.seconds
+    }
+    fn answered(&self) -> f64 {
+        self.tally.answered as f64 / self.seconds
+    }
+    fn persistent(&self) -> f64 {
+        self.tally.persistent_answers as f64 / self.seconds
+    }
+}
+
+/// How attempts start in a phase.
+#[derive(Clone, Copy)]
+enum Load {
+    /// Only the persistent connections.
+    None,
+    /// Keep this many in flight.
+    Closed(usize),
+    /// This many a second.
+    Open(f64),
+}
+
+struct Run {
+    gen: Generator,
+    sock: XskSocket,
+    epoch: Instant,
+}
+
+impl Run {
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Runs `load` for `warmup` then `seconds`; the tally is the second part's.
+    fn phase(&mut self, name: &str, load: Load, warmup: f64, seconds: f64) -> Phase {
+        let start = Instant::now();
+        let measure_from = start + Duration::from_secs_f64(warmup);
+        let end = measure_from + Duration::from_secs_f64(seconds);
+        let mut measuring = false;
+        let mut started = 0u64;
+        let drops = |sock: &XskSocket| {
+            sock.kernel_stats()
+                .map_or(0, |k| k.rx_ring_full + k.rx_fill_ring_empty)
+        };
+        let mut drops_before = drops(&self.sock);
+        loop {
+            let t = Instant::now();
+            if !measuring && t >= measure_from {
+                measuring = true;
+                self.gen.take_tally();
+                drops_before = drops(&self.sock);
+            }
+            if t >= end {
+                break;
+            }
+            let now = self.now_us();
+            self.gen.set_time(now);
+            match load {
+                Load::None => {}
+                Load::Closed(n) => {
+                    let want = n.saturating_sub(self.gen.in_flight());
+                    self.gen.start(want.min(64));
+                }
+                Load::Open(rate) => {
+                    // SYNs in batches as the time comes: due minus scheduled so far.
+                    // What the socket cannot take in time is dropped, not sent late:
+                    // the offered rate printed is what really left.
+                    let due = (t.duration_since(start).as_secs_f64() * rate) as u64;
+                    let n = due.saturating_sub(started);
+                    let room = MAX_SYN_BACKLOG.saturating_sub(self.gen.backlog()) as u64;
+                    self.gen.start(n.min(room) as usize);
+                    started += n;
+                }
+            }
+            self.gen.pump(&mut self.sock);
+        }
+        Phase {
+            name: name.to_string(),
+            seconds,
+            tally: self.gen.take_tally(),
+            own_drops: drops(&self.sock).saturating_sub(drops_before),
+        }
+    }
+}
+
+fn print_phase(p: &Phase, capacity: f64, unloaded: f64) {
+    let l = &p.tally.latency;
+    let pct = |v: f64, of: f64| if of > 0.0 { v / of * 100.0 } else { f64::NAN };
+    println!(
+        "{}: offered {:.0} conn/s, answered {:.0} conn/s ({:.0} % of capacity), given up {}, reset {}, \
+         latency p50 {:.1} ms p99 {:.1} ms, persistent {:.0} q/s ({:.0} % of unloaded), \
+         dropped at the generator {}",
+        p.name,
+        p.offered(),
+        p.answered(),
+        pct(p.answered(), capacity),
+        p.tally.given_up,
+        p.tally.reset,
+        l.value_at_quantile(0.5) as f64 / 1000.0,
+        l.value_at_quantile(0.99) as f64 / 1000.0,
+        p.persistent(),
+        pct(p.persistent(), unloaded),
+        p.own_drops,
+    );
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("overload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let query = queries::encode(&args.name, 1)?;
+    let mut program = XdpProgram::attach(&args.iface, xsk::AttachMode::Auto)?;
+    for i in 0..SOURCES {
+        program.own_address(std::net::Ipv4Addr::from(u32::from(SOURCE_BASE) + i))?;
+    }
+    program.own_address(PERSISTENT_SOURCE)?;
+    program.set_client_ports(1024, 65535)?;
+    let sock = XskSocket::bind(&args.iface, 0, &XskConfig::default())?;
+    program.register_socket(&sock)?;
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: args.core }) {
+        return Err(format!("cannot pin to core {}", args.core).into());
+    }
+    let gen = Generator::new(
+        args.server_mac,
+        &query,
+        args.timeout_ms * 1000,
+        args.persistent,
+        1_000_000 / args.persistent_rate.max(1),
+    );
+    let mut run = Run {
+        gen,
+        sock,
+        epoch: Instant::now(),
+    };
+    let unloaded = run.phase("persistent alone", Load::None, 1.0, 2.0);
+    let base = unloaded.persistent();
+    let cap = run.phase(
+        "capacity (closed loop)",
+        Load::Closed(args.concurrency),
+        1.0,
+        args.capacity_seconds,
+    );
+    let capacity = cap.answered();
+    println!(
+        "persistent alone: {:.0} q/s from {} connections",
+        base, args.persistent
+    );
+    print_phase(&cap, capacity, base);
+    let mut phases = Vec::new();
+    for &m in &args.multipliers {
+        // Let the last phase's leftovers go first.
+        run.phase(
+            "pause",
+            Load::None,
+            0.0,
+            (args.timeout_ms as f64 / 1000.0).max(1.0),
+        );
+        let p = run.phase(
+            &format!("{m}x"),
+            Load::Open(capacity * m),
+            0.0,
+            args.seconds,
+        );
+        print_phase(&p, capacity, base);
+        phases.push((m, p));
+    }
+    if let Some(path) = &args.json {
+        let mut out = format!(
+            "{{\"capacity\": {capacity:.0}, \"persistent_unloaded\": {base:.0}, \"phases\": ["
+        );
+        for (i, (m, p)) in phases.iter().enumerate() {
+            let l = &p.tally.latency;
+            out.push_str(&format!(
+                "{}{{\"multiplier\": {m}, \"offered\": {:.0}, \"answered\": {:.0}, \"given_up\": {}, \"reset\": {}, \
+                 \"p50_us\": {}, \"p99_us\": {}, \"persistent\": {:.0}}}",
+                if i > 0 { ", " } else { "" },
+                p.offered(),
+                p.answered(),
+                p.tally.given_up,
+                p.tally.reset,
+                l.value_at_quantile(0.5),
+                l.value_at_quantile(0.99),
+                p.persistent()
+            ));
+        }
+        out.push_str("]}\n");
+        std::fs::write(path, out)?;
+    }
+    let at = |m: f64| {
+        phases
+            .iter()
+            .find(|(x, _)| *x == m)
+            .map(|(_, p)| p.answered())
+    };
+    let share = |a: Option<f64>| a.map_or(f64::NAN, |a| a / capacity * 100.0);
+    println!(
+        "capacity {:.0} conn/s; at 3x offered answered {:.0} conn/s ({:.0} %); at 10x ({:.0} %)",
+        capacity,
+        at(3.0).unwrap_or(f64::NAN),
+        share(at(3.0)),
+        share(at(10.0)),
+    );
+    Ok(())
+}
