@@ -241,7 +241,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         sock,
         epoch: Instant::now(),
     };
-    let unloaded = run.phase("persistent alone", Load::None, 1.0, 2.0);
+    // Long enough for every persistent connection to be open and paced.
+    let unloaded = run.phase("persistent alone", Load::None, 2.0, 3.0);
     let base = unloaded.persistent();
     let cap = run.phase(
         "capacity (closed loop)",
@@ -251,8 +252,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     let capacity = cap.answered();
     println!(
-        "persistent alone: {:.0} q/s from {} connections",
-        base, args.persistent
+        "persistent alone: {:.0} q/s from {} connections (paced at {} q/s in all)",
+        base,
+        args.persistent,
+        args.persistent as u64 * args.persistent_rate
     );
     print_phase(&cap, capacity, base);
     let mut phases = Vec::new();
