@@ -9,7 +9,7 @@
 //! ones.
 //!
 //! The limits, and the eviction of the connection idle longest when one is reached,
-//! are in [`limits`]; the sessions in [`session`].
+//! are in `limits`; the sessions in `session`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -11,7 +11,8 @@
 //! shares with the NIC's receive work, its busy share alone understates the load)
 //! and whether new connections are the pressure (more SYNs reached it than
 //! [`PRESSURE`] times the connections it served to their end, plus a margin).
-//! - Both: new connections are admitted at the rate it has shown it completes them (the
+//! - Both, two periods in a row (a burst of clients lasts less than one): new
+//!   connections are admitted at the rate it has shown it completes them (the
 //!   highest of its completion rate, smoothed over a few periods, in the last
 //!   [`PEAK_PERIODS`]; one period's count swings with bursts of completions), a little
 //!   less ([`DECREASE`]) so that the backlog drains, never below [`MIN_RATE`]. Taking
@@ -96,6 +97,8 @@ pub(crate) struct Controller {
     last: Option<Sample>,
     budget: Option<SynBudget>,
     calm: u32,
+    /// The last period was overloaded by new connections.
+    strained: bool,
     /// The completion rate, smoothed.
     smoothed: f64,
     /// The smoothed rate of the last `PEAK_PERIODS` periods, oldest first.
@@ -112,6 +115,7 @@ impl Controller {
             last: None,
             budget: None,
             calm: 0,
+            strained: false,
             smoothed: 0.0,
             recent: std::collections::VecDeque::with_capacity(PEAK_PERIODS),
             written: false,
@@ -183,7 +187,10 @@ impl Controller {
         let shown = self.recent.iter().copied().fold(0.0, f64::max);
         let overloaded = p.dropped || p.busy >= SATURATED;
         let pressure = p.syn_rate > p.completed_rate * PRESSURE + PRESSURE_MARGIN;
-        if overloaded && pressure {
+        let strained = std::mem::replace(&mut self.strained, overloaded && pressure);
+        if overloaded && pressure && (strained || self.budget.is_some()) {
+            // A budget is set only on the second such period in a row: a burst of
+            // clients (a few hundred SYNs at once) lasts less than a period.
             self.calm = 0;
             let lower = budget_at(shown * DECREASE);
             // Never up on overload: a budget already lower stays.
@@ -244,6 +251,7 @@ mod tests {
 
     /// One period's load: the busy share, SYNs and completed connections in it, and
     /// whether the kernel dropped frames.
+    #[derive(Clone, Copy)]
     struct Load {
         busy: f64,
         syns: u64,
@@ -331,6 +339,8 @@ mod tests {
             dropped: true,
         };
         period(&mut c, &mut t, &mut s, flooded());
+        assert_eq!(c.budget(), None, "one period could be a burst");
+        period(&mut c, &mut t, &mut s, flooded());
         let b = c.budget().expect("a budget under overload");
         // 90 % of 60 000 (the smoothing from zero leaves 0.3 % out).
         let near = |v: f64, want: f64| (v - want).abs() < want * 0.005;
@@ -383,6 +393,7 @@ mod tests {
             completed: 0,
             dropped: true,
         };
+        period(&mut c, &mut t, &mut s, flood);
         period(&mut c, &mut t, &mut s, flood);
         assert_eq!(c.budget().unwrap().per_second, MIN_RATE);
     }
