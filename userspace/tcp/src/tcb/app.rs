@@ -61,6 +61,10 @@ impl Tcb {
     /// case an update is sent at the next poll if it is worth it (SWS avoidance).
     pub fn recv(&mut self, dst: &mut [u8]) -> usize {
         let n = self.recv.read(dst);
+        if self.ooo.is_empty() {
+            // All read and nothing out of order: the ring's memory goes back.
+            self.recv.release_if_empty();
+        }
         if n > 0 && self.state.synchronized() {
             // RFC 1122 §4.2.3.3: announce only a window increase of at least
             // min(buffer / 2, MSS).

@@ -1,11 +1,30 @@
 //! The two byte rings of a connection. Each starts empty and grows (doubling, from
 //! [`MIN_ALLOCATION`]) as far as its capacity when more bytes must be held, so a
-//! connection that is idle holds no buffer memory and one that carries a DNS exchange
-//! holds a few KiB, not the full capacity: allocating (and zeroing) 64 KiB twice per
-//! connection was the largest single cost of a short connection.
+//! connection that carries a DNS exchange holds a few KiB, not the full capacity:
+//! allocating (and zeroing) 64 KiB twice per connection was the largest single cost of
+//! a short connection.
+//!
+//! A ring of the smallest size gives its allocation back once it holds nothing (the
+//! send ring when all is acknowledged, the receive ring when all is read and nothing
+//! waits out of order), so an idle DNS connection holds no buffer memory: a million of
+//! them held 1 KiB each in emptied rings. The allocations go to a pool of the thread's
+//! (its worker's), which the next ring takes them from: a connection whose rings empty
+//! between its queries, or a new one, allocates nothing. A ring that grew past the
+//! smallest size keeps its allocation (a bulk transfer empties its rings at every
+//! segment, and would allocate as often).
+
+use std::cell::RefCell;
 
 /// The first allocation of a ring.
 pub(crate) const MIN_ALLOCATION: usize = 512;
+
+/// The most allocations the pool keeps (2 MiB): beyond, they are freed.
+const POOL_MAX: usize = 4096;
+
+thread_local! {
+    /// Emptied rings' smallest allocations, for the next ring of this thread.
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A ring of bytes: `len` bytes starting at `head`, in an allocation whose size is the
 /// modulus. Growing re-lays the bytes from offset 0, so positions relative to `head` stay
@@ -27,6 +46,14 @@ impl Ring {
             size *= 2;
         }
         let size = size.min(cap);
+        if self.buf.is_empty() && size == MIN_ALLOCATION {
+            // Stale bytes are never read: only what is written is.
+            if let Some(b) = POOL.with_borrow_mut(|p| p.pop()) {
+                self.buf = b;
+                self.head = 0;
+                return;
+            }
+        }
         let mut grown = vec![0u8; size];
         let old = self.buf.len();
         if old > 0 {
@@ -59,6 +86,39 @@ impl Ring {
     fn advance(&mut self, n: usize) {
         if !self.buf.is_empty() {
             self.head = (self.head + n) % self.buf.len();
+        }
+    }
+
+    /// Gives an allocation of the smallest size back to the pool (the caller knows the
+    /// ring holds nothing); keeps a larger one.
+    fn release_if_smallest(&mut self) {
+        if self.buf.len() == MIN_ALLOCATION {
+            self.release();
+        } else {
+            self.head = 0;
+        }
+    }
+
+    /// Gives the allocation back (to the pool, if it is the smallest size).
+    fn release(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        self.head = 0;
+        if buf.len() == MIN_ALLOCATION {
+            // A thread that is exiting has no pool left: the allocation is freed.
+            let _ = POOL.try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < POOL_MAX {
+                    p.push(buf);
+                }
+            });
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.release();
         }
     }
 }
@@ -106,7 +166,7 @@ impl SendBuffer {
         self.ring.advance(n);
         self.len -= n;
         if self.len == 0 {
-            self.ring.head = 0;
+            self.ring.release_if_smallest();
         }
     }
 
@@ -192,11 +252,48 @@ impl RecvBuffer {
     pub fn allocated(&self) -> usize {
         self.ring.buf.capacity()
     }
+
+    /// Gives the allocation back if nothing is held: the caller knows that no bytes
+    /// wait out of order beyond the readable ones.
+    pub fn release_if_empty(&mut self) {
+        if self.len == 0 {
+            self.ring.release_if_smallest();
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emptied_rings_give_their_memory_back_to_the_pool() {
+        let pooled = || POOL.with_borrow(|p| p.len());
+        let mut s = SendBuffer::new(64 * 1024);
+        assert_eq!(s.push(b"an answer"), 9);
+        assert_eq!(s.allocated(), MIN_ALLOCATION);
+        let before = pooled();
+        s.consume(5);
+        assert_eq!(s.allocated(), MIN_ALLOCATION, "still holding 4 bytes");
+        s.consume(4);
+        assert_eq!(s.allocated(), 0, "all acknowledged: nothing held");
+        assert_eq!(pooled(), before + 1);
+        // The next ring to need memory takes it from the pool.
+        let mut r = RecvBuffer::new(64 * 1024);
+        r.write_at(0, b"a query");
+        r.commit(7);
+        assert_eq!((r.allocated(), pooled()), (MIN_ALLOCATION, before));
+        let mut out = [0u8; 7];
+        assert_eq!(r.read(&mut out), 7);
+        assert_eq!(&out, b"a query");
+        r.release_if_empty();
+        assert_eq!((r.allocated(), pooled()), (0, before + 1));
+        // A larger allocation stays with its ring (a bulk transfer empties it often).
+        let mut big = SendBuffer::new(64 * 1024);
+        big.push(&[7u8; 3000]);
+        big.consume(3000);
+        assert_eq!((big.allocated(), pooled()), (4096, before + 1));
+    }
 
     #[test]
     fn send_ring_wraps() {
