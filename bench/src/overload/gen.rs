@@ -43,6 +43,8 @@ enum State {
     SynSent,
     Querying,
     Closing,
+    /// Answered and kept open, idle (`Generator::hold`).
+    Held,
 }
 
 /// What a connection has to send next.
@@ -55,6 +57,8 @@ enum Out {
     FinLast,
     /// The ACK of the server's FIN, which ends the connection.
     LastAck,
+    /// An ACK of what the server sent (an answer, on a held connection).
+    Ack,
 }
 
 /// One connection's record.
@@ -114,6 +118,10 @@ pub struct Tally {
     pub persistent_answers: u64,
     /// Frames that matched no connection or state.
     pub strays: u64,
+    /// Attempts answered and kept open (`Generator::hold`).
+    pub held: u64,
+    /// Held connections the server closed.
+    pub held_closed: u64,
     /// SYN to answer, microseconds, of the attempts answered.
     pub latency: Histogram<u64>,
 }
@@ -127,6 +135,8 @@ impl Default for Tally {
             reset: 0,
             persistent_answers: 0,
             strays: 0,
+            held: 0,
+            held_closed: 0,
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
         }
     }
@@ -154,6 +164,8 @@ pub struct Generator {
     ts_now: u32,
     now_us: u64,
     next_iss: u32,
+    /// Answered attempts stay open, idle, instead of closing.
+    pub hold: bool,
     pub tally: Tally,
 }
 
@@ -191,6 +203,7 @@ impl Generator {
             ts_now: 1,
             now_us: 0,
             next_iss: 0x2000_0000,
+            hold: false,
             tally: Tally::default(),
         }
     }
@@ -218,7 +231,7 @@ impl Generator {
         while self.oldest < self.next {
             let slot = (self.oldest % RING as u64) as usize;
             let c = &self.ring[slot];
-            if c.state != State::Free {
+            if c.state != State::Free && c.state != State::Held {
                 if now_us.saturating_sub(c.started_us) < self.timeout_us {
                     break;
                 }
@@ -270,8 +283,9 @@ impl Generator {
             if self.ring[slot].state != State::Free {
                 // More in flight than the ring holds: the oldest goes.
                 let c = &self.ring[slot];
-                self.tally.given_up +=
-                    u64::from(c.state != State::Closing && c.out != Some(Out::Syn));
+                self.tally.given_up += u64::from(
+                    !matches!(c.state, State::Closing | State::Held) && c.out != Some(Out::Syn),
+                );
                 self.free(slot);
             }
             self.next_iss = self.next_iss.wrapping_add(0x0001_0003);
@@ -303,7 +317,7 @@ impl Generator {
     }
 
     fn free(&mut self, slot: usize) {
-        if self.ring[slot].state != State::Free {
+        if !matches!(self.ring[slot].state, State::Free | State::Held) {
             self.in_flight -= 1;
         }
         self.ring[slot] = Conn::FREE;
@@ -429,6 +443,7 @@ impl Generator {
             Out::Syn => (SYN, &[], c.iss),
             // Always from the query's first byte: a resend is the same segment.
             Out::Query => (ACK | PSH, &query, c.iss.wrapping_add(1)),
+            Out::Ack => (ACK, &[], c.iss.wrapping_add(1 + query.len() as u32)),
             Out::Fin | Out::FinLast | Out::LastAck => (
                 ACK | if out == Out::LastAck { 0 } else { FIN },
                 &[],
@@ -490,6 +505,17 @@ impl Generator {
                 c.asked_us = now;
                 self.queue(who, Out::Query);
             }
+            State::Held if seg.flags & FIN != 0 => {
+                // The server closed a held connection (its idle timeout, an eviction).
+                c.ack = seg.seq.wrapping_add(seg.payload.len() as u32 + 1);
+                c.state = State::Closing;
+                self.tally.held_closed += 1;
+                self.in_flight += 1;
+                self.queue(who, Out::FinLast);
+            }
+            // The answer again (our ACK was lost): acknowledged again.
+            State::Held if !seg.payload.is_empty() => self.queue(who, Out::Ack),
+            State::Held => {}
             State::Querying | State::Closing if !syn_ack => {
                 let fin = seg.flags & FIN != 0;
                 // Only what continues the stream counts; a retransmission of what we
@@ -536,6 +562,12 @@ impl Generator {
                     // before): our FIN ends it.
                     self.conn(who).state = State::Closing;
                     self.queue(who, Out::FinLast);
+                } else if answers > 0 && !persistent && self.hold {
+                    self.tally.held += 1;
+                    self.in_flight -= 1;
+                    self.conn(who).state = State::Held;
+                    // The answer acknowledged, or the server would keep resending it.
+                    self.queue(who, Out::Ack);
                 } else if answers > 0 && !persistent {
                     self.conn(who).state = State::Closing;
                     self.queue(who, Out::Fin);

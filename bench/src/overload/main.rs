@@ -14,6 +14,12 @@
 //! and the persistent connections' query rate as a share of the unloaded one. The last
 //! line, which bench/overload.sh keeps, reads exactly:
 //! `capacity C conn/s; at 3x offered answered A conn/s (R %); at 10x (R10 %)`.
+//!
+//! With `--hold N` (bench/million.sh) it instead opens N connections at `--rate`, each
+//! answered once, acknowledged and then held open, idle; reads the server's resident
+//! memory (`--server-pid`) before and after; asks new clients one at a time for 2 s
+//! while the rest are held; and ends with exactly:
+//! `held N connections, NNN bytes each, new client answered in NN ms`.
 
 #[path = "../conn-cost/client.rs"]
 #[allow(dead_code)]
@@ -71,6 +77,17 @@ struct Args {
     /// Write the phases as JSON here too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Instead of the overload phases: open this many connections (at `--rate`), each
+    /// answered once and then held open, idle; report the server's resident memory per
+    /// held connection (`--server-pid`) and how fast a new client is answered.
+    #[arg(long)]
+    hold: Option<u64>,
+    /// Connections opened a second, with `--hold`.
+    #[arg(long, default_value_t = 50_000.0)]
+    rate: f64,
+    /// The server's process, whose resident memory `--hold` reports.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
@@ -216,6 +233,97 @@ fn main() -> ExitCode {
     }
 }
 
+/// The resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("reading the server's /proc/{pid}/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// `--hold`: opens `n` connections that stay open, then measures.
+fn hold(run: &mut Run, args: &Args, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let pid = args.server_pid.ok_or("--hold needs --server-pid")?;
+    let before = rss(pid)?;
+    run.gen.hold = true;
+    let start = Instant::now();
+    let mut started = 0u64;
+    let mut held = 0u64;
+    let mut closed = 0u64;
+    let mut given_up = 0u64;
+    let mut last_report = Instant::now();
+    loop {
+        let t = Instant::now();
+        let now = run.now_us();
+        run.gen.set_time(now);
+        if started < n {
+            let due = ((t.duration_since(start).as_secs_f64() * args.rate) as u64).min(n);
+            let room = MAX_SYN_BACKLOG.saturating_sub(run.gen.backlog()) as u64;
+            let k = due.saturating_sub(started).min(room);
+            run.gen.start(k as usize);
+            started += k;
+        } else if run.gen.in_flight() == 0 && run.gen.backlog() == 0 {
+            break;
+        }
+        run.gen.pump(&mut run.sock);
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            let tally = run.gen.take_tally();
+            held += tally.held;
+            closed += tally.held_closed;
+            given_up += tally.given_up;
+            eprintln!(
+                "{:.0} s: held {} (closed by the server {}), given up {}, in flight {}",
+                start.elapsed().as_secs_f64(),
+                held - closed,
+                closed,
+                given_up,
+                run.gen.in_flight()
+            );
+            last_report = Instant::now();
+        }
+        if start.elapsed() > Duration::from_secs_f64(n as f64 / args.rate.max(1.0) + 30.0) {
+            return Err("the connections did not all open or fail within 30 s of the last".into());
+        }
+    }
+    let tally = run.gen.take_tally();
+    held += tally.held;
+    closed += tally.held_closed;
+    given_up += tally.given_up;
+    let holding = held - closed;
+    let after = rss(pid)?;
+    let each = after.saturating_sub(before) / holding.max(1);
+    println!(
+        "opened {n} at {:.0}/s: held {holding}, closed by the server {closed}, given up {given_up}; \
+         server resident memory {} MiB before, {} MiB after",
+        args.rate,
+        before >> 20,
+        after >> 20
+    );
+    // New clients, one at a time, while the rest are held.
+    run.gen.hold = false;
+    run.gen.take_tally();
+    let p = run.phase("new clients", Load::Closed(1), 0.0, 2.0);
+    let l = &p.tally.latency;
+    if p.tally.answered == 0 {
+        return Err(format!("no new client answered while {holding} are held").into());
+    }
+    println!(
+        "new clients: {} answered one at a time in 2 s, p50 {:.2} ms, max {:.2} ms",
+        p.tally.answered,
+        l.value_at_quantile(0.5) as f64 / 1000.0,
+        l.max() as f64 / 1000.0
+    );
+    println!(
+        "held {holding} connections, {each} bytes each, new client answered in {:.0} ms",
+        (l.value_at_quantile(0.5) as f64 / 1000.0).ceil()
+    );
+    Ok(())
+}
+
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let query = queries::encode(&args.name, 1)?;
     let mut program = XdpProgram::attach(&args.iface, xsk::AttachMode::Auto)?;
@@ -233,7 +341,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         args.server_mac,
         &query,
         args.timeout_ms * 1000,
-        args.persistent,
+        if args.hold.is_some() {
+            0
+        } else {
+            args.persistent
+        },
         1_000_000 / args.persistent_rate.max(1),
     );
     let mut run = Run {
@@ -241,6 +353,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         sock,
         epoch: Instant::now(),
     };
+    if let Some(n) = args.hold {
+        return hold(&mut run, args, n);
+    }
     // Long enough for every persistent connection to be open and paced.
     let unloaded = run.phase("persistent alone", Load::None, 2.0, 3.0);
     let base = unloaded.persistent();
