@@ -3,8 +3,7 @@
 # concurrent established DNS connections, opened at RATE a second by the templated
 # generator on its own AF_XDP socket (core 1) from 256 source addresses, each answered
 # once and then left open, idle (at 50,000 a second, a quarter of the attempts were lost
-# to the server's RX ring and given up; admission is off, since these connections
-# never end and would read as a flood). Then new clients, one at a time, are answered while
+# to the server's RX ring and given up). Then new clients, one at a time, are answered while
 # the rest are held. The server's resident memory is read before and after. The last
 # line reads exactly:
 #   held N connections, NNN bytes each, new client answered in NN ms
@@ -66,7 +65,7 @@ pin_napi() { # IFACE CORE [fifo]
 
 # shellcheck disable=SC2086
 $SRV env RUST_LOG="${RUST_LOG:-info}" "$bin/sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns \
-	--zone "$work/example.test.zone" --cores 0 --admission off --max-connections $((N * 2)) \
+	--zone "$work/example.test.zone" --cores 0 --max-connections $((N * 2)) \
 	--max-per-source $((N / 128 + 1000)) --idle-timeout 3600 --max-lifetime 7200 \
 	--control "$work/control.sock" $SERVER_OPTS >"$out/$stamp.server.log" 2>&1 &
 server_pid=$!

@@ -11,6 +11,7 @@
 #   bench/overload.sh                         (root)  SECS=10 ADMISSION=adaptive
 #   ADMISSION=off bench/overload.sh           the same server without XDP admission
 #   SERVER_OPTS="--busy-poll 0" ...           more options for sluice serve
+#   SLUICE_BIN=PATH ...                       serve with another build of sluice (an A/B)
 #
 # Writes the generator's output and JSON, and the server's stats and log, under
 # bench/results/runs/overload/.
@@ -30,6 +31,7 @@ if [[ $(nproc) -lt 2 ]]; then
 fi
 cargo build --release -q -p sluice -p sluice-benches
 bin=${CARGO_TARGET_DIR:-target}/release
+sluice=${SLUICE_BIN:-$bin/sluice}
 out=bench/results/runs/overload
 mkdir -p "$out"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit)-${ADMISSION//\//-}"
@@ -65,7 +67,7 @@ pin_napi() { # IFACE CORE [fifo]
 }
 
 # shellcheck disable=SC2086
-$SRV env RUST_LOG="${RUST_LOG:-info}" "$bin/sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns \
+$SRV env RUST_LOG="${RUST_LOG:-info}" "$sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns \
 	--zone "$work/example.test.zone" --cores 0 --admission "$ADMISSION" \
 	--control "$work/control.sock" $SERVER_OPTS >"$out/$stamp.server.log" 2>&1 &
 server_pid=$!
@@ -90,7 +92,7 @@ napi_before=$(napi_ns)
 
 $PEER "$bin/overload" --iface slpeer0 --server-mac "$mac" --core 1 --seconds "$SECS" \
 	--json "$out/$stamp.json" | tee "$out/$stamp.txt" >&2
-"$bin/sluice" stats --control "$work/control.sock" >"$out/$stamp.stats" 2>&1 || true
+"$sluice" stats --control "$work/control.sock" >"$out/$stamp.stats" 2>&1 || true
 napi_after=$(napi_ns)
 grep -h "steering program\|syn budget" "$out/$stamp.stats" | sed 's/^/server: /' >&2 || true
 echo "server: its veth's receive work (NAPI thread, core 0) took $(((napi_after - napi_before) / 1000000)) ms of CPU over the run" | tee -a "$out/$stamp.stats" >&2

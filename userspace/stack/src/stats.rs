@@ -44,6 +44,8 @@ pub struct WorkerStats {
     /// Connections served to their end (established, then closed without a reset or a
     /// timeout).
     pub completed: u64,
+    /// Passive opens whose handshake completed (from a SYN or a SYN cookie).
+    pub handshakes: u64,
     /// The SYNs a second the steering program admits on this worker's queue (0: all;
     /// see [`crate::Admission`]).
     pub syn_budget: u64,

@@ -4,17 +4,20 @@
 //! segments of the connections it did accept wait behind them in the RX ring, and its
 //! goodput collapses. Dropping the excess SYNs in XDP costs tens of nanoseconds each.
 //!
-//! The budget follows what the worker measures it completes, not how full its ring is
+//! The budget follows the connections the worker measures it opens (completes the
+//! handshake of), not how full its ring is
 //! (a burst of legitimate clients fills a ring too). Every period the worker looks at
 //! whether it is overloaded (the kernel dropped frames for its full RX ring or empty
 //! fill ring, or its own rounds kept it busy [`SATURATED`] of the time: on a core it
 //! shares with the NIC's receive work, its busy share alone understates the load)
 //! and whether new connections are the pressure (more SYNs reached it than
-//! [`PRESSURE`] times the connections it served to their end, plus a margin).
+//! [`PRESSURE`] times the connections it opened, plus a margin). Opened, not served to
+//! their end: connections that stay open (a resolver's, or a million held ones) never
+//! end, and would read as a flood.
 //! - Both, two periods in a row (a burst of clients lasts less than one): new
-//!   connections are admitted at the rate it has shown it completes them (the
-//!   highest of its completion rate, smoothed over a few periods, in the last
-//!   [`PEAK_PERIODS`]; one period's count swings with bursts of completions), a little
+//!   connections are admitted at the rate it has shown it opens them (the highest of
+//!   its rate of completed handshakes, smoothed over a few periods, in the last
+//!   [`PEAK_PERIODS`]; one period's count swings with bursts), a little
 //!   less ([`DECREASE`]) so that the backlog drains, never below [`MIN_RATE`]. Taking
 //!   the rate of the overloaded period itself spirals down: overload lowers it.
 //! - With a budget and no overload: the budget grows by [`INCREASE`] a period while it
@@ -39,18 +42,18 @@ const SATURATED: f64 = 0.90;
 /// The share of the budget under which the SYNs that reach the worker say the budget
 /// no longer binds (the demand fell).
 const UNUSED: f64 = 0.5;
-/// SYNs over completed connections from which new connections are the pressure.
+/// SYNs over connections opened from which new connections are the pressure.
 const PRESSURE: f64 = 1.2;
 /// SYNs a second not counted as pressure (a handshake spans periods).
 const PRESSURE_MARGIN: f64 = 500.0;
 /// Periods in a row of demand under the budget, without overload, before the budget
 /// is lifted.
 const CALM_PERIODS: u32 = 10;
-/// The budget under overload, as a share of the completion rate shown.
+/// The budget under overload, as a share of the opening rate shown.
 const DECREASE: f64 = 0.9;
-/// The smoothing of the completion rate: the weight of the latest period.
+/// The smoothing of the opening rate: the weight of the latest period.
 const SMOOTHING: f64 = 0.25;
-/// Periods over which the highest smoothed completion rate is kept (a second).
+/// Periods over which the highest smoothed opening rate is kept (a second).
 const PEAK_PERIODS: usize = 20;
 /// The budget's cut a period in which frames were lost with it in force.
 const BACK_OFF: f64 = 0.9;
@@ -83,8 +86,8 @@ pub(crate) struct Sample {
     pub elapsed_us: u64,
     /// SYNs to a listener that reached the worker.
     pub syns: u64,
-    /// Connections served to their end.
-    pub completed: u64,
+    /// New connections whose handshake completed.
+    pub opened: u64,
     /// Frames the kernel dropped for a full RX ring or an empty fill ring.
     pub ring_drops: u64,
 }
@@ -99,7 +102,7 @@ pub(crate) struct Controller {
     calm: u32,
     /// The last period was overloaded by new connections.
     strained: bool,
-    /// The completion rate, smoothed.
+    /// The opening rate, smoothed.
     smoothed: f64,
     /// The smoothed rate of the last `PEAK_PERIODS` periods, oldest first.
     recent: std::collections::VecDeque<f64>,
@@ -166,7 +169,7 @@ impl Controller {
         let period = Period {
             busy: sample.busy_us.saturating_sub(last.busy_us) as f64 / elapsed as f64,
             syn_rate: rate(sample.syns, last.syns),
-            completed_rate: rate(sample.completed, last.completed),
+            opened_rate: rate(sample.opened, last.opened),
             dropped: sample.ring_drops > last.ring_drops,
         };
         let next = self.decide(period);
@@ -179,14 +182,14 @@ impl Controller {
     }
 
     fn decide(&mut self, p: Period) -> Option<SynBudget> {
-        self.smoothed += SMOOTHING * (p.completed_rate - self.smoothed);
+        self.smoothed += SMOOTHING * (p.opened_rate - self.smoothed);
         if self.recent.len() == PEAK_PERIODS {
             self.recent.pop_front();
         }
         self.recent.push_back(self.smoothed);
         let shown = self.recent.iter().copied().fold(0.0, f64::max);
         let overloaded = p.dropped || p.busy >= SATURATED;
-        let pressure = p.syn_rate > p.completed_rate * PRESSURE + PRESSURE_MARGIN;
+        let pressure = p.syn_rate > p.opened_rate * PRESSURE + PRESSURE_MARGIN;
         let strained = std::mem::replace(&mut self.strained, overloaded && pressure);
         if overloaded && pressure && (strained || self.budget.is_some()) {
             // A budget is set only on the second such period in a row: a burst of
@@ -232,7 +235,7 @@ impl Controller {
 struct Period {
     busy: f64,
     syn_rate: f64,
-    completed_rate: f64,
+    opened_rate: f64,
     /// The kernel dropped frames for the worker's rings.
     dropped: bool,
 }
@@ -249,13 +252,13 @@ fn budget_at(per_second: f64) -> SynBudget {
 mod tests {
     use super::*;
 
-    /// One period's load: the busy share, SYNs and completed connections in it, and
+    /// One period's load: the busy share, SYNs and connections opened in it, and
     /// whether the kernel dropped frames.
     #[derive(Clone, Copy)]
     struct Load {
         busy: f64,
         syns: u64,
-        completed: u64,
+        opened: u64,
         dropped: bool,
     }
 
@@ -265,7 +268,7 @@ mod tests {
         s.elapsed_us += us;
         s.busy_us += (us as f64 * l.busy) as u64;
         s.syns += l.syns;
-        s.completed += l.completed;
+        s.opened += l.opened;
         s.ring_drops += u64::from(l.dropped);
         c.tick(*t, *s);
     }
@@ -278,7 +281,7 @@ mod tests {
         let idle = Load {
             busy: 0.1,
             syns: 0,
-            completed: 0,
+            opened: 0,
             dropped: false,
         };
         period(&mut c, &mut t2, &mut s, idle);
@@ -294,7 +297,7 @@ mod tests {
             let burst = Load {
                 busy: 0.8,
                 syns: 5000,
-                completed: 1000,
+                opened: 1000,
                 dropped: false,
             };
             period(&mut c, &mut t, &mut s, burst);
@@ -308,7 +311,7 @@ mod tests {
         let flood = Load {
             busy: 0.6,
             syns: 20_000,
-            completed: 0,
+            opened: 0,
             dropped: false,
         };
         period(&mut c, &mut t, &mut s, flood);
@@ -323,7 +326,7 @@ mod tests {
             let steady = Load {
                 busy: 0.7,
                 syns: 3000,
-                completed: 3000,
+                opened: 3000,
                 dropped: false,
             };
             period(&mut c, &mut t, &mut s, steady);
@@ -335,7 +338,7 @@ mod tests {
         let flooded = || Load {
             busy: 0.3,
             syns: 30_000,
-            completed: 1000,
+            opened: 1000,
             dropped: true,
         };
         period(&mut c, &mut t, &mut s, flooded());
@@ -353,7 +356,7 @@ mod tests {
         let busy = Load {
             busy: 0.95,
             syns: 100,
-            completed: 100,
+            opened: 100,
             dropped: false,
         };
         period(&mut c, &mut t, &mut s, busy);
@@ -362,7 +365,7 @@ mod tests {
         let room = Load {
             busy: 0.7,
             syns: 3000,
-            completed: 3000,
+            opened: 3000,
             dropped: false,
         };
         period(&mut c, &mut t, &mut s, room);
@@ -376,7 +379,7 @@ mod tests {
             let calm = Load {
                 busy: 0.2,
                 syns: 100,
-                completed: 100,
+                opened: 100,
                 dropped: false,
             };
             period(&mut c, &mut t, &mut s, calm);
@@ -390,7 +393,7 @@ mod tests {
         let flood = Load {
             busy: 1.0,
             syns: 50_000,
-            completed: 0,
+            opened: 0,
             dropped: true,
         };
         period(&mut c, &mut t, &mut s, flood);
@@ -406,7 +409,7 @@ mod tests {
             busy_us: 1_000_000,
             elapsed_us: 1_000_000,
             syns: 1_000_000,
-            completed: 10,
+            opened: 10,
             ring_drops: 1000,
         };
         assert_eq!(off.tick(t + Duration::from_secs(1), flooded), None);

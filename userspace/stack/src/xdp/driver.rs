@@ -183,7 +183,7 @@ pub(crate) fn run_on<D: Device + 'static>(
                             busy_us: s.stats.busy_us,
                             elapsed_us: s.stats.elapsed_us,
                             syns: s.stats.syns_received,
-                            completed: s.stats.completed,
+                            opened: s.stats.handshakes,
                             ring_drops: drops,
                         };
                         if let Some(budget) = ctl.tick(now, sample) {

@@ -214,6 +214,8 @@ impl Shard {
             c.connected = true;
             if let Some(port) = c.pending_handler.take() {
                 self.half_open = self.half_open.saturating_sub(1);
+                // A new connection opened: what admission measures the worker by.
+                self.stats.handshakes += 1;
                 match self.listeners.get(port).and_then(|l| l.session.as_ref()) {
                     // The synchronous form: served from this loop, no task.
                     Some(factory) => {
@@ -261,7 +263,6 @@ impl Shard {
                 self.half_open = self.half_open.saturating_sub(1);
             }
             let tuple = c.tuple;
-            // Served to its end: what admission measures the worker's capacity by.
             self.stats.completed += u64::from(c.connected && c.failed.is_none());
             self.stats.add_tcb(c.tcb.stats());
             self.conns.remove(&tuple, h);
