@@ -72,8 +72,8 @@ pub struct ServeArgs {
     #[arg(long)]
     syn_backlog: Option<usize>,
     /// AF_XDP: how the steering program admits new connections (SYNs) on each queue:
-    /// `adaptive` (at the rate the queue's worker finishes connections, once it is
-    /// saturated; a worker with room admits every SYN), `off`, or a fixed budget per
+    /// `adaptive` (at the rate the queue's worker opens connections, once new ones
+    /// overload it; a worker with room admits every SYN), `off`, or a fixed budget per
     /// queue, `RATE` or `RATE/BURST` SYNs a second [default: adaptive]. SYNs past the
     /// budget are dropped in XDP, before they cost a copy (`sluice stats`: shed).
     #[arg(long, value_parser = parse_admission)]
