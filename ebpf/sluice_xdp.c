@@ -10,8 +10,8 @@
 // to the kernel untouched. Every packet is counted exactly once, per CPU.
 //
 // Admission: a SYN that opens a connection to one of the services is let through at the
-// rate its queue's worker says it can finish connections (the `admission` map, written
-// by the worker; none by default) and dropped here otherwise, where a dropped SYN costs
+// rate its queue's worker says it can open connections (the `admission` map, written by
+// the worker; none by default) and dropped here otherwise, where a dropped SYN costs
 // tens of nanoseconds instead of a copy into the UMEM and a trip through the worker.
 // Every other segment of ours (those of established connections, SYN-ACKs to the
 // stack's own connects) always passes.

@@ -111,6 +111,15 @@ impl Wake {
         }
     }
 
+    /// Whether [`Wake::wake`] works from the calling thread (it does for a flow's
+    /// session from any thread, and for a worker's only from that worker's).
+    pub fn is_local(&self) -> bool {
+        match &self.0 {
+            WakeTo::Worker { thread, .. } => std::thread::current().id() == *thread,
+            WakeTo::Flow(_) | WakeTo::Nothing => true,
+        }
+    }
+
     /// A handle that wakes nothing: for a session made outside a worker (a test's).
     pub fn nothing() -> Wake {
         Wake(WakeTo::Nothing)

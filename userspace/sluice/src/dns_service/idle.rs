@@ -141,6 +141,15 @@ impl IdleOrder {
         n.peer
     }
 
+    /// Whether the connection's session can be woken from this thread (a slot that
+    /// threads share, past 64 workers, holds other threads' connections too).
+    pub(super) fn wakeable(&self, i: u32) -> bool {
+        self.nodes[i as usize]
+            .wake
+            .as_ref()
+            .is_none_or(|w| w.is_local())
+    }
+
     /// Whether the connection still holds its place (it was not evicted).
     pub(super) fn is_listed(&self, i: u32) -> bool {
         self.nodes[i as usize].listed

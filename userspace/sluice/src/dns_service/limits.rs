@@ -18,8 +18,9 @@
 //! idle connections must not lock out the others). The scope is the worker's own
 //! connections ([`super::idle`]), for the total, and those of them from the same
 //! address for the per-source limit (among the worker's 256 idle longest: the search is
-//! bounded); only a worker with no connection in the scope refuses. The place passes from the one to the other, so the counts never pass the
-//! limits.
+//! bounded); only a worker with no connection in the scope refuses (or, past 64
+//! workers, where threads share a slot, one whose candidate another thread serves).
+//! The place passes from the one to the other, so the counts never pass the limits.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -93,11 +94,12 @@ impl DnsService {
         if at_source_limit {
             // The newcomer takes the place (and the source count) of this worker's
             // connection from the same address idle longest.
-            let victim = w.idle.oldest_from(peer)?;
+            // One this thread cannot wake would keep its connection open past the limit.
+            let victim = w.idle.oldest_from(peer).filter(|&v| w.idle.wakeable(v))?;
             w.idle.evict(victim);
             add(&c.evicted_source_limit, 1);
         } else if w.open == w.held && !self.lease_more(&mut w) {
-            let Some(victim) = w.idle.oldest() else {
+            let Some(victim) = w.idle.oldest().filter(|&v| w.idle.wakeable(v)) else {
                 drop(w);
                 self.release_source(peer);
                 return None;

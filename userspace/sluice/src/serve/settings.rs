@@ -74,8 +74,9 @@ pub struct ServeArgs {
     /// AF_XDP: how the steering program admits new connections (SYNs) on each queue:
     /// `adaptive` (at the rate the queue's worker opens connections, once new ones
     /// overload it; a worker with room admits every SYN), `off`, or a fixed budget per
-    /// queue, `RATE` or `RATE/BURST` SYNs a second [default: adaptive]. SYNs past the
-    /// budget are dropped in XDP, before they cost a copy (`sluice stats`: shed).
+    /// queue, `RATE` or `RATE/BURST` SYNs a second (BURST defaults to 20 ms at the
+    /// rate) [default: adaptive]. SYNs past the budget are dropped in XDP, before they
+    /// cost a copy (`sluice stats`: shed).
     #[arg(long, value_parser = parse_admission)]
     admission: Option<Admission>,
     /// DNS: seconds a connection may stay idle [default: 10]; advertised to clients in
@@ -90,11 +91,13 @@ pub struct ServeArgs {
     #[arg(long)]
     max_lifetime: Option<f64>,
     /// DNS: concurrent connections at most; at the limit a newcomer takes the place of
-    /// the connection idle longest [default: 100000].
+    /// the connection idle longest on the worker that accepted it (refused if that
+    /// worker has none) [default: 100000].
     #[arg(long)]
     max_connections: Option<usize>,
     /// DNS: concurrent connections from one source address at most; at the limit a
-    /// newcomer takes the place of that address's connection idle longest
+    /// newcomer takes the place of that address's connection idle longest among the
+    /// 256 idle longest of the worker that accepted it (refused if there is none)
     /// [default: 1000].
     #[arg(long)]
     max_per_source: Option<usize>,

@@ -20,6 +20,8 @@
 //!   [`PEAK_PERIODS`]; one period's count swings with bursts), a little
 //!   less ([`DECREASE`]) so that the backlog drains, never below [`MIN_RATE`]. Taking
 //!   the rate of the overloaded period itself spirals down: overload lowers it.
+//! - With a budget, frames lost in a period: the budget is cut by [`BACK_OFF`] (as
+//!   TCP's window on loss). Busy past [`SATURATED`] with nothing lost: it holds.
 //! - With a budget and no overload: the budget grows by [`INCREASE`] a period while it
 //!   binds (the SYNs reaching the worker use it), and is lifted once the demand has
 //!   stayed under [`UNUSED`] of it for [`CALM_PERIODS`] periods.
@@ -71,8 +73,8 @@ const BURST_TIME: f64 = 0.020;
 pub enum Admission {
     /// Every SYN reaches the worker.
     Off,
-    /// At the rate the worker finishes connections, once it is saturated (see
-    /// the module's comment); every SYN otherwise.
+    /// At the rate the worker has shown it opens connections, once new ones overload
+    /// it (see the module's comment); every SYN otherwise.
     #[default]
     Adaptive,
     /// At most this budget, always.

@@ -194,7 +194,13 @@ pub(crate) fn run_on<D: Device + 'static>(
                                     s.stats.syn_budget_changes += 1;
                                 }
                                 Err(e) => {
-                                    tracing::warn!(queue = a.queue, error = %e, "cannot set the admission budget: admission off for this queue");
+                                    // A budget left in the map would go on dropping SYNs
+                                    // that nothing adjusts any more: lift it if it can be.
+                                    let lifted = a.control.set(a.queue, None).is_ok();
+                                    if lifted {
+                                        s.stats.syn_budget = 0;
+                                    }
+                                    tracing::warn!(queue = a.queue, error = %e, lifted, "cannot set the admission budget: adaptive admission stops for this queue");
                                     admission = None;
                                 }
                             }
