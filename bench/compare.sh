@@ -419,7 +419,7 @@ per = lambda r: r["cpu0"] / r["rate"] * 1e6 if r["rate"] and r["rate"] == r["rat
 for s in servers:
     p, c = rows[(s, "pipelined")], rows[(s, "per-connection")]
     print(f"| {s} | {p['rate']:.0f} | {p['p50']}/{p['p99']} | {per(p):.2f} | {p['cpu1']:.2f} | {c['rate']:.0f} | {c['p50']}/{c['p99']} | {per(c):.1f} | {c['cpu1']:.2f} |")
-print(f"\nOne query per connection from kernel clients, open loop at {conn_rate} connections/s, and pipelined again, without and with receive interrupt moderation on the server's veth (napi_defer_hard_irqs 2, gro_flush_timeout {moderation} µs, every server alike; sluice-xdp with --napi-busy-poll 50 under moderation). µs CPU/conn and server busy here are core 0's busy time as the OS counts it, nothing taken off:\n")
+print(f"\nOne query per connection from kernel clients, open loop at {conn_rate} connections/s, and pipelined again, without and with receive interrupt moderation on the server's veth (napi_defer_hard_irqs 2, gro_flush_timeout {moderation} µs, every server alike; sluice-xdp with --napi-busy-poll 50 under moderation). µs CPU/conn and server busy here are core 0's busy time as the OS counts it, nothing taken off; µs CPU/answer of the pipelined runs is counted as in the first table:\n")
 print("| server | moderation | answered conn/s | errors | p50/p99 µs | µs CPU/conn | server busy | pipelined QPS | µs CPU/answer |")
 print("|---|---|---|---|---|---|---|---|---|")
 for s in servers:

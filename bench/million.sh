@@ -10,6 +10,7 @@
 # (bytes: the server's resident memory grown, over the connections held).
 #
 #   bench/million.sh                          (root)  N=1000000 RATE=25000
+#   SERVER_OPTS=..., SLUICE_BIN=PATH ...     more server options; another sluice build
 #
 # Writes the generator's output and the server's stats and log under
 # bench/results/runs/million/.
@@ -29,23 +30,26 @@ if [[ $(nproc) -lt 2 ]]; then
 fi
 cargo build --release -q -p sluice -p sluice-benches
 bin=${CARGO_TARGET_DIR:-target}/release
+sluice=${SLUICE_BIN:-$bin/sluice}
 out=bench/results/runs/million
 mkdir -p "$out"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit)-$N"
-work=$(mktemp -d /tmp/sluice-million.XXXXXX)
-cp userspace/dns/tests/data/example.test.zone userspace/dns/tests/data/included.zone "$work/"
 SRV="ip netns exec sl-srv"
 PEER="ip netns exec sl-peer"
 
+work=$(mktemp -d /tmp/sluice-million.XXXXXX)
 server_pid=""
 cleanup() {
-	[ -z "$server_pid" ] || kill -INT "$server_pid" 2>/dev/null || true
-	sleep 0.5
-	[ -z "$server_pid" ] || kill -KILL "$server_pid" 2>/dev/null || true
+	if [ -n "$server_pid" ]; then
+		kill -INT "$server_pid" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$server_pid" 2>/dev/null || true
+	fi
 	deploy/netns-topology.sh down >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
+cp userspace/dns/tests/data/example.test.zone userspace/dns/tests/data/included.zone "$work/"
 deploy/netns-topology.sh down >/dev/null 2>&1 || true
 deploy/netns-topology.sh up >/dev/null
 # The generator's sources (198.18.64.0/22) are behind the peer's address.
@@ -64,7 +68,7 @@ pin_napi() { # IFACE CORE [fifo]
 }
 
 # shellcheck disable=SC2086
-$SRV env RUST_LOG="${RUST_LOG:-info}" "$bin/sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns \
+$SRV env RUST_LOG="${RUST_LOG:-info}" "$sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns --drain 0 \
 	--zone "$work/example.test.zone" --cores 0 --max-connections $((N * 2)) \
 	--max-per-source $((N / 128 + 1000)) --idle-timeout 3600 --max-lifetime 7200 \
 	--control "$work/control.sock" $SERVER_OPTS >"$out/$stamp.server.log" 2>&1 &
@@ -88,10 +92,15 @@ napi_ns() { # the server's NAPI threads' CPU time so far, ns
 }
 napi_before=$(napi_ns)
 
+gen_status=0
 $PEER "$bin/overload" --iface slpeer0 --server-mac "$mac" --core 1 --hold "$N" --rate "$RATE" \
-	--server-pid "$server_pid" | tee "$out/$stamp.txt" >&2
-"$bin/sluice" stats --control "$work/control.sock" >"$out/$stamp.stats" 2>&1 || true
+	--server-pid "$server_pid" | tee "$out/$stamp.txt" >&2 || gen_status=$?
+"$sluice" stats --control "$work/control.sock" >"$out/$stamp.stats" 2>&1 || true
 napi_after=$(napi_ns)
 grep -h "steering program\|syn budget" "$out/$stamp.stats" | sed 's/^/server: /' >&2 || true
 echo "server: its veth's receive work (NAPI thread, core 0) took $(((napi_after - napi_before) / 1000000)) ms of CPU over the run" | tee -a "$out/$stamp.stats" >&2
+if [ "$gen_status" -ne 0 ]; then
+	echo "the generator failed ($gen_status); the server's stats are in $out/$stamp.stats" >&2
+	exit "$gen_status"
+fi
 tail -n 1 "$out/$stamp.txt"

@@ -35,20 +35,22 @@ sluice=${SLUICE_BIN:-$bin/sluice}
 out=bench/results/runs/overload
 mkdir -p "$out"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit)-${ADMISSION//\//-}"
-work=$(mktemp -d /tmp/sluice-overload.XXXXXX)
-cp userspace/dns/tests/data/example.test.zone userspace/dns/tests/data/included.zone "$work/"
 SRV="ip netns exec sl-srv"
 PEER="ip netns exec sl-peer"
 
+work=$(mktemp -d /tmp/sluice-overload.XXXXXX)
 server_pid=""
 cleanup() {
-	[ -z "$server_pid" ] || kill -INT "$server_pid" 2>/dev/null || true
-	sleep 0.5
-	[ -z "$server_pid" ] || kill -KILL "$server_pid" 2>/dev/null || true
+	if [ -n "$server_pid" ]; then
+		kill -INT "$server_pid" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$server_pid" 2>/dev/null || true
+	fi
 	deploy/netns-topology.sh down >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
+cp userspace/dns/tests/data/example.test.zone userspace/dns/tests/data/included.zone "$work/"
 deploy/netns-topology.sh down >/dev/null 2>&1 || true
 deploy/netns-topology.sh up >/dev/null
 # The generator's sources (198.18.64.0/22) are behind the peer's address.
@@ -67,7 +69,7 @@ pin_napi() { # IFACE CORE [fifo]
 }
 
 # shellcheck disable=SC2086
-$SRV env RUST_LOG="${RUST_LOG:-info}" "$sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns \
+$SRV env RUST_LOG="${RUST_LOG:-info}" "$sluice" serve --backend xdp --iface slsrv0 --addr 198.18.0.1 --listen 53=dns --drain 0 \
 	--zone "$work/example.test.zone" --cores 0 --admission "$ADMISSION" \
 	--control "$work/control.sock" $SERVER_OPTS >"$out/$stamp.server.log" 2>&1 &
 server_pid=$!
@@ -90,10 +92,15 @@ napi_ns() { # the server's NAPI threads' CPU time so far, ns
 }
 napi_before=$(napi_ns)
 
+gen_status=0
 $PEER "$bin/overload" --iface slpeer0 --server-mac "$mac" --core 1 --seconds "$SECS" \
-	--json "$out/$stamp.json" | tee "$out/$stamp.txt" >&2
+	--json "$out/$stamp.json" | tee "$out/$stamp.txt" >&2 || gen_status=$?
 "$sluice" stats --control "$work/control.sock" >"$out/$stamp.stats" 2>&1 || true
 napi_after=$(napi_ns)
 grep -h "steering program\|syn budget" "$out/$stamp.stats" | sed 's/^/server: /' >&2 || true
 echo "server: its veth's receive work (NAPI thread, core 0) took $(((napi_after - napi_before) / 1000000)) ms of CPU over the run" | tee -a "$out/$stamp.stats" >&2
+if [ "$gen_status" -ne 0 ]; then
+	echo "the generator failed ($gen_status); the server's stats are in $out/$stamp.stats" >&2
+	exit "$gen_status"
+fi
 tail -n 1 "$out/$stamp.txt"

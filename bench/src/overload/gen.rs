@@ -8,9 +8,9 @@
 //! retransmission (a SYN-ACK, answer or FIN the server sends again is answered again).
 //! Attempts older than the timeout are given up as the ring's cursor passes them, so
 //! that giving up is O(1) per attempt whatever the rate. Each attempt uses its own
-//! 4-tuple: `SOURCES` source addresses times the ports from 1024, about 16 million, so
-//! no tuple comes back within a run; consecutive attempts come from different
-//! addresses.
+//! 4-tuple: `SOURCES` source addresses times the ports from 32768, 8.4 million, before
+//! the first comes back (over 10 s at the highest rates offered); consecutive attempts
+//! come from different addresses.
 //!
 //! The persistent connections ask one query at a time, closed loop, and resend a query
 //! unanswered for 200 ms (a real client's retransmission): their answer rate is what
@@ -29,11 +29,15 @@ pub const SOURCE_BASE: Ipv4Addr = Ipv4Addr::new(198, 18, 64, 0);
 pub const SOURCES: u32 = 256;
 /// The persistent connections' source address.
 pub const PERSISTENT_SOURCE: Ipv4Addr = Ipv4Addr::new(198, 18, 66, 1);
-const FIRST_PORT: u16 = 1024;
+const FIRST_PORT: u16 = 32768;
 const PORTS: u32 = 65536 - FIRST_PORT as u32;
+/// Tuples, 2^23: a multiple of `RING`, so that a tuple's record is always at the slot
+/// the attempt that uses it was given (`who` maps an answer back by the tuple).
 const TUPLES: u32 = SOURCES * PORTS;
-/// Records in the ring: attempts in flight at most (rate times timeout).
-const RING: usize = 1 << 21;
+/// Records in the ring: attempts in flight (rate times timeout), and held connections,
+/// at most.
+pub const RING: usize = 1 << 21;
+const _: () = assert!((TUPLES as usize).is_multiple_of(RING));
 /// A persistent connection's query is sent again after this long unanswered.
 const RESEND_US: u64 = 200_000;
 
@@ -479,7 +483,11 @@ impl Generator {
         if seg.flags & RST != 0 {
             match who {
                 Who::Attempt(s) => {
-                    self.tally.reset += 1;
+                    if self.ring[s].state == State::Held {
+                        self.tally.held_closed += 1;
+                    } else {
+                        self.tally.reset += 1;
+                    }
                     self.free(s);
                 }
                 Who::Persistent(i) => self.connect_persistent(i),
