@@ -806,6 +806,31 @@ fn our_client_gets_answers_from_knot_xdp_tcp() {
     eprintln!("Knot ({mode}) answered {answers} one-query connections from sluice's client");
 }
 
+/// A veth pair as it comes: the peer's kernel keeps TX checksum offload on, so its TCP
+/// frames arrive CHECKSUM_PARTIAL (the TCP checksum field holds only the pseudo-header
+/// sum). sluice on AF_XDP serves them all the same, and drops none.
+#[test]
+fn kernel_clients_over_a_veth_pair_as_it_comes() {
+    require_root!();
+    let _s = serial();
+    let topo = Topology::create(&TopologyConfig {
+        peer_full_checksums: false,
+        ..TopologyConfig::default()
+    })
+    .expect("topology");
+    let dir = tmp("plain-veth");
+    let _sluice = start_example(&topo, Backend::Xdp, &dir, &[]);
+    let server = SocketAddr::from((topo.server_ip, 53));
+    let answered = topo
+        .run_in(&topo.peer_ns.clone(), move || {
+            burst_of_clients(server, 20, Duration::from_secs(5))
+        })
+        .unwrap();
+    let (_, text) = sluice_stats(&dir);
+    assert_eq!(answered, 20, "every client answered: {text}");
+    assert!(text.contains(" dropped 0 "), "no frame dropped: {text}");
+}
+
 #[test]
 fn admission_sheds_past_a_budget_not_a_burst_with_room() {
     require_root!();

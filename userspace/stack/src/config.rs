@@ -203,7 +203,9 @@ pub struct XdpConfig {
     /// (deploy/nic-setup.sh does).
     pub napi_busy_poll_us: u32,
     /// Verify IPv4 and TCP checksums of received frames. Leave on unless the NIC
-    /// already drops bad frames.
+    /// already drops bad frames. On veth, a TCP checksum holding only the pseudo-header
+    /// sum (a local sender's CHECKSUM_PARTIAL frame) passes too (docs/design.md,
+    /// "Decisions").
     pub verify_checksums: bool,
     /// Half-open connections a worker holds at most; past that, SYNs are answered with
     /// SYN cookies and no state (4096 by default, Linux's `somaxconn`). A larger backlog

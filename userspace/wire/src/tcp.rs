@@ -346,6 +346,15 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         );
         checksum::fold32(s) == 0xffff
     }
+
+    /// Whether the checksum field holds exactly the folded pseudo-header sum, which is
+    /// what Linux leaves there for a CHECKSUM_PARTIAL frame (the device was to add the
+    /// segment's own sum): such a frame, seen before any device completed it.
+    pub fn has_partial_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        let b = self.b();
+        let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp.into(), b.len() as u32);
+        self.checksum() == checksum::fold32(pseudo)
+    }
 }
 
 impl<'a> TcpPacket<&'a [u8]> {
@@ -401,7 +410,14 @@ impl<'a> TcpRepr<'a> {
         dst: Ipv4Addr,
         mode: ChecksumMode,
     ) -> Result<TcpRepr<'a>> {
-        if mode == ChecksumMode::Verify && !p.verify_checksum(src, dst) {
+        let good = match mode {
+            ChecksumMode::Ignore => true,
+            ChecksumMode::Verify => p.verify_checksum(src, dst),
+            ChecksumMode::VerifyOrPartial => {
+                p.verify_checksum(src, dst) || p.has_partial_checksum(src, dst)
+            }
+        };
+        if !good {
             return Err(Error::BadChecksum);
         }
         if p.src_port() == 0 || p.dst_port() == 0 {
@@ -665,6 +681,42 @@ mod tests {
         .unwrap();
         assert_eq!(r.window_scale, Some(9));
         assert_eq!(r.max_seg_size, None, "bytes after EOL are not options");
+    }
+
+    #[test]
+    fn a_partial_checksum_passes_only_where_asked() {
+        let mut s = linux_syn();
+        // What Linux leaves in a CHECKSUM_PARTIAL segment: the folded pseudo-header sum.
+        let pseudo = checksum::fold32(checksum::pseudo_header(SRC, DST, 6, s.len() as u32));
+        s[16..18].copy_from_slice(&pseudo.to_be_bytes());
+        let p = TcpPacket::new_checked(&s[..]).unwrap();
+        assert!(p.has_partial_checksum(SRC, DST));
+        assert_eq!(
+            TcpRepr::parse(&p, SRC, DST, ChecksumMode::Verify),
+            Err(Error::BadChecksum)
+        );
+        assert!(TcpRepr::parse(&p, SRC, DST, ChecksumMode::VerifyOrPartial).is_ok());
+        // Any other wrong value fails in both modes; a complete checksum passes both.
+        let mut wrong = s.clone();
+        wrong[16..18].copy_from_slice(&pseudo.wrapping_add(1).to_be_bytes());
+        let p = TcpPacket::new_checked(&wrong[..]).unwrap();
+        for mode in [ChecksumMode::Verify, ChecksumMode::VerifyOrPartial] {
+            assert_eq!(TcpRepr::parse(&p, SRC, DST, mode), Err(Error::BadChecksum));
+        }
+        let good = linux_syn();
+        let p = TcpPacket::new_checked(&good[..]).unwrap();
+        assert!(TcpRepr::parse(&p, SRC, DST, ChecksumMode::VerifyOrPartial).is_ok());
+        // The pseudo-header names the addresses: another pair's partial sum fails.
+        let p = TcpPacket::new_checked(&s[..]).unwrap();
+        assert_eq!(
+            TcpRepr::parse(
+                &p,
+                DST,
+                Ipv4Addr::new(10, 9, 9, 9),
+                ChecksumMode::VerifyOrPartial
+            ),
+            Err(Error::BadChecksum)
+        );
     }
 
     #[test]

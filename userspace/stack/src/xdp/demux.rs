@@ -32,7 +32,7 @@ pub(super) struct FrameContext<'a> {
     pub(super) max_half_open: usize,
     pub(super) mac: [u8; 6],
     pub(super) addrs: &'a [Ipv4Addr],
-    pub(super) verify: bool,
+    pub(super) checksums: wire::ChecksumMode,
     pub(super) ports: super::ports::PortRange,
     pub(super) index: usize,
     pub(super) workers: usize,
@@ -44,7 +44,7 @@ pub(super) struct FrameContext<'a> {
 /// A received frame: to its connection, to a listener, to the worker that owns it, or
 /// answered with a RST.
 pub(super) fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
-    let Some(f) = frames::parse(frame, cx.verify) else {
+    let Some(f) = frames::parse(frame, cx.checksums) else {
         cx.stats.rx_dropped += 1;
         return FrameAction::Done;
     };
@@ -235,7 +235,7 @@ mod tests {
                 max_half_open: 16,
                 mac: [2, 0, 0, 0, 0, 1],
                 addrs: &[OURS],
-                verify: true,
+                checksums: wire::ChecksumMode::Verify,
                 ports: PortRange::default(),
                 index: 0,
                 workers: self.workers,
@@ -305,7 +305,7 @@ mod tests {
         let FrameAction::Reply(len) = r.frame(&mut f) else {
             panic!("no RST");
         };
-        let reply = frames::parse(&f[..len], true).expect("a valid frame");
+        let reply = frames::parse(&f[..len], wire::ChecksumMode::Verify).expect("a valid frame");
         assert!(reply.tcp.flags.rst());
         assert_eq!(reply.tcp.ack_number, Some(1001));
         assert_eq!((reply.ip.dst_addr, reply.tcp.dst_port), (CLIENT, 40001));

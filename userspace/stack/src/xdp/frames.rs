@@ -8,13 +8,8 @@ use wire::{
     ChecksumMode, EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr, TcpFlags, TcpRepr,
 };
 
-/// Parses a received frame; `verify` checks the IPv4 and TCP checksums.
-pub(crate) fn parse(frame: &[u8], verify: bool) -> Option<TcpFrame<'_>> {
-    let mode = if verify {
-        ChecksumMode::Verify
-    } else {
-        ChecksumMode::Ignore
-    };
+/// Parses a received frame, checking its IPv4 and TCP checksums as `mode` says.
+pub(crate) fn parse(frame: &[u8], mode: ChecksumMode) -> Option<TcpFrame<'_>> {
     parse_tcp_ipv4(frame, mode).ok()
 }
 

@@ -136,6 +136,24 @@ pub(crate) fn start(
     }
 }
 
+/// How the workers check received checksums on `xdp.iface`. On veth, a frame from the
+/// local kernel's TCP on the other end comes CHECKSUM_PARTIAL: Linux leaves the TCP
+/// checksum to the device (TX checksum offload, on by default), and veth, which never
+/// puts the frame on a wire, never completes it; the field holds only the pseudo-header
+/// sum. Those pass (`ChecksumMode::VerifyOrPartial`) there, so that a veth pair (a
+/// container's) works as it comes, with no `ethtool -K tx off` on the peer. A frame
+/// from a NIC crossed a wire, where a partial sum is as wrong as any other, so every
+/// other driver gets full verification.
+fn checksum_mode(xdp: &XdpConfig) -> wire::ChecksumMode {
+    if !xdp.verify_checksums {
+        return wire::ChecksumMode::Ignore;
+    }
+    match xsk::iface::driver(&xdp.iface) {
+        Ok(d) if d == "veth" => wire::ChecksumMode::VerifyOrPartial,
+        _ => wire::ChecksumMode::Verify,
+    }
+}
+
 /// Starts a worker per queue (worker i on queue i) and enters each socket in the
 /// program's map.
 fn start_workers(
@@ -147,6 +165,7 @@ fn start_workers(
     link: Link,
 ) -> Result<(), StartError> {
     let settings = Arc::new(xdp.clone());
+    let checksums = checksum_mode(xdp);
     let count = link.queues as usize;
     let (peers, inboxes) = peers(count);
     for (index, inbox) in inboxes.into_iter().enumerate() {
@@ -161,7 +180,7 @@ fn start_workers(
                 listeners: listeners.clone(),
                 tcp: conn::TcbFactory::new(&xdp.tcp),
                 ports: xdp.client_ports,
-                verify_checksums: xdp.verify_checksums,
+                checksums,
                 max_half_open: xdp.max_half_open,
                 peers: peers.clone(),
                 inbox,
@@ -213,7 +232,11 @@ pub(crate) fn start_memory(
             listeners: listeners.clone(),
             tcp: conn::TcbFactory::new(&memory.tcp),
             ports: memory.client_ports,
-            verify_checksums: memory.verify_checksums,
+            checksums: if memory.verify_checksums {
+                wire::ChecksumMode::Verify
+            } else {
+                wire::ChecksumMode::Ignore
+            },
             max_half_open: memory.max_half_open,
             peers: peers.clone(),
             inbox,
