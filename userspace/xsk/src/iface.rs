@@ -52,36 +52,42 @@ const SIOCETHTOOL: libc::c_ulong = 0x8946;
 /// it, not the caller's.
 pub fn rx_queue_count(name: &str) -> Result<u32> {
     ifindex(name)?;
-    // SAFETY: plain socket(2); the descriptor is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(Error::last_os("socket(AF_INET) for ethtool"));
-    }
-    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut channels = EthtoolChannels {
         cmd: ETHTOOL_GCHANNELS,
         ..Default::default()
     };
+    match ethtool(name, (&mut channels as *mut EthtoolChannels).cast()) {
+        Ok(()) => Ok((channels.rx_count + channels.combined_count).max(1)),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(1),
+        Err(e) => Err(Error::os("ethtool ETHTOOL_GCHANNELS", e)),
+    }
+}
+
+/// Runs the ethtool command whose struct (its `cmd` field first) `data` points at, on
+/// interface `name` (which the caller has checked exists), as `ethtool` does. The struct must stay alive and
+/// be laid out as the kernel's for that command.
+fn ethtool(name: &str, data: *mut libc::c_void) -> io::Result<()> {
+    // SAFETY: plain socket(2); the descriptor is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut req = IfreqData {
         name: [0; libc::IFNAMSIZ],
-        data: (&mut channels as *mut EthtoolChannels).cast(),
+        data,
         _pad: [0; 16],
     };
     for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    // SAFETY: req points at a properly laid out ifreq whose data points at `channels`,
-    // both alive for the duration of the call.
+    // SAFETY: req is a properly laid out ifreq whose data the caller vouches for.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut req) };
     if rc < 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::EOPNOTSUPP) => Ok(1),
-            _ => Err(Error::os("ethtool ETHTOOL_GCHANNELS", err)),
-        };
+        return Err(io::Error::last_os_error());
     }
-    Ok((channels.rx_count + channels.combined_count).max(1))
+    Ok(())
 }
 
 #[repr(C)]
@@ -105,33 +111,11 @@ const ETHTOOL_GDRVINFO: u32 = 0x03;
 /// The name of `name`'s driver ("veth", "mlx5_core", "ice"...), as `ethtool -i` says it.
 pub fn driver(name: &str) -> Result<String> {
     ifindex(name)?;
-    // SAFETY: plain socket(2); the descriptor is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(Error::last_os("socket(AF_INET) for ethtool"));
-    }
-    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: all-zero is a valid value of this plain C struct.
     let mut info: EthtoolDrvinfo = unsafe { std::mem::zeroed() };
     info.cmd = ETHTOOL_GDRVINFO;
-    let mut req = IfreqData {
-        name: [0; libc::IFNAMSIZ],
-        data: (&mut info as *mut EthtoolDrvinfo).cast(),
-        _pad: [0; 16],
-    };
-    for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: req points at a properly laid out ifreq whose data points at `info`, both
-    // alive for the duration of the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut req) };
-    if rc < 0 {
-        return Err(Error::os(
-            "ethtool ETHTOOL_GDRVINFO",
-            io::Error::last_os_error(),
-        ));
-    }
+    ethtool(name, (&mut info as *mut EthtoolDrvinfo).cast())
+        .map_err(|e| Error::os("ethtool ETHTOOL_GDRVINFO", e))?;
     let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
     Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }

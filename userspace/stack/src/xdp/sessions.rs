@@ -81,6 +81,17 @@ pub(crate) enum Outcome {
     Reset,
 }
 
+impl crate::stats::WorkerStats {
+    /// Counts how a session call ended: a close that turned into a reset, or a reset.
+    pub(crate) fn count_session(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Live => {}
+            Outcome::Closed { reset } => self.aborted_on_close += u64::from(reset),
+            Outcome::Reset => self.sessions_reset += 1,
+        }
+    }
+}
+
 /// Starts the session of a connection whose handshake just completed. A refused one
 /// (the factory said no) closes the connection.
 pub(crate) fn start(c: &mut Conn, factory: &SessionFactory, wake: Wake, clock: Clock) -> Outcome {

@@ -233,11 +233,7 @@ impl Shard {
         if c.session.is_some() && (wake_read || wake_write || newly_connected || session_more) {
             outcome = sessions::drive(c, &mut self.session_bufs, clock);
         }
-        match outcome {
-            Outcome::Live => {}
-            Outcome::Closed { reset } => self.stats.aborted_on_close += u64::from(reset),
-            Outcome::Reset => self.stats.sessions_reset += 1,
-        }
+        self.stats.count_session(outcome);
         if wake_read || newly_connected {
             if let Some(w) = c.read_waker.take() {
                 w.wake();
@@ -389,11 +385,7 @@ impl Shard {
                     now,
                     epoch: self.epoch,
                 };
-                match sessions::expire(c, clock) {
-                    Outcome::Live => {}
-                    Outcome::Closed { reset } => self.stats.aborted_on_close += u64::from(reset),
-                    Outcome::Reset => self.stats.sessions_reset += 1,
-                }
+                self.stats.count_session(sessions::expire(c, clock));
                 touched += 1;
             }
             // Re-arms at the real deadline (the entry may have been early).
@@ -424,11 +416,7 @@ impl Shard {
                 continue;
             };
             st.deadline = Some(now);
-            match sessions::expire(c, clock) {
-                Outcome::Live => {}
-                Outcome::Closed { reset } => self.stats.aborted_on_close += u64::from(reset),
-                Outcome::Reset => self.stats.sessions_reset += 1,
-            }
+            self.stats.count_session(sessions::expire(c, clock));
             touched += 1;
             self.after_tcp(h);
         }
