@@ -20,6 +20,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod client;
+#[path = "../common/memory_server.rs"]
+mod memory_server;
 #[path = "../sluice-bench/queries.rs"]
 #[allow(dead_code)]
 mod queries;
@@ -29,9 +31,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use client::{Clients, Workload, SERVER_IP, SERVER_PORT};
-use sluice::dns_service::{DnsService, Limits, ZoneSource};
-use stack::{Listeners, MemoryConfig, Stack, StackConfig};
+use client::{Clients, Workload};
+use memory_server::{MemoryServer, Pinned, ServerSetup};
+use sluice::dns_service::Limits;
+use stack::{Admission, MemoryDeviceConfig};
 
 /// Server-core cost of one-query DNS connections and of pipelined queries, on the
 /// in-memory device.
@@ -166,28 +169,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Pins the calling thread to `core` until dropped, then gives it back the cores it
-/// had (the stack checks the cores it is given against the caller's own).
-struct Pinned(libc::cpu_set_t);
-
-impl Pinned {
-    fn to(core: usize) -> Pinned {
-        // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity fills it.
-        let mut before: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: pid 0 is this thread; the size is the set's.
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut before) };
-        core_affinity::set_for_current(core_affinity::CoreId { id: core });
-        Pinned(before)
-    }
-}
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        // SAFETY: restores the set read in `to` for this thread.
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.0) };
-    }
-}
-
 /// One run: a fresh stack with the DNS service on the in-memory device, loaded by the
 /// templated clients from this thread.
 fn run_once(args: &Args, workload: Workload, query: &[u8]) -> Result<Figures, String> {
@@ -198,28 +179,19 @@ fn run_once(args: &Args, workload: Workload, query: &[u8]) -> Result<Figures, St
         max_per_source: 1 << 20,
         ..Limits::default()
     };
-    let zone = ZoneSource {
-        file: args.zone.clone(),
-        name: None,
-    };
-    let svc = DnsService::new(vec![zone], dns::ResponderConfig::default(), limits, 1)
-        .map_err(|e| format!("loading {}: {}", args.zone.display(), e.join("; ")))?;
-    let mut listeners = Listeners::new();
-    listeners.listen(SERVER_PORT, svc.listener());
-    let memory = MemoryConfig {
+    let MemoryServer {
+        mut stack,
+        mut link,
+        mac: server_mac,
+    } = MemoryServer::start(ServerSetup {
+        zone: &args.zone,
+        core: args.server_core,
+        device: MemoryDeviceConfig::default(),
+        admission: Admission::Off,
+        limits,
         // Never asleep during a run: the figures are of work, not of wake-ups.
         busy_poll: Duration::from_millis(100),
-        ..MemoryConfig::default()
-    };
-    let server_mac = memory.mac;
-    let mut config = StackConfig::memory(memory);
-    config.addrs = vec![SERVER_IP];
-    config.cores = vec![args.server_core];
-    let mut stack = Stack::start(config, listeners).map_err(|e| e.to_string())?;
-    let mut link = stack
-        .take_memory_links()
-        .pop()
-        .ok_or("the in-memory backend gave no link")?;
+    })?;
     let _pinned = Pinned::to(args.client_core);
     let count = match workload {
         Workload::OneQuery => args.clients,

@@ -1,6 +1,6 @@
 //! The overload generator's clients: one-query DNS-over-TCP connection attempts, and a
 //! few persistent connections beside them, all templated (conn-cost's `client`
-//! frames), over one AF_XDP socket.
+//! frames), over one AF_XDP socket or the link of an in-memory device ([`Port`]).
 //!
 //! An attempt is a record in a ring, in the order attempts start: SYN; on the SYN-ACK,
 //! ACK with the query; on the answer, FIN; on the server's FIN, its ACK. An attempt
@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 use hdrhistogram::Histogram;
+use stack::MemoryLink;
 use xsk::{RxAction, XskSocket};
 
 use crate::client::{emit, AnswerStream, Outgoing, Segment, ACK, FIN, PSH, RST, SYN};
@@ -49,6 +50,61 @@ enum State {
     Closing,
     /// Answered and kept open, idle (`Generator::hold`).
     Held,
+}
+
+/// Where the generator's frames go and come from.
+pub trait Port {
+    /// Hands up to `max` received frames to `handle`; returns how many.
+    fn receive(&mut self, max: usize, handle: impl FnMut(&[u8])) -> usize;
+    /// Builds one frame to send; false when there is no room now.
+    fn transmit(&mut self, build: impl FnOnce(&mut [u8]) -> usize) -> bool;
+    /// After a batch (`sent` frames built): hands them over and takes buffers back.
+    fn flush(&mut self, sent: usize);
+    /// Frames lost on the generator's own receive side so far (then the generator, not
+    /// the server, lost them).
+    fn own_drops(&self) -> u64;
+}
+
+impl Port for XskSocket {
+    fn receive(&mut self, max: usize, mut handle: impl FnMut(&[u8])) -> usize {
+        self.recv(max as u32, |frame| {
+            handle(frame);
+            RxAction::Recycle
+        }) as usize
+    }
+    fn transmit(&mut self, build: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        self.transmit_with(build)
+    }
+    fn flush(&mut self, sent: usize) {
+        // Also with nothing new: frames a full device left in the ring go when it drains.
+        if sent > 0 || self.tx_backlog() > 0 {
+            let _ = XskSocket::flush(self);
+        }
+        self.reclaim();
+        self.refill();
+    }
+    fn own_drops(&self) -> u64 {
+        self.kernel_stats()
+            .map_or(0, |k| k.rx_ring_full + k.rx_fill_ring_empty)
+    }
+}
+
+impl Port for MemoryLink {
+    fn receive(&mut self, max: usize, handle: impl FnMut(&[u8])) -> usize {
+        self.recv(max, handle)
+    }
+    fn transmit(&mut self, build: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        self.send_with(build)
+    }
+    fn flush(&mut self, sent: usize) {
+        if sent > 0 {
+            MemoryLink::flush(self);
+        }
+    }
+    fn own_drops(&self) -> u64 {
+        // The worker's sending side waits for room: nothing is lost towards us.
+        0
+    }
 }
 
 /// What a connection has to send next.
@@ -378,13 +434,10 @@ impl Generator {
 
     /// Receives what the server sent, sends what is due (as much as the socket
     /// takes), kicks. Returns frames received and sent.
-    pub fn pump(&mut self, sock: &mut XskSocket) -> (usize, usize) {
+    pub fn pump(&mut self, sock: &mut impl Port) -> (usize, usize) {
         let mut got = 0;
         loop {
-            let n = sock.recv(256, |frame| {
-                self.on_frame(frame);
-                RxAction::Recycle
-            }) as usize;
+            let n = sock.receive(256, |frame| self.on_frame(frame));
             got += n;
             if n < 256 {
                 break;
@@ -428,16 +481,11 @@ impl Generator {
                 }
             }
         }
-        // Also with nothing new: frames a full device left in the ring go when it drains.
-        if sent > 0 || sock.tx_backlog() > 0 {
-            let _ = sock.flush();
-        }
-        sock.reclaim();
-        sock.refill();
+        sock.flush(sent);
         (got, sent)
     }
 
-    fn send(&mut self, sock: &mut XskSocket, who: Who, out: Out) -> bool {
+    fn send(&mut self, sock: &mut impl Port, who: Who, out: Out) -> bool {
         let (ip, port) = self.tuple_of(who);
         let server_mac = self.server_mac;
         let ts_now = self.ts_now;
@@ -466,7 +514,7 @@ impl Generator {
             ts_now,
             payload,
         };
-        let ok = sock.transmit_with(|buf| emit(buf, &server_mac, &segment));
+        let ok = sock.transmit(|buf| emit(buf, &server_mac, &segment));
         self.query = query;
         ok
     }

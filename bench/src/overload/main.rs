@@ -15,6 +15,15 @@
 //! line, which bench/overload.sh keeps, reads exactly:
 //! `capacity C conn/s; at 3x offered answered A conn/s (R %); at 10x (R10 %)`.
 //!
+//! With `--device memory` (no root, no network) the server is in this process: the
+//! real worker on an in-memory device whose link plays the NIC and the steering
+//! program (admission by the same algorithm, drops when the worker's receive ring is
+//! full), on `--server-core`; the generator drives the link from `--core`. This shows
+//! what the stack and its admission do when the kernel's own receive path (on veth,
+//! about 1.5 µs a packet before XDP, on the server's core) is not the bound, as on a
+//! NIC with zero-copy AF_XDP. After each phase it prints the server's side: its
+//! budget, what was shed and dropped, and how busy its core was.
+//!
 //! With `--hold N` (bench/million.sh) it instead opens N connections at `--rate`, each
 //! answered once, acknowledged and then held open, idle; reads the server's resident
 //! memory (`--server-pid`) before and after; asks new clients one at a time for 2 s
@@ -25,6 +34,9 @@
 #[allow(dead_code)]
 mod client;
 mod gen;
+#[path = "../common/memory_server.rs"]
+#[allow(dead_code)]
+mod memory_server;
 #[path = "../sluice-bench/queries.rs"]
 #[allow(dead_code)]
 mod queries;
@@ -32,21 +44,56 @@ mod queries;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use gen::{Generator, Tally, PERSISTENT_SOURCE, SOURCES, SOURCE_BASE};
+use clap::{Parser, ValueEnum};
+use gen::{Generator, Port, Tally, PERSISTENT_SOURCE, SOURCES, SOURCE_BASE};
+use memory_server::{MemoryServer, ServerSetup};
+use stack::{MemoryDeviceConfig, MemoryLink, WorkerStats};
 use xsk::{XdpProgram, XskConfig, XskSocket};
+
+/// mimalloc, as in the sluice daemon: with `--device memory` the server runs in this
+/// process, and its allocations should cost what they cost there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Where the server is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Device {
+    /// Behind `--iface`, reached over AF_XDP.
+    Xdp,
+    /// In this process, on an in-memory device.
+    Memory,
+}
+
+/// The in-process server's admission of new connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum AdmissionArg {
+    Adaptive,
+    Off,
+}
 
 /// Offers one-query DNS connections open loop at multiples of the server's capacity,
 /// from a templated client on AF_XDP.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    /// Where the server is: behind `--iface` (xdp), or in this process (memory).
+    #[arg(long, value_enum, default_value = "xdp")]
+    device: Device,
     /// The interface towards the server (its AF_XDP socket and steering program).
-    #[arg(long)]
-    iface: String,
+    #[arg(long, required_if_eq("device", "xdp"))]
+    iface: Option<String>,
     /// The server's MAC address (aa:bb:cc:dd:ee:ff).
-    #[arg(long, value_parser = parse_mac)]
-    server_mac: [u8; 6],
+    #[arg(long, value_parser = parse_mac, required_if_eq("device", "xdp"))]
+    server_mac: Option<[u8; 6]>,
+    /// With `--device memory`: the zone the server serves.
+    #[arg(long, required_if_eq("device", "memory"))]
+    zone: Option<std::path::PathBuf>,
+    /// With `--device memory`: the server's core.
+    #[arg(long, default_value_t = 0)]
+    server_core: usize,
+    /// With `--device memory`: the server's admission of new connections.
+    #[arg(long, value_enum, default_value = "adaptive")]
+    admission: AdmissionArg,
     /// The name asked (type A).
     #[arg(long, default_value = "www.example.test")]
     name: String,
@@ -139,13 +186,13 @@ enum Load {
     Open(f64),
 }
 
-struct Run {
+struct Run<P> {
     gen: Generator,
-    sock: XskSocket,
+    sock: P,
     epoch: Instant,
 }
 
-impl Run {
+impl<P: Port> Run<P> {
     fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
@@ -157,17 +204,13 @@ impl Run {
         let end = measure_from + Duration::from_secs_f64(seconds);
         let mut measuring = false;
         let mut started = 0u64;
-        let drops = |sock: &XskSocket| {
-            sock.kernel_stats()
-                .map_or(0, |k| k.rx_ring_full + k.rx_fill_ring_empty)
-        };
-        let mut drops_before = drops(&self.sock);
+        let mut drops_before = self.sock.own_drops();
         loop {
             let t = Instant::now();
             if !measuring && t >= measure_from {
                 measuring = true;
                 self.gen.take_tally();
-                drops_before = drops(&self.sock);
+                drops_before = self.sock.own_drops();
             }
             if t >= end {
                 break;
@@ -197,7 +240,7 @@ impl Run {
             name: name.to_string(),
             seconds,
             tally: self.gen.take_tally(),
-            own_drops: drops(&self.sock).saturating_sub(drops_before),
+            own_drops: self.sock.own_drops().saturating_sub(drops_before),
         }
     }
 }
@@ -247,7 +290,7 @@ fn rss(pid: u32) -> Result<u64, String> {
 }
 
 /// `--hold`: opens `n` connections that stay open, then measures.
-fn hold(run: &mut Run, args: &Args, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+fn hold(run: &mut Run<XskSocket>, args: &Args, n: u64) -> Result<(), Box<dyn std::error::Error>> {
     let pid = args.server_pid.ok_or("--hold needs --server-pid")?;
     if n as usize > gen::RING {
         return Err(format!("--hold holds at most {} connections", gen::RING).into());
@@ -336,39 +379,125 @@ fn hold(run: &mut Run, args: &Args, n: u64) -> Result<(), Box<dyn std::error::Er
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let query = queries::encode(&args.name, 1)?;
-    let mut program = XdpProgram::attach(&args.iface, xsk::AttachMode::Auto)?;
-    for i in 0..SOURCES {
-        program.own_address(std::net::Ipv4Addr::from(u32::from(SOURCE_BASE) + i))?;
-    }
-    program.own_address(PERSISTENT_SOURCE)?;
-    program.set_client_ports(32768, 65535)?;
-    let sock = XskSocket::bind(&args.iface, 0, &XskConfig::default())?;
-    program.register_socket(&sock)?;
-    if !core_affinity::set_for_current(core_affinity::CoreId { id: args.core }) {
-        return Err(format!("cannot pin to core {}", args.core).into());
-    }
-    let gen = Generator::new(
-        args.server_mac,
-        &query,
-        args.timeout_ms * 1000,
-        if args.hold.is_some() {
-            0
-        } else {
-            args.persistent
-        },
-        1_000_000 / args.persistent_rate.max(1),
-    );
-    let mut run = Run {
-        gen,
-        sock,
-        epoch: Instant::now(),
+    let generator = |server_mac: [u8; 6]| {
+        Generator::new(
+            server_mac,
+            &query,
+            args.timeout_ms * 1000,
+            if args.hold.is_some() {
+                0
+            } else {
+                args.persistent
+            },
+            1_000_000 / args.persistent_rate.max(1),
+        )
     };
-    if let Some(n) = args.hold {
-        return hold(&mut run, args, n);
+    match args.device {
+        Device::Xdp => {
+            let (Some(iface), Some(server_mac)) = (&args.iface, args.server_mac) else {
+                return Err("--device xdp needs --iface and --server-mac".into());
+            };
+            let mut program = XdpProgram::attach(iface, xsk::AttachMode::Auto)?;
+            for i in 0..SOURCES {
+                program.own_address(std::net::Ipv4Addr::from(u32::from(SOURCE_BASE) + i))?;
+            }
+            program.own_address(PERSISTENT_SOURCE)?;
+            program.set_client_ports(32768, 65535)?;
+            let sock = XskSocket::bind(iface, 0, &XskConfig::default())?;
+            program.register_socket(&sock)?;
+            pin(args.core)?;
+            let mut run = Run {
+                gen: generator(server_mac),
+                sock,
+                epoch: Instant::now(),
+            };
+            if let Some(n) = args.hold {
+                return hold(&mut run, args, n);
+            }
+            overload(&mut run, args, &mut |_| {})
+        }
+        Device::Memory => {
+            if args.hold.is_some() {
+                return Err("--hold measures a sluice process: it needs --device xdp".into());
+            }
+            let zone = args.zone.as_deref().ok_or("--device memory needs --zone")?;
+            let mut server = MemoryServer::start(ServerSetup {
+                zone,
+                core: args.server_core,
+                device: MemoryDeviceConfig {
+                    lossy: true,
+                    ..MemoryDeviceConfig::default()
+                },
+                admission: match args.admission {
+                    AdmissionArg::Adaptive => stack::Admission::Adaptive,
+                    AdmissionArg::Off => stack::Admission::Off,
+                },
+                limits: sluice::dns_service::Limits::default(),
+                busy_poll: stack::XdpConfig::new("").busy_poll,
+            })?;
+            pin(args.core)?;
+            let mut run = Run {
+                gen: generator(server.mac),
+                sock: server.link,
+                epoch: Instant::now(),
+            };
+            let stack = &mut server.stack;
+            let mut last = (stack.stats().pop().unwrap_or_default(), 0, 0);
+            let mut report = |link: &MemoryLink| {
+                let now = (
+                    stack.stats().pop().unwrap_or_default(),
+                    link.shed(),
+                    link.ring_full_drops(),
+                );
+                print_server(&last.0, &now.0, now.1 - last.1, now.2 - last.2);
+                last = now;
+            };
+            let result = overload(&mut run, args, &mut report);
+            server.stack.shutdown(Duration::ZERO);
+            result
+        }
     }
+}
+
+fn pin(core: usize) -> Result<(), String> {
+    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        Ok(())
+    } else {
+        Err(format!("cannot pin to core {core}"))
+    }
+}
+
+/// The in-process server's side of the phase that just ended (counters `before` and
+/// `after` it; `shed` and `ring_full`, what the link dropped in it).
+fn print_server(before: &WorkerStats, after: &WorkerStats, shed: u64, ring_full: u64) {
+    let busy = (after.busy_us - before.busy_us) as f64
+        / (after.elapsed_us - before.elapsed_us).max(1) as f64;
+    println!(
+        "  server: syn budget {} /s (changed {} times), shed {shed}, dropped for a full ring {ring_full}, \
+         SYNs reached it {}, handshakes {}, served {}, retransmitted {}, tx ring full {}, \
+         connections {} (established {}), core busy {busy:.2}",
+        after.syn_budget,
+        after.syn_budget_changes - before.syn_budget_changes,
+        after.syns_received - before.syns_received,
+        after.handshakes - before.handshakes,
+        after.completed - before.completed,
+        after.retransmits - before.retransmits,
+        after.tx_ring_full - before.tx_ring_full,
+        after.connections,
+        after.states.established,
+    );
+}
+
+/// The overload phases; `after_phase` reports the server's side of each, if it can.
+fn overload<P: Port>(
+    run: &mut Run<P>,
+    args: &Args,
+    after_phase: &mut dyn FnMut(&P),
+) -> Result<(), Box<dyn std::error::Error>> {
     // Long enough for every persistent connection to be open and paced.
     let unloaded = run.phase("persistent alone", Load::None, 2.0, 3.0);
     let base = unloaded.persistent();
+    after_phase(&run.sock);
     let cap = run.phase(
         "capacity (closed loop)",
         Load::Closed(args.concurrency),
@@ -383,6 +512,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         args.persistent as u64 * args.persistent_rate
     );
     print_phase(&cap, capacity, base);
+    after_phase(&run.sock);
     let mut phases = Vec::new();
     for &m in &args.multipliers {
         // Let the last phase's leftovers go first.
@@ -392,6 +522,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             0.0,
             (args.timeout_ms as f64 / 1000.0).max(1.0),
         );
+        after_phase(&run.sock);
         let p = run.phase(
             &format!("{m}x"),
             Load::Open(capacity * m),
@@ -399,6 +530,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             args.seconds,
         );
         print_phase(&p, capacity, base);
+        after_phase(&run.sock);
         phases.push((m, p));
     }
     if let Some(path) = &args.json {

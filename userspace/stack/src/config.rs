@@ -136,8 +136,12 @@ pub struct MemoryConfig {
     pub queues: usize,
     /// The stack's MAC address, as frames to it carry.
     pub mac: [u8; 6],
-    /// Each device's frames and rings.
+    /// Each device's frames and rings, and whether it loses frames as a NIC does.
     pub device: crate::MemoryDeviceConfig,
+    /// How new connections are admitted: a lossy device applies the budget each worker
+    /// sets, as the steering program does (default off: a cost measurement wants
+    /// every SYN).
+    pub admission: crate::Admission,
     /// How long an idle worker keeps polling before it sleeps.
     pub busy_poll: Duration,
     /// Verify IPv4 and TCP checksums of received frames.
@@ -158,6 +162,7 @@ impl Default for MemoryConfig {
             queues: 1,
             mac: [0x02, 0, 0, 0, 0, 0x01],
             device: crate::MemoryDeviceConfig::default(),
+            admission: crate::Admission::Off,
             busy_poll: x.busy_poll,
             verify_checksums: x.verify_checksums,
             max_half_open: x.max_half_open,

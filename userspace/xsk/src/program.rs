@@ -104,14 +104,24 @@ pub struct SynBudget {
 
 impl SynBudget {
     fn encode(budget: Option<SynBudget>) -> AdmissionBudget {
+        let (interval_ns, tolerance_ns) = SynBudget::gcra(budget);
+        AdmissionBudget {
+            interval_ns,
+            tolerance_ns,
+        }
+    }
+
+    /// The budget as the steering program keeps it, a generic cell rate algorithm's
+    /// emission interval and tolerance in nanoseconds: a SYN is admitted when the
+    /// queue's theoretical arrival time is at most `tolerance` ahead of now, and moves
+    /// it `interval` on. (0, 0) admits every SYN. For a model of the program (the
+    /// in-memory device) to decide as it does.
+    pub fn gcra(budget: Option<SynBudget>) -> (u64, u64) {
         match budget {
-            None => AdmissionBudget::default(),
+            None => (0, 0),
             Some(b) => {
                 let interval = (1e9 / b.per_second.max(1.0)).max(1.0) as u64;
-                AdmissionBudget {
-                    interval_ns: interval,
-                    tolerance_ns: interval.saturating_mul(u64::from(b.burst)),
-                }
+                (interval, interval.saturating_mul(u64::from(b.burst)))
             }
         }
     }

@@ -73,7 +73,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, ready: Sender<Ready>, commands: 
     let registered = Some((queue, sock.as_raw_fd()));
     let admission = WorkerAdmission {
         queue,
-        control: admission,
+        control: BudgetSink::Program(admission),
         mode: xdp.admission,
     };
     run_on(
@@ -90,9 +90,29 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, ready: Sender<Ready>, commands: 
 
 /// A worker's part in admission: its queue's budget in the steering program.
 pub(crate) struct WorkerAdmission {
-    queue: u32,
-    control: xsk::AdmissionControl,
-    mode: Admission,
+    pub(crate) queue: u32,
+    pub(crate) control: BudgetSink,
+    pub(crate) mode: Admission,
+}
+
+/// Where a worker's admission budget goes.
+pub(crate) enum BudgetSink {
+    /// The steering program's map, for an AF_XDP socket.
+    Program(xsk::AdmissionControl),
+    /// A lossy in-memory link, which plays the program.
+    Memory(std::sync::Arc<super::memory::Steering>),
+}
+
+impl BudgetSink {
+    fn set(&mut self, queue: u32, budget: Option<xsk::SynBudget>) -> Result<(), xsk::Error> {
+        match self {
+            BudgetSink::Program(p) => p.set(queue, budget),
+            BudgetSink::Memory(s) => {
+                s.set_budget(budget);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Runs a worker's loop on `dev` until a shutdown command; `registered` is what the

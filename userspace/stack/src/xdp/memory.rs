@@ -15,15 +15,25 @@
 //! The worker sleeps, when idle, on an eventfd that the link signals only if the worker
 //! said it was going to sleep ([`Device::prepare_to_sleep`]): a busy worker costs the
 //! link no system call either.
+//!
+//! By default the link is lossless: a frame that finds the worker's receive ring full
+//! stays with the caller, which tries again (what a cost measurement wants). A `lossy`
+//! device plays what stands in front of an AF_XDP socket instead (for overload
+//! measurements): the steering program's admission of new connections (SYNs past the
+//! budget the worker sets are shed, by the same algorithm) and the kernel's drop of a
+//! frame that finds the ring full, both counted. That work runs on the link's core,
+//! as a NIC's receive work runs on the core its interrupt is bound to.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rtrb::{Consumer, Producer, RingBuffer};
 use xsk::RxAction;
 
 use super::device::{Device, DeviceCounters};
+use crate::stats::SocketDrops;
 
 /// Bytes per frame, as the AF_XDP sockets use.
 pub const FRAME_SIZE: usize = 2048;
@@ -106,21 +116,51 @@ impl Wake {
     }
 }
 
-/// How the in-memory device is sized.
+/// What a lossy link does in front of the worker's receive ring, as the steering
+/// program and the kernel do for an AF_XDP socket; the worker sets the budget, the link
+/// applies it and counts.
+#[derive(Debug, Default)]
+pub(crate) struct Steering {
+    /// The admission budget, as [`xsk::SynBudget::gcra`] encodes it (0: every SYN).
+    interval_ns: AtomicU64,
+    tolerance_ns: AtomicU64,
+    /// SYNs past the budget, dropped.
+    shed: AtomicU64,
+    /// Frames dropped for a full receive ring.
+    ring_full: AtomicU64,
+}
+
+impl Steering {
+    /// Sets the budget the link admits new connections within (None: every SYN).
+    pub(crate) fn set_budget(&self, budget: Option<xsk::SynBudget>) {
+        let (interval, tolerance) = xsk::SynBudget::gcra(budget);
+        // Two stores, not one: a SYN judged between them by half an old budget is
+        // judged by a budget that is being replaced anyway.
+        self.tolerance_ns.store(tolerance, Ordering::Relaxed);
+        self.interval_ns.store(interval, Ordering::Relaxed);
+    }
+}
+
+/// How the in-memory device is sized, and whether it loses frames as a NIC does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryDeviceConfig {
     /// Frames in the shared region (half start with each side).
     pub frames: u32,
     /// Descriptors each ring holds.
     pub ring: u32,
+    /// A frame that finds the worker's receive ring full is dropped and counted, and
+    /// SYNs past the worker's admission budget are shed (see the module's comment);
+    /// otherwise the link keeps the frame and the caller tries again.
+    pub lossy: bool,
 }
 
 impl Default for MemoryDeviceConfig {
-    /// 4096 frames (8 MiB) and rings of 2048, as an AF_XDP socket's defaults.
+    /// 4096 frames (8 MiB) and rings of 2048, as an AF_XDP socket's defaults; lossless.
     fn default() -> Self {
         MemoryDeviceConfig {
             frames: 4096,
             ring: 2048,
+            lossy: false,
         }
     }
 }
@@ -140,6 +180,7 @@ pub(crate) fn pair(config: MemoryDeviceConfig) -> std::io::Result<(MemoryDevice,
         eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
     });
     let umem = Arc::new(Umem::new(frames));
+    let steering = Arc::new(Steering::default());
     let (rx_tx, rx_rx) = RingBuffer::new(ring);
     let (tx_tx, tx_rx) = RingBuffer::new(ring);
     let (fill_tx, fill_rx) = RingBuffer::new(frames as usize);
@@ -158,10 +199,16 @@ pub(crate) fn pair(config: MemoryDeviceConfig) -> std::io::Result<(MemoryDevice,
         tx_full: false,
         no_buffer: 0,
         tx_ring_full: 0,
+        steering: steering.clone(),
+        lossy: config.lossy,
     };
     let link = MemoryLink {
         umem,
         wake,
+        steering,
+        lossy: config.lossy,
+        epoch: Instant::now(),
+        tat_ns: 0,
         rx: rx_tx,
         tx: tx_rx,
         fill: fill_rx,
@@ -193,6 +240,16 @@ pub(crate) struct MemoryDevice {
     tx_full: bool,
     no_buffer: u64,
     tx_ring_full: u64,
+    /// Where the worker's admission budget goes, and a lossy link's counts.
+    steering: Arc<Steering>,
+    lossy: bool,
+}
+
+impl MemoryDevice {
+    /// Where the worker's admission budget goes: the link applies it when lossy.
+    pub(crate) fn steering(&self) -> Arc<Steering> {
+        self.steering.clone()
+    }
 }
 
 impl Device for MemoryDevice {
@@ -299,6 +356,10 @@ impl Device for MemoryDevice {
     fn counters(&self) -> DeviceCounters {
         DeviceCounters {
             tx_ring_full: self.tx_ring_full,
+            drops: self.lossy.then(|| SocketDrops {
+                rx_ring_full: self.steering.ring_full.load(Ordering::Relaxed),
+                ..SocketDrops::default()
+            }),
             ..DeviceCounters::default()
         }
     }
@@ -331,6 +392,12 @@ impl Device for MemoryDevice {
 pub struct MemoryLink {
     umem: Arc<Umem>,
     wake: Arc<Wake>,
+    steering: Arc<Steering>,
+    lossy: bool,
+    /// The admission's clock, and its one state: the theoretical arrival time of the
+    /// next SYN, as the steering program keeps it per queue.
+    epoch: Instant,
+    tat_ns: u64,
     rx: Producer<Desc>,
     tx: Consumer<Desc>,
     fill: Consumer<Desc>,
@@ -350,12 +417,14 @@ impl std::fmt::Debug for MemoryLink {
 
 impl MemoryLink {
     /// Builds one frame for the worker to receive: `build` writes it into a free frame
-    /// and returns its length (0 to give the frame back). False when no frame is free or
-    /// the worker's receive ring is full; nothing is lost then, the caller tries later.
-    /// The worker sees the frame once [`MemoryLink::flush`] is called.
+    /// and returns its length (0 to give the frame back). False when no frame is free,
+    /// or, lossless, when the worker's receive ring is full: nothing is lost then, the
+    /// caller tries later. Lossy, a frame the ring has no room for, or a SYN past the
+    /// admission budget, is dropped and counted, and the call says true: it went on
+    /// the wire. The worker sees the frame once [`MemoryLink::flush`] is called.
     #[inline]
     pub fn send_with(&mut self, build: impl FnOnce(&mut [u8]) -> usize) -> bool {
-        if self.rx.is_full() {
+        if !self.lossy && self.rx.is_full() {
             return false;
         }
         let index = match self.free.pop() {
@@ -372,12 +441,53 @@ impl MemoryLink {
             self.free.push(index);
             return true;
         }
+        if self.lossy {
+            // The steering program's order: admission first (a SYN it admits takes its
+            // share of the budget even if the ring then has no room), then the ring.
+            if is_syn(&frame[..len]) && !self.admit_syn() {
+                self.steering.shed.fetch_add(1, Ordering::Relaxed);
+                self.free.push(index);
+                return true;
+            }
+            if self.rx.is_full() {
+                self.steering.ring_full.fetch_add(1, Ordering::Relaxed);
+                self.free.push(index);
+                return true;
+            }
+        }
         let pushed = self.rx.push(Desc {
             frame: index,
             len: len as u32,
         });
         debug_assert!(pushed.is_ok(), "checked for room above; one producer");
         true
+    }
+
+    /// Whether a SYN arriving now is within the worker's budget, and takes its share:
+    /// the steering program's `admit_syn` (ebpf/sluice_xdp.c).
+    fn admit_syn(&mut self) -> bool {
+        let interval = self.steering.interval_ns.load(Ordering::Relaxed);
+        if interval == 0 {
+            return true;
+        }
+        let tolerance = self.steering.tolerance_ns.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let next = self.tat_ns.max(now);
+        if next - now > tolerance {
+            return false;
+        }
+        self.tat_ns = next + interval;
+        true
+    }
+
+    /// SYNs a lossy link shed for the worker's admission budget, so far.
+    pub fn shed(&self) -> u64 {
+        self.steering.shed.load(Ordering::Relaxed)
+    }
+
+    /// Frames a lossy link dropped for the worker's full receive ring, so far.
+    pub fn ring_full_drops(&self) -> u64 {
+        self.steering.ring_full.load(Ordering::Relaxed)
     }
 
     /// Wakes the worker if it went to sleep: call after a batch of
@@ -423,5 +533,85 @@ impl MemoryLink {
     /// Frames the worker has sent that wait to be read.
     pub fn pending(&self) -> usize {
         self.tx.slots()
+    }
+}
+
+/// Whether `frame` is a connection's first SYN (SYN without ACK) over IPv4: what the
+/// steering program's admission judges. Anything it cannot read is not one.
+fn is_syn(frame: &[u8]) -> bool {
+    const ETHERNET: usize = 14;
+    if frame.len() < ETHERNET + 20 || frame[12..14] != [0x08, 0x00] || frame[ETHERNET + 9] != 6 {
+        return false;
+    }
+    let ihl = usize::from(frame[ETHERNET] & 0x0f) * 4;
+    let flags = ETHERNET + ihl + 13;
+    // SYN set, ACK (0x10) not; a fragment is never a SYN the program would judge.
+    let fragment = frame[ETHERNET + 6] & 0x3f != 0 || frame[ETHERNET + 7] != 0;
+    frame.len() > flags && frame[flags] & 0x12 == 0x02 && !fragment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Ethernet + IPv4 + TCP header with `flags`, checksums left at zero (the link
+    /// does not look at them).
+    fn segment(flags: u8, buf: &mut [u8]) -> usize {
+        buf[..54].fill(0);
+        buf[12..14].copy_from_slice(&[0x08, 0x00]);
+        buf[14] = 0x45;
+        buf[23] = 6;
+        buf[14 + 20 + 12] = 0x50;
+        buf[14 + 20 + 13] = flags;
+        54
+    }
+
+    fn config(lossy: bool) -> MemoryDeviceConfig {
+        MemoryDeviceConfig {
+            frames: 64,
+            ring: 4,
+            lossy,
+        }
+    }
+
+    #[test]
+    fn a_lossless_link_keeps_what_the_full_ring_refuses() {
+        let (mut dev, mut link) = pair(config(false)).unwrap();
+        let sent = (0..6)
+            .filter(|_| link.send_with(|b| segment(0x10, b)))
+            .count();
+        assert_eq!((sent, link.ring_full_drops()), (4, 0));
+        assert_eq!(dev.recv(16, |_| RxAction::Recycle), 4);
+        assert!(dev.counters().drops.is_none());
+    }
+
+    #[test]
+    fn a_lossy_link_drops_and_counts_what_the_full_ring_refuses() {
+        let (mut dev, mut link) = pair(config(true)).unwrap();
+        assert!((0..6).all(|_| link.send_with(|b| segment(0x10, b))));
+        assert_eq!(link.ring_full_drops(), 2);
+        assert_eq!(dev.recv(16, |_| RxAction::Recycle), 4);
+        assert_eq!(dev.counters().drops.map(|d| d.rx_ring_full), Some(2));
+    }
+
+    #[test]
+    fn a_lossy_link_sheds_syns_past_the_budget_and_nothing_else() {
+        let (mut dev, mut link) = pair(config(true)).unwrap();
+        // One SYN an hour, with a burst of one: two pass, then none.
+        dev.steering().set_budget(Some(xsk::SynBudget {
+            per_second: 1.0 / 3600.0,
+            burst: 1,
+        }));
+        for _ in 0..3 {
+            link.send_with(|b| segment(0x02, b));
+        }
+        // A SYN-ACK (a reply to an active open) and a plain ACK are not judged.
+        link.send_with(|b| segment(0x12, b));
+        link.send_with(|b| segment(0x10, b));
+        assert_eq!((link.shed(), link.ring_full_drops()), (1, 0));
+        assert_eq!(dev.recv(16, |_| RxAction::Recycle), 4);
+        dev.steering().set_budget(None);
+        link.send_with(|b| segment(0x02, b));
+        assert_eq!(link.shed(), 1);
     }
 }

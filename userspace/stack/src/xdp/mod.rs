@@ -243,6 +243,12 @@ pub(crate) fn start_memory(
         };
         let busy_poll = memory.busy_poll;
         let connect_timeout = config.connect_timeout;
+        let admission =
+            (memory.admission != admission::Admission::Off).then(|| driver::WorkerAdmission {
+                queue: index as u32,
+                control: driver::BudgetSink::Memory(device.steering()),
+                mode: memory.admission,
+            });
         let ready = workers.launch(index, &config.cores, move |commands, ready| {
             driver::run_on(
                 device,
@@ -251,7 +257,7 @@ pub(crate) fn start_memory(
                 connect_timeout,
                 ready,
                 None,
-                None,
+                admission,
                 commands,
             )
         })?;
