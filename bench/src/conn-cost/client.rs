@@ -501,6 +501,9 @@ pub(crate) struct Segment<'a> {
     pub dst_ip: Ipv4Addr,
     pub dst_port: u16,
     pub seq: u32,
+    /// What it acknowledges (the overload generator's resets use it).
+    #[allow(dead_code)]
+    pub ack: u32,
     pub flags: u8,
     pub tsval: Option<u32>,
     pub payload: &'a [u8],
@@ -547,6 +550,7 @@ impl<'a> Segment<'a> {
             ),
             dst_port: u16::from_be_bytes([t[2], t[3]]),
             seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+            ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
             flags: t[13],
             tsval,
             payload: &t[doff..],

@@ -12,6 +12,10 @@
 //! the first comes back (over 10 s at the highest rates offered); consecutive attempts
 //! come from different addresses.
 //!
+//! A server segment for a connection the generator no longer has (given up, or
+//! ended) is answered with a reset, as a client's kernel does: the server's state for
+//! it goes, instead of lingering through its retransmissions.
+//!
 //! The persistent connections ask one query at a time, closed loop, and resend a query
 //! unanswered for 200 ms (a real client's retransmission): their answer rate is what
 //! established traffic keeps while new connections flood in.
@@ -39,6 +43,8 @@ const TUPLES: u32 = SOURCES * PORTS;
 /// at most.
 pub const RING: usize = 1 << 21;
 const _: () = assert!((TUPLES as usize).is_multiple_of(RING));
+/// Resets waiting to be sent at most.
+const MAX_RESETS: usize = 65536;
 /// A persistent connection's query is sent again after this long unanswered.
 const RESEND_US: u64 = 200_000;
 
@@ -178,6 +184,8 @@ pub struct Tally {
     pub persistent_answers: u64,
     /// Frames that matched no connection or state.
     pub strays: u64,
+    /// Of those, the ones answered with a reset (their connection had ended here).
+    pub resets_sent: u64,
     /// Attempts answered and kept open (`Generator::hold`).
     pub held: u64,
     /// Held connections the server closed.
@@ -195,6 +203,7 @@ impl Default for Tally {
             reset: 0,
             persistent_answers: 0,
             strays: 0,
+            resets_sent: 0,
             held: 0,
             held_closed: 0,
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
@@ -215,6 +224,9 @@ pub struct Generator {
     due: VecDeque<Who>,
     /// New attempts whose SYN is due.
     syns: VecDeque<Who>,
+    /// Resets due, for segments to connections we no longer have (tuple, seq, ack,
+    /// flags), sent first.
+    resets: VecDeque<(Ipv4Addr, u16, u32, u32, u8)>,
     server_mac: [u8; 6],
     /// A query's DNS-over-TCP framing.
     query: Vec<u8>,
@@ -256,6 +268,7 @@ impl Generator {
             persistent,
             due: VecDeque::new(),
             syns: VecDeque::new(),
+            resets: VecDeque::new(),
             server_mac,
             query: framed,
             timeout_us,
@@ -432,6 +445,25 @@ impl Generator {
         (c.state != State::Free && c.id == tuple).then_some(Who::Attempt(slot))
     }
 
+    /// Answers a segment for a connection of ours that is gone with a reset (RFC 9293
+    /// 3.10.7.1: seq from its ACK, or an ACK of it), as a client's kernel would; resets
+    /// past a bound are not sent (a kernel limits them too).
+    fn reset(&mut self, seg: &Segment) {
+        let ours = seg.dst_ip == PERSISTENT_SOURCE
+            || u32::from(seg.dst_ip).wrapping_sub(u32::from(SOURCE_BASE)) < SOURCES;
+        if !ours || seg.flags & RST != 0 || self.resets.len() >= MAX_RESETS {
+            return;
+        }
+        let (seq, ack, flags) = if seg.flags & ACK != 0 {
+            (seg.ack, 0, RST)
+        } else {
+            let len = seg.payload.len() as u32 + u32::from(seg.flags & (SYN | FIN) != 0);
+            (0, seg.seq.wrapping_add(len), RST | ACK)
+        };
+        self.resets
+            .push_back((seg.dst_ip, seg.dst_port, seq, ack, flags));
+    }
+
     /// Receives what the server sent, sends what is due (as much as the socket
     /// takes), kicks. Returns frames received and sent.
     pub fn pump(&mut self, sock: &mut impl Port) -> (usize, usize) {
@@ -445,6 +477,25 @@ impl Generator {
         }
         let mut sent = 0;
         let mut full = false;
+        while let Some(&(ip, port, seq, ack, flags)) = self.resets.front() {
+            let segment = Outgoing {
+                ip,
+                port,
+                seq,
+                ack,
+                ts_recent: 0,
+                flags,
+                ts_now: self.ts_now,
+                payload: &[],
+            };
+            if !sock.transmit(|buf| emit(buf, &self.server_mac, &segment)) {
+                full = true;
+                break;
+            }
+            self.resets.pop_front();
+            self.tally.resets_sent += 1;
+            sent += 1;
+        }
         for syns in [false, true] {
             while !full {
                 let queue = if syns { &mut self.syns } else { &mut self.due };
@@ -526,6 +577,7 @@ impl Generator {
         };
         let Some(who) = self.who(seg.dst_ip, seg.dst_port) else {
             self.tally.strays += 1;
+            self.reset(&seg);
             return;
         };
         if seg.flags & RST != 0 {

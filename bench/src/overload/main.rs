@@ -91,6 +91,10 @@ struct Args {
     /// With `--device memory`: the server's core.
     #[arg(long, default_value_t = 0)]
     server_core: usize,
+    /// With `--device memory`: descriptors in each of the device's rings (its frames
+    /// are four times as many); 4096 as sluice's AF_XDP sockets.
+    #[arg(long, default_value_t = 4096)]
+    ring: u32,
     /// With `--device memory`: the server's admission of new connections.
     #[arg(long, value_enum, default_value = "adaptive")]
     admission: AdmissionArg,
@@ -249,7 +253,7 @@ fn print_phase(p: &Phase, capacity: f64, unloaded: f64) {
     let l = &p.tally.latency;
     let pct = |v: f64, of: f64| if of > 0.0 { v / of * 100.0 } else { f64::NAN };
     println!(
-        "{}: offered {:.0} conn/s, answered {:.0} conn/s ({:.0} % of capacity), given up {}, reset {}, \
+        "{}: offered {:.0} conn/s, answered {:.0} conn/s ({:.0} % of capacity), given up {}, reset {} (by us {}), \
          latency p50 {:.1} ms p99 {:.1} ms, persistent {:.0} q/s ({:.0} % of unloaded), \
          dropped at the generator {}",
         p.name,
@@ -258,6 +262,7 @@ fn print_phase(p: &Phase, capacity: f64, unloaded: f64) {
         pct(p.answered(), capacity),
         p.tally.given_up,
         p.tally.reset,
+        p.tally.resets_sent,
         l.value_at_quantile(0.5) as f64 / 1000.0,
         l.value_at_quantile(0.99) as f64 / 1000.0,
         p.persistent(),
@@ -426,7 +431,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 core: args.server_core,
                 device: MemoryDeviceConfig {
                     lossy: true,
-                    ..MemoryDeviceConfig::default()
+                    ring: args.ring,
+                    frames: args.ring.saturating_mul(4),
                 },
                 admission: match args.admission {
                     AdmissionArg::Adaptive => stack::Admission::Adaptive,
@@ -475,7 +481,7 @@ fn print_server(before: &WorkerStats, after: &WorkerStats, shed: u64, ring_full:
     println!(
         "  server: syn budget {} /s (changed {} times), shed {shed}, dropped for a full ring {ring_full}, \
          SYNs reached it {}, handshakes {}, served {}, retransmitted {}, tx ring full {}, \
-         connections {} (established {}), core busy {busy:.2}",
+         connections {} ({:?}), core busy {busy:.2}",
         after.syn_budget,
         after.syn_budget_changes - before.syn_budget_changes,
         after.syns_received - before.syns_received,
@@ -484,7 +490,7 @@ fn print_server(before: &WorkerStats, after: &WorkerStats, shed: u64, ring_full:
         after.retransmits - before.retransmits,
         after.tx_ring_full - before.tx_ring_full,
         after.connections,
-        after.states.established,
+        after.states,
     );
 }
 

@@ -67,6 +67,12 @@ pub struct WorkerStats {
     pub recoveries: u64,
     /// Of those, the ones found spurious (reordering, not loss) and undone.
     pub undone_recoveries: u64,
+    /// Times the worker took frames from its receive ring (once a round).
+    pub rx_polls: u64,
+    /// Of those, the times it found a full batch waiting: a worker that finds one in
+    /// most rounds is behind its queue, the frames wait in the ring, and a longer
+    /// backlog would overflow it.
+    pub rx_polls_full: u64,
     /// Microseconds the worker spent on rounds that moved a frame or fired a timer,
     /// and on the flow tasks those rounds woke. A busy-polling worker shows a full
     /// core to the OS whatever its load; `busy_us / elapsed_us` is its real load.

@@ -200,11 +200,12 @@ pub(crate) fn run_on<D: Device + 'static>(
                         // Once a period: the drop counters cost a system call.
                         let drops = dev.counters().drops.map_or(0, |d| d.rx_ring_full + d.fill_empty);
                         let sample = Sample {
-                            busy_us: s.stats.busy_us,
                             elapsed_us: s.stats.elapsed_us,
                             syns: s.stats.syns_received,
                             opened: s.stats.handshakes,
                             ring_drops: drops,
+                            polls: s.stats.rx_polls,
+                            polls_full: s.stats.rx_polls_full,
                         };
                         if let Some(budget) = ctl.tick(now, sample) {
                             match a.control.set(a.queue, budget) {

@@ -336,6 +336,10 @@ impl Shard {
                 }
             }
         });
+        // A full batch: the ring held at least this much when the round began, so the
+        // worker is behind its queue (what admission reads as saturation).
+        cx.stats.rx_polls += 1;
+        cx.stats.rx_polls_full += u64::from(n == RX_BATCH);
         // Segments of our connections that arrived on another worker's queue.
         while let Ok(mut frame) = inbox.try_recv() {
             n += 1;
