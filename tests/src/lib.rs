@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 mod impair;
 mod kernel_probe;
+mod packet;
 pub use impair::Impairment;
 pub use kernel_probe::kernel_refuses_xdp_adjust_meta;
+pub use packet::PacketSocket;
 
 pub use netns::{Topology, TopologyConfig};
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use dns::decode::{decode, query, Message};
 use dns::rtype;
-use e2e::{require_root, wait_for, Topology, TopologyConfig};
+use e2e::{require_root, wait_for, PacketSocket, Topology, TopologyConfig};
 
 /// The tests start daemons on fixed ports inside their own namespaces; one at a time
 /// keeps the two CPUs for the one running.
@@ -829,6 +829,118 @@ fn kernel_clients_over_a_veth_pair_as_it_comes() {
     let (_, text) = sluice_stats(&dir);
     assert_eq!(answered, 20, "every client answered: {text}");
     assert!(text.contains(" dropped 0 "), "no frame dropped: {text}");
+}
+
+/// `sluice stats --json` for the daemon whose control socket is in `dir`.
+fn sluice_stats_json(dir: &Path) -> serde_json::Value {
+    let out = Command::new(sluice_bin())
+        .args(["stats", "--json", "--control"])
+        .arg(dir.join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// What to break in a hand-made SYN.
+#[derive(Clone, Copy)]
+enum Damage {
+    TcpChecksum,
+    Ipv4Checksum,
+}
+
+/// A SYN from the peer to the server's port 53, from `port`, with `damage`.
+fn damaged_syn(topo: &Topology, port: u16, damage: Damage) -> Vec<u8> {
+    use wire::{EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr, TcpFlags, TcpRepr};
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(topo.peer_mac),
+        dst_addr: EthernetAddress(topo.server_mac),
+        ethertype: EtherType::Ipv4,
+    };
+    let ip = Ipv4Repr {
+        src_addr: topo.peer_ip,
+        dst_addr: topo.server_ip,
+        protocol: IpProtocol::Tcp,
+        payload_len: 0,
+        ttl: 64,
+        ident: 0,
+        dont_frag: true,
+    };
+    let mut flags = TcpFlags::default();
+    flags.set_syn(true);
+    let tcp = TcpRepr {
+        src_port: port,
+        dst_port: 53,
+        seq_number: 1000,
+        flags,
+        window_len: 64240,
+        ..TcpRepr::default()
+    };
+    let mut buf = [0u8; 256];
+    let n = wire::frame::emit_tcp_ipv4(&mut buf, &eth, &ip, &tcp).unwrap();
+    // A checksum off by more than CHECKSUM_PARTIAL's pseudo-header sum could explain.
+    let at = match damage {
+        Damage::TcpChecksum => 14 + 20 + 16,
+        Damage::Ipv4Checksum => 14 + 10,
+    };
+    buf[at] ^= 0x5a;
+    buf[at + 1] ^= 0xa5;
+    buf[..n].to_vec()
+}
+
+/// Frames with a wrong TCP or IPv4 checksum are dropped and counted under their
+/// reason (`sluice stats`, and `--json` for scripts), and bad checksums in bulk are
+/// named in the log with their likely cause and fix.
+#[test]
+fn drops_are_counted_by_reason_and_named_in_the_log() {
+    require_root!();
+    let _s = serial();
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp("drop-reasons");
+    let sluice = start_example(&topo, Backend::Xdp, &dir, &[]);
+    let frames: Vec<Vec<u8>> = (0..20)
+        .map(|i| damaged_syn(&topo, 41000 + i, Damage::TcpChecksum))
+        .chain((0..12).map(|i| damaged_syn(&topo, 42000 + i, Damage::Ipv4Checksum)))
+        .collect();
+    let peer_if = topo.peer_if.clone();
+    topo.run_in(&topo.peer_ns.clone(), move || {
+        let mut p = PacketSocket::open(&peer_if);
+        for f in &frames {
+            p.send(f);
+        }
+    })
+    .unwrap();
+    let counted = wait_for(Duration::from_secs(5), || {
+        let doc = sluice_stats_json(&dir);
+        let d = &doc["workers"][0]["rx_drops"];
+        (d["bad_tcp_checksum"] == 20 && d["bad_ipv4_checksum"] == 12).then_some(doc)
+    });
+    let doc = counted.unwrap_or_else(|| panic!("not counted: {}", sluice_stats_json(&dir)));
+    assert_eq!(doc["backend"], "xdp");
+    assert_eq!(doc["workers"][0]["rx_dropped"], 32, "{doc}");
+    assert_eq!(doc["workers"][0]["dns"]["queries"], 0, "{doc}");
+    let (_, text) = sluice_stats(&dir);
+    assert!(
+        text.contains("bad-ipv4-checksum 12 bad-tcp-checksum 20"),
+        "{text}"
+    );
+    // The control thread looks every 10 s.
+    let named = wait_for(Duration::from_secs(25), || {
+        let log = sluice.log();
+        (log.contains("20 frames dropped for a bad TCP checksum")
+            && log.contains("12 frames dropped for a bad IPv4 header checksum"))
+        .then_some(log)
+    });
+    let log = named.unwrap_or_else(|| panic!("no warning in the log:\n{}", sluice.log()));
+    assert!(
+        log.contains("ethtool -K IFACE tx off"),
+        "the fix is named: {log}"
+    );
 }
 
 #[test]

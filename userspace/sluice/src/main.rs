@@ -44,6 +44,9 @@ enum Command {
         /// The daemon's control socket.
         #[arg(long, default_value = serve::DEFAULT_CONTROL)]
         control: std::path::PathBuf,
+        /// The same counters as one JSON document, for scripts.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -62,7 +65,9 @@ fn main() -> ExitCode {
         Command::CheckZone { file, name } => {
             serve::check_zone(&file, name.as_deref()).map_err(|e| e.to_string())
         }
-        Command::Stats { control } => serve::print_stats(&control).map_err(|e| e.to_string()),
+        Command::Stats { control, json } => {
+            serve::print_stats(&control, json).map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,7 +41,7 @@ pub use flow::Flow;
 pub use listener::{Handler, Keepalive, Listener, Listeners, LocalFuture};
 pub use session::{Next, Session, SessionFactory, Wake};
 pub use stack::Stack;
-pub use stats::{ConnStates, SocketDrops, WorkerStats};
+pub use stats::{ConnStates, RxDrops, SocketDrops, WorkerStats};
 pub use xdp::admission::Admission;
 pub use xdp::memory::{MemoryDeviceConfig, MemoryLink, FRAME_SIZE};
 pub use xdp::nexthop;

@@ -6,8 +6,13 @@
 pub struct WorkerStats {
     /// Frames received.
     pub rx_frames: u64,
-    /// Frames that were not IPv4/TCP for us, or failed their checksums.
+    /// Frames that were not IPv4/TCP for us, or failed their checksums (by reason in
+    /// `rx_drops`).
     pub rx_dropped: u64,
+    /// `rx_dropped` by reason.
+    pub rx_drops: RxDrops,
+    /// SYNs to a port no listener serves, answered with a RST.
+    pub syns_no_listener: u64,
     /// Frames transmitted.
     pub tx_frames: u64,
     /// Frames that found the TX ring full (the segment is resent by TCP later).
@@ -95,6 +100,23 @@ impl WorkerStats {
         self.recoveries += u64::from(t.recoveries);
         self.undone_recoveries += u64::from(t.undone_recoveries);
     }
+}
+
+/// Frames a worker received and dropped before they reached a connection, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxDrops {
+    /// Shorter than the headers they claim, or with a field the format forbids.
+    pub malformed: u64,
+    /// Not IPv4/TCP, or IPv4 fragments (the steering program passes those to the
+    /// kernel: few should reach a worker).
+    pub not_ipv4_tcp: u64,
+    /// An IPv4 header checksum that does not verify.
+    pub bad_ipv4_checksum: u64,
+    /// A TCP checksum that does not verify (CHECKSUM_PARTIAL frames from a local
+    /// sender, where the interface is not known to carry them, land here).
+    pub bad_tcp_checksum: u64,
+    /// For an IPv4 address the stack does not serve.
+    pub not_our_address: u64,
 }
 
 /// The kernel's own count of frames an AF_XDP socket lost (`XDP_STATISTICS`).

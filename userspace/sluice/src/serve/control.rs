@@ -1,5 +1,6 @@
 //! The control socket: the daemon answers each connection with its counters
-//! ([`report`]), and `sluice stats` ([`print_stats`]) prints them.
+//! ([`report`], or [`report_json`] when the client's first line asks for `json`), and
+//! `sluice stats` ([`print_stats`]) prints them.
 
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -66,6 +67,13 @@ pub fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
                 w.handed_out, w.handed_in, w.busy_us, w.idle_poll_us, w.elapsed_us,
                 if w.syn_budget == 0 { "none".to_string() } else { format!("{}/s", w.syn_budget) }, w.syn_budget_changes
             ));
+            let d = &w.rx_drops;
+            out.push_str(&format!(
+                "  dropped by reason: malformed {} not-ipv4-tcp {} bad-ipv4-checksum {} bad-tcp-checksum {} \
+                 not-our-address {}; syns to no listener {} (answered with RST)\n",
+                d.malformed, d.not_ipv4_tcp, d.bad_ipv4_checksum, d.bad_tcp_checksum,
+                d.not_our_address, w.syns_no_listener
+            ));
             let t = &w.states;
             out.push_str(&format!(
                 "  tcp states: syn-sent {} syn-received {} established {} fin-wait-1 {} fin-wait-2 {} \
@@ -102,15 +110,163 @@ pub fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
     out
 }
 
-/// `sluice stats`: prints what the daemon at `control` reports.
-pub fn print_stats(control: &Path) -> Result<(), Box<dyn std::error::Error>> {
+/// The same counters as [`report`], as a JSON document for scripts (`sluice stats
+/// --json`); a field the backend does not keep is absent or null.
+pub fn report_json(stack: &Stack, dns: Option<&DnsService>) -> String {
+    use serde_json::{json, Value};
+    let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let workers: Vec<Value> = stack
+        .stats()
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let mut v = json!({
+                "worker": i,
+                "connections": w.connections,
+                "accepted": w.accepted,
+            });
+            if stack.backend() != Backend::Kernel {
+                let d = &w.rx_drops;
+                let t = &w.states;
+                v["rx_frames"] = json!(w.rx_frames);
+                v["tx_frames"] = json!(w.tx_frames);
+                v["rx_dropped"] = json!(w.rx_dropped);
+                v["rx_drops"] = json!({
+                    "malformed": d.malformed,
+                    "not_ipv4_tcp": d.not_ipv4_tcp,
+                    "bad_ipv4_checksum": d.bad_ipv4_checksum,
+                    "bad_tcp_checksum": d.bad_tcp_checksum,
+                    "not_our_address": d.not_our_address,
+                });
+                v["syns_no_listener"] = json!(w.syns_no_listener);
+                v["socket_drops"] = match w.socket_drops {
+                    Some(s) => json!({
+                        "rx_ring_full": s.rx_ring_full,
+                        "fill_empty": s.fill_empty,
+                        "other": s.other,
+                    }),
+                    None => Value::Null,
+                };
+                v["tx_ring_full"] = json!(w.tx_ring_full);
+                v["tx_device_full"] = json!(w.tx_device_full);
+                v["tx_kick_refused"] = json!(w.tx_kick_refused);
+                v["resets_sent"] = json!(w.resets_sent);
+                v["aborted_on_close"] = json!(w.aborted_on_close);
+                v["sessions_reset"] = json!(w.sessions_reset);
+                v["syn_cookies_sent"] = json!(w.syn_cookies_sent);
+                v["syn_cookies_accepted"] = json!(w.syn_cookies_accepted);
+                v["syns_received"] = json!(w.syns_received);
+                v["handshakes"] = json!(w.handshakes);
+                v["completed"] = json!(w.completed);
+                v["time_wait_reopened"] = json!(w.time_wait_reopened);
+                v["retransmits"] = json!(w.retransmits);
+                v["timeouts"] = json!(w.timeouts);
+                v["recoveries"] = json!(w.recoveries);
+                v["undone_recoveries"] = json!(w.undone_recoveries);
+                v["handed_out"] = json!(w.handed_out);
+                v["handed_in"] = json!(w.handed_in);
+                v["busy_us"] = json!(w.busy_us);
+                v["idle_poll_us"] = json!(w.idle_poll_us);
+                v["elapsed_us"] = json!(w.elapsed_us);
+                v["rx_polls"] = json!(w.rx_polls);
+                v["rx_polls_full"] = json!(w.rx_polls_full);
+                v["syn_budget"] = json!(w.syn_budget);
+                v["syn_budget_changes"] = json!(w.syn_budget_changes);
+                v["tcp_states"] = json!({
+                    "syn_sent": t.syn_sent,
+                    "syn_received": t.syn_received,
+                    "established": t.established,
+                    "fin_wait_1": t.fin_wait_1,
+                    "fin_wait_2": t.fin_wait_2,
+                    "close_wait": t.close_wait,
+                    "closing": t.closing,
+                    "last_ack": t.last_ack,
+                    "time_wait": t.time_wait,
+                });
+            }
+            if let Some(d) = dns.and_then(|d| d.counters.get(i)) {
+                v["dns"] = json!({
+                    "connections": g(&d.connections),
+                    "queries": g(&d.queries),
+                    "answers": {
+                        "NOERROR": g(&d.noerror),
+                        "NXDOMAIN": g(&d.nxdomain),
+                        "REFUSED": g(&d.refused),
+                        "FORMERR": g(&d.formerr),
+                        "NOTIMP": g(&d.notimp),
+                        "other": g(&d.other_rcode),
+                    },
+                    "dropped": g(&d.dropped),
+                    "transfers": g(&d.transfers),
+                    "closed": {
+                        "garbage": g(&d.garbage_closed),
+                        "idle": g(&d.idle_closed),
+                        "slow": g(&d.slow_closed),
+                        "lifetime": g(&d.lifetime_closed),
+                    },
+                    "evicted_total_limit": g(&d.evicted_total_limit),
+                    "evicted_source_limit": g(&d.evicted_source_limit),
+                    "limit_refused": g(&d.limit_refused),
+                    "overload_sessions": g(&d.overload_sessions),
+                });
+            }
+            v
+        })
+        .collect();
+    let steering = match stack.steering_counters() {
+        Some(Ok(c)) => json!({
+            "redirected": c.redirected,
+            "passed": c.passed,
+            "malformed": c.malformed,
+            "no_socket": c.no_socket,
+            "shed": c.shed,
+        }),
+        Some(Err(e)) => json!({ "error": e.to_string() }),
+        None => Value::Null,
+    };
+    let doc = json!({
+        "backend": format!("{:?}", stack.backend()).to_lowercase(),
+        "workers": workers,
+        "steering_program": steering,
+        "zones": dns.map(|d| d.catalog.load().len()),
+    });
+    let mut text = doc.to_string();
+    text.push('\n');
+    text
+}
+
+/// What a `sluice stats` client asks for: the first line it sends (`json`, or
+/// anything else for the text), within a short wait; a client that sends nothing
+/// gets the text.
+pub fn wants_json(conn: &mut std::os::unix::net::UnixStream) -> bool {
     use std::io::Read;
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 16];
+    let mut got = 0;
+    while got < buf.len() {
+        match conn.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                got += n;
+                if buf[..got].contains(&b'\n') {
+                    break;
+                }
+            }
+        }
+    }
+    buf[..got].starts_with(b"json")
+}
+
+/// `sluice stats`: prints what the daemon at `control` reports.
+pub fn print_stats(control: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::{Read, Write};
     let mut conn = std::os::unix::net::UnixStream::connect(control).map_err(|e| {
         format!(
             "{}: {e} (is `sluice serve` running, with this --control?)",
             control.display()
         )
     })?;
+    conn.write_all(if json { b"json\n" } else { b"text\n" })?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut text = String::new();
     conn.read_to_string(&mut text)?;

@@ -9,15 +9,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stack::{Listeners, Stack};
+use stack::{Backend, Listeners, Stack};
 
 use sluice::dns_service::DnsService;
 
 mod control;
 mod handlers;
 mod settings;
+mod watch;
 
-use control::{open_control, report};
+use control::{open_control, report, report_json, wants_json};
 pub use control::{print_stats, DEFAULT_CONTROL};
 use handlers::{stream_listener, BuiltinHandler, HandlerStats};
 use settings::settings;
@@ -116,6 +117,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         control = %s.control.display(),
         "serving"
     );
+    let mut drop_watch = watch::DropWatch::new();
     let signal = 'serving: loop {
         for sig in signals.pending() {
             if sig == signal_hook::consts::SIGHUP {
@@ -133,10 +135,23 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 break 'serving sig;
             }
         }
+        let now = std::time::Instant::now();
+        if backend != Backend::Kernel && drop_watch.due(now) {
+            let steering = stack.steering_counters().and_then(Result::ok);
+            let totals = watch::Totals::of(&stack.stats(), steering.as_ref());
+            for (reason, message) in drop_watch.look(now, totals) {
+                tracing::warn!(?reason, "{message}");
+            }
+        }
         if let Some(l) = &control {
             while let Ok((mut conn, _)) = l.accept() {
                 let _ = conn.set_nonblocking(false);
-                let _ = conn.write_all(report(&stack, dns_service.as_deref()).as_bytes());
+                let text = if wants_json(&mut conn) {
+                    report_json(&stack, dns_service.as_deref())
+                } else {
+                    report(&stack, dns_service.as_deref())
+                };
+                let _ = conn.write_all(text.as_bytes());
             }
         }
         std::thread::sleep(Duration::from_millis(50));

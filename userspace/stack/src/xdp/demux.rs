@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use wire::TcpRepr;
 
-use super::frames::{self, Path};
+use super::frames::{self, Path, Unusable};
 use super::handover::Peer;
 use super::record::Conn;
 use super::table::{FourTuple, Handle, Table};
@@ -44,12 +44,23 @@ pub(super) struct FrameContext<'a> {
 /// A received frame: to its connection, to a listener, to the worker that owns it, or
 /// answered with a RST.
 pub(super) fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameAction {
-    let Some(f) = frames::parse(frame, cx.checksums) else {
-        cx.stats.rx_dropped += 1;
-        return FrameAction::Done;
+    let f = match frames::parse(frame, cx.checksums) {
+        Ok(f) => f,
+        Err(why) => {
+            cx.stats.rx_dropped += 1;
+            let d = &mut cx.stats.rx_drops;
+            *match why {
+                Unusable::Malformed => &mut d.malformed,
+                Unusable::NotIpv4Tcp => &mut d.not_ipv4_tcp,
+                Unusable::BadIpv4Checksum => &mut d.bad_ipv4_checksum,
+                Unusable::BadTcpChecksum => &mut d.bad_tcp_checksum,
+            } += 1;
+            return FrameAction::Done;
+        }
     };
     if !cx.addrs.contains(&f.ip.dst_addr) {
         cx.stats.rx_dropped += 1;
+        cx.stats.rx_drops.not_our_address += 1;
         return FrameAction::Done;
     }
     let tuple = FourTuple {
@@ -99,6 +110,8 @@ pub(super) fn on_frame(cx: &mut FrameContext<'_>, frame: &mut [u8]) -> FrameActi
     let is_syn = f.tcp.flags.syn() && f.tcp.ack_number.is_none() && !f.tcp.flags.rst();
     let listener = cx.listeners.get(f.tcp.dst_port);
     cx.stats.syns_received += u64::from(is_syn && listener.is_some());
+    // Answered with a RST below: a client asking for a service nobody offers here.
+    cx.stats.syns_no_listener += u64::from(is_syn && listener.is_none());
     let path = Path {
         local_mac: cx.mac,
         remote_mac: f.eth.src_addr.0,
@@ -310,6 +323,7 @@ mod tests {
         assert_eq!(reply.tcp.ack_number, Some(1001));
         assert_eq!((reply.ip.dst_addr, reply.tcp.dst_port), (CLIENT, 40001));
         assert_eq!((r.conns.count(), r.stats.resets_sent), (0, 1));
+        assert_eq!(r.stats.syns_no_listener, 1);
     }
 
     #[test]
@@ -322,9 +336,28 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 0xff; // in the TCP header: its checksum no longer holds
         assert!(matches!(r.frame(&mut bad), FrameAction::Done));
-        let mut short = vec![0u8; 20];
+        // IPv4, cut short inside its header.
+        let mut short = segment(client(40006), SocketAddrV4::new(OURS, DNS), syn(1))[..30].to_vec();
         assert!(matches!(r.frame(&mut short), FrameAction::Done));
-        assert_eq!((r.stats.rx_dropped, r.conns.count()), (3, 0));
+        let mut bad_ip = segment(client(40004), SocketAddrV4::new(OURS, DNS), syn(1));
+        bad_ip[14 + 8] ^= 0x01; // the TTL: the IPv4 header's checksum no longer holds
+        assert!(matches!(r.frame(&mut bad_ip), FrameAction::Done));
+        let mut arp = segment(client(40005), SocketAddrV4::new(OURS, DNS), syn(1));
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(matches!(r.frame(&mut arp), FrameAction::Done));
+        assert_eq!((r.stats.rx_dropped, r.conns.count()), (5, 0));
+        // Each under its reason.
+        let d = r.stats.rx_drops;
+        assert_eq!(
+            (
+                d.not_our_address,
+                d.bad_tcp_checksum,
+                d.malformed,
+                d.bad_ipv4_checksum,
+                d.not_ipv4_tcp
+            ),
+            (1, 1, 1, 1, 1)
+        );
     }
 
     #[test]

@@ -8,9 +8,36 @@ use wire::{
     ChecksumMode, EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr, TcpFlags, TcpRepr,
 };
 
+/// Why a received frame was dropped before it reached a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unusable {
+    /// Shorter than the headers it claims, or a field the format forbids.
+    Malformed,
+    /// Not IPv4/TCP, or an IPv4 fragment.
+    NotIpv4Tcp,
+    BadIpv4Checksum,
+    BadTcpChecksum,
+}
+
 /// Parses a received frame, checking its IPv4 and TCP checksums as `mode` says.
-pub(crate) fn parse(frame: &[u8], mode: ChecksumMode) -> Option<TcpFrame<'_>> {
-    parse_tcp_ipv4(frame, mode).ok()
+pub(crate) fn parse(frame: &[u8], mode: ChecksumMode) -> Result<TcpFrame<'_>, Unusable> {
+    parse_tcp_ipv4(frame, mode).map_err(|e| match e {
+        wire::Error::Truncated | wire::Error::Malformed => Unusable::Malformed,
+        wire::Error::Unsupported => Unusable::NotIpv4Tcp,
+        // Which checksum: the IPv4 header's is checked first, so if it verifies, the
+        // TCP one failed (only on this path, which good frames never take).
+        wire::Error::BadChecksum => {
+            let ipv4_good = frame
+                .get(wire::ETHERNET_HEADER_LEN..)
+                .and_then(|p| wire::Ipv4Packet::new_checked(p).ok())
+                .is_some_and(|p| p.verify_checksum());
+            if ipv4_good {
+                Unusable::BadTcpChecksum
+            } else {
+                Unusable::BadIpv4Checksum
+            }
+        }
+    })
 }
 
 /// Where a connection's frames go: MAC and IPv4 addresses of both ends.
