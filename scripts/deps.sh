@@ -10,6 +10,7 @@
 #   dnsperf                  the DNS load generator of the end-to-end tests
 #   ethtool                  NIC/veth settings of the benchmarks
 #   python3-yaml             the syntax check of deploy/kubernetes/*.yaml
+#   prometheus               promtool and a Prometheus server for the metrics tests
 set -euo pipefail
 need=()
 command -v clang >/dev/null || need+=(clang llvm)
@@ -23,6 +24,7 @@ command -v dig >/dev/null || need+=(dnsutils)
 command -v dnsperf >/dev/null || need+=(dnsperf)
 command -v ethtool >/dev/null || need+=(ethtool)
 python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ "${#need[@]}" -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "missing packages: ${need[*]} (run as root, or install them)" >&2

@@ -504,6 +504,15 @@ fn opt(w: &mut Writer<'_>, cfg: &ResponderConfig, e: &Edns, ext_rcode: u8) {
     }
 }
 
+/// What a query asked, as [`answer_noting`] found it: for the caller's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// The question's type (None: no question could be read).
+    pub qtype: Option<u16>,
+    /// The zone the name fell in ([`crate::catalog::IndexedZone::id`]; None: none).
+    pub zone: Option<usize>,
+}
+
 /// Answers `query` (one DNS message, without TCP's length prefix) from `catalog` into
 /// `out`. `src` is the client's address (for transfer permissions).
 pub fn answer(
@@ -513,6 +522,19 @@ pub fn answer(
     query: &[u8],
     out: &mut [u8],
 ) -> Answer {
+    answer_noting(catalog, cfg, src, query, out, &mut Asked::default())
+}
+
+/// [`answer`], noting in `asked` the question's type and the zone it fell in.
+pub fn answer_noting(
+    catalog: &Catalog,
+    cfg: &ResponderConfig,
+    src: Ipv4Addr,
+    query: &[u8],
+    out: &mut [u8],
+    asked: &mut Asked,
+) -> Answer {
+    *asked = Asked::default();
     let q = match parse(query) {
         Parsed::Drop => return Answer::Drop,
         Parsed::FormErr {
@@ -536,6 +558,7 @@ pub fn answer(
         }
         Parsed::Ok(q) => q,
     };
+    asked.qtype = Some(q.qtype);
     let qname = &q.qname[..q.qname_len];
     let mut w = Writer::new(out, qname);
     let opcode = (q.flags & header::OPCODE_MASK) >> header::OPCODE_SHIFT;
@@ -587,6 +610,7 @@ pub fn answer(
         reply(&mut w, false, rcode::REFUSED);
         return finish(&mut w, 0);
     };
+    asked.zone = Some(zone.id);
     if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR {
         if qname == &zone.apex[..] && cfg.may_transfer(src) {
             return Answer::Transfer;

@@ -45,6 +45,9 @@ impl Node {
 pub struct IndexedZone {
     /// The zone's top name (wire form, lower-case), where its SOA is.
     pub apex: Name,
+    /// Its place in the order the catalog was given its zones (0, 1, ...): how a
+    /// caller keeps something per zone in an array, metrics for one.
+    pub id: usize,
     /// Every owner name of the zone and every name between one and the apex, keyed by
     /// wire form.
     pub nodes: Map<Name, Node>,
@@ -75,7 +78,8 @@ impl Catalog {
             if c.zones.contains_key(&z.apex) {
                 return Err(format!("zone {} is loaded twice", name::to_text(&z.apex)));
             }
-            let iz = index(z);
+            let mut iz = index(z);
+            iz.id = c.zones.len();
             c.zones.insert(iz.apex.clone(), iz);
         }
         let mut offs = [0u8; 128];
@@ -103,6 +107,13 @@ impl Catalog {
     /// The zones' apexes.
     pub fn apexes(&self) -> impl Iterator<Item = &Name> {
         self.zones.keys()
+    }
+
+    /// The zones' apexes by their [`IndexedZone::id`].
+    pub fn apexes_by_id(&self) -> Vec<&Name> {
+        let mut v: Vec<(usize, &Name)> = self.zones.values().map(|z| (z.id, &z.apex)).collect();
+        v.sort_unstable_by_key(|(id, _)| *id);
+        v.into_iter().map(|(_, n)| n).collect()
     }
 
     /// The zone `name` (wire, lower-case) belongs to: the deepest one whose apex is
@@ -179,6 +190,7 @@ fn index(z: Zone) -> IndexedZone {
     let mut transfer = z.records.clone();
     transfer.sort_by_key(|r| r.rtype != rtype::SOA);
     IndexedZone {
+        id: 0,
         apex: z.apex,
         nodes,
         soa_rdata,

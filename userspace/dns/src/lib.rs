@@ -13,7 +13,7 @@ pub mod name;
 pub mod session;
 pub mod zone;
 
-pub use answer::{answer, transfer, Answer, AnswerStats, ResponderConfig};
+pub use answer::{answer, answer_noting, transfer, Answer, AnswerStats, Asked, ResponderConfig};
 pub use catalog::Catalog;
 pub use zone::{load_zone, Zone, ZoneError};
 

@@ -581,3 +581,27 @@ fn several_zones_at_once_and_chains_across_them() {
     ]);
     assert!(twice.unwrap_err().contains("twice"));
 }
+
+#[test]
+fn the_question_type_and_zone_are_noted_for_metrics() {
+    use dns::{answer_noting, Asked};
+    let c = catalog();
+    let ids = c.apexes_by_id();
+    let zone = |text: &str| ids.iter().position(|a| a[..] == name_wire(text)[..]);
+    let mut out = vec![0u8; 4096];
+    let mut asked = Asked::default();
+    let cfg = ResponderConfig::default();
+    let src = Ipv4Addr::new(192, 0, 2, 1);
+    let q = query("www.example.test.", rtype::AAAA, None);
+    answer_noting(&c, &cfg, src, &q, &mut out, &mut asked);
+    assert_eq!(asked.qtype, Some(rtype::AAAA));
+    assert_eq!(asked.zone, zone("example.test."));
+    assert!(asked.zone.is_some());
+    // Outside every zone: REFUSED, and no zone noted.
+    let q = query("www.example.org.", rtype::A, None);
+    answer_noting(&c, &cfg, src, &q, &mut out, &mut asked);
+    assert_eq!((asked.qtype, asked.zone), (Some(rtype::A), None));
+    // Not a question at all: nothing noted.
+    answer_noting(&c, &cfg, src, &[0u8; 5], &mut out, &mut asked);
+    assert_eq!(asked, Asked::default());
+}

@@ -128,6 +128,18 @@ impl Stack {
         self.xdp.as_ref().map(|x| x.program.counters())
     }
 
+    /// Stops accepting and lets flows in progress finish for at most `drain`, without
+    /// waiting: the caller can go on answering (health checks that say it is
+    /// draining, stats) until [`Stack::stopped`], then call [`Stack::shutdown`].
+    pub fn begin_shutdown(&self, drain: Duration) {
+        self.workers.begin_shutdown(drain);
+    }
+
+    /// Whether every worker has exited (after [`Stack::begin_shutdown`]).
+    pub fn stopped(&self) -> bool {
+        self.workers.exited()
+    }
+
     /// Stops accepting, lets flows in progress finish for at most `drain`, and waits for
     /// every worker to exit.
     pub fn shutdown(&mut self, drain: Duration) {

@@ -105,12 +105,25 @@ impl Workers {
             .collect()
     }
 
-    /// Tells every worker to stop accepting and let flows finish for at most `drain`,
-    /// and waits for them to exit.
-    pub(crate) fn shutdown(&mut self, drain: Duration) {
+    /// Tells every worker to stop accepting and let flows finish for at most `drain`;
+    /// does not wait.
+    pub(crate) fn begin_shutdown(&self, drain: Duration) {
         for w in &self.handles {
             let _ = w.commands.send(Command::Shutdown { drain });
         }
+    }
+
+    /// Whether every worker thread has exited.
+    pub(crate) fn exited(&self) -> bool {
+        self.handles
+            .iter()
+            .all(|w| w.thread.as_ref().is_none_or(|t| t.is_finished()))
+    }
+
+    /// Tells every worker to stop accepting and let flows finish for at most `drain`,
+    /// and waits for them to exit.
+    pub(crate) fn shutdown(&mut self, drain: Duration) {
+        self.begin_shutdown(drain);
         for w in &mut self.handles {
             if let Some(t) = w.thread.take() {
                 let _ = t.join();

@@ -22,6 +22,7 @@ use stack::{Listener, Session};
 
 mod idle;
 mod limits;
+pub mod metrics;
 mod session;
 
 use limits::{Padded, SourceCounts, WorkerShare, MAX_LEASE_BATCH, SOURCE_SHARDS};
@@ -107,16 +108,51 @@ pub struct DnsCounters {
     pub evicted_source_limit: AtomicU64,
     /// Connections served in overload mode (one query, a short idle timeout).
     pub overload_sessions: AtomicU64,
+    /// Queries by zone and type, answers by RCODE, sizes and durations (the
+    /// Prometheus endpoint's).
+    pub by_zone: metrics::QueryMetrics,
 }
 
 fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// The zones served, and each zone's metrics slot (by its id in the catalog): swapped
+/// together on reload, so that a query is counted under the zone it was answered from.
+pub struct Served {
+    /// The zones.
+    pub catalog: Catalog,
+    /// Each zone's slot, by its id.
+    pub slots: Vec<u8>,
+}
+
+impl std::ops::Deref for Served {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
+impl Served {
+    /// The metrics slot of the zone a query fell in (None: no zone).
+    pub fn slot(&self, zone: Option<usize>) -> usize {
+        zone.map_or(metrics::NO_ZONE, |id| {
+            self.slots
+                .get(id)
+                .map_or(metrics::OTHER_ZONES, |&s| usize::from(s))
+        })
+    }
+}
+
 /// The service shared by every worker.
 pub struct DnsService {
     /// The zones served, swapped whole on reload.
-    pub catalog: ArcSwap<Catalog>,
+    pub catalog: ArcSwap<Served>,
+    /// The zones' metrics slots, kept across reloads.
+    pub zone_slots: metrics::ZoneSlots,
+    /// Whether queries are counted by zone and type (`by_zone`): only when someone
+    /// reads them (`--metrics`), as they cost a pipelined query about a tenth more.
+    query_metrics: std::sync::atomic::AtomicBool,
     /// Where the zones come from, for reloads.
     pub sources: Vec<ZoneSource>,
     /// How the responder answers.
@@ -155,6 +191,17 @@ pub fn load_catalog(sources: &[ZoneSource]) -> Result<Catalog, Vec<String>> {
     Catalog::new(zones).map_err(|e| vec![e])
 }
 
+/// A catalog with its zones' metrics slots.
+fn served(catalog: Catalog, zone_slots: &metrics::ZoneSlots) -> Served {
+    let apexes: Vec<String> = catalog
+        .apexes_by_id()
+        .into_iter()
+        .map(|a| dns::name::to_text(a))
+        .collect();
+    let slots = zone_slots.assign(&apexes);
+    Served { catalog, slots }
+}
+
 impl DnsService {
     /// Loads the zones and sets up the service for `workers` workers (their counters
     /// and leases; threads that are not workers share one more).
@@ -165,9 +212,13 @@ impl DnsService {
         workers: usize,
     ) -> Result<Arc<DnsService>, Vec<String>> {
         let catalog = load_catalog(&sources)?;
+        let zone_slots = metrics::ZoneSlots::default();
+        let served = served(catalog, &zone_slots);
         let lease_batch = (limits.max_connections / (8 * (workers + 1))).clamp(1, MAX_LEASE_BATCH);
         Ok(Arc::new(DnsService {
-            catalog: ArcSwap::from_pointee(catalog),
+            catalog: ArcSwap::from_pointee(served),
+            zone_slots,
+            query_metrics: std::sync::atomic::AtomicBool::new(false),
             sources,
             responder_overloaded: ResponderConfig {
                 tcp_keepalive_100ms: responder.tcp_keepalive_100ms.map(|_| 0),
@@ -187,8 +238,18 @@ impl DnsService {
     pub fn reload(&self) -> Result<usize, Vec<String>> {
         let c = load_catalog(&self.sources)?;
         let n = c.len();
-        self.catalog.store(Arc::new(c));
+        self.catalog.store(Arc::new(served(c, &self.zone_slots)));
         Ok(n)
+    }
+
+    /// Counts queries by zone and type from now on (`DnsCounters::by_zone`), or stops.
+    pub fn count_queries_by_zone(&self, on: bool) {
+        self.query_metrics.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether queries are counted by zone and type.
+    pub(crate) fn counts_queries_by_zone(&self) -> bool {
+        self.query_metrics.load(Ordering::Relaxed)
     }
 
     /// The calling thread's slot in `counters` and `workers`: its worker number, or the

@@ -2,15 +2,16 @@
 //! I/O and lifetime deadlines, overload mode, and its place in the limits.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dns::session::Framer;
-use dns::{answer, transfer, Answer};
+use dns::{answer_noting, transfer, Answer, Asked};
 use stack::{Next, Session, Wake};
 
 use super::limits::Place;
-use super::{add, DnsCounters, DnsService};
+use super::{add, metrics, DnsCounters, DnsService};
 
 /// The most reply one call makes (bar the one answer or transfer that crosses it):
 /// the rest of what a read brought is answered once this is on its way.
@@ -81,30 +82,52 @@ impl DnsSession {
         } else {
             &svc.responder
         };
+        let by_zone = svc.counts_queries_by_zone();
         let fed = self.framer.feed(data, |q| {
-            add(&c.queries, 1);
+            // One query in TIMED_EVERY is timed: two clock reads for each would cost a
+            // sixth of a pipelined query.
+            let nth = c.queries.fetch_add(1, Ordering::Relaxed);
+            let timed = (by_zone && nth.is_multiple_of(u64::from(metrics::TIMED_EVERY)))
+                .then(std::time::Instant::now);
+            let mut asked = Asked::default();
             // One answer at a time is encoded into the worker's scratch buffer (zeroed
             // once per worker, not per connection), then framed into the reply.
-            let a = SCRATCH.with_borrow_mut(|scratch| {
-                let a = answer(&catalog, responder, peer, q, scratch);
+            let (a, rcode) = SCRATCH.with_borrow_mut(|scratch| {
+                let a = answer_noting(&catalog, responder, peer, q, scratch, &mut asked);
+                let mut rcode = 0;
                 if let Answer::Message(n) = a {
-                    count_rcode(c, rcode_of(scratch));
+                    rcode = rcode_of(scratch);
+                    count_rcode(c, rcode);
                     reply.extend_from_slice(&(n as u16).to_be_bytes());
                     reply.extend_from_slice(&scratch[..n]);
                 }
-                a
+                (a, rcode)
             });
-            match a {
-                Answer::Message(_) => {}
+            let slot = catalog.slot(asked.zone);
+            let answered = match a {
+                Answer::Message(n) => Some((u16::from(rcode), n)),
                 Answer::Transfer => {
                     add(&c.transfers, 1);
                     count_rcode(c, 0);
+                    let before = reply.len();
+                    let mut messages = 0;
                     transfer(&catalog, q, 16 * 1024, |m| {
                         reply.extend_from_slice(&(m.len() as u16).to_be_bytes());
                         reply.extend_from_slice(m);
+                        messages += 1;
                     });
+                    Some((0, reply.len() - before - 2 * messages))
                 }
-                Answer::Drop => add(&c.dropped, 1),
+                Answer::Drop => {
+                    add(&c.dropped, 1);
+                    None
+                }
+            };
+            if by_zone {
+                c.by_zone.count(slot, asked.qtype, q.len(), answered);
+            }
+            if let Some(t) = timed {
+                c.by_zone.time(slot, t.elapsed().as_nanos() as u64);
             }
             *capped = reply.len() >= REPLY_CAP;
             !*capped

@@ -15,6 +15,7 @@ use sluice::dns_service::DnsService;
 
 mod control;
 mod handlers;
+mod metrics;
 mod settings;
 mod watch;
 
@@ -103,6 +104,26 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         signal_hook::consts::SIGHUP,
     ])?;
     let backend = s.stack.backend.kind();
+    // Bound before the stack starts: a taken port is an error, not a silent loss.
+    let exporter = s.metrics.map(metrics::Exporter::bind).transpose()?;
+    if let (Some(_), Some(svc)) = (&exporter, &dns_service) {
+        svc.count_queries_by_zone(true);
+    }
+    // CoreDNS's `server` label: where the DNS handler listens.
+    let dns_server = {
+        let addr = s
+            .stack
+            .addrs
+            .first()
+            .map_or("0.0.0.0".to_string(), |a| a.to_string());
+        let ports: Vec<String> = s
+            .listen
+            .iter()
+            .filter(|(_, h)| *h == BuiltinHandler::Dns)
+            .map(|(p, _)| p.to_string())
+            .collect();
+        format!("dns://{addr}:{}", ports.join(","))
+    };
     let mut stack = Stack::start(s.stack, listeners)?;
     let control = open_control(&s.control);
     let ports: Vec<String> = s
@@ -154,14 +175,31 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 let _ = conn.write_all(text.as_bytes());
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        match &exporter {
+            Some(e) => e.answer(Duration::from_millis(50), false, &mut || {
+                metrics::render(&stack, dns_service.as_deref(), &dns_server)
+            }),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
     };
     tracing::info!(
         signal = signal_name(signal),
         drain_s = s.drain.as_secs_f64(),
         "stopping: no new connections, draining"
     );
-    stack.shutdown(s.drain);
+    stack.begin_shutdown(s.drain);
+    // While the workers drain, the health check says so (load balancers stop sending)
+    // and the metrics still answer.
+    let give_up = std::time::Instant::now() + s.drain + Duration::from_secs(5);
+    while !stack.stopped() && std::time::Instant::now() < give_up {
+        match &exporter {
+            Some(e) => e.answer(Duration::from_millis(50), true, &mut || {
+                metrics::render(&stack, dns_service.as_deref(), &dns_server)
+            }),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    stack.shutdown(Duration::ZERO);
     if control.is_some() {
         let _ = std::fs::remove_file(&s.control);
     }

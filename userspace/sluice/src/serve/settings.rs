@@ -5,7 +5,7 @@
 //! [`Options::settings`] fills in the defaults of what neither gives and checks the
 //! values.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -108,6 +108,10 @@ pub struct ServeArgs {
     /// The control socket `sluice stats` reads [default: /run/sluice/control.sock].
     #[arg(long)]
     control: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics, and /health (200 while
+    /// serving, 503 while draining), from the control thread [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 /// The config file: the flags' names, every field optional.
@@ -137,6 +141,7 @@ struct FileConfig {
     #[serde(default)]
     transfer_allow: Vec<String>,
     control: Option<PathBuf>,
+    metrics: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -173,6 +178,7 @@ struct Options {
     max_per_source: Option<usize>,
     transfer_allow: Option<Given<Vec<(Ipv4Addr, u8)>>>,
     control: Option<PathBuf>,
+    metrics: Option<Given<SocketAddr>>,
 }
 
 /// A list as an option: not given when empty.
@@ -208,6 +214,7 @@ impl From<&ServeArgs> for Options {
             max_per_source: a.max_per_source,
             transfer_allow: nonempty(a.transfer_allow.clone()).map(Ok),
             control: a.control.clone(),
+            metrics: a.metrics.map(Ok),
         }
     }
 }
@@ -250,6 +257,10 @@ impl FileConfig {
             max_per_source: self.max_per_source,
             transfer_allow: parse_each(self.transfer_allow, parse_prefix),
             control: self.control,
+            metrics: self.metrics.map(|m| {
+                m.parse::<SocketAddr>()
+                    .map_err(|_| format!("bad metrics address {m:?} (ADDR:PORT)"))
+            }),
         }
     }
 }
@@ -278,6 +289,7 @@ impl Options {
             max_per_source: self.max_per_source.or(lower.max_per_source),
             transfer_allow: self.transfer_allow.or(lower.transfer_allow),
             control: self.control.or(lower.control),
+            metrics: self.metrics.or(lower.metrics),
         }
     }
 
@@ -294,6 +306,7 @@ impl Options {
         let admission = self.admission.transpose()?;
         let cores = self.cores.transpose()?.unwrap_or_default();
         let transfer_allow = self.transfer_allow.transpose()?.unwrap_or_default();
+        let metrics = self.metrics.transpose()?;
         let defaults = Limits::default();
         let limits = Limits {
             idle_timeout: seconds(self.idle_timeout, defaults.idle_timeout, "--idle-timeout")?,
@@ -347,6 +360,7 @@ impl Options {
                 .control
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
             iface: self.iface,
+            metrics,
         })
     }
 }
@@ -372,6 +386,8 @@ pub struct Settings {
     pub control: PathBuf,
     /// The interface given, checked to exist whichever the backend.
     pub iface: Option<String>,
+    /// Where to serve Prometheus metrics and the health check, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The settings `args` make, with the config file it names if any.
@@ -602,6 +618,7 @@ mod tests {
         assert_eq!(s.stack.cores, vec![2, 3, 4, 5]);
         assert_eq!(s.zones.len(), 1);
         assert_eq!(s.limits.max_per_source, 1000);
+        assert_eq!(s.metrics, Some("127.0.0.1:9153".parse().unwrap()));
         let mut stack = s.stack;
         assert_eq!(stack.xdp_mut().map(|x| x.max_half_open), Some(4096));
     }
@@ -613,9 +630,21 @@ mod tests {
         assert_eq!(s.listen, vec![(53, BuiltinHandler::Dns)]);
         assert_eq!(s.stack.cores, vec![2, 3]);
         assert_eq!(s.zones.len(), 1);
+        // The readiness probe's port.
+        assert_eq!(s.metrics.map(|m| m.port()), Some(9153));
         // The ConfigMap puts the zone beside sluice.toml, as it is in the repository.
         let zone = dns::load_zone(&s.zones[0].file, s.zones[0].name.as_deref());
         assert!(zone.is_ok(), "{:?}", zone.err());
+    }
+
+    #[test]
+    fn a_bad_metrics_address_is_an_error() {
+        let Err(e) = file("listen = [\"53=dns\"]\nmetrics = \"9153\"").settings() else {
+            panic!("accepted a port without an address");
+        };
+        assert!(e.contains("bad metrics address \"9153\""), "{e}");
+        let ok = file("listen = [\"53=dns\"]\nmetrics = \"[::1]:9153\"").settings();
+        assert_eq!(ok.unwrap().metrics, Some("[::1]:9153".parse().unwrap()));
     }
 
     #[test]
