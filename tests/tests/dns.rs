@@ -1508,6 +1508,55 @@ fn health_flips_to_503_during_a_drain() {
     drop(held);
 }
 
+/// `--lameduck`: from SIGTERM, `/health` answers 503 while new connections are still
+/// served, for the lame-duck time; then the drain.
+#[test]
+fn lame_duck_serves_new_connections_with_health_down() {
+    require_root!();
+    let _s = serial();
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp("lameduck");
+    let metrics = SocketAddr::from((topo.server_ip, 9155));
+    let sluice = start_example(
+        &topo,
+        Backend::Xdp,
+        &dir,
+        &["--metrics", &metrics.to_string(), "--lameduck", "3"],
+    );
+    let peer = topo.peer_ns.clone();
+    let server = SocketAddr::from((topo.server_ip, 53));
+    let probe = move || {
+        let health = http_get(metrics, "/health").map(|(c, _)| c).unwrap_or(0);
+        let answered = TcpStream::connect_timeout(&server, Duration::from_secs(1))
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                s.write_all(&framed(&query(7, "www.example.test", rtype::A, false)))?;
+                read_message(&mut s)
+            })
+            .is_ok();
+        (health, answered)
+    };
+    let before = netns::spawn_in(&peer, probe).unwrap().join().unwrap();
+    assert_eq!(before, (200, true));
+    sluice.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    let during = netns::spawn_in(&peer, probe).unwrap().join().unwrap();
+    assert_eq!(
+        during,
+        (503, true),
+        "health down, a new client still answered"
+    );
+    let log = sluice.log();
+    assert!(
+        log.contains("still serving for the lame-duck time"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("draining"),
+        "the drain waits for the lame duck: {log}"
+    );
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?

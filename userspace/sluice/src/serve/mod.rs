@@ -139,23 +139,9 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         "serving"
     );
     let mut drop_watch = watch::DropWatch::new();
-    let signal = 'serving: loop {
-        for sig in signals.pending() {
-            if sig == signal_hook::consts::SIGHUP {
-                match &dns_service {
-                    Some(svc) => match svc.reload() {
-                        Ok(n) => tracing::info!(zones = n, "SIGHUP: zones reloaded"),
-                        Err(errors) => tracing::error!(
-                            "SIGHUP: the zones did not load, the old ones stay:\n  {}",
-                            errors.join("\n  ")
-                        ),
-                    },
-                    None => tracing::info!("SIGHUP: no zones to reload"),
-                }
-            } else {
-                break 'serving sig;
-            }
-        }
+    // One turn of the control thread's work, about every 50 ms: the drop watch, the
+    // control socket, the metrics endpoint (`/health` at 503 when `health_down`).
+    let mut tick = |health_down: bool| {
         let now = std::time::Instant::now();
         if backend != Backend::Kernel && drop_watch.due(now) {
             let steering = stack.steering_counters().and_then(Result::ok);
@@ -176,12 +162,50 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         match &exporter {
-            Some(e) => e.answer(Duration::from_millis(50), false, &mut || {
+            Some(e) => e.answer(Duration::from_millis(50), health_down, &mut || {
                 metrics::render(&stack, dns_service.as_deref(), &dns_server)
             }),
             None => std::thread::sleep(Duration::from_millis(50)),
         }
     };
+    let signal = 'serving: loop {
+        for sig in signals.pending() {
+            if sig == signal_hook::consts::SIGHUP {
+                match &dns_service {
+                    Some(svc) => match svc.reload() {
+                        Ok(n) => tracing::info!(zones = n, "SIGHUP: zones reloaded"),
+                        Err(errors) => tracing::error!(
+                            "SIGHUP: the zones did not load, the old ones stay:\n  {}",
+                            errors.join("\n  ")
+                        ),
+                    },
+                    None => tracing::info!("SIGHUP: no zones to reload"),
+                }
+            } else {
+                break 'serving sig;
+            }
+        }
+        tick(false);
+    };
+    if !s.lameduck.is_zero() {
+        // Lame duck: /health says 503 so that whatever sends clients here stops, while
+        // everything is served as before; a second signal cuts it short.
+        tracing::info!(
+            signal = signal_name(signal),
+            lameduck_s = s.lameduck.as_secs_f64(),
+            "stopping: health check down, still serving for the lame-duck time"
+        );
+        let until = std::time::Instant::now() + s.lameduck;
+        while std::time::Instant::now() < until {
+            let again = signals
+                .pending()
+                .any(|sig| sig != signal_hook::consts::SIGHUP);
+            if again {
+                break;
+            }
+            tick(true);
+        }
+    }
     tracing::info!(
         signal = signal_name(signal),
         drain_s = s.drain.as_secs_f64(),

@@ -57,6 +57,12 @@ pub struct ServeArgs {
     /// Seconds flows in progress get to finish after SIGINT/SIGTERM [default: 5].
     #[arg(long)]
     drain: Option<f64>,
+    /// Seconds between SIGTERM (or SIGINT) and the drain, during which sluice serves
+    /// as before, new connections included, while `/health` already answers 503: the
+    /// time for a load balancer or an anycast route (deploy/fleet) to stop sending
+    /// here, so that the drain refuses nobody [default: 0]. A second signal ends it.
+    #[arg(long)]
+    lameduck: Option<f64>,
     /// AF_XDP: run each queue's NAPI from the worker's own loop (preferred busy
     /// polling) for up to this many microseconds per call; 0 for off. Set the
     /// interface's napi_defer_hard_irqs and gro_flush_timeout too (deploy/nic-setup.sh).
@@ -129,6 +135,7 @@ struct FileConfig {
     cores: Option<String>,
     workers: Option<usize>,
     drain: Option<f64>,
+    lameduck: Option<f64>,
     napi_busy_poll: Option<u32>,
     busy_poll: Option<u64>,
     syn_backlog: Option<usize>,
@@ -167,6 +174,7 @@ struct Options {
     cores: Option<Given<Vec<usize>>>,
     workers: Option<usize>,
     drain: Option<f64>,
+    lameduck: Option<f64>,
     napi_busy_poll: Option<u32>,
     busy_poll: Option<u64>,
     syn_backlog: Option<usize>,
@@ -203,6 +211,7 @@ impl From<&ServeArgs> for Options {
             cores: a.cores.clone().map(|c| Ok(c.0)),
             workers: a.workers,
             drain: a.drain,
+            lameduck: a.lameduck,
             napi_busy_poll: a.napi_busy_poll,
             busy_poll: a.busy_poll,
             syn_backlog: a.syn_backlog,
@@ -246,6 +255,7 @@ impl FileConfig {
             cores: self.cores.map(|c| parse_cores(&c)),
             workers: self.workers,
             drain: self.drain,
+            lameduck: self.lameduck,
             napi_busy_poll: self.napi_busy_poll,
             busy_poll: self.busy_poll,
             syn_backlog: self.syn_backlog,
@@ -278,6 +288,7 @@ impl Options {
             cores: self.cores.or(lower.cores),
             workers: self.workers.or(lower.workers),
             drain: self.drain.or(lower.drain),
+            lameduck: self.lameduck.or(lower.lameduck),
             napi_busy_poll: self.napi_busy_poll.or(lower.napi_busy_poll),
             busy_poll: self.busy_poll.or(lower.busy_poll),
             syn_backlog: self.syn_backlog.or(lower.syn_backlog),
@@ -354,6 +365,7 @@ impl Options {
             listen,
             zones: self.zone.unwrap_or_default(),
             drain: seconds(self.drain, Duration::from_secs(5), "--drain")?,
+            lameduck: seconds(self.lameduck, Duration::ZERO, "--lameduck")?,
             limits,
             transfer_allow,
             control: self
@@ -381,6 +393,8 @@ pub struct Settings {
     pub listen: Vec<(u16, BuiltinHandler)>,
     pub zones: Vec<ZoneSource>,
     pub drain: Duration,
+    /// How long to go on serving, `/health` at 503, between the signal and the drain.
+    pub lameduck: Duration,
     pub limits: Limits,
     pub transfer_allow: Vec<(Ipv4Addr, u8)>,
     pub control: PathBuf,
@@ -619,6 +633,7 @@ mod tests {
         assert_eq!(s.zones.len(), 1);
         assert_eq!(s.limits.max_per_source, 1000);
         assert_eq!(s.metrics, Some("127.0.0.1:9153".parse().unwrap()));
+        assert_eq!(s.lameduck, Duration::from_secs(2));
         let mut stack = s.stack;
         assert_eq!(stack.xdp_mut().map(|x| x.max_half_open), Some(4096));
     }
