@@ -11,6 +11,7 @@
 #   ethtool                  NIC/veth settings of the benchmarks
 #   python3-yaml             the syntax check of deploy/kubernetes/*.yaml
 #   prometheus               promtool and a Prometheus server for the metrics tests
+#   bird2, curl              BGP on the fleet demo's router and hosts, its health checks
 set -euo pipefail
 need=()
 command -v clang >/dev/null || need+=(clang llvm)
@@ -25,6 +26,8 @@ command -v dnsperf >/dev/null || need+=(dnsperf)
 command -v ethtool >/dev/null || need+=(ethtool)
 python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v bird >/dev/null || need+=(bird2)
+command -v curl >/dev/null || need+=(curl)
 if [ "${#need[@]}" -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "missing packages: ${need[*]} (run as root, or install them)" >&2
