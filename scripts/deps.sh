@@ -12,6 +12,7 @@
 #   python3-yaml             the syntax check of deploy/kubernetes/*.yaml
 #   prometheus               promtool and a Prometheus server for the metrics tests
 #   bird2, curl              BGP on the fleet demo's router and hosts, its health checks
+#   unbound                  the resolver of the UDP-beside-TCP test
 set -euo pipefail
 need=()
 command -v clang >/dev/null || need+=(clang llvm)
@@ -28,6 +29,7 @@ python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v bird >/dev/null || need+=(bird2)
 command -v curl >/dev/null || need+=(curl)
+command -v unbound >/dev/null || need+=(unbound)
 if [ "${#need[@]}" -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "missing packages: ${need[*]} (run as root, or install them)" >&2

@@ -1564,3 +1564,160 @@ fn which(program: &str) -> Option<PathBuf> {
         .map(|d| Path::new(d).join(program))
         .find(|p| p.is_file())
 }
+
+/// A zone for the UDP/TCP pairing: `www` and a TXT RRset at `big` too large for a
+/// resolver's UDP buffer (twelve strings of 200 bytes); `serial` and, from serial 2,
+/// `new`.
+fn pairing_zone(serial: u32) -> (String, Vec<String>) {
+    let strings: Vec<String> = (0..12)
+        .map(|i| format!("{i:02}{}", "x".repeat(198)))
+        .collect();
+    let mut z = format!(
+        "$ORIGIN example.test.\n$TTL 300\n@ IN SOA ns1 hostmaster {serial} 3600 600 86400 300\n\
+         @ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.80\n"
+    );
+    for s in &strings {
+        z.push_str(&format!("big IN TXT \"{s}\"\n"));
+    }
+    if serial >= 2 {
+        z.push_str("new IN A 192.0.2.99\n");
+    }
+    (z, strings)
+}
+
+/// What Unbound in the peer namespace (listening on 127.0.0.1:5399) answers, asked
+/// over TCP (the resolver's own way upstream is what is tested): the answer records.
+fn resolve(topo: &Topology, name: &str, qtype: u16) -> Vec<dns::decode::Record> {
+    let (name, unbound) = (name.to_string(), SocketAddr::from(([127, 0, 0, 1], 5399)));
+    topo.run_in(&topo.peer_ns.clone(), move || {
+        let mut c = TcpStream::connect(unbound).ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        // Recursion desired: a resolver answers a query without RD from its cache only.
+        let mut q = query(42, &name, qtype, true);
+        q[2] |= 0x01;
+        c.write_all(&framed(&q)).ok()?;
+        let m = decode(&read_message(&mut c).ok()?).ok()?;
+        Some(m.answer)
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+/// UDP beside sluice (deploy/fleet/udp.md): Knot DNS on kernel sockets answers UDP on
+/// the address sluice serves TCP on, from the same zone file. Unbound, a real resolver,
+/// resolves through the pair: small answers come over UDP from Knot (sluice sees no
+/// query), a TXT RRset too large for UDP comes back truncated and Unbound's TCP retry
+/// is answered by sluice; the data equal the zone's; deploy/fleet/zone-reload.sh brings
+/// a zone change to both with one command.
+#[test]
+fn udp_beside_tcp_through_a_real_resolver() {
+    require_root!();
+    let _s = serial();
+    if std::env::var_os("CI").is_none() && (which("unbound").is_none() || which("knotd").is_none())
+    {
+        eprintln!("skipping: unbound or knotd is not installed (scripts/deps.sh installs them)");
+        return;
+    }
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp("udp-pairing");
+    let zone = dir.join("example.test.zone");
+    let (text, strings) = pairing_zone(1);
+    std::fs::write(&zone, text).unwrap();
+    let (knot_dir, sluice_dir) = (dir.join("knot"), dir.join("sluice"));
+    std::fs::create_dir_all(&knot_dir).unwrap();
+    std::fs::create_dir_all(&sluice_dir).unwrap();
+    let _knot = start_knot_on(&topo, &zone, &knot_dir, 53, None);
+    let _sluice = start_sluice(&topo, Backend::Xdp, &zone, &sluice_dir, &[]);
+    std::fs::write(
+        dir.join("unbound.conf"),
+        format!(
+            "server:\n  interface: 127.0.0.1\n  port: 5399\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n\
+             \x20 directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"{d}/unbound.log\"\n\
+             \x20 verbosity: 1\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n\
+             \x20 qname-minimisation: no\n  tcp-upstream: no\n  edns-buffer-size: 1232\n\
+             \x20 local-zone: \"test.\" nodefault\n\
+             stub-zone:\n  name: \"example.test\"\n  stub-addr: {ip}\n",
+            d = dir.display(),
+            ip = topo.server_ip
+        ),
+    )
+    .unwrap();
+    let unbound_log = dir.join("unbound.log");
+    let unbound = Daemon {
+        child: topo
+            .peer_cmd("unbound")
+            .arg("-c")
+            .arg(dir.join("unbound.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting unbound"),
+        log: unbound_log,
+    };
+    let a = |records: &[dns::decode::Record]| -> Vec<Vec<u8>> {
+        records
+            .iter()
+            .filter(|r| r.rtype == rtype::A)
+            .map(|r| r.rdata.clone())
+            .collect()
+    };
+    let www = wait_for(Duration::from_secs(10), || {
+        let r = resolve(&topo, "www.example.test", rtype::A);
+        (!r.is_empty()).then_some(r)
+    });
+    let www = www.unwrap_or_else(|| panic!("unbound did not resolve www:\n{}", unbound.log()));
+    assert_eq!(a(&www), vec![vec![192, 0, 2, 80]]);
+    let sluice_queries = || sluice_stats_json(&sluice_dir)["workers"][0]["dns"]["queries"].as_u64();
+    assert_eq!(
+        sluice_queries(),
+        Some(0),
+        "the small answer came over UDP, from Knot"
+    );
+    // The big RRset: truncated over UDP by Knot, asked again over TCP, answered by sluice.
+    let big = resolve(&topo, "big.example.test", rtype::TXT);
+    let mut got: Vec<String> = big
+        .iter()
+        .filter(|r| r.rtype == rtype::TXT)
+        .map(|r| String::from_utf8_lossy(&r.rdata[1..]).into_owned())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        strings,
+        "the TXT RRset as in the zone:\n{}",
+        unbound.log()
+    );
+    assert!(
+        sluice_queries() >= Some(1),
+        "Unbound's TCP retry reached sluice"
+    );
+    // A zone change, one command, both servers.
+    let (text, _) = pairing_zone(2);
+    std::fs::write(&zone, text).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(root.join("deploy/fleet/zone-reload.sh"))
+        .arg(knot_dir.join("knot.sock"))
+        .arg(sluice_dir.join("control.sock"))
+        .env("SLUICE", sluice_bin())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "zone-reload.sh: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Over UDP through Unbound (Knot), and over TCP from sluice directly.
+    assert_eq!(
+        a(&resolve(&topo, "new.example.test", rtype::A)),
+        vec![vec![192, 0, 2, 99]]
+    );
+    let answers = ask_all(
+        &topo,
+        SocketAddr::from((topo.server_ip, 53)),
+        vec![query(5, "new.example.test", rtype::A, false)],
+    );
+    let m = decode(&answers[0]).unwrap();
+    assert_eq!(a(&m.answer), vec![vec![192, 0, 2, 99]]);
+}

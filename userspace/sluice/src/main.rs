@@ -48,6 +48,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make a running daemon reload its zones (as SIGHUP does), and say how it went:
+    /// an error, and the old zones still served, when a zone does not load.
+    Reload {
+        /// The daemon's control socket.
+        #[arg(long, default_value = serve::DEFAULT_CONTROL)]
+        control: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +75,7 @@ fn main() -> ExitCode {
         Command::Stats { control, json } => {
             serve::print_stats(&control, json).map_err(|e| e.to_string())
         }
+        Command::Reload { control } => serve::reload(&control).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -235,10 +235,19 @@ pub fn report_json(stack: &Stack, dns: Option<&DnsService>) -> String {
     text
 }
 
-/// What a `sluice stats` client asks for: the first line it sends (`json`, or
-/// anything else for the text), within a short wait; a client that sends nothing
-/// gets the text.
-pub fn wants_json(conn: &mut std::os::unix::net::UnixStream) -> bool {
+/// What a control client asks for: its first line, within a short wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// The counters as text (also for a client that sends nothing).
+    Text,
+    /// The counters as JSON.
+    Json,
+    /// Reload the zones, and say how it went.
+    Reload,
+}
+
+/// Reads a control client's request.
+pub fn request(conn: &mut std::os::unix::net::UnixStream) -> Request {
     use std::io::Read;
     let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = [0u8; 16];
@@ -254,11 +263,18 @@ pub fn wants_json(conn: &mut std::os::unix::net::UnixStream) -> bool {
             }
         }
     }
-    buf[..got].starts_with(b"json")
+    let line = &buf[..got];
+    if line.starts_with(b"json") {
+        Request::Json
+    } else if line.starts_with(b"reload") {
+        Request::Reload
+    } else {
+        Request::Text
+    }
 }
 
-/// `sluice stats`: prints what the daemon at `control` reports.
-pub fn print_stats(control: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+/// Sends `request` to the daemon at `control`; returns its answer.
+fn ask(control: &Path, request: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
     use std::io::{Read, Write};
     let mut conn = std::os::unix::net::UnixStream::connect(control).map_err(|e| {
         format!(
@@ -266,10 +282,32 @@ pub fn print_stats(control: &Path, json: bool) -> Result<(), Box<dyn std::error:
             control.display()
         )
     })?;
-    conn.write_all(if json { b"json\n" } else { b"text\n" })?;
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.write_all(request)?;
+    // A reload of big zones takes a while.
+    conn.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut text = String::new();
     conn.read_to_string(&mut text)?;
-    print!("{text}");
+    Ok(text)
+}
+
+/// `sluice reload`: the daemon at `control` reloads its zones (as on SIGHUP) and says
+/// how it went; an error when the zones did not load (the old ones stay).
+pub fn reload(control: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let text = ask(control, b"reload\n")?;
+    match text.strip_prefix("ok: ") {
+        Some(rest) => {
+            print!("{rest}");
+            Ok(())
+        }
+        None => Err(text.trim_end().to_string().into()),
+    }
+}
+
+/// `sluice stats`: prints what the daemon at `control` reports.
+pub fn print_stats(control: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    print!(
+        "{}",
+        ask(control, if json { b"json\n" } else { b"text\n" })?
+    );
     Ok(())
 }

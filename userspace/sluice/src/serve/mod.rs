@@ -19,8 +19,8 @@ mod metrics;
 mod settings;
 mod watch;
 
-use control::{open_control, report, report_json, wants_json};
-pub use control::{print_stats, DEFAULT_CONTROL};
+use control::{open_control, report, report_json};
+pub use control::{print_stats, reload, DEFAULT_CONTROL};
 use handlers::{stream_listener, BuiltinHandler, HandlerStats};
 use settings::settings;
 pub use settings::ServeArgs;
@@ -153,10 +153,12 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(l) = &control {
             while let Ok((mut conn, _)) = l.accept() {
                 let _ = conn.set_nonblocking(false);
-                let text = if wants_json(&mut conn) {
-                    report_json(&stack, dns_service.as_deref())
-                } else {
-                    report(&stack, dns_service.as_deref())
+                let text = match control::request(&mut conn) {
+                    control::Request::Json => report_json(&stack, dns_service.as_deref()),
+                    control::Request::Text => report(&stack, dns_service.as_deref()),
+                    control::Request::Reload => {
+                        reload_zones(dns_service.as_deref(), "sluice reload")
+                    }
                 };
                 let _ = conn.write_all(text.as_bytes());
             }
@@ -171,16 +173,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let signal = 'serving: loop {
         for sig in signals.pending() {
             if sig == signal_hook::consts::SIGHUP {
-                match &dns_service {
-                    Some(svc) => match svc.reload() {
-                        Ok(n) => tracing::info!(zones = n, "SIGHUP: zones reloaded"),
-                        Err(errors) => tracing::error!(
-                            "SIGHUP: the zones did not load, the old ones stay:\n  {}",
-                            errors.join("\n  ")
-                        ),
-                    },
-                    None => tracing::info!("SIGHUP: no zones to reload"),
-                }
+                reload_zones(dns_service.as_deref(), "SIGHUP");
             } else {
                 break 'serving sig;
             }
@@ -233,6 +226,33 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         "stopped"
     );
     Ok(())
+}
+
+/// Reloads the zones (on SIGHUP, or `sluice reload`), logs how it went, and says so
+/// for a control client: `ok: ...` or the errors (the old zones stay).
+fn reload_zones(dns: Option<&DnsService>, why: &str) -> String {
+    match dns {
+        Some(svc) => match svc.reload() {
+            Ok(n) => {
+                tracing::info!(zones = n, "{why}: zones reloaded");
+                format!("ok: {n} zones reloaded\n")
+            }
+            Err(errors) => {
+                tracing::error!(
+                    "{why}: the zones did not load, the old ones stay:\n  {}",
+                    errors.join("\n  ")
+                );
+                format!(
+                    "the zones did not load, the old ones stay:\n  {}\n",
+                    errors.join("\n  ")
+                )
+            }
+        },
+        None => {
+            tracing::info!("{why}: no zones to reload");
+            "ok: no zones to reload\n".into()
+        }
+    }
 }
 
 /// `sluice check-zone`: loads a zone file and says what is wrong with it.
