@@ -12,13 +12,14 @@
 #   (b) a rolling restart, host 1 then host 2: SIGTERM (sluice's /health goes 503,
 #       announce.sh withdraws the route, sluice keeps serving for its lame-duck time,
 #       then drains), start again, wait until it is announced again;
-#   (c) host 2 dies (SIGKILL of its sluice, BIRD and announcer): the router's BFD
-#       drops its path; the queries that fail are counted, and how long after the kill
-#       the last of them failed.
+#   (c) host 2 dies (its sluice, BIRD and announcer stopped, then killed): the
+#       router's BFD drops its path; the queries that fail are counted, and how long
+#       after the host died the last of them was sent.
 # Last line exactly:
 #   fleet: N queries, F failed; rolling restart lost L; kill lost K (within T ms)
 #
-#   deploy/fleet/demo.sh                  (root; needs bird2, curl)  SECS=8
+#   deploy/fleet/demo.sh                  (root; needs bird2, curl, python3)
+#   SECS=8 LAMEDUCK=2                     steady load's seconds; sluice's --lameduck
 #   SLUICE_BIN=PATH FLEET_LOAD_BIN=PATH   use these builds instead of building
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,8 +30,8 @@ if [[ $(id -u) -ne 0 ]]; then
 	echo "fleet: needs root (network namespaces, XDP, AF_XDP)" >&2
 	exit 1
 fi
-for c in bird birdc curl; do
-	command -v "$c" >/dev/null || { echo "fleet: $c is missing (apt-get install bird2 curl)" >&2; exit 1; }
+for c in bird birdc curl python3; do
+	command -v "$c" >/dev/null || { echo "fleet: $c is missing (apt-get install bird2 curl python3)" >&2; exit 1; }
 done
 if [[ -z ${SLUICE_BIN:-} || -z ${FLEET_LOAD_BIN:-} ]]; then
 	cargo build --release -q -p sluice -p sluice-benches
@@ -43,11 +44,12 @@ load=${FLEET_LOAD_BIN:-$bin/fleet-load}
 P=fl$(( $$ % 9000 + 1000 ))
 CL=$P-cl RT=$P-rt
 work=$(mktemp -d /tmp/sluice-fleet.XXXXXX)
-pids=()
+created=()
 cleanup() {
-	for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-	for ns in "$CL" "$RT" "$P-h1" "$P-h2"; do
-		# Whatever still runs in the namespace (BIRD daemonizes).
+	# Only what this run created: a namespace of the same name from another run is not
+	# ours to remove.
+	for ns in "${created[@]}"; do
+		# Whatever still runs in it (sluice, BIRD, which daemonizes, the announcer).
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
 		ip netns del "$ns" 2>/dev/null || true
 	done
@@ -59,7 +61,8 @@ say() { echo "fleet: $*" >&2; }
 
 # The namespaces and links.
 for ns in "$CL" "$RT" "$P-h1" "$P-h2"; do
-	ip netns add "$ns"
+	ip netns add "$ns" || { echo "fleet: cannot create namespace $ns (left by another run?)" >&2; exit 1; }
+	created+=("$ns")
 	ip -n "$ns" link set lo up
 done
 link() { # NS_A IF_A ADDR_A NS_B IF_B ADDR_B
@@ -103,12 +106,10 @@ start_host() { # I: BIRD (once), sluice, announcer
 		--metrics 127.0.0.1:9153 --lameduck "$LAMEDUCK" --drain 2 --control "$work/h$i.sock" \
 		>>"$work/sluice-h$i.log" 2>&1 &
 	eval "sluice_h$i=$!"
-	pids+=($!)
 	if [[ -z $(eval echo "\${announce_h$i:-}") ]]; then
 		ip netns exec "$ns" deploy/fleet/announce.sh http://127.0.0.1:9153/health "$work/bird-h$i.ctl" 0.1 \
 			>>"$work/announce-h$i.log" 2>&1 &
 		eval "announce_h$i=$!"
-		pids+=($!)
 	fi
 }
 # How many hosts the router's route to the service has.
@@ -163,7 +164,11 @@ for i in 1 2; do
 	say "restarting host $i (SIGTERM: withdraw, ${LAMEDUCK} s lame duck, drain)"
 	kill -TERM "$pid"
 	wait_paths 1 10
-	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	deadline=$((SECONDS + LAMEDUCK + 10))
+	while kill -0 "$pid" 2>/dev/null; do
+		((SECONDS < deadline)) || { say "host $i's sluice did not exit"; tail -n 5 "$work/sluice-h$i.log" >&2; exit 1; }
+		sleep 0.1
+	done
 	start_host "$i"
 	wait_paths 2 30
 	say "host $i is back and announced"

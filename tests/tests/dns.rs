@@ -1333,7 +1333,8 @@ fn url_encode(s: &str) -> String {
 fn prometheus_scrapes_sluice_metrics() {
     require_root!();
     let _s = serial();
-    if std::env::var_os("CI").is_none() && which("prometheus").is_none() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !ci && which("prometheus").is_none() {
         eprintln!("skipping: prometheus is not installed (scripts/deps.sh installs it)");
         return;
     }
@@ -1501,7 +1502,7 @@ fn health_flips_to_503_during_a_drain() {
     });
     assert_eq!(
         draining,
-        Some((503, "draining\n".to_string())),
+        Some((503, "stopping\n".to_string())),
         "{}",
         sluice.log()
     );

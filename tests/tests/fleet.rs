@@ -11,13 +11,21 @@ use e2e::require_root;
 #[test]
 fn the_fleet_spreads_restarts_and_survives_a_dead_host() {
     require_root!();
-    if std::env::var_os("CI").is_none() && Command::new("bird").arg("--version").output().is_err() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !ci && Command::new("bird").arg("--version").output().is_err() {
         eprintln!("skipping: bird (bird2) is not installed; scripts/deps.sh installs it");
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap();
+    for b in ["sluice", "fleet-load"] {
+        assert!(
+            bin.join(b).is_file(),
+            "{} is not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+            bin.join(b).display()
+        );
+    }
     let out = Command::new(root.join("deploy/fleet/demo.sh"))
         .env("SECS", "2")
         .env("LAMEDUCK", "1")

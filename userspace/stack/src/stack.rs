@@ -135,6 +135,12 @@ impl Stack {
         self.workers.begin_shutdown(drain);
     }
 
+    /// Whether a worker has exited on its own, before any shutdown: its queue is no
+    /// longer served.
+    pub fn lost_a_worker(&self) -> bool {
+        self.workers.any_exited()
+    }
+
     /// Whether every worker has exited (after [`Stack::begin_shutdown`]).
     pub fn stopped(&self) -> bool {
         self.workers.exited()

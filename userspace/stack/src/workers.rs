@@ -113,6 +113,13 @@ impl Workers {
         }
     }
 
+    /// Whether some worker thread has exited (while none was told to).
+    pub(crate) fn any_exited(&self) -> bool {
+        self.handles
+            .iter()
+            .any(|w| w.thread.as_ref().is_some_and(|t| t.is_finished()))
+    }
+
     /// Whether every worker thread has exited.
     pub(crate) fn exited(&self) -> bool {
         self.handles

@@ -13,12 +13,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Adds `n` to a counter only its own worker writes: a load and a store, not a locked
-/// read-modify-write (a locked add per counter would cost a pipelined query a fifth
-/// more). Threads that are not workers share one slot, where two at once could lose
-/// a count; workers never share.
-fn bump(c: &AtomicU64, n: u64) {
-    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+/// Adds `n` to a counter: a load and a store where only its own worker writes (a
+/// locked add per counter would cost a pipelined query a fifth more), a locked add in
+/// the slot threads that are not workers share (`shared`), where two at once would
+/// lose counts and a counter could go backwards.
+fn bump(c: &AtomicU64, n: u64, shared: bool) {
+    if shared {
+        c.fetch_add(n, Ordering::Relaxed);
+    } else {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
 }
 
 use dns::rtype;
@@ -96,7 +100,7 @@ impl Histogram {
     }
 
     /// Counts one observation.
-    fn observe(&self, value: u64) {
+    fn observe(&self, value: u64, shared: bool) {
         // A scan from the smallest bound: DNS messages and durations are small, so it
         // stops within a few.
         let i = self
@@ -104,8 +108,8 @@ impl Histogram {
             .iter()
             .position(|&b| value <= b)
             .unwrap_or(self.observed_bounds.len());
-        bump(&self.counts[i], 1);
-        bump(&self.sum, value);
+        bump(&self.counts[i], 1, shared);
+        bump(&self.sum, value, shared);
     }
 
     /// Adds this histogram's counts into `into` (per bucket, not cumulative) and
@@ -155,12 +159,15 @@ impl ZoneMetrics {
 pub struct QueryMetrics {
     /// By zone slot.
     pub zones: Box<[ZoneMetrics]>,
+    /// Written by more than one thread (the slot of threads that are not workers).
+    pub shared: bool,
 }
 
 impl Default for QueryMetrics {
     fn default() -> Self {
         QueryMetrics {
             zones: (0..ZONE_SLOTS).map(|_| ZoneMetrics::new()).collect(),
+            shared: false,
         }
     }
 }
@@ -190,17 +197,20 @@ impl QueryMetrics {
         answer: Option<(u16, usize)>,
     ) {
         let z = &self.zones[slot.min(ZONE_SLOTS - 1)];
-        bump(&z.requests[type_index(qtype)], 1);
-        z.request_size.observe(request as u64);
+        let shared = self.shared;
+        bump(&z.requests[type_index(qtype)], 1, shared);
+        z.request_size.observe(request as u64, shared);
         if let Some((rcode, size)) = answer {
-            bump(&z.responses[usize::from(rcode).min(RCODES - 1)], 1);
-            z.response_size.observe(size as u64);
+            bump(&z.responses[usize::from(rcode).min(RCODES - 1)], 1, shared);
+            z.response_size.observe(size as u64, shared);
         }
     }
 
     /// Counts one timed query's duration.
     pub fn time(&self, slot: usize, nanos: u64) {
-        self.zones[slot.min(ZONE_SLOTS - 1)].duration.observe(nanos);
+        self.zones[slot.min(ZONE_SLOTS - 1)]
+            .duration
+            .observe(nanos, self.shared);
     }
 }
 
@@ -231,10 +241,17 @@ impl ZoneSlots {
             .collect()
     }
 
-    /// The label of every slot, in slot order.
+    /// The label of every slot, in slot order. Queries outside every zone are labelled
+    /// "." (CoreDNS's catch-all zone), unless the root zone itself is served, which
+    /// takes that label.
     pub fn labels(&self) -> Vec<String> {
         let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = vec![".".to_string()];
+        let no_zone = if names.iter().any(|n| n == ".") {
+            "(none)"
+        } else {
+            "."
+        };
+        let mut out = vec![no_zone.to_string()];
         out.extend(names.iter().cloned());
         while out.len() < OTHER_ZONES {
             out.push(String::new());
@@ -264,6 +281,10 @@ mod tests {
         assert_eq!((labels[0].as_str(), labels[1].as_str()), (".", "a.test."));
         assert_eq!(labels[OTHER_ZONES], "other");
         assert_eq!(labels.len(), ZONE_SLOTS);
+        // The root zone served takes "."; queries outside every zone get another label.
+        let root = ZoneSlots::default();
+        root.assign(&[".".into()]);
+        assert_eq!(root.labels()[..2], ["(none)".to_string(), ".".to_string()]);
     }
 
     #[test]

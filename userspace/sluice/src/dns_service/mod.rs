@@ -226,7 +226,14 @@ impl DnsService {
             },
             responder,
             limits,
-            counters: (0..=workers).map(|_| DnsCounters::default()).collect(),
+            counters: (0..=workers)
+                .map(|i| {
+                    let mut c = DnsCounters::default();
+                    // The last slot is every thread's that is not a worker.
+                    c.by_zone.shared = i == workers;
+                    c
+                })
+                .collect(),
             leased: AtomicUsize::new(0),
             lease_batch,
             workers: (0..=workers).map(|_| Padded::default()).collect(),

@@ -294,6 +294,12 @@ fn ask(control: &Path, request: &[u8]) -> Result<String, Box<dyn std::error::Err
 /// how it went; an error when the zones did not load (the old ones stay).
 pub fn reload(control: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let text = ask(control, b"reload\n")?;
+    if text.is_empty() {
+        return Err(
+            "the daemon closed the control connection without an answer (is it shutting down?)"
+                .into(),
+        );
+    }
     match text.strip_prefix("ok: ") {
         Some(rest) => {
             print!("{rest}");

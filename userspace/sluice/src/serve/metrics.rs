@@ -31,7 +31,8 @@ impl Exporter {
     }
 
     /// Answers the requests waiting, at most `wait` for the first: `/metrics` with
-    /// what `metrics` renders, `/health` with 200 (`serving`) or, `draining`, 503.
+    /// what `metrics` renders, `/health` with 200 (`serving`) or, `stopping` (from
+    /// SIGTERM on), 503.
     pub fn answer(
         &self,
         wait: std::time::Duration,
@@ -48,7 +49,7 @@ impl Exporter {
             let (code, body, kind) = match path.as_str() {
                 _ if !get => (405, "only GET\n".to_string(), "text/plain"),
                 "/metrics" => (200, metrics(), "text/plain; version=0.0.4; charset=utf-8"),
-                "/health" if draining => (503, "draining\n".to_string(), "text/plain"),
+                "/health" if draining => (503, "stopping\n".to_string(), "text/plain"),
                 "/health" => (200, "serving\n".to_string(), "text/plain"),
                 _ => (404, "/metrics or /health\n".to_string(), "text/plain"),
             };
@@ -532,7 +533,7 @@ fn render_stack(t: &mut Text, stack: &Stack) {
     if let Some(Ok(c)) = stack.steering_counters() {
         t.counter(
             "sluice_xdp_steering_frames_total",
-            "Frames the steering program handled, by action: redirected to a socket, passed to the kernel (not ours, malformed, or no socket on the queue), or shed (a SYN past the queue's admission budget).",
+            "Frames the steering program handled, by action: redirected to a socket, passed to the kernel (not for a service of ours), malformed (passed to the kernel), no_socket (ours, but no worker on the queue; passed to the kernel), shed (a SYN past the queue's admission budget, dropped).",
         );
         for (action, v) in [
             ("redirected", c.redirected),

@@ -139,6 +139,15 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         "serving"
     );
     let mut drop_watch = watch::DropWatch::new();
+    // Zones load on a thread of their own: a big zone must not stall the control thread,
+    // whose /health a fleet's announcer polls (deploy/fleet/announce.sh).
+    let reloading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if !s.lameduck.is_zero() && exporter.is_none() {
+        tracing::warn!(
+            "--lameduck without --metrics: nothing can see the health check go down, so the lame-duck time only delays the shutdown"
+        );
+    }
+    let mut worker_lost = false;
     // One turn of the control thread's work, about every 50 ms: the drop watch, the
     // control socket, the metrics endpoint (`/health` at 503 when `health_down`).
     let mut tick = |health_down: bool| {
@@ -157,7 +166,9 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                     control::Request::Json => report_json(&stack, dns_service.as_deref()),
                     control::Request::Text => report(&stack, dns_service.as_deref()),
                     control::Request::Reload => {
-                        reload_zones(dns_service.as_deref(), "sluice reload")
+                        // Answered by the reload's thread once it is done.
+                        reload_in_background(&dns_service, &reloading, "sluice reload", Some(conn));
+                        continue;
                     }
                 };
                 let _ = conn.write_all(text.as_bytes());
@@ -173,10 +184,17 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let signal = 'serving: loop {
         for sig in signals.pending() {
             if sig == signal_hook::consts::SIGHUP {
-                reload_zones(dns_service.as_deref(), "SIGHUP");
+                reload_in_background(&dns_service, &reloading, "SIGHUP", None);
             } else {
                 break 'serving sig;
             }
+        }
+        if stack.lost_a_worker() {
+            // Its queue's packets now go to the kernel, which resets them: better to
+            // stop, health check down, and let the supervisor start it again.
+            tracing::error!("a worker stopped on its own: shutting down (see the messages above)");
+            worker_lost = true;
+            break 'serving signal_hook::consts::SIGTERM;
         }
         tick(false);
     };
@@ -209,12 +227,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // and the metrics still answer.
     let give_up = std::time::Instant::now() + s.drain + Duration::from_secs(5);
     while !stack.stopped() && std::time::Instant::now() < give_up {
-        match &exporter {
-            Some(e) => e.answer(Duration::from_millis(50), true, &mut || {
-                metrics::render(&stack, dns_service.as_deref(), &dns_server)
-            }),
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
+        tick(true);
     }
     stack.shutdown(Duration::ZERO);
     if control.is_some() {
@@ -225,7 +238,39 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         bytes = stats.bytes.load(Ordering::Relaxed),
         "stopped"
     );
+    if worker_lost {
+        return Err("a worker stopped on its own (see the log)".into());
+    }
     Ok(())
+}
+
+/// Reloads the zones on a thread of its own (one at a time) and, for `sluice reload`,
+/// answers the control client on it when done.
+fn reload_in_background(
+    dns: &Option<Arc<DnsService>>,
+    busy: &Arc<std::sync::atomic::AtomicBool>,
+    why: &'static str,
+    reply: Option<std::os::unix::net::UnixStream>,
+) {
+    if busy.swap(true, Ordering::AcqRel) {
+        if let Some(mut c) = reply {
+            let _ = c.write_all(b"a reload is already running; try again when it is done\n");
+        }
+        return;
+    }
+    let (dns, busy) = (dns.clone(), busy.clone());
+    let spawned = std::thread::Builder::new()
+        .name("sluice-reload".into())
+        .spawn(move || {
+            let text = reload_zones(dns.as_deref(), why);
+            busy.store(false, Ordering::Release);
+            if let Some(mut c) = reply {
+                let _ = c.write_all(text.as_bytes());
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "{why}: cannot start the reload's thread");
+    }
 }
 
 /// Reloads the zones (on SIGHUP, or `sluice reload`), logs how it went, and says so

@@ -111,11 +111,13 @@ pub struct ServeArgs {
     /// (repeatable); none by default.
     #[arg(long = "transfer-allow", value_parser = parse_prefix)]
     transfer_allow: Vec<(Ipv4Addr, u8)>,
-    /// The control socket `sluice stats` reads [default: /run/sluice/control.sock].
+    /// The control socket `sluice stats` and `sluice reload` use [default:
+    /// /run/sluice/control.sock].
     #[arg(long)]
     control: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics, and /health (200 while
-    /// serving, 503 while draining), from the control thread [default: off].
+    /// serving, 503 from SIGTERM on: the lame-duck time and the drain), from the
+    /// control thread [default: off].
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
 }
