@@ -753,7 +753,7 @@ pub fn transfer(catalog: &Catalog, query: &[u8], max: usize, mut emit: impl FnMu
     };
     let mut buf = vec![0u8; max.clamp(512, 65535)];
     let mut sent = 0;
-    let records = z.transfer.iter().chain(z.transfer.first());
+    let records = z.transfer_records();
     let mut w = Writer::new(&mut buf, qname);
     let start = |w: &mut Writer<'_>| {
         write_header(w, q.id, q.flags, true, rcode::NOERROR);
@@ -762,9 +762,9 @@ pub fn transfer(catalog: &Catalog, query: &[u8], max: usize, mut emit: impl FnMu
     };
     start(&mut w);
     let mut count = 0u16;
-    for r in records {
+    for (owner, rtype, ttl, rdata) in records {
         let mark = w.len;
-        w.rr(Some(&r.owner), r.rtype, r.ttl, &r.rdata);
+        w.rr(Some(owner), rtype, ttl, rdata);
         if w.full || w.len > max {
             // This message is full: send it without the record, start the next.
             w.full = false;
@@ -774,7 +774,7 @@ pub fn transfer(catalog: &Catalog, query: &[u8], max: usize, mut emit: impl FnMu
             sent += 1;
             start(&mut w);
             count = 0;
-            w.rr(Some(&r.owner), r.rtype, r.ttl, &r.rdata);
+            w.rr(Some(owner), rtype, ttl, rdata);
         }
         count += 1;
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::name::{self, Name};
 use crate::rtype;
-use crate::zone::{Rr, Zone};
+use crate::zone::Zone;
 
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 
@@ -58,8 +58,31 @@ pub struct IndexedZone {
     /// The TTL of the SOA in negative answers, which resolvers cache them for
     /// (RFC 2308: the lesser of the SOA's TTL and its MINIMUM field).
     pub negative_ttl: u32,
-    /// Every record, SOA first, for zone transfers.
-    pub transfer: Vec<Rr>,
+}
+
+/// One record as a zone transfer sends it: owner, type, TTL, RDATA.
+pub type TransferRecord<'z> = (&'z [u8], u16, u32, &'z [u8]);
+
+impl IndexedZone {
+    /// Every record, for a zone transfer (RFC 5936): the SOA, every other record (name
+    /// by name, set by set, each with its set's TTL), the SOA again. Read from the
+    /// index itself: a second copy of every record just for transfers would double a
+    /// big zone's memory.
+    pub fn transfer_records(&self) -> impl Iterator<Item = TransferRecord<'_>> {
+        let soa = (&self.apex[..], rtype::SOA, self.soa_ttl, &self.soa_rdata[..]);
+        let apex = &self.apex;
+        let rest = self.nodes.iter().flat_map(move |(owner, node)| {
+            node.rrsets
+                .iter()
+                .filter(move |set| !(set.rtype == rtype::SOA && owner == apex))
+                .flat_map(move |set| {
+                    set.rdatas
+                        .iter()
+                        .map(move |rd| (&owner[..], set.rtype, set.ttl, &rd[..]))
+                })
+        });
+        std::iter::once(soa).chain(rest).chain(std::iter::once(soa))
+    }
 }
 
 /// Every zone served.
@@ -187,8 +210,6 @@ fn index(z: Zone) -> IndexedZone {
         .checked_sub(4)
         .map(|i| u32::from_be_bytes(soa_rdata[i..].try_into().unwrap()))
         .unwrap_or(0);
-    let mut transfer = z.records.clone();
-    transfer.sort_by_key(|r| r.rtype != rtype::SOA);
     IndexedZone {
         id: 0,
         apex: z.apex,
@@ -196,6 +217,5 @@ fn index(z: Zone) -> IndexedZone {
         soa_rdata,
         soa_ttl,
         negative_ttl: soa_ttl.min(minimum),
-        transfer,
     }
 }
