@@ -69,7 +69,12 @@ impl IndexedZone {
     /// index itself: a second copy of every record just for transfers would double a
     /// big zone's memory.
     pub fn transfer_records(&self) -> impl Iterator<Item = TransferRecord<'_>> {
-        let soa = (&self.apex[..], rtype::SOA, self.soa_ttl, &self.soa_rdata[..]);
+        let soa = (
+            &self.apex[..],
+            rtype::SOA,
+            self.soa_ttl,
+            &self.soa_rdata[..],
+        );
         let apex = &self.apex;
         let rest = self.nodes.iter().flat_map(move |(owner, node)| {
             node.rrsets

@@ -81,6 +81,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let svc = DnsService::new(s.zones.clone(), responder, s.limits.clone(), counter_slots)
             .map_err(|errors| format!("bad zone:\n  {}", errors.join("\n  ")))?;
         let catalog = svc.catalog.load();
+        give_back_freed_memory();
         tracing::info!(zones = catalog.len(), "zones loaded");
         Some(svc)
     } else {
@@ -279,6 +280,7 @@ fn reload_zones(dns: Option<&DnsService>, why: &str) -> String {
     match dns {
         Some(svc) => match svc.reload() {
             Ok(n) => {
+                give_back_freed_memory();
                 tracing::info!(zones = n, "{why}: zones reloaded");
                 format!("ok: {n} zones reloaded\n")
             }
@@ -298,6 +300,14 @@ fn reload_zones(dns: Option<&DnsService>, why: &str) -> String {
             "ok: no zones to reload\n".into()
         }
     }
+}
+
+/// Returns the memory this thread freed to the OS now: a zone load frees the parsed
+/// records once they are indexed, and mimalloc would otherwise keep those pages for
+/// reuse (a million-record zone kept about 120 bytes a record resident).
+fn give_back_freed_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own structures for this thread.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// `sluice check-zone`: loads a zone file and says what is wrong with it.
