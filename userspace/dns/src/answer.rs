@@ -665,7 +665,7 @@ pub fn answer_noting(
                 if let Some(set) = node.get(q.qtype) {
                     an += w.rrset(owner, set);
                     if matches!(q.qtype, rtype::MX | rtype::SRV | rtype::NS) {
-                        for t in set.targets.iter().flatten() {
+                        for t in &set.targets {
                             if n_add < MAX_ADDITIONAL {
                                 additional[n_add] = Some(t);
                                 n_add += 1;
@@ -677,7 +677,7 @@ pub fn answer_noting(
                 match node.get(rtype::CNAME) {
                     Some(cname) if step < MAX_CHAIN => {
                         an += w.rrset(owner, cname);
-                        let Some(Some(target)) = cname.targets.first() else {
+                        let Some(target) = cname.targets.first() else {
                             break;
                         };
                         // Followed only while it stays in our zones.
@@ -706,7 +706,7 @@ pub fn answer_noting(
     if let Some((at, node)) = referral {
         if let Some(set) = node.get(rtype::NS) {
             ns += w.rrset(Some(at), set);
-            for t in set.targets.iter().flatten() {
+            for t in &set.targets {
                 if n_add < MAX_ADDITIONAL {
                     additional[n_add] = Some(t);
                     n_add += 1;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::name::{self, Name};
 use crate::rtype;
-use crate::zone::Zone;
+use crate::zone::{Rr, Zone};
 
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 
@@ -20,8 +20,10 @@ pub struct RrSet {
     pub ttl: u32,
     /// Each distinct RDATA once, in file order, wire form with names uncompressed.
     pub rdatas: Vec<Box<[u8]>>,
-    /// The name in each RDATA that answers follow or add addresses for.
-    pub targets: Vec<Option<Name>>,
+    /// The names in its RDATAs that answers follow or add addresses for (CNAME, NS,
+    /// MX, SRV targets), in RDATA order; empty for the other types, which keeps a set
+    /// of addresses free of a slot per record.
+    pub targets: Vec<Name>,
 }
 
 /// One name of a zone.
@@ -175,38 +177,53 @@ fn index(z: Zone) -> IndexedZone {
     let mut nodes: Map<Name, Node> = Map::default();
     let mut soa_rdata: Box<[u8]> = Box::default();
     let mut soa_ttl = 0;
-    for r in &z.records {
+    let apex = z.apex;
+    // The records are moved into the index, not copied: a big zone's parse would
+    // otherwise be held twice at the peak of the load.
+    for r in z.records {
         if r.rtype == rtype::SOA {
             soa_rdata = r.rdata.clone();
             soa_ttl = r.ttl;
         }
-        let node = nodes.entry(r.owner.clone()).or_default();
-        match node.rrsets.iter_mut().find(|s| s.rtype == r.rtype) {
-            Some(set) => {
-                // RFC 2181 §5.2: one TTL per RRset; the lowest wins.
-                set.ttl = set.ttl.min(r.ttl);
-                if !set.rdatas.contains(&r.rdata) {
-                    set.rdatas.push(r.rdata.clone());
-                    set.targets.push(r.target.clone());
-                }
-            }
-            None => node.rrsets.push(RrSet {
-                rtype: r.rtype,
-                ttl: r.ttl,
-                rdatas: vec![r.rdata.clone()],
-                targets: vec![r.target.clone()],
-            }),
-        }
-        // Every ancestor up to the apex exists (empty non-terminals).
+        // Every ancestor up to the apex exists (empty non-terminals). An ancestor that
+        // exists already has all of its own: the climb stops there.
         let mut n: &[u8] = &r.owner;
-        while n != &z.apex[..] {
+        while n != &apex[..] {
             match name::parent(n) {
                 Some(p) => {
                     n = p;
-                    nodes.entry(n.into()).or_default();
+                    if nodes.contains_key(n) {
+                        break;
+                    }
+                    nodes.insert(n.into(), Node::default());
                 }
                 None => break,
             }
+        }
+        let Rr {
+            owner,
+            rtype: t,
+            ttl,
+            rdata,
+            target,
+            ..
+        } = r;
+        let node = nodes.entry(owner).or_default();
+        match node.rrsets.iter_mut().find(|s| s.rtype == t) {
+            Some(set) => {
+                // RFC 2181 §5.2: one TTL per RRset; the lowest wins.
+                set.ttl = set.ttl.min(ttl);
+                if !set.rdatas.contains(&rdata) {
+                    set.rdatas.push(rdata);
+                    set.targets.extend(target);
+                }
+            }
+            None => node.rrsets.push(RrSet {
+                rtype: t,
+                ttl,
+                rdatas: vec![rdata],
+                targets: target.into_iter().collect(),
+            }),
         }
     }
     // MINIMUM is the SOA RDATA's last 4 bytes.
@@ -217,7 +234,7 @@ fn index(z: Zone) -> IndexedZone {
         .unwrap_or(0);
     IndexedZone {
         id: 0,
-        apex: z.apex,
+        apex,
         nodes,
         soa_rdata,
         soa_ttl,
