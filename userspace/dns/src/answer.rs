@@ -397,10 +397,10 @@ impl<'a> Writer<'a> {
     }
 
     fn rrset(&mut self, owner: Option<&[u8]>, set: &RrSet) -> u16 {
-        for rd in &set.rdatas {
+        for rd in set.rdatas() {
             self.rr(owner, set.rtype, set.ttl, rd);
         }
-        set.rdatas.len() as u16
+        set.len() as u16
     }
 }
 

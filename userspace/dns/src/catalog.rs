@@ -18,12 +18,69 @@ pub struct RrSet {
     pub rtype: u16,
     /// One TTL for the whole set: the lowest of its records' (RFC 2181 §5.2).
     pub ttl: u32,
-    /// Each distinct RDATA once, in file order, wire form with names uncompressed.
-    pub rdatas: Vec<Box<[u8]>>,
+    /// Each distinct RDATA once, in file order, wire form with names uncompressed, one
+    /// after the other, each after its length in two bytes: one allocation per set,
+    /// not one per record plus a vector (see [`RrSet::rdatas`]).
+    packed: Box<[u8]>,
+    /// How many RDATAs `packed` holds.
+    count: u16,
     /// The names in its RDATAs that answers follow or add addresses for (CNAME, NS,
     /// MX, SRV targets), in RDATA order; empty for the other types, which keeps a set
     /// of addresses free of a slot per record.
     pub targets: Vec<Name>,
+}
+
+impl RrSet {
+    /// A set of one record.
+    fn new(rtype: u16, ttl: u32, rdata: &[u8], target: Option<Name>) -> RrSet {
+        let mut set = RrSet {
+            rtype,
+            ttl,
+            packed: Box::default(),
+            count: 0,
+            targets: Vec::new(),
+        };
+        set.add(rdata, target);
+        set
+    }
+
+    /// Adds `rdata` unless the set has it already (a set holds each RDATA once), with
+    /// the name it targets.
+    fn add(&mut self, rdata: &[u8], target: Option<Name>) {
+        if self.rdatas().any(|r| r == rdata) || self.count == u16::MAX {
+            return;
+        }
+        let len = rdata.len().min(usize::from(u16::MAX));
+        let mut v = Vec::with_capacity(self.packed.len() + 2 + len);
+        v.extend_from_slice(&self.packed);
+        v.extend_from_slice(&(len as u16).to_be_bytes());
+        v.extend_from_slice(&rdata[..len]);
+        self.packed = v.into_boxed_slice();
+        self.count += 1;
+        self.targets.extend(target);
+    }
+
+    /// Its RDATAs, in file order.
+    pub fn rdatas(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = &self.packed[..];
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<2>()?;
+            let len = usize::from(u16::from_be_bytes(*len)).min(tail.len());
+            let (rdata, after) = tail.split_at(len);
+            rest = after;
+            Some(rdata)
+        })
+    }
+
+    /// How many records it has.
+    pub fn len(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// Whether it has none (never, once indexed).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
 }
 
 /// One name of a zone.
@@ -83,9 +140,8 @@ impl IndexedZone {
                 .iter()
                 .filter(move |set| !(set.rtype == rtype::SOA && owner == apex))
                 .flat_map(move |set| {
-                    set.rdatas
-                        .iter()
-                        .map(move |rd| (&owner[..], set.rtype, set.ttl, &rd[..]))
+                    set.rdatas()
+                        .map(move |rd| (&owner[..], set.rtype, set.ttl, rd))
                 })
         });
         std::iter::once(soa).chain(rest).chain(std::iter::once(soa))
@@ -213,17 +269,9 @@ fn index(z: Zone) -> IndexedZone {
             Some(set) => {
                 // RFC 2181 §5.2: one TTL per RRset; the lowest wins.
                 set.ttl = set.ttl.min(ttl);
-                if !set.rdatas.contains(&rdata) {
-                    set.rdatas.push(rdata);
-                    set.targets.extend(target);
-                }
+                set.add(&rdata, target);
             }
-            None => node.rrsets.push(RrSet {
-                rtype: t,
-                ttl,
-                rdatas: vec![rdata],
-                targets: target.into_iter().collect(),
-            }),
+            None => node.rrsets.push(RrSet::new(t, ttl, &rdata, target)),
         }
     }
     // MINIMUM is the SOA RDATA's last 4 bytes.
