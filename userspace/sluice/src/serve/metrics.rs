@@ -453,12 +453,6 @@ fn render_stack(t: &mut Text, stack: &Stack) {
             |w| w.syns_no_listener,
         ),
     ];
-    for (name, help, of) in counters {
-        t.counter(name, help);
-        for (i, w) in stats.iter().enumerate() {
-            t.sample(name, &[("worker", &label(i))], of(w));
-        }
-    }
     let frames: [StackCounter; 5] = [
         (
             "sluice_xdp_rx_frames_total",
@@ -484,7 +478,7 @@ fn render_stack(t: &mut Text, stack: &Stack) {
             |w| w.tx_kick_refused,
         ),
     ];
-    for (name, help, of) in frames {
+    for (name, help, of) in counters.into_iter().chain(frames) {
         t.counter(name, help);
         for (i, w) in stats.iter().enumerate() {
             t.sample(name, &[("worker", &label(i))], of(w));
