@@ -216,13 +216,28 @@ fn parse(q: &[u8]) -> Parsed<'_> {
         flags,
         question: Some(qbytes),
     };
-    if an != 0 || ns != 0 {
-        return formerr;
-    }
     let qtype = u16_at(q, end).unwrap_or(0);
     let qclass = u16_at(q, end + 2).unwrap_or(0);
-    // The additional section: at most one OPT, and nothing malformed.
+    // An IXFR carries the client's SOA in the authority section (RFC 1995 §3); it is
+    // answered with the whole zone, so the SOA is skipped unread.
+    let ixfr_soa = qtype == rtype::IXFR && ns == 1;
+    if an != 0 || (ns != 0 && !ixfr_soa) {
+        return formerr;
+    }
     let mut i = end + 4;
+    if ixfr_soa {
+        let Some(after) = skip_name(q, i) else {
+            return formerr;
+        };
+        let Some(rdlen) = u16_at(q, after + 8) else {
+            return formerr;
+        };
+        i = after + 10 + usize::from(rdlen);
+        if i > q.len() {
+            return formerr;
+        }
+    }
+    // The additional section: at most one OPT, and nothing malformed.
     let mut edns = None;
     for _ in 0..ar {
         let owner = i;
@@ -611,6 +626,11 @@ pub fn answer_noting(
         return finish(&mut w, 0);
     };
     asked.zone = Some(zone.id);
+    if !zone.available {
+        // A secondary zone not transferred yet, or expired.
+        reply(&mut w, false, rcode::SERVFAIL);
+        return finish(&mut w, 0);
+    }
     if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR {
         if qname == &zone.apex[..] && cfg.may_transfer(src) {
             return Answer::Transfer;
@@ -682,12 +702,12 @@ pub fn answer_noting(
                         };
                         // Followed only while it stays in our zones.
                         match catalog.find_zone(target) {
-                            Some(z) => {
+                            Some(z) if z.available => {
                                 cur_zone = z;
                                 cur_len = target.len();
                                 name_buf[..cur_len].copy_from_slice(target);
                             }
-                            None => break,
+                            _ => break,
                         }
                     }
                     Some(_) => break,

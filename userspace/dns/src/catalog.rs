@@ -4,6 +4,7 @@
 //! NXDOMAIN and wildcard matching (RFC 4592's closest encloser) need.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::name::{self, Name};
 use crate::rtype;
@@ -117,12 +118,59 @@ pub struct IndexedZone {
     /// The TTL of the SOA in negative answers, which resolvers cache them for
     /// (RFC 2308: the lesser of the SOA's TTL and its MINIMUM field).
     pub negative_ttl: u32,
+    /// Whether it has data to answer from. A secondary zone has none before its first
+    /// transfer and after it expires: its queries are answered SERVFAIL (RFC 1035
+    /// §5.2's "stop answering authoritatively"), never from stale data.
+    pub available: bool,
 }
 
 /// One record as a zone transfer sends it: owner, type, TTL, RDATA.
 pub type TransferRecord<'z> = (&'z [u8], u16, u32, &'z [u8]);
 
 impl IndexedZone {
+    /// Indexes `zone`, which gets `id` (see [`IndexedZone::id`]).
+    pub fn new(zone: Zone, id: usize) -> IndexedZone {
+        let mut z = index(zone);
+        z.id = id;
+        z
+    }
+
+    /// A zone known by name with no data: answered SERVFAIL.
+    pub fn unavailable(apex: Name, id: usize) -> IndexedZone {
+        IndexedZone {
+            apex,
+            id,
+            nodes: Map::default(),
+            soa_rdata: Box::default(),
+            soa_ttl: 0,
+            negative_ttl: 0,
+            available: false,
+        }
+    }
+
+    /// The SOA's serial (RFC 1035 §3.3.13: the RDATA's fifth-last 32 bits); None
+    /// without data.
+    pub fn serial(&self) -> Option<u32> {
+        crate::xfr::soa_serial(&self.soa_rdata)
+    }
+
+    /// Every record as a zone holds them: what an incremental transfer is applied to.
+    pub fn to_zone(&self) -> Zone {
+        let from = Arc::new(std::path::PathBuf::from("(served)"));
+        let mut records = Vec::new();
+        // The SOA comes twice in a transfer: once here.
+        for (i, (owner, rtype, ttl, rdata)) in self.transfer_records().enumerate() {
+            if i > 0 && rtype == rtype::SOA && owner == &self.apex[..] {
+                continue;
+            }
+            records.push(Rr::from_wire(owner, rtype, ttl, rdata, &from));
+        }
+        Zone {
+            apex: self.apex.clone(),
+            records,
+        }
+    }
+
     /// Every record, for a zone transfer (RFC 5936): the SOA, every other record (name
     /// by name, set by set, each with its set's TTL), the SOA again. Read from the
     /// index itself: a second copy of every record just for transfers would double a
@@ -151,7 +199,9 @@ impl IndexedZone {
 /// Every zone served.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    zones: Map<Name, IndexedZone>,
+    /// Shared between catalogs: a secondary zone's new version is published as a new
+    /// catalog that shares every other zone with the old.
+    zones: Map<Name, Arc<IndexedZone>>,
     /// Zone apexes' label counts, largest first: the suffixes worth looking up.
     depths: Vec<usize>,
 }
@@ -159,14 +209,24 @@ pub struct Catalog {
 impl Catalog {
     /// Indexes `zones`. Two zones with one apex is an error (the caller says which files).
     pub fn new(zones: Vec<Zone>) -> Result<Catalog, String> {
+        Catalog::from_indexed(
+            zones
+                .into_iter()
+                .enumerate()
+                .map(|(id, z)| Arc::new(IndexedZone::new(z, id)))
+                .collect(),
+        )
+    }
+
+    /// A catalog of zones indexed already (each keeps its id). Two zones with one
+    /// apex is an error.
+    pub fn from_indexed(zones: Vec<Arc<IndexedZone>>) -> Result<Catalog, String> {
         let mut c = Catalog::default();
         for z in zones {
             if c.zones.contains_key(&z.apex) {
                 return Err(format!("zone {} is loaded twice", name::to_text(&z.apex)));
             }
-            let mut iz = index(z);
-            iz.id = c.zones.len();
-            c.zones.insert(iz.apex.clone(), iz);
+            c.zones.insert(z.apex.clone(), z);
         }
         let mut offs = [0u8; 128];
         let mut depths: Vec<usize> = c
@@ -202,6 +262,13 @@ impl Catalog {
         v.into_iter().map(|(_, n)| n).collect()
     }
 
+    /// The zones, by their [`IndexedZone::id`].
+    pub fn zones_by_id(&self) -> Vec<Arc<IndexedZone>> {
+        let mut v: Vec<Arc<IndexedZone>> = self.zones.values().cloned().collect();
+        v.sort_unstable_by_key(|z| z.id);
+        v
+    }
+
     /// The zone `name` (wire, lower-case) belongs to: the deepest one whose apex is
     /// `name` or an ancestor of it.
     pub fn find_zone(&self, name: &[u8]) -> Option<&IndexedZone> {
@@ -217,7 +284,7 @@ impl Catalog {
                 offs[labels - d] as usize
             }..];
             if let Some(z) = self.zones.get(suffix) {
-                return Some(z);
+                return Some(&**z);
             }
         }
         None
@@ -225,7 +292,7 @@ impl Catalog {
 
     /// The zone whose apex is exactly `apex`.
     pub fn zone(&self, apex: &[u8]) -> Option<&IndexedZone> {
-        self.zones.get(apex)
+        self.zones.get(apex).map(|z| &**z)
     }
 }
 
@@ -287,5 +354,6 @@ fn index(z: Zone) -> IndexedZone {
         soa_rdata,
         soa_ttl,
         negative_ttl: soa_ttl.min(minimum),
+        available: true,
     }
 }

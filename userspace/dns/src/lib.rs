@@ -11,6 +11,7 @@ pub mod decode;
 pub mod header;
 pub mod name;
 pub mod session;
+pub mod xfr;
 pub mod zone;
 
 pub use answer::{answer, answer_noting, transfer, Answer, AnswerStats, Asked, ResponderConfig};

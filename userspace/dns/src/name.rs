@@ -26,6 +26,22 @@ pub fn label_offsets(name: &[u8], offs: &mut [u8; 128]) -> Option<usize> {
     }
 }
 
+/// The length of the uncompressed name `bytes` starts with (root label included);
+/// None if it is malformed, compressed or longer than a name may be.
+pub fn wire_len(bytes: &[u8]) -> Option<usize> {
+    let mut i = 0usize;
+    loop {
+        let len = usize::from(*bytes.get(i)?);
+        if len == 0 {
+            return (i < MAX_NAME).then_some(i + 1);
+        }
+        if len > 63 {
+            return None;
+        }
+        i += 1 + len;
+    }
+}
+
 /// The name one label up (`None` for the root).
 pub fn parent(name: &[u8]) -> Option<&[u8]> {
     let len = *name.first()? as usize;

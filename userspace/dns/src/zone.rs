@@ -41,6 +41,40 @@ pub struct Rr {
     pub line: usize,
 }
 
+impl Rr {
+    /// A record from its wire form (RDATA with names uncompressed), as a transfer
+    /// brings it; `from` says where, for messages about it.
+    pub fn from_wire(
+        owner: &[u8],
+        rtype: u16,
+        ttl: u32,
+        rdata: &[u8],
+        from: &std::sync::Arc<PathBuf>,
+    ) -> Rr {
+        // Where the name that answers follow starts in the RDATA.
+        let at = match rtype {
+            rtype::CNAME | rtype::NS => Some(0),
+            rtype::MX => Some(2),
+            rtype::SRV => Some(6),
+            _ => None,
+        };
+        let target = at.and_then(|i| {
+            let n = rdata.get(i..)?;
+            let len = name::wire_len(n)?;
+            Some(n[..len].to_ascii_lowercase().into_boxed_slice())
+        });
+        Rr {
+            owner: owner.to_ascii_lowercase().into_boxed_slice(),
+            rtype,
+            ttl,
+            rdata: rdata.into(),
+            target,
+            file: from.clone(),
+            line: 0,
+        }
+    }
+}
+
 /// A zone as loaded: its apex and records, in file order.
 #[derive(Clone, Debug)]
 pub struct Zone {
@@ -220,7 +254,7 @@ fn rewrite_caa(line: &str) -> Option<Result<String, String>> {
     )))
 }
 
-fn wire_name(n: &impl ToName) -> Name {
+pub(crate) fn wire_name(n: &impl ToName) -> Name {
     let v: DName<Vec<u8>> = n.to_name();
     v.as_octets()
         .iter()
