@@ -17,13 +17,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use dns::catalog::IndexedZone;
 use dns::{Catalog, ResponderConfig};
 use stack::{Listener, Session};
 
 mod idle;
 mod limits;
 pub mod metrics;
+pub mod secondary;
 mod session;
+
+pub use secondary::SecondaryZone;
 
 use limits::{Padded, SourceCounts, WorkerShare, MAX_LEASE_BATCH, SOURCE_SHARDS};
 
@@ -155,6 +159,12 @@ pub struct DnsService {
     query_metrics: std::sync::atomic::AtomicBool,
     /// Where the zones come from, for reloads.
     pub sources: Vec<ZoneSource>,
+    /// Every zone by id: the files' first (in `sources`' order), then the secondary
+    /// zones'. Changed under its lock, one change at a time (a reload, a transfer), and
+    /// then published whole in `catalog`.
+    zones: Mutex<Vec<Arc<IndexedZone>>>,
+    /// The secondary zones, by id less `sources.len()`: how each follows its primary.
+    pub secondaries: Vec<secondary::Status>,
     /// How the responder answers.
     pub responder: ResponderConfig,
     /// How it answers in overload mode: edns-tcp-keepalive advertises 0 ("close as
@@ -175,20 +185,29 @@ pub struct DnsService {
     per_source: Vec<Padded<Mutex<SourceCounts>>>,
 }
 
-/// Loads every zone; all problems, with their lines, or the catalog.
-pub fn load_catalog(sources: &[ZoneSource]) -> Result<Catalog, Vec<String>> {
+/// Loads every zone file, each indexed with its id (its place in `sources`); all
+/// problems, with their lines, or the zones.
+pub fn load_zones(sources: &[ZoneSource]) -> Result<Vec<Arc<IndexedZone>>, Vec<String>> {
     let mut zones = Vec::new();
     let mut errors = Vec::new();
-    for s in sources {
+    for (id, s) in sources.iter().enumerate() {
         match dns::load_zone(&s.file, s.name.as_deref()) {
-            Ok(z) => zones.push(z),
+            Ok(z) => zones.push(Arc::new(IndexedZone::new(z, id))),
             Err(es) => errors.extend(es.into_iter().map(|e| e.to_string())),
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    Catalog::new(zones).map_err(|e| vec![e])
+    Ok(zones)
+}
+
+/// Returns the memory this thread freed to the OS now: a zone load frees the parsed
+/// records once they are indexed, and mimalloc would otherwise keep those pages for
+/// reuse (a million-record zone kept about 120 bytes a record resident).
+pub fn give_back_freed_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own structures for this thread.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// A catalog with its zones' metrics slots.
@@ -211,7 +230,25 @@ impl DnsService {
         limits: Limits,
         workers: usize,
     ) -> Result<Arc<DnsService>, Vec<String>> {
-        let catalog = load_catalog(&sources)?;
+        Self::with_secondaries(sources, &[], responder, limits, workers)
+    }
+
+    /// As [`DnsService::new`], with secondary zones too: known by name from the
+    /// start, answered SERVFAIL until their first transfer (see [`secondary`]).
+    pub fn with_secondaries(
+        sources: Vec<ZoneSource>,
+        secondaries: &[SecondaryZone],
+        responder: ResponderConfig,
+        limits: Limits,
+        workers: usize,
+    ) -> Result<Arc<DnsService>, Vec<String>> {
+        let mut zones = load_zones(&sources)?;
+        for (i, z) in secondaries.iter().enumerate() {
+            let apex = dns::name::from_text(&z.name)
+                .ok_or_else(|| vec![format!("bad secondary zone name {:?}", z.name)])?;
+            zones.push(Arc::new(IndexedZone::unavailable(apex, sources.len() + i)));
+        }
+        let catalog = Catalog::from_indexed(zones.clone()).map_err(|e| vec![e])?;
         let zone_slots = metrics::ZoneSlots::default();
         let served = served(catalog, &zone_slots);
         let lease_batch = (limits.max_connections / (8 * (workers + 1))).clamp(1, MAX_LEASE_BATCH);
@@ -220,6 +257,8 @@ impl DnsService {
             zone_slots,
             query_metrics: std::sync::atomic::AtomicBool::new(false),
             sources,
+            zones: Mutex::new(zones),
+            secondaries: secondaries.iter().map(secondary::Status::new).collect(),
             responder_overloaded: ResponderConfig {
                 tcp_keepalive_100ms: responder.tcp_keepalive_100ms.map(|_| 0),
                 ..responder.clone()
@@ -242,11 +281,39 @@ impl DnsService {
     }
 
     /// Reloads every zone; on any error the old zones stay and the errors are returned.
+    /// Secondary zones keep the version they have.
     pub fn reload(&self) -> Result<usize, Vec<String>> {
-        let c = load_catalog(&self.sources)?;
-        let n = c.len();
-        self.catalog.store(Arc::new(served(c, &self.zone_slots)));
+        let files = load_zones(&self.sources)?;
+        let n = files.len();
+        let mut zones = self.zones.lock().unwrap_or_else(|p| p.into_inner());
+        zones.splice(..n, files);
+        self.publish(&zones).map_err(|e| vec![e])?;
         Ok(n)
+    }
+
+    /// The zone with id `id` as served now.
+    pub fn zone(&self, id: usize) -> Option<Arc<IndexedZone>> {
+        let zones = self.zones.lock().unwrap_or_else(|p| p.into_inner());
+        zones.get(id).cloned()
+    }
+
+    /// Serves `zone` in place of the zone with its id (a secondary zone's new version,
+    /// or its expiry): the other zones are shared with the catalog served until now.
+    pub fn replace_zone(&self, zone: IndexedZone) -> Result<(), String> {
+        let mut zones = self.zones.lock().unwrap_or_else(|p| p.into_inner());
+        let id = zone.id;
+        let slot = zones
+            .get_mut(id)
+            .ok_or_else(|| format!("no zone has id {id}"))?;
+        *slot = Arc::new(zone);
+        self.publish(&zones)
+    }
+
+    /// Makes `zones` the catalog served.
+    fn publish(&self, zones: &[Arc<IndexedZone>]) -> Result<(), String> {
+        let c = Catalog::from_indexed(zones.to_vec())?;
+        self.catalog.store(Arc::new(served(c, &self.zone_slots)));
+        Ok(())
     }
 
     /// Counts queries by zone and type from now on (`DnsCounters::by_zone`), or stops.

@@ -106,6 +106,23 @@ pub fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
     }
     if let Some(d) = dns {
         out.push_str(&format!("zones: {}\n", d.catalog.load().len()));
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        for z in &d.secondaries {
+            out.push_str(&format!(
+                "secondary {} from {}: serial {}; axfr {} ixfr {} up-to-date {} failed {}; notify {} refused {}; expired {}{}\n",
+                z.name,
+                z.primary,
+                z.serial().map_or("none (SERVFAIL)".to_string(), |s| s.to_string()),
+                g(&z.axfr), g(&z.ixfr), g(&z.up_to_date), g(&z.failed),
+                g(&z.notifies), g(&z.notifies_refused), g(&z.expired),
+                z.last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            ));
+        }
     }
     out
 }
@@ -229,6 +246,19 @@ pub fn report_json(stack: &Stack, dns: Option<&DnsService>) -> String {
         "workers": workers,
         "steering_program": steering,
         "zones": dns.map(|d| d.catalog.load().len()),
+        "secondaries": dns.map(|d| d.secondaries.iter().map(|z| json!({
+            "zone": z.name,
+            "primary": z.primary.to_string(),
+            "serial": z.serial(),
+            "axfr": g(&z.axfr),
+            "ixfr": g(&z.ixfr),
+            "up_to_date": g(&z.up_to_date),
+            "failed": g(&z.failed),
+            "notifies": g(&z.notifies),
+            "notifies_refused": g(&z.notifies_refused),
+            "expired": g(&z.expired),
+            "last_error": *z.last_error.lock().unwrap_or_else(|p| p.into_inner()),
+        })).collect::<Vec<_>>()),
     });
     let mut text = doc.to_string();
     text.push('\n');

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use stack::{Backend, Listeners, Stack};
 
-use sluice::dns_service::DnsService;
+use sluice::dns_service::{give_back_freed_memory, secondary, DnsService};
 
 mod control;
 mod handlers;
@@ -62,10 +62,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let wants_dns = s.listen.iter().any(|(_, h)| *h == BuiltinHandler::Dns);
-    if wants_dns && s.zones.is_empty() {
-        return Err("the dns handler needs at least one --zone".into());
+    let no_zones = s.zones.is_empty() && s.secondaries.is_empty();
+    if wants_dns && no_zones {
+        return Err("the dns handler needs at least one --zone or --secondary".into());
     }
-    if !wants_dns && !s.zones.is_empty() {
+    if !wants_dns && !no_zones {
         tracing::warn!("zones given but no port is served by the dns handler");
     }
     // Counter slots: one per worker (the AF_XDP backend has one per queue, known only
@@ -78,8 +79,14 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             transfer_allowed: s.transfer_allow.clone(),
             ..Default::default()
         };
-        let svc = DnsService::new(s.zones.clone(), responder, s.limits.clone(), counter_slots)
-            .map_err(|errors| format!("bad zone:\n  {}", errors.join("\n  ")))?;
+        let svc = DnsService::with_secondaries(
+            s.zones.clone(),
+            &s.secondaries,
+            responder,
+            s.limits.clone(),
+            counter_slots,
+        )
+        .map_err(|errors| format!("bad zone:\n  {}", errors.join("\n  ")))?;
         let catalog = svc.catalog.load();
         give_back_freed_memory();
         tracing::info!(zones = catalog.len(), "zones loaded");
@@ -124,6 +131,18 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .map(|(p, _)| p.to_string())
             .collect();
         format!("dns://{addr}:{}", ports.join(","))
+    };
+    if s.notify_listen.is_some() && s.secondaries.is_empty() {
+        tracing::warn!("--notify-listen without secondary zones: NOTIFYs are taken for none");
+    }
+    // The secondary zones' transfers start at once, on a thread of their own.
+    let _follower = match &dns_service {
+        Some(svc) if !s.secondaries.is_empty() => Some(secondary::start(
+            svc.clone(),
+            &s.secondaries,
+            s.notify_listen,
+        )?),
+        _ => None,
     };
     let mut stack = Stack::start(s.stack, listeners)?;
     let control = open_control(&s.control);
@@ -300,14 +319,6 @@ fn reload_zones(dns: Option<&DnsService>, why: &str) -> String {
             "ok: no zones to reload\n".into()
         }
     }
-}
-
-/// Returns the memory this thread freed to the OS now: a zone load frees the parsed
-/// records once they are indexed, and mimalloc would otherwise keep those pages for
-/// reuse (a million-record zone kept about 120 bytes a record resident).
-fn give_back_freed_memory() {
-    // SAFETY: mi_collect only walks mimalloc's own structures for this thread.
-    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// `sluice check-zone`: loads a zone file and says what is wrong with it.

@@ -15,7 +15,7 @@ use stack::{Admission, Backend, BackendConfig, KernelConfig, StackConfig, SynBud
 
 use super::control::DEFAULT_CONTROL;
 use super::handlers::{parse_listen, BuiltinHandler};
-use sluice::dns_service::{Limits, ZoneSource};
+use sluice::dns_service::{Limits, SecondaryZone, ZoneSource};
 
 /// What a duration setting means by "never": a hundred years. Every duration is capped
 /// here, so the timeouts and deadlines built from them cannot overflow the clock (1e20 s
@@ -44,6 +44,20 @@ pub struct ServeArgs {
     /// does not say its origin.
     #[arg(long = "zone", value_parser = parse_zone)]
     zones: Vec<ZoneSource>,
+    /// A secondary zone (repeatable), NAME=PRIMARY with PRIMARY as ADDR or ADDR:PORT
+    /// (port 53 by default): transferred from the primary (AXFR, then IXFR) and kept
+    /// in step with it by its SOA's timers and its NOTIFYs; answered SERVFAIL before
+    /// its first transfer and once expired.
+    #[arg(long = "secondary", value_parser = parse_secondary)]
+    secondaries: Vec<SecondaryZone>,
+    /// A file with the TSIG key (ALGORITHM:NAME:SECRET, as `kdig -y` takes it) that
+    /// the --secondary zones' transfers and NOTIFYs are signed with.
+    #[arg(long)]
+    secondary_key: Option<PathBuf>,
+    /// Where NOTIFYs for the secondary zones are taken: a UDP address and port of a
+    /// kernel socket, e.g. 0.0.0.0:5300 [default: none; the SOA timers alone].
+    #[arg(long, value_name = "ADDR:PORT")]
+    notify_listen: Option<SocketAddr>,
     /// Where the TCP runs: xdp (sluice's TCP over AF_XDP) or kernel (kernel sockets)
     /// [default: kernel].
     #[arg(long)]
@@ -133,6 +147,7 @@ struct FileConfig {
     listen: Vec<String>,
     #[serde(default)]
     zone: Vec<FileZone>,
+    notify_listen: Option<String>,
     backend: Option<String>,
     cores: Option<String>,
     workers: Option<usize>,
@@ -156,8 +171,13 @@ struct FileConfig {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct FileZone {
-    file: PathBuf,
+    /// A zone file; or, for a secondary zone,
+    file: Option<PathBuf>,
     name: Option<String>,
+    /// its primary, ADDR or ADDR:PORT,
+    primary: Option<String>,
+    /// and the TSIG key file its transfers are signed with, if any.
+    key: Option<PathBuf>,
 }
 
 /// An option's value, or what is wrong with the text given for it. The file's values
@@ -172,6 +192,8 @@ struct Options {
     addr: Option<Vec<Ipv4Addr>>,
     listen: Option<Given<Vec<(u16, BuiltinHandler)>>>,
     zone: Option<Vec<ZoneSource>>,
+    secondary: Option<Given<Vec<SecondaryZone>>>,
+    notify_listen: Option<Given<SocketAddr>>,
     backend: Option<Given<Backend>>,
     cores: Option<Given<Vec<usize>>>,
     workers: Option<usize>,
@@ -209,6 +231,16 @@ impl From<&ServeArgs> for Options {
             addr: nonempty(a.addrs.clone()),
             listen: nonempty(a.listen.clone()).map(Ok),
             zone: nonempty(a.zones.clone()),
+            secondary: nonempty(a.secondaries.clone()).map(|zones| {
+                Ok(zones
+                    .into_iter()
+                    .map(|z| SecondaryZone {
+                        key: a.secondary_key.clone(),
+                        ..z
+                    })
+                    .collect())
+            }),
+            notify_listen: a.notify_listen.map(Ok),
             backend: a.backend.map(Ok),
             cores: a.cores.clone().map(|c| Ok(c.0)),
             workers: a.workers,
@@ -240,18 +272,43 @@ impl FileConfig {
     /// The options the file gives; its zone files are relative to `dir`, the file's
     /// directory.
     fn options(self, dir: &Path) -> Options {
+        // A [[zone]] is a file, or a secondary zone with its primary.
+        let mut files = Vec::new();
+        let mut secondaries = Vec::new();
+        for z in self.zone {
+            match (z.file, z.primary, z.name) {
+                (Some(file), None, name) if z.key.is_none() => files.push((file, name)),
+                (None, Some(primary), Some(name)) => {
+                    secondaries.push(parse_primary(&primary).map(|primary| SecondaryZone {
+                        name,
+                        primary,
+                        key: z.key.map(|k| dir.join(k)),
+                    }))
+                }
+                _ => secondaries.push(Err(
+                    "a [[zone]] has a `file` (and maybe a `name`), or a `name` and a `primary` \
+                     (and maybe a `key`)"
+                        .to_string(),
+                )),
+            }
+        }
         Options {
             iface: self.iface,
             addr: nonempty(self.addr),
             listen: parse_each(self.listen, parse_listen),
-            zone: nonempty(self.zone).map(|zones| {
-                zones
+            zone: nonempty(
+                files
                     .into_iter()
-                    .map(|z| ZoneSource {
-                        file: dir.join(z.file),
-                        name: z.name,
+                    .map(|(file, name)| ZoneSource {
+                        file: dir.join(file),
+                        name,
                     })
-                    .collect()
+                    .collect(),
+            ),
+            secondary: nonempty(secondaries).map(|zones| zones.into_iter().collect()),
+            notify_listen: self.notify_listen.map(|m| {
+                m.parse::<SocketAddr>()
+                    .map_err(|_| format!("bad notify-listen address {m:?} (ADDR:PORT)"))
             }),
             backend: self.backend.map(|b| parse_backend(&b)),
             cores: self.cores.map(|c| parse_cores(&c)),
@@ -286,6 +343,8 @@ impl Options {
             addr: self.addr.or(lower.addr),
             listen: self.listen.or(lower.listen),
             zone: self.zone.or(lower.zone),
+            secondary: self.secondary.or(lower.secondary),
+            notify_listen: self.notify_listen.or(lower.notify_listen),
             backend: self.backend.or(lower.backend),
             cores: self.cores.or(lower.cores),
             workers: self.workers.or(lower.workers),
@@ -320,6 +379,8 @@ impl Options {
         let cores = self.cores.transpose()?.unwrap_or_default();
         let transfer_allow = self.transfer_allow.transpose()?.unwrap_or_default();
         let metrics = self.metrics.transpose()?;
+        let secondaries = self.secondary.transpose()?.unwrap_or_default();
+        let notify_listen = self.notify_listen.transpose()?;
         let defaults = Limits::default();
         let limits = Limits {
             idle_timeout: seconds(self.idle_timeout, defaults.idle_timeout, "--idle-timeout")?,
@@ -366,6 +427,8 @@ impl Options {
             },
             listen,
             zones: self.zone.unwrap_or_default(),
+            secondaries,
+            notify_listen,
             drain: seconds(self.drain, Duration::from_secs(5), "--drain")?,
             lameduck: seconds(self.lameduck, Duration::ZERO, "--lameduck")?,
             limits,
@@ -394,6 +457,10 @@ pub struct Settings {
     pub stack: StackConfig,
     pub listen: Vec<(u16, BuiltinHandler)>,
     pub zones: Vec<ZoneSource>,
+    /// Zones transferred from a primary and followed.
+    pub secondaries: Vec<SecondaryZone>,
+    /// Where NOTIFYs are taken (UDP), if anywhere.
+    pub notify_listen: Option<SocketAddr>,
     pub drain: Duration,
     /// How long to go on serving, `/health` at 503, between the signal and the drain.
     pub lameduck: Duration,
@@ -427,6 +494,28 @@ fn parse_zone(s: &str) -> Result<ZoneSource, String> {
         file: PathBuf::from(file),
         name,
     })
+}
+
+/// NAME=PRIMARY (a --secondary zone; its key comes from --secondary-key).
+fn parse_secondary(s: &str) -> Result<SecondaryZone, String> {
+    let (name, primary) = s.split_once('=').ok_or_else(|| {
+        format!("{s:?}: a secondary zone is NAME=PRIMARY, e.g. example.com=192.0.2.1")
+    })?;
+    if dns::name::from_text(name).is_none() {
+        return Err(format!("{s:?}: bad zone name {name:?}"));
+    }
+    Ok(SecondaryZone {
+        name: name.to_string(),
+        primary: parse_primary(primary)?,
+        key: None,
+    })
+}
+
+/// A primary's address: ADDR:PORT, or ADDR for port 53.
+fn parse_primary(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| s.parse::<Ipv4Addr>().map(|a| SocketAddr::from((a, 53))))
+        .map_err(|_| format!("bad primary {s:?} (ADDR or ADDR:PORT)"))
 }
 
 fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
