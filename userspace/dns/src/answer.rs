@@ -27,6 +27,10 @@ pub struct ResponderConfig {
     pub tcp_keepalive_100ms: Option<u16>,
     /// Sources allowed to transfer zones (AXFR/IXFR): (network, prefix length).
     pub transfer_allowed: Vec<(Ipv4Addr, u8)>,
+    /// The TSIG key a transfer request must be signed with, if one is required (as
+    /// well as an allowed source when `transfer_allowed` names any; instead of one
+    /// when it names none). Its answers are signed with it: [`transfer_signed`].
+    pub transfer_key: Option<crate::xfr::TsigKey>,
 }
 
 impl Default for ResponderConfig {
@@ -35,13 +39,18 @@ impl Default for ResponderConfig {
             edns_payload: 1232,
             tcp_keepalive_100ms: Some(100),
             transfer_allowed: Vec::new(),
+            transfer_key: None,
         }
     }
 }
 
 impl ResponderConfig {
-    /// Whether `src` may transfer zones.
+    /// Whether `src` may transfer zones (its request's key, if one is required, is
+    /// checked by [`transfer_signed`]).
     pub fn may_transfer(&self, src: Ipv4Addr) -> bool {
+        if self.transfer_allowed.is_empty() {
+            return self.transfer_key.is_some();
+        }
         self.transfer_allowed.iter().any(|&(net, len)| {
             let mask = if len == 0 {
                 0
@@ -801,4 +810,97 @@ pub fn transfer(catalog: &Catalog, query: &[u8], max: usize, mut emit: impl FnMu
     w.set_header(header::ANCOUNT, count);
     emit(&w.buf[..w.len]);
     sent + 1
+}
+
+/// A zone transfer whose request must be signed with `key` (RFC 8945): the request's
+/// TSIG is checked, and every message of the answer is signed, as [`transfer`] sends
+/// them otherwise. A request unsigned (REFUSED) or badly signed (NOTAUTH, with the
+/// TSIG error) gets that one message and the reason as the error.
+pub fn transfer_signed(
+    catalog: &Catalog,
+    query: &[u8],
+    max: usize,
+    key: &crate::xfr::TsigKey,
+    mut emit: impl FnMut(&[u8]),
+) -> Result<usize, String> {
+    use domain::base::iana::{Class, Rcode, Rtype};
+    use domain::base::message_builder::{AnswerBuilder, MessageBuilder, StaticCompressor};
+    use domain::base::name::Name as DName;
+    use domain::base::rdata::UnknownRecordData;
+    use domain::base::{Message, Ttl};
+    use domain::rdata::tsig::Time48;
+    use domain::tsig::ServerSequence;
+
+    let mut msg =
+        Message::from_octets(query.to_vec()).map_err(|_| "a short request".to_string())?;
+    let now = Time48::now();
+    let mut seq = match ServerSequence::request(key, &mut msg, now) {
+        Ok(Some(seq)) => seq,
+        Ok(None) => {
+            if let Ok(b) = MessageBuilder::new_vec().start_answer(&msg, Rcode::REFUSED) {
+                emit(&b.finish());
+            }
+            return Err("an unsigned transfer request; the key is required".into());
+        }
+        Err(e) => {
+            let why = format!("TSIG: {e}");
+            if let Ok(b) = e.build_message(&msg, MessageBuilder::new_vec()) {
+                emit(&b.finish());
+            }
+            return Err(why);
+        }
+    };
+    let Parsed::Ok(q) = parse(query) else {
+        return Err("a malformed transfer request".into());
+    };
+    let Some(z) = catalog
+        .zone(&q.qname[..q.qname_len])
+        .filter(|z| z.available)
+    else {
+        return Err("a transfer of no zone served".into());
+    };
+    let max = max.clamp(512, 65535);
+    // Room left in each message for its TSIG record.
+    let reserve = usize::from(key.compose_len());
+    type Builder = AnswerBuilder<StaticCompressor<Vec<u8>>>;
+    let start = || -> Result<Builder, String> {
+        let mut b = MessageBuilder::from_target(StaticCompressor::new(Vec::with_capacity(max)))
+            .map_err(|_| "no room for a message".to_string())?;
+        b.set_push_limit(max - reserve);
+        let mut a = b
+            .start_answer(&msg, Rcode::NOERROR)
+            .map_err(|_| "no room for the question".to_string())?;
+        a.header_mut().set_aa(true);
+        Ok(a)
+    };
+    let mut send = |a: Builder, seq: &mut ServerSequence<_>| -> Result<(), String> {
+        let mut add = a.additional();
+        add.as_builder_mut().set_push_limit(max);
+        seq.answer(&mut add, now)
+            .map_err(|_| "no room for the TSIG record".to_string())?;
+        emit(add.as_builder().as_slice());
+        Ok(())
+    };
+    let mut a = start()?;
+    let (mut sent, mut count) = (0usize, 0usize);
+    for (owner, t, ttl, rdata) in z.transfer_records() {
+        let owner = DName::from_slice(owner).map_err(|_| "a malformed owner".to_string())?;
+        let data = UnknownRecordData::from_octets(Rtype::from_int(t), rdata)
+            .map_err(|_| "a record too long".to_string())?;
+        let rr = (owner, Class::IN, Ttl::from_secs(ttl), data);
+        if a.push(&rr).is_err() {
+            if count == 0 {
+                return Err("a record too big for a message".into());
+            }
+            send(a, &mut seq)?;
+            sent += 1;
+            a = start()?;
+            count = 0;
+            a.push(&rr)
+                .map_err(|_| "a record too big for a message".to_string())?;
+        }
+        count += 1;
+    }
+    send(a, &mut seq)?;
+    Ok(sent + 1)
 }

@@ -14,7 +14,9 @@ pub mod session;
 pub mod xfr;
 pub mod zone;
 
-pub use answer::{answer, answer_noting, transfer, Answer, AnswerStats, Asked, ResponderConfig};
+pub use answer::{
+    answer, answer_noting, transfer, transfer_signed, Answer, AnswerStats, Asked, ResponderConfig,
+};
 pub use catalog::Catalog;
 pub use zone::{load_zone, Zone, ZoneError};
 

@@ -241,3 +241,95 @@ fn a_zone_not_transferred_yet_answers_servfail() {
     assert_eq!(m.rcode(), u16::from(dns::rcode::SERVFAIL));
     assert!(m.answer.is_empty() && m.authority.is_empty());
 }
+
+const KEY: &str = "hmac-sha256:xfr:c2x1aWNlLXRlc3Qta2V5LTMyLWJ5dGVzLWxvbmctISE=";
+const OTHER: &str = "hmac-sha256:xfr:b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXMhIQ==";
+
+#[test]
+fn a_signed_transfer_both_ways_and_a_wrong_or_missing_key_refused() {
+    let z = zone();
+    let apex = z.apex.clone();
+    let c = Catalog::new(vec![z.clone()]).unwrap();
+    let key = xfr::parse_key(KEY).unwrap();
+    for max in [512, 16384] {
+        let mut ex = Exchange::new(&apex, rtype::AXFR, None, Some(&key), 3, "test").unwrap();
+        let mut messages = Vec::new();
+        let n = dns::transfer_signed(&c, &ex.message, max, &key, |m| messages.push(m.to_vec()))
+            .unwrap();
+        assert_eq!(n, messages.len());
+        let mut incoming = Incoming::new(&apex, rtype::AXFR);
+        let mut complete = false;
+        for m in messages {
+            assert!(m.len() <= max, "{} bytes", m.len());
+            complete = incoming.push(ex.answer(m).unwrap()).unwrap();
+        }
+        assert!(complete);
+        ex.done().unwrap();
+        match incoming.finish(None).unwrap() {
+            Outcome::Full(got) => assert_eq!(sorted(&got), sorted(&z)),
+            o => panic!("{o:?}"),
+        }
+    }
+    // Unsigned: REFUSED. Signed with another key: NOTAUTH (BADKEY/BADSIG). Either way
+    // one message, and no record of the zone.
+    let other = xfr::parse_key(OTHER).unwrap();
+    for (k, rcode) in [(None, dns::rcode::REFUSED), (Some(&other), 9)] {
+        let ex = Exchange::new(&apex, rtype::AXFR, None, k, 4, "test").unwrap();
+        let mut messages = Vec::new();
+        let r = dns::transfer_signed(&c, &ex.message, 16384, &key, |m| messages.push(m.to_vec()));
+        assert!(r.is_err());
+        assert_eq!(messages.len(), 1);
+        let m = dns::decode::decode(&messages[0]).unwrap();
+        assert_eq!(m.rcode() & 0x0f, u16::from(rcode));
+        assert!(m.answer.is_empty());
+    }
+    // A signed answer our side cannot verify: refused by the secondary.
+    let mut ex = Exchange::new(&apex, rtype::AXFR, None, Some(&key), 6, "test").unwrap();
+    let mut messages = Vec::new();
+    let mut forged = ex.message.clone();
+    // Re-signed by someone with the other key: the answer does not verify.
+    let mut by_other = Exchange::new(&apex, rtype::AXFR, None, Some(&other), 6, "test").unwrap();
+    std::mem::swap(&mut forged, &mut by_other.message);
+    dns::transfer_signed(&c, &forged, 16384, &other, |m| messages.push(m.to_vec())).unwrap();
+    assert!(ex.answer(messages.remove(0)).is_err());
+}
+
+#[test]
+fn a_notify_signed_or_not() {
+    use domain::base::iana::{Opcode, Rtype};
+    use domain::base::message_builder::MessageBuilder;
+    use domain::base::name::Name;
+    use std::str::FromStr;
+    let key = xfr::parse_key(KEY).unwrap();
+    let notify = |k: Option<&xfr::TsigKey>| -> Vec<u8> {
+        let mut b = MessageBuilder::new_vec();
+        b.header_mut().set_opcode(Opcode::NOTIFY);
+        b.header_mut().set_aa(true);
+        let mut q = b.question();
+        q.push((
+            Name::<Vec<u8>>::from_str("example.test.").unwrap(),
+            Rtype::SOA,
+        ))
+        .unwrap();
+        let mut add = q.additional();
+        if let Some(k) = k {
+            domain::tsig::ClientTransaction::request(
+                k.clone(),
+                &mut add,
+                domain::rdata::tsig::Time48::now(),
+            )
+            .unwrap();
+        }
+        add.finish()
+    };
+    let apex = name::from_text("example.test.").unwrap();
+    assert_eq!(xfr::notify_zone(&notify(None)), Some(apex.clone()));
+    let n = xfr::read_notify(&notify(None), None).unwrap();
+    assert_eq!(n.apex, apex);
+    assert!(xfr::read_notify(&notify(None), Some(&key)).is_err());
+    assert!(xfr::read_notify(&notify(Some(&key)), Some(&key)).is_ok());
+    let other = xfr::parse_key(OTHER).unwrap();
+    let (_, ack) = xfr::read_notify(&notify(Some(&other)), Some(&key)).unwrap_err();
+    let ack = dns::decode::decode(&ack.expect("a NOTAUTH")).unwrap();
+    assert_eq!(ack.rcode() & 0x0f, 9);
+}

@@ -91,6 +91,9 @@ pub struct DnsCounters {
     pub dropped: AtomicU64,
     /// Zone transfers (AXFR) served.
     pub transfers: AtomicU64,
+    /// Zone transfers refused for their TSIG: unsigned or badly signed when
+    /// `--transfer-key` requires a key.
+    pub transfers_refused: AtomicU64,
     /// Connections closed for a malformed frame.
     pub garbage_closed: AtomicU64,
     /// Connections closed at the idle timeout.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dns::session::Framer;
-use dns::{answer_noting, transfer, Answer, Asked};
+use dns::{answer_noting, transfer, transfer_signed, Answer, Asked};
 use stack::{Next, Session, Wake};
 
 use super::limits::Place;
@@ -111,11 +111,22 @@ impl DnsSession {
                     count_rcode(c, 0);
                     let before = reply.len();
                     let mut messages = 0;
-                    transfer(&catalog, q, 16 * 1024, |m| {
+                    let emit = |m: &[u8]| {
                         reply.extend_from_slice(&(m.len() as u16).to_be_bytes());
                         reply.extend_from_slice(m);
                         messages += 1;
-                    });
+                    };
+                    match &responder.transfer_key {
+                        None => {
+                            transfer(&catalog, q, 16 * 1024, emit);
+                        }
+                        Some(key) => {
+                            if let Err(e) = transfer_signed(&catalog, q, 16 * 1024, key, emit) {
+                                add(&c.transfers_refused, 1);
+                                tracing::debug!(%peer, error = %e, "a zone transfer refused");
+                            }
+                        }
+                    }
                     Some((0, reply.len() - before - 2 * messages))
                 }
                 Answer::Drop => {

@@ -86,10 +86,10 @@ pub fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
             let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
             out.push_str(&format!(
                 "  dns: connections {} queries {}; answers NOERROR {} NXDOMAIN {} REFUSED {} FORMERR {} NOTIMP {} other {}; \
-                 dropped {} transfers {}; closed: garbage {} idle {} slow {} lifetime {}; \
+                 dropped {} transfers {} refused (TSIG) {}; closed: garbage {} idle {} slow {} lifetime {}; \
                  evicted at the total limit {} at the per-source limit {}; refused by limits {}; overload mode {}\n",
                 g(&d.connections), g(&d.queries), g(&d.noerror), g(&d.nxdomain), g(&d.refused),
-                g(&d.formerr), g(&d.notimp), g(&d.other_rcode), g(&d.dropped), g(&d.transfers),
+                g(&d.formerr), g(&d.notimp), g(&d.other_rcode), g(&d.dropped), g(&d.transfers), g(&d.transfers_refused),
                 g(&d.garbage_closed), g(&d.idle_closed), g(&d.slow_closed), g(&d.lifetime_closed),
                 g(&d.evicted_total_limit), g(&d.evicted_source_limit),
                 g(&d.limit_refused), g(&d.overload_sessions)
@@ -215,6 +215,7 @@ pub fn report_json(stack: &Stack, dns: Option<&DnsService>) -> String {
                     },
                     "dropped": g(&d.dropped),
                     "transfers": g(&d.transfers),
+                    "transfers_refused": g(&d.transfers_refused),
                     "closed": {
                         "garbage": g(&d.garbage_closed),
                         "idle": g(&d.idle_closed),

@@ -259,7 +259,7 @@ fn render_dns(t: &mut Text, d: &DnsService, server: &str, running: usize) {
     // sluice's own, per worker: the workers running, and the other counter slots only
     // when they counted something (the last is threads that are not workers).
     let shown = |i: usize, v: u64| i < running || v > 0;
-    let per_worker: [WorkerCounter; 6] = [
+    let per_worker: [WorkerCounter; 7] = [
         (
             "sluice_dns_connections_total",
             "DNS connections admitted.",
@@ -269,6 +269,11 @@ fn render_dns(t: &mut Text, d: &DnsService, server: &str, running: usize) {
             "sluice_dns_transfers_total",
             "Zone transfers (AXFR) served.",
             |c| &c.transfers,
+        ),
+        (
+            "sluice_dns_transfers_refused_total",
+            "Zone transfers refused for their TSIG (unsigned or badly signed).",
+            |c| &c.transfers_refused,
         ),
         (
             "sluice_dns_dropped_total",

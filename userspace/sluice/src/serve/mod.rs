@@ -77,6 +77,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let responder = dns::ResponderConfig {
             tcp_keepalive_100ms: Some(keepalive),
             transfer_allowed: s.transfer_allow.clone(),
+            transfer_key: s
+                .transfer_key
+                .as_deref()
+                .map(secondary::read_key)
+                .transpose()?,
             ..Default::default()
         };
         let svc = DnsService::with_secondaries(

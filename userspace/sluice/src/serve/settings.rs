@@ -125,6 +125,11 @@ pub struct ServeArgs {
     /// (repeatable); none by default.
     #[arg(long = "transfer-allow", value_parser = parse_prefix)]
     transfer_allow: Vec<(Ipv4Addr, u8)>,
+    /// DNS: a file with the TSIG key (ALGORITHM:NAME:SECRET, as `kdig -y` takes it)
+    /// that zone transfers must be signed with; their answers are signed with it.
+    /// With --transfer-allow, a transfer needs both; without, the key alone.
+    #[arg(long)]
+    transfer_key: Option<PathBuf>,
     /// The control socket `sluice stats` and `sluice reload` use [default:
     /// /run/sluice/control.sock].
     #[arg(long)]
@@ -164,6 +169,7 @@ struct FileConfig {
     max_per_source: Option<usize>,
     #[serde(default)]
     transfer_allow: Vec<String>,
+    transfer_key: Option<PathBuf>,
     control: Option<PathBuf>,
     metrics: Option<String>,
 }
@@ -209,6 +215,7 @@ struct Options {
     max_connections: Option<usize>,
     max_per_source: Option<usize>,
     transfer_allow: Option<Given<Vec<(Ipv4Addr, u8)>>>,
+    transfer_key: Option<PathBuf>,
     control: Option<PathBuf>,
     metrics: Option<Given<SocketAddr>>,
 }
@@ -256,6 +263,7 @@ impl From<&ServeArgs> for Options {
             max_connections: a.max_connections,
             max_per_source: a.max_per_source,
             transfer_allow: nonempty(a.transfer_allow.clone()).map(Ok),
+            transfer_key: a.transfer_key.clone(),
             control: a.control.clone(),
             metrics: a.metrics.map(Ok),
         }
@@ -325,6 +333,7 @@ impl FileConfig {
             max_connections: self.max_connections,
             max_per_source: self.max_per_source,
             transfer_allow: parse_each(self.transfer_allow, parse_prefix),
+            transfer_key: self.transfer_key.map(|k| dir.join(k)),
             control: self.control,
             metrics: self.metrics.map(|m| {
                 m.parse::<SocketAddr>()
@@ -360,6 +369,7 @@ impl Options {
             max_connections: self.max_connections.or(lower.max_connections),
             max_per_source: self.max_per_source.or(lower.max_per_source),
             transfer_allow: self.transfer_allow.or(lower.transfer_allow),
+            transfer_key: self.transfer_key.or(lower.transfer_key),
             control: self.control.or(lower.control),
             metrics: self.metrics.or(lower.metrics),
         }
@@ -433,6 +443,7 @@ impl Options {
             lameduck: seconds(self.lameduck, Duration::ZERO, "--lameduck")?,
             limits,
             transfer_allow,
+            transfer_key: self.transfer_key,
             control: self
                 .control
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
@@ -466,6 +477,8 @@ pub struct Settings {
     pub lameduck: Duration,
     pub limits: Limits,
     pub transfer_allow: Vec<(Ipv4Addr, u8)>,
+    /// The TSIG key file transfers out must be signed with, if any.
+    pub transfer_key: Option<PathBuf>,
     pub control: PathBuf,
     /// The interface given, checked to exist whichever the backend.
     pub iface: Option<String>,
