@@ -132,6 +132,13 @@ fn start_sluice(
     dir: &Path,
     extra: &[&str],
 ) -> Daemon {
+    let mut args = vec!["--zone", zone.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    start_sluice_with(topo, backend, dir, &args)
+}
+
+/// `sluice serve` with the DNS handler on port 53 and `args` (its zones among them).
+fn start_sluice_with(topo: &Topology, backend: Backend, dir: &Path, args: &[&str]) -> Daemon {
     let log = dir.join("sluice.log");
     let mut cmd = topo.server_cmd(sluice_bin().to_str().unwrap());
     cmd.arg("serve")
@@ -146,11 +153,9 @@ fn start_sluice(
         .args(["--iface", &topo.server_if])
         .args(["--addr", &topo.server_ip.to_string()])
         .args(["--listen", "53=dns", "--cores", "0", "--drain", "1"])
-        .arg("--zone")
-        .arg(zone)
         .arg("--control")
         .arg(dir.join("control.sock"))
-        .args(extra)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     let d = Daemon {
@@ -1709,4 +1714,254 @@ fn udp_beside_tcp_through_a_real_resolver() {
     );
     let m = decode(&answers[0]).unwrap();
     assert_eq!(a(&m.answer), vec![vec![192, 0, 2, 99]]);
+}
+
+/// The TSIG key the secondary tests share with Knot (`kdig -y` form), and another.
+const XFR_KEY: &str = "hmac-sha256:xfr:c2x1aWNlLXRlc3Qta2V5LTMyLWJ5dGVzLWxvbmctISE=";
+const WRONG_KEY: &str = "hmac-sha256:xfr:b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXMhIQ==";
+
+/// The primary's zone at `serial`: refresh 5 s, retry 1 s, expire 6 s.
+fn primary_zone(serial: u32, extra: &str) -> String {
+    format!(
+        "$ORIGIN example.test.\n$TTL 300\n@ SOA ns hostmaster {serial} 5 1 6 60\n@ NS ns\n\
+         ns A 198.18.0.2\nwww A 192.0.2.80\n{extra}"
+    )
+}
+
+/// Knot DNS in the peer namespace as the primary of example.test: transfers for the
+/// server address signed with the key, NOTIFY to sluice at SERVER:5300 (Knot 3 sends
+/// it over TCP), differences kept for IXFR.
+fn start_knot_primary(topo: &Topology, dir: &Path, zone: &Path) -> Daemon {
+    let secret = XFR_KEY.rsplit(':').next().unwrap();
+    std::fs::create_dir_all(dir.join("db")).unwrap();
+    let conf = dir.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n    rundir: \"{d}\"\n    listen: {peer}@53\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+             key:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {secret}\n\
+             remote:\n  - id: sluice\n    address: {server}@5300\n    key: xfr\n\
+             acl:\n  - id: xfr\n    address: {server}\n    key: xfr\n    action: transfer\n\
+             database:\n    storage: \"{d}/db\"\nlog:\n  - target: \"{d}/knotd.log\"\n    any: info\n\
+             zone:\n  - domain: example.test\n    file: \"{z}\"\n    notify: sluice\n    acl: xfr\n\
+             \x20   zonefile-load: difference\n    journal-content: all\n    zonefile-sync: -1\n",
+            d = dir.display(),
+            peer = topo.peer_ip,
+            server = topo.server_ip,
+            z = zone.display()
+        ),
+    )
+    .unwrap();
+    let child = topo
+        .peer_cmd("knotd")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting knotd");
+    let d = Daemon {
+        child,
+        log: dir.join("knotd.log"),
+    };
+    let ready = wait_for(Duration::from_secs(15), || {
+        d.log().contains("loaded").then_some(())
+    });
+    assert!(ready.is_some(), "knotd did not load the zone:\n{}", d.log());
+    d
+}
+
+/// The rcode and answer records sluice gives for `name`/`qtype`, asked over AF_XDP.
+fn sluice_answers(topo: &Topology, name: &str, qtype: u16) -> (u16, Vec<dns::decode::Record>) {
+    let server = SocketAddr::from((topo.server_ip, 53));
+    let m = ask_all(topo, server, vec![query(7, name, qtype, false)]).remove(0);
+    let m = decode(&m).unwrap();
+    (m.rcode(), m.answer)
+}
+
+/// A secondary zone with Knot DNS as its primary, over AF_XDP: the first AXFR (TSIG
+/// signed); a change on the primary (a record added, one removed, the serial bumped)
+/// reaches sluice's answers by NOTIFY and IXFR, well before the refresh interval; sluice
+/// serves what it got onward, to a signed AXFR only; with the wrong key the primary
+/// refuses sluice's transfer and sluice refuses the primary's NOTIFY; the primary gone,
+/// sluice retries at the retry interval and answers SERVFAIL past expire. (A transfer
+/// that breaks halfway is the loopback test in sluice's `dns_service::secondary`.)
+#[test]
+fn a_secondary_follows_knot_by_notify_and_ixfr_with_tsig() {
+    require_root!();
+    let _s = serial();
+    if !(have("knotd") && have("knotc") && have("kdig")) {
+        return;
+    }
+    let topo = Topology::create(&TopologyConfig::default()).expect("topology");
+    let dir = tmp("secondary");
+    let (knot_dir, sluice_dir) = (dir.join("knot"), dir.join("sluice"));
+    std::fs::create_dir_all(&knot_dir).unwrap();
+    std::fs::create_dir_all(&sluice_dir).unwrap();
+    let zone = knot_dir.join("example.test.zone");
+    std::fs::write(&zone, primary_zone(1, "old A 192.0.2.81\n")).unwrap();
+    let (key, wrong) = (dir.join("xfr.key"), dir.join("wrong.key"));
+    std::fs::write(&key, XFR_KEY).unwrap();
+    std::fs::write(&wrong, WRONG_KEY).unwrap();
+    let knot = start_knot_primary(&topo, &knot_dir, &zone);
+    let secondary = format!("example.test={}", topo.peer_ip);
+    let notify = format!("{}:5300", topo.server_ip);
+    let args = |key: &Path| -> Vec<String> {
+        vec![
+            "--secondary".into(),
+            secondary.clone(),
+            "--secondary-key".into(),
+            key.display().to_string(),
+            "--notify-listen".into(),
+            notify.clone(),
+            "--transfer-key".into(),
+            key.display().to_string(),
+        ]
+    };
+    let status = |field: &str| -> serde_json::Value {
+        sluice_stats_json(&sluice_dir)["secondaries"][0][field].clone()
+    };
+    let a = |records: &[dns::decode::Record]| -> Vec<Vec<u8>> {
+        records
+            .iter()
+            .filter(|r| r.rtype == rtype::A)
+            .map(|r| r.rdata.clone())
+            .collect()
+    };
+
+    // The wrong key first: Knot refuses the transfer, sluice the NOTIFY; SERVFAIL.
+    {
+        let a: Vec<String> = args(&wrong);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let sluice = start_sluice_with(&topo, Backend::Xdp, &sluice_dir, &a);
+        let refused = wait_for(Duration::from_secs(10), || {
+            (status("failed").as_u64() >= Some(1)).then_some(())
+        });
+        assert!(refused.is_some(), "no failed transfer:\n{}", sluice.log());
+        assert_eq!(status("serial"), serde_json::Value::Null);
+        assert_eq!(
+            sluice_answers(&topo, "www.example.test", rtype::A).0,
+            u16::from(dns::rcode::SERVFAIL)
+        );
+        let out = Command::new("knotc")
+            .arg("-s")
+            .arg(knot_dir.join("knot.sock"))
+            .args(["zone-notify", "example.test"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let notify_refused = wait_for(Duration::from_secs(10), || {
+            (status("notifies_refused").as_u64() >= Some(1)).then_some(())
+        });
+        assert!(
+            notify_refused.is_some(),
+            "the badly signed NOTIFY was not refused:\n{}",
+            sluice.log()
+        );
+        assert_eq!(status("notifies").as_u64(), Some(0));
+        let why = status("last_error").to_string();
+        assert!(why.contains("NOTAUTH") || why.contains("TSIG"), "{why}");
+    }
+
+    // The right key: the first transfer (AXFR), then answers.
+    let a_args: Vec<String> = args(&key);
+    let a_args: Vec<&str> = a_args.iter().map(String::as_str).collect();
+    let sluice = start_sluice_with(&topo, Backend::Xdp, &sluice_dir, &a_args);
+    let first = wait_for(Duration::from_secs(10), || {
+        (status("serial").as_u64() == Some(1)).then_some(())
+    });
+    assert!(first.is_some(), "no first transfer:\n{}", sluice.log());
+    let (rc, www) = sluice_answers(&topo, "www.example.test", rtype::A);
+    assert_eq!(rc, 0);
+    assert_eq!(a(&www), vec![vec![192, 0, 2, 80]]);
+    assert_eq!(
+        a(&sluice_answers(&topo, "old.example.test", rtype::A).1),
+        vec![vec![192, 0, 2, 81]]
+    );
+
+    // What sluice got it serves onward: to a signed AXFR, not to an unsigned one.
+    let kdig_axfr = |k: Option<&str>| -> String {
+        let mut c = topo.peer_cmd("kdig");
+        if let Some(k) = k {
+            c.args(["-y", k]);
+        }
+        let out = c
+            .args(["+tcp", "+timeout=3", "+retry=0"])
+            .arg(format!("@{}", topo.server_ip))
+            .args(["example.test", "AXFR"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let signed = kdig_axfr(Some(XFR_KEY));
+    assert!(
+        signed.contains("old.example.test.") && signed.contains("TSIG"),
+        "{signed}"
+    );
+    let unsigned = kdig_axfr(None);
+    assert!(!unsigned.contains("old.example.test."), "{unsigned}");
+
+    // A change on the primary: by NOTIFY and IXFR, before the 5 s refresh.
+    std::fs::write(&zone, primary_zone(2, "new A 192.0.2.82\n")).unwrap();
+    let reload = Command::new("knotc")
+        .arg("-s")
+        .arg(knot_dir.join("knot.sock"))
+        .args(["zone-reload", "example.test"])
+        .output()
+        .unwrap();
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    let started = std::time::Instant::now();
+    let changed = wait_for(Duration::from_secs(10), || {
+        let new = sluice_answers(&topo, "new.example.test", rtype::A);
+        let old = sluice_answers(&topo, "old.example.test", rtype::A);
+        (new.0 == 0 && !new.1.is_empty() && old.0 == u16::from(dns::rcode::NXDOMAIN)).then_some(())
+    });
+    let took = started.elapsed();
+    assert!(
+        changed.is_some(),
+        "the change did not arrive:\n{}",
+        sluice.log()
+    );
+    eprintln!(
+        "the change reached sluice's answers {} ms after the reload",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}: not by NOTIFY");
+    assert!(status("notifies").as_u64() >= Some(1));
+    assert!(status("ixfr").as_u64() >= Some(1), "{}", sluice.log());
+    assert!(
+        knot.log().contains("IXFR, outgoing") && knot.log().contains("serial 1 -> 2"),
+        "Knot's log shows no IXFR 1 -> 2:\n{}",
+        knot.log()
+    );
+
+    // The primary gone: retries at the retry interval, SERVFAIL past expire (6 s).
+    let failed = status("failed").as_u64().unwrap_or(0);
+    drop(knot);
+    let expired = wait_for(Duration::from_secs(15), || {
+        (status("expired").as_u64() == Some(1)).then_some(())
+    });
+    assert!(
+        expired.is_some(),
+        "the zone did not expire:\n{}",
+        sluice.log()
+    );
+    assert!(
+        status("failed").as_u64().unwrap_or(0) >= failed + 2,
+        "retried too rarely"
+    );
+    assert_eq!(
+        sluice_answers(&topo, "www.example.test", rtype::A).0,
+        u16::from(dns::rcode::SERVFAIL)
+    );
+    drop(sluice);
+    let _ = std::fs::remove_dir_all(&dir);
 }
