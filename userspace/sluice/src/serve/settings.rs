@@ -664,6 +664,55 @@ mod tests {
         );
         assert_eq!(s.limits.idle_timeout, Duration::from_secs(3));
         assert_eq!(s.transfer_allow, vec![(Ipv4Addr::new(10, 0, 0, 0), 8)]);
+
+        // Secondary zones: a [[zone]] with a primary (and a key, relative too).
+        std::fs::write(
+            &conf,
+            "listen = [\"53=dns\"]\nnotify-listen = \"192.0.2.1:5300\"\ntransfer-key = \"out.key\"\n\
+             [[zone]]\nname = \"example.test\"\nprimary = \"192.0.2.9\"\nkey = \"xfr.key\"\n\
+             [[zone]]\nfile = \"example.zone\"\n",
+        )
+        .unwrap();
+        let s = settings(&ServeArgs {
+            config: Some(conf.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            s.secondaries,
+            vec![SecondaryZone {
+                name: "example.test".into(),
+                primary: "192.0.2.9:53".parse().unwrap(),
+                key: Some(dir.join("xfr.key")),
+            }]
+        );
+        assert_eq!(s.zones.len(), 1);
+        assert_eq!(s.notify_listen, Some("192.0.2.1:5300".parse().unwrap()));
+        assert_eq!(s.transfer_key, Some(dir.join("out.key")));
+        for bad in [
+            "[[zone]]\nprimary = \"192.0.2.9\"\n",
+            "[[zone]]\nname = \"a.test\"\nprimary = \"nowhere\"\n",
+            "[[zone]]\nfile = \"a.zone\"\nprimary = \"192.0.2.9\"\n",
+        ] {
+            std::fs::write(&conf, format!("listen = [\"53=dns\"]\n{bad}")).unwrap();
+            let r = settings(&ServeArgs {
+                config: Some(conf.clone()),
+                ..Default::default()
+            });
+            assert!(r.is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_secondary("example.test=192.0.2.9:5353")
+                .unwrap()
+                .primary,
+            "192.0.2.9:5353".parse().unwrap()
+        );
+        assert!(parse_secondary("example.test").is_err());
+        std::fs::write(
+            &conf,
+            "backend = \"xdp\"\niface = \"eth9\"\nlisten = [\"53=dns\"]\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             config: Some(conf.clone()),
             backend: Some(Backend::Kernel),
