@@ -1729,7 +1729,7 @@ fn primary_zone(serial: u32, extra: &str) -> String {
 }
 
 /// Knot DNS in the peer namespace as the primary of example.test: transfers for the
-/// server address signed with the key, NOTIFY to sluice at SERVER:5300 (Knot 3 sends
+/// server address (and the peer's, where the test's relay runs) signed with the key, NOTIFY to sluice at SERVER:5300 (Knot 3 sends
 /// it over TCP), differences kept for IXFR.
 fn start_knot_primary(topo: &Topology, dir: &Path, zone: &Path) -> Daemon {
     let secret = XFR_KEY.rsplit(':').next().unwrap();
@@ -1741,7 +1741,7 @@ fn start_knot_primary(topo: &Topology, dir: &Path, zone: &Path) -> Daemon {
             "server:\n    rundir: \"{d}\"\n    listen: {peer}@53\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
              key:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {secret}\n\
              remote:\n  - id: sluice\n    address: {server}@5300\n    key: xfr\n\
-             acl:\n  - id: xfr\n    address: {server}\n    key: xfr\n    action: transfer\n\
+             acl:\n  - id: xfr\n    address: [{server}, {peer}]\n    key: xfr\n    action: transfer\n\
              database:\n    storage: \"{d}/db\"\nlog:\n  - target: \"{d}/knotd.log\"\n    any: info\n\
              zone:\n  - domain: example.test\n    file: \"{z}\"\n    notify: sluice\n    acl: xfr\n\
              \x20   zonefile-load: difference\n    journal-content: all\n    zonefile-sync: -1\n",
@@ -1779,13 +1779,63 @@ fn sluice_answers(topo: &Topology, name: &str, qtype: u16) -> (u16, Vec<dns::dec
     (m.rcode(), m.answer)
 }
 
+/// A TCP relay in the peer namespace from `listen` to Knot at `to`, which passes
+/// at most `cut` bytes of each answer before it closes both sides: a path that breaks
+/// in the middle of a transfer, in front of a real primary.
+fn start_cutting_relay(
+    topo: &Topology,
+    listen: SocketAddr,
+    to: SocketAddr,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cut = std::sync::Arc::new(AtomicUsize::new(usize::MAX));
+    let limit = cut.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    topo.spawn_in_peer(move || {
+        let l = std::net::TcpListener::bind(listen).expect("binding the relay");
+        tx.send(()).unwrap();
+        for conn in l.incoming() {
+            let Ok(mut client) = conn else { continue };
+            let Ok(mut primary) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else {
+                continue;
+            };
+            let cut = limit.load(Ordering::Relaxed);
+            let (mut c2, mut p2) = (client.try_clone().unwrap(), primary.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut p2);
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut passed = 0usize;
+                while let Ok(n) = primary.read(&mut buf) {
+                    let n = n.min(cut - passed);
+                    if n == 0 || client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    passed += n;
+                    if passed >= cut {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                let _ = primary.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    })
+    .expect("starting the relay");
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("the relay is listening");
+    cut
+}
+
 /// A secondary zone with Knot DNS as its primary, over AF_XDP: the first AXFR (TSIG
 /// signed); a change on the primary (a record added, one removed, the serial bumped)
 /// reaches sluice's answers by NOTIFY and IXFR, well before the refresh interval; sluice
 /// serves what it got onward, to a signed AXFR only; with the wrong key the primary
 /// refuses sluice's transfer and sluice refuses the primary's NOTIFY; the primary gone,
-/// sluice retries at the retry interval and answers SERVFAIL past expire. (A transfer
-/// that breaks halfway is the loopback test in sluice's `dns_service::secondary`.)
+/// a transfer that breaks halfway (a relay in front of Knot cuts it) leaves the
+/// version served, and the next try takes the new one; the primary gone, sluice
+/// retries at the retry interval and answers SERVFAIL past expire.
 #[test]
 fn a_secondary_follows_knot_by_notify_and_ixfr_with_tsig() {
     require_root!();
@@ -1804,7 +1854,14 @@ fn a_secondary_follows_knot_by_notify_and_ixfr_with_tsig() {
     std::fs::write(&key, XFR_KEY).unwrap();
     std::fs::write(&wrong, WRONG_KEY).unwrap();
     let knot = start_knot_primary(&topo, &knot_dir, &zone);
-    let secondary = format!("example.test={}", topo.peer_ip);
+    // sluice transfers through the relay (the NOTIFY comes from Knot's own address,
+    // the primary's as sluice knows it).
+    let cut = start_cutting_relay(
+        &topo,
+        SocketAddr::from((topo.peer_ip, 5301)),
+        SocketAddr::from((topo.peer_ip, 53)),
+    );
+    let secondary = format!("example.test={}:5301", topo.peer_ip);
     let notify = format!("{}:5300", topo.server_ip);
     let args = |key: &Path| -> Vec<String> {
         vec![
@@ -1941,6 +1998,46 @@ fn a_secondary_follows_knot_by_notify_and_ixfr_with_tsig() {
         knot.log().contains("IXFR, outgoing") && knot.log().contains("serial 1 -> 2"),
         "Knot's log shows no IXFR 1 -> 2:\n{}",
         knot.log()
+    );
+
+    // A transfer cut after 200 bytes: version 2 stays; the next try, whole, takes 3.
+    cut.store(200, std::sync::atomic::Ordering::Relaxed);
+    let failed = status("failed").as_u64().unwrap_or(0);
+    let many: String = (0..100)
+        .map(|i| format!("h{i} A 192.0.2.{}\n", i + 1))
+        .collect();
+    std::fs::write(&zone, primary_zone(3, &format!("new A 192.0.2.82\n{many}"))).unwrap();
+    let reload = Command::new("knotc")
+        .arg("-s")
+        .arg(knot_dir.join("knot.sock"))
+        .args(["zone-reload", "example.test"])
+        .output()
+        .unwrap();
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    let broke = wait_for(Duration::from_secs(10), || {
+        (status("failed").as_u64() > Some(failed)).then_some(())
+    });
+    assert!(broke.is_some(), "no broken transfer:\n{}", sluice.log());
+    assert_eq!(status("serial").as_u64(), Some(2), "{}", sluice.log());
+    let (rc, new) = sluice_answers(&topo, "new.example.test", rtype::A);
+    assert_eq!((rc, a(&new)), (0, vec![vec![192, 0, 2, 82]]));
+    assert_eq!(
+        sluice_answers(&topo, "h0.example.test", rtype::A).0,
+        u16::from(dns::rcode::NXDOMAIN),
+        "nothing of the broken transfer is served"
+    );
+    cut.store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
+    let whole = wait_for(Duration::from_secs(10), || {
+        (status("serial").as_u64() == Some(3)).then_some(())
+    });
+    assert!(whole.is_some(), "serial 3 never arrived:\n{}", sluice.log());
+    assert_eq!(
+        a(&sluice_answers(&topo, "h99.example.test", rtype::A).1),
+        vec![vec![192, 0, 2, 100]]
     );
 
     // The primary gone: retries at the retry interval, SERVFAIL past expire (6 s).
