@@ -112,8 +112,8 @@ fn entry_lines(text: &str) -> Vec<(usize, bool)> {
     let (mut line, mut depth, mut quoted, mut comment, mut escaped) =
         (1usize, 0u32, false, false, false);
     let mut current: Option<(usize, bool)> = None;
-    for c in text.chars() {
-        if c == '\n' {
+    for &c in text.as_bytes() {
+        if c == b'\n' {
             line += 1;
             comment = false;
             if depth == 0 && !quoted {
@@ -131,18 +131,18 @@ fn entry_lines(text: &str) -> Vec<(usize, bool)> {
             continue;
         }
         match c {
-            '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            ';' if !quoted => {
+            b'\\' => escaped = true,
+            b'"' => quoted = !quoted,
+            b';' if !quoted => {
                 comment = true;
                 continue;
             }
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => depth = depth.saturating_sub(1),
+            b'(' if !quoted => depth += 1,
+            b')' if !quoted => depth = depth.saturating_sub(1),
             _ => {}
         }
-        if !c.is_whitespace() && current.is_none() && c != '(' && c != ')' {
-            current = Some((line, c == '$'));
+        if !c.is_ascii_whitespace() && current.is_none() && c != b'(' && c != b')' {
+            current = Some((line, c == b'$'));
         }
     }
     if let Some(e) = current {
@@ -255,12 +255,13 @@ fn rewrite_caa(line: &str) -> Option<Result<String, String>> {
 }
 
 pub(crate) fn wire_name(n: &impl ToName) -> Name {
-    let v: DName<Vec<u8>> = n.to_name();
-    v.as_octets()
-        .iter()
-        .map(|b| b.to_ascii_lowercase())
-        .collect::<Vec<u8>>()
-        .into_boxed_slice()
+    // One allocation, the size of the name: a big zone has a million of them.
+    let mut v = Vec::with_capacity(usize::from(n.compose_len()));
+    for label in n.iter_labels() {
+        v.push(label.len() as u8);
+        v.extend(label.as_slice().iter().map(u8::to_ascii_lowercase));
+    }
+    v.into_boxed_slice()
 }
 
 /// Loads the zone in `path`. `origin` is the zone's name when the file does not set
@@ -326,9 +327,19 @@ pub fn load_zone(path: &Path, origin: Option<&str>) -> Result<Zone, Vec<ZoneErro
             ));
         }
     }
-    // CNAME and other data at one name (RFC 1034 §3.6.2).
-    let mut by_owner: std::collections::HashMap<&[u8], (bool, bool, usize)> = Default::default();
-    for r in &records {
+    // CNAME and other data at one name (RFC 1034 §3.6.2): the names with a CNAME, if
+    // any, checked against every record.
+    let cnames: std::collections::HashSet<&[u8], ahash::RandomState> = records
+        .iter()
+        .filter(|r| r.rtype == rtype::CNAME)
+        .map(|r| &r.owner[..])
+        .collect();
+    let mut by_owner: std::collections::HashMap<&[u8], (bool, bool, usize), ahash::RandomState> =
+        Default::default();
+    for r in records
+        .iter()
+        .filter(|r| !cnames.is_empty() && cnames.contains(&r.owner[..]))
+    {
         let e = by_owner.entry(&r.owner).or_insert((false, false, r.line));
         if r.rtype == rtype::CNAME {
             e.0 = true;
@@ -362,6 +373,37 @@ fn absolute(name: &str) -> String {
     }
 }
 
+/// Whether "CAA", in any case, is in `text`: the lines worth rewriting.
+fn mentions_caa(text: &str) -> bool {
+    text.as_bytes()
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"caa"))
+}
+
+/// `text` with its CAA lines in RFC 3597 generic form; a line that cannot be is an
+/// error (and left out).
+fn rewrite_caa_lines(text: &str, path: &Path, errors: &mut Vec<ZoneError>) -> String {
+    let mut text_fixed = String::with_capacity(text.len());
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        match mentions_caa(body).then(|| rewrite_caa(body)).flatten() {
+            Some(Ok(r)) => {
+                text_fixed.push_str(&r);
+                text_fixed.push_str(nl);
+            }
+            Some(Err(e)) => {
+                errors.push(err(path, Some(i + 1), e));
+                text_fixed.push_str(nl);
+            }
+            None => text_fixed.push_str(line),
+        }
+    }
+    text_fixed
+}
+
 /// Scans one file (and what it includes) into `records`.
 fn scan_file(
     path: &Path,
@@ -381,27 +423,15 @@ fn scan_file(
             return;
         }
     };
-    // CAA lines become RFC 3597 generic records, line for line.
-    let mut text_fixed = String::with_capacity(text.len());
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        let (body, nl) = match line.strip_suffix('\n') {
-            Some(b) => (b, "\n"),
-            None => (line, ""),
-        };
-        match rewrite_caa(body) {
-            Some(Ok(r)) => {
-                text_fixed.push_str(&r);
-                text_fixed.push_str(nl);
-            }
-            Some(Err(e)) => {
-                errors.push(err(path, Some(i + 1), e));
-                text_fixed.push_str(nl);
-            }
-            None => text_fixed.push_str(line),
-        }
-    }
-    let text = text_fixed;
+    // CAA lines become RFC 3597 generic records, line for line; most files have none,
+    // and are not copied.
+    let text = if mentions_caa(&text) {
+        rewrite_caa_lines(&text, path, errors)
+    } else {
+        text
+    };
     let lines = entry_lines(&text);
+    records.reserve(lines.len());
     let mut entries = lines.iter().filter(|(_, directive)| !directive);
     let mut includes = lines.iter().filter(|(_, directive)| *directive);
     let file = std::sync::Arc::new(path.to_path_buf());
@@ -411,6 +441,8 @@ fn scan_file(
         zf.set_origin(o);
     }
     zf.set_default_class(Class::IN);
+    // Each record's RDATA is composed here, then copied out at its size.
+    let mut rdata = Vec::with_capacity(512);
     loop {
         match zf.next_entry() {
             Ok(None) => break,
@@ -455,7 +487,7 @@ fn scan_file(
                     ));
                     continue;
                 }
-                let mut rdata = Vec::new();
+                rdata.clear();
                 if let Err(e) = r.data().compose_rdata(&mut rdata) {
                     errors.push(err(
                         path,
@@ -475,7 +507,7 @@ fn scan_file(
                     owner: wire_name(r.owner()),
                     rtype: r.rtype().to_int(),
                     ttl: r.ttl().as_secs(),
-                    rdata: rdata.into_boxed_slice(),
+                    rdata: Box::from(&rdata[..]),
                     target,
                     file: file.clone(),
                     line,
