@@ -324,7 +324,6 @@ impl Catalog {
 }
 
 fn index(z: Zone) -> IndexedZone {
-    let apex = z.apex;
     // Records of one name come together in a zone file: one node each run of them
     // (names less than runs when a name's records are scattered), sized once so the
     // map never rehashes on the way.
@@ -333,74 +332,229 @@ fn index(z: Zone) -> IndexedZone {
         .windows(2)
         .filter(|w| w[0].owner != w[1].owner)
         .count();
-    let mut nodes: Map<Name, Node> = Map::with_capacity_and_hasher(runs, Default::default());
-    let mut soa_rdata: Box<[u8]> = Box::default();
-    let mut soa_ttl = 0;
+    let mut ix = Indexer::with_capacity(runs);
     // The records are moved into the index, not copied: a big zone's parse would
     // otherwise be held twice at the peak of the load.
-    let mut records = z.records.into_iter().peekable();
-    while let Some(first) = records.next() {
-        // The run's records make a node here, put in the map once, under the name the
-        // first record brought.
-        let mut node = Node::default();
-        let Rr {
-            owner,
-            rtype: t,
-            ttl,
-            rdata,
-            target,
-            ..
-        } = first;
-        let mut next = Some((t, ttl, rdata, target));
-        while let Some((t, ttl, rdata, target)) = next {
-            if t == rtype::SOA {
-                soa_rdata = rdata.clone();
-                soa_ttl = ttl;
-            }
-            node.add(t, ttl, &rdata, target);
-            next = records
-                .next_if(|n| n.owner == owner)
-                .map(|r| (r.rtype, r.ttl, r.rdata, r.target));
+    ix.take(z.records.into_iter().map(Record::from).collect());
+    ix.finish(z.apex, 0)
+}
+
+/// A record as the index takes it: owner, type, TTL, RDATA, target. Without the
+/// file and line a parsed record carries: those are a shared `Arc` whose count the
+/// parse's thread and the index's would fight over, record by record (half the
+/// index's time when they did).
+struct Record(Name, u16, u32, Box<[u8]>, Option<Name>);
+
+impl From<Rr> for Record {
+    fn from(r: Rr) -> Record {
+        Record(r.owner, r.rtype, r.ttl, r.rdata, r.target)
+    }
+}
+
+/// An index built from records as they come, the apex known only at the end: the
+/// streaming load's (a batch at a time, beside the parse) and [`index`]'s.
+struct Indexer {
+    nodes: Map<Name, Node>,
+    /// Every SOA seen: (owner, TTL, RDATA). A zone has one, at its apex.
+    soas: Vec<(Name, u32, Box<[u8]>)>,
+    /// Whether any CNAME was seen (a name with one may have nothing else).
+    cnames: bool,
+}
+
+impl Indexer {
+    fn with_capacity(names: usize) -> Indexer {
+        Indexer {
+            nodes: Map::with_capacity_and_hasher(names, Default::default()),
+            soas: Vec::new(),
+            cnames: false,
         }
-        // Every ancestor between the name and the apex exists (empty non-terminals).
-        // An ancestor that exists already has all of its own: the climb stops there.
-        let mut n: &[u8] = &owner;
-        while let Some(p) = name::parent(n).filter(|_| n != &apex[..]) {
-            if p == &apex[..] || nodes.contains_key(p) {
-                break;
+    }
+
+    /// Indexes `records`, run by run of one owner.
+    fn take(&mut self, records: Vec<Record>) {
+        let mut records = records.into_iter().peekable();
+        while let Some(first) = records.next() {
+            // The run's records make a node here, put in the map once, under the name
+            // the first record brought.
+            let mut node = Node::default();
+            let Record(owner, t, ttl, rdata, target) = first;
+            let mut next = Some((t, ttl, rdata, target));
+            while let Some((t, ttl, rdata, target)) = next {
+                if t == rtype::SOA {
+                    self.soas.push((owner.clone(), ttl, rdata.clone()));
+                }
+                self.cnames |= t == rtype::CNAME;
+                node.add(t, ttl, &rdata, target);
+                next = records
+                    .next_if(|n| n.0 == owner)
+                    .map(|Record(_, t, ttl, rdata, target)| (t, ttl, rdata, target));
             }
-            nodes.insert(p.into(), Node::default());
-            n = p;
-        }
-        match nodes.entry(owner) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(node);
-            }
-            // A name whose records are not all together in the file.
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let into = e.get_mut();
-                for set in node.rrsets {
-                    for (k, rdata) in set.rdatas().enumerate() {
-                        let target = set.target_of(k);
-                        into.add(set.rtype, set.ttl, rdata, target);
+            match self.nodes.entry(owner) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(node);
+                }
+                // A name whose records are not all together in the file.
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let into = e.get_mut();
+                    for set in node.rrsets {
+                        for (k, rdata) in set.rdatas().enumerate() {
+                            into.add(set.rtype, set.ttl, rdata, set.target_of(k));
+                        }
                     }
                 }
             }
         }
     }
-    // MINIMUM is the SOA RDATA's last 4 bytes.
-    let minimum = soa_rdata
-        .len()
-        .checked_sub(4)
-        .map(|i| u32::from_be_bytes(soa_rdata[i..].try_into().unwrap()))
-        .unwrap_or(0);
-    IndexedZone {
-        id: 0,
-        apex,
-        nodes,
-        soa_rdata,
-        soa_ttl,
-        negative_ttl: soa_ttl.min(minimum),
-        available: true,
+
+    /// The names that break a zone's rules (outside `apex`; a CNAME with other data).
+    fn misfits(&self, apex: &[u8]) -> usize {
+        let outside = self
+            .nodes
+            .keys()
+            .filter(|n| !name::is_within(n, apex))
+            .count();
+        let cname_and_more = if self.cnames {
+            self.nodes
+                .values()
+                .filter(|n| n.get(rtype::CNAME).is_some() && n.rrsets.len() > 1)
+                .count()
+        } else {
+            0
+        };
+        outside + cname_and_more
+    }
+
+    /// The index of the zone at `apex`: every name between an owner and the apex made
+    /// to exist (empty non-terminals, which answer NODATA rather than NXDOMAIN).
+    fn finish(mut self, apex: Name, id: usize) -> IndexedZone {
+        // Most names are the apex's children: nothing to climb for those.
+        let deep: Vec<Name> = self
+            .nodes
+            .keys()
+            .filter(|n| name::parent(n).is_some_and(|p| p != &apex[..]) && n[..] != apex[..])
+            .cloned()
+            .collect();
+        for owner in deep {
+            let mut n: &[u8] = &owner;
+            while let Some(p) = name::parent(n) {
+                if p == &apex[..] || self.nodes.contains_key(p) || !name::is_within(p, &apex) {
+                    break;
+                }
+                self.nodes.insert(p.into(), Node::default());
+                n = p;
+            }
+        }
+        let (soa_ttl, soa_rdata) = self
+            .soas
+            .into_iter()
+            .find(|(o, ..)| o[..] == apex[..])
+            .map(|(_, ttl, rdata)| (ttl, rdata))
+            .unwrap_or_default();
+        // MINIMUM is the SOA RDATA's last 4 bytes.
+        let minimum = soa_rdata
+            .len()
+            .checked_sub(4)
+            .map(|i| u32::from_be_bytes(soa_rdata[i..].try_into().unwrap()))
+            .unwrap_or(0);
+        IndexedZone {
+            id,
+            apex,
+            nodes: self.nodes,
+            soa_rdata,
+            soa_ttl,
+            negative_ttl: soa_ttl.min(minimum),
+            available: true,
+        }
+    }
+}
+
+/// The streaming load's side of the index: batches of records sent to the thread
+/// that indexes them.
+struct Batches {
+    batch: Vec<Record>,
+    to: std::sync::mpsc::SyncSender<Vec<Record>>,
+    /// How many records the parse expects (its files' entries).
+    expected: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Records a batch: big enough to pay for a channel send, small enough to stay in
+/// the cache until indexed.
+const BATCH: usize = 4096;
+
+impl crate::zone::RecordSink for Batches {
+    fn expect(&mut self, n: usize) {
+        self.expected
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn push(&mut self, r: Rr) {
+        self.batch.push(Record::from(r));
+        if self.batch.len() == BATCH {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            let _ = self.to.send(full);
+        }
+    }
+}
+
+impl IndexedZone {
+    /// Loads the zone file at `path` (`origin` as for [`crate::load_zone`]) straight
+    /// into an index, with id `id`: the parse on this thread, the index built beside
+    /// it on another from batches of records, so a big zone is never held as a list of
+    /// records too. A zone that breaks a rule is read again the slow way, for its
+    /// errors with their lines.
+    pub fn load(
+        path: &std::path::Path,
+        origin: Option<&str>,
+        id: usize,
+    ) -> Result<IndexedZone, Vec<crate::ZoneError>> {
+        let expected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (to, from) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
+        let seen = expected.clone();
+        let indexer = std::thread::Builder::new()
+            .name("sluice-index".into())
+            .spawn(move || {
+                let mut ix: Option<Indexer> = None;
+                for batch in from {
+                    // About two records a name in hosting zones: a map that rarely
+                    // grows, and then once.
+                    let ix = ix.get_or_insert_with(|| {
+                        Indexer::with_capacity(seen.load(std::sync::atomic::Ordering::Relaxed) / 2)
+                    });
+                    ix.take(batch);
+                }
+                ix.unwrap_or_else(|| Indexer::with_capacity(0))
+            });
+        let Ok(indexer) = indexer else {
+            // No thread to spare: the one-thread way.
+            return crate::load_zone(path, origin).map(|z| IndexedZone::new(z, id));
+        };
+        let mut sink = Batches {
+            batch: Vec::with_capacity(BATCH),
+            to,
+            expected,
+        };
+        let errors = crate::zone::scan(path, origin, &mut sink);
+        let Batches { batch, to, .. } = sink;
+        if !batch.is_empty() {
+            let _ = to.send(batch);
+        }
+        drop(to);
+        let Ok(ix) = indexer.join() else {
+            return crate::load_zone(path, origin).map(|z| IndexedZone::new(z, id));
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        // The zone's rules: one SOA, its owner the apex (the configured name, if
+        // any), every name within it, no CNAME beside other data. Any broken: the
+        // slow way says where.
+        let apex = match ix.soas.as_slice() {
+            [(owner, ..)] => owner.clone(),
+            _ => return crate::load_zone(path, origin).map(|z| IndexedZone::new(z, id)),
+        };
+        let named = origin.is_none_or(|o| name::from_text(o).is_some_and(|n| n == apex));
+        if !named || ix.misfits(&apex) > 0 {
+            return crate::load_zone(path, origin).map(|z| IndexedZone::new(z, id));
+        }
+        Ok(ix.finish(apex, id))
     }
 }

@@ -264,20 +264,52 @@ pub(crate) fn wire_name(n: &impl ToName) -> Name {
     v.into_boxed_slice()
 }
 
+/// Where a zone file's records go as they are read: a vector (`load_zone`), or the
+/// index being built beside the parse (`IndexedZone::load`).
+pub(crate) trait RecordSink {
+    /// About this many records are coming (a file's entries): room to make.
+    fn expect(&mut self, n: usize);
+    /// The next record, in file order.
+    fn push(&mut self, r: Rr);
+}
+
+impl RecordSink for Vec<Rr> {
+    fn expect(&mut self, n: usize) {
+        self.reserve(n);
+    }
+    fn push(&mut self, r: Rr) {
+        Vec::push(self, r);
+    }
+}
+
+/// The origin the daemon configured, as the scanner takes it.
+fn origin_name(path: &Path, origin: Option<&str>) -> Result<Option<DName<Bytes>>, ZoneError> {
+    match origin {
+        Some(o) => match DName::<Bytes>::from_str(&absolute(o)) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) => Err(err(path, None, format!("bad zone name {o:?}: {e}"))),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Reads every record of the file at `path` (and the files it includes) into `sink`;
+/// every problem found, with its line.
+pub(crate) fn scan(path: &Path, origin: Option<&str>, sink: &mut dyn RecordSink) -> Vec<ZoneError> {
+    let mut errors = Vec::new();
+    match origin_name(path, origin) {
+        Ok(o) => scan_file(path, o, sink, &mut errors, 0),
+        Err(e) => errors.push(e),
+    }
+    errors
+}
+
 /// Loads the zone in `path`. `origin` is the zone's name when the file does not set
 /// `$ORIGIN` itself (the daemon passes the file's configured zone name, if any). Every
 /// problem found is returned, with its line where there is one.
 pub fn load_zone(path: &Path, origin: Option<&str>) -> Result<Zone, Vec<ZoneError>> {
-    let mut errors = Vec::new();
     let mut records = Vec::new();
-    let origin_name = match origin {
-        Some(o) => match DName::<Bytes>::from_str(&absolute(o)) {
-            Ok(n) => Some(n),
-            Err(e) => return Err(vec![err(path, None, format!("bad zone name {o:?}: {e}"))]),
-        },
-        None => None,
-    };
-    scan_file(path, origin_name, &mut records, &mut errors, 0);
+    let mut errors = scan(path, origin, &mut records);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -408,7 +440,7 @@ fn rewrite_caa_lines(text: &str, path: &Path, errors: &mut Vec<ZoneError>) -> St
 fn scan_file(
     path: &Path,
     origin: Option<DName<Bytes>>,
-    records: &mut Vec<Rr>,
+    records: &mut dyn RecordSink,
     errors: &mut Vec<ZoneError>,
     depth: usize,
 ) {
@@ -431,12 +463,15 @@ fn scan_file(
         text
     };
     let lines = entry_lines(&text);
-    records.reserve(lines.len());
+    records.expect(lines.len());
     let mut entries = lines.iter().filter(|(_, directive)| !directive);
     let mut includes = lines.iter().filter(|(_, directive)| *directive);
     let file = std::sync::Arc::new(path.to_path_buf());
-    let mut zf = Zonefile::new();
+    // The scanner works on its own copy, made once at its size; ours goes at once, so
+    // a big file is held twice only for that copy.
+    let mut zf = Zonefile::with_capacity(text.len());
     zf.extend_from_slice(text.as_bytes());
+    drop(text);
     if let Some(o) = origin {
         zf.set_origin(o);
     }

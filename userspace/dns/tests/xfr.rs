@@ -333,3 +333,51 @@ fn a_notify_signed_or_not() {
     let ack = dns::decode::decode(&ack.expect("a NOTAUTH")).unwrap();
     assert_eq!(ack.rcode() & 0x0f, 9);
 }
+
+#[test]
+fn the_streaming_load_indexes_as_the_list_does_and_reports_the_same_errors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let file = dir.join("example.test.zone");
+    let streamed = IndexedZone::load(&file, None, 3).unwrap();
+    let listed = IndexedZone::new(load_zone(&file, None).unwrap(), 3);
+    assert_eq!(streamed.id, 3);
+    assert_eq!(streamed.apex, listed.apex);
+    assert_eq!(streamed.serial(), listed.serial());
+    assert_eq!(streamed.negative_ttl, listed.negative_ttl);
+    let mut a: Vec<_> = streamed.nodes.keys().cloned().collect();
+    let mut b: Vec<_> = listed.nodes.keys().cloned().collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "the same names, empty non-terminals included");
+    for (n, node) in &listed.nodes {
+        let other = &streamed.nodes[n];
+        assert_eq!(node.rrsets.len(), other.rrsets.len());
+        for set in &node.rrsets {
+            let o = other.get(set.rtype).unwrap();
+            assert_eq!(o.ttl, set.ttl);
+            assert_eq!(
+                o.rdatas().collect::<Vec<_>>(),
+                set.rdatas().collect::<Vec<_>>()
+            );
+            assert_eq!(o.targets, set.targets);
+        }
+    }
+    // A zone that breaks the rules: the same errors, with lines, either way.
+    let tmp = std::env::temp_dir().join(format!("sluice-stream-{}.zone", std::process::id()));
+    for text in [
+        "$ORIGIN a.test.\n@ SOA ns h 1 2 3 4 5\nwww CNAME x\nwww A 192.0.2.1\n",
+        "$ORIGIN a.test.\n@ SOA ns h 1 2 3 4 5\nx.b.test. A 192.0.2.1\n",
+        "$ORIGIN a.test.\nwww A 192.0.2.1\n",
+        "$ORIGIN a.test.\n@ SOA ns h 1 2 3 4 5\nwww A 300.0.0.1\n",
+    ] {
+        std::fs::write(&tmp, text).unwrap();
+        let streamed = IndexedZone::load(&tmp, None, 0).unwrap_err();
+        let listed = load_zone(&tmp, None).unwrap_err();
+        assert_eq!(streamed, listed, "{text}");
+    }
+    // The configured name must be the zone's.
+    std::fs::write(&tmp, "$ORIGIN a.test.\n@ SOA ns h 1 2 3 4 5\n").unwrap();
+    assert!(IndexedZone::load(&tmp, Some("b.test"), 0).is_err());
+    assert!(IndexedZone::load(&tmp, Some("a.test"), 0).is_ok());
+    let _ = std::fs::remove_file(&tmp);
+}

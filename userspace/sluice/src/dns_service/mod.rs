@@ -194,8 +194,8 @@ pub fn load_zones(sources: &[ZoneSource]) -> Result<Vec<Arc<IndexedZone>>, Vec<S
     let mut zones = Vec::new();
     let mut errors = Vec::new();
     for (id, s) in sources.iter().enumerate() {
-        match dns::load_zone(&s.file, s.name.as_deref()) {
-            Ok(z) => zones.push(Arc::new(IndexedZone::new(z, id))),
+        match IndexedZone::load(&s.file, s.name.as_deref(), id) {
+            Ok(z) => zones.push(Arc::new(z)),
             Err(es) => errors.extend(es.into_iter().map(|e| e.to_string())),
         }
     }
