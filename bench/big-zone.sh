@@ -5,10 +5,13 @@
 # NS), then names h0, h1, ... each with an A record, and every fourth one an AAAA, every
 # tenth a TXT and an MX as well, so that a name holds 1.4 records on average, as in
 # hosting zones. Both are asked a few names (the answers must agree), then their memory
-# is read (VmRSS) and the time from start to "zone loaded" in their logs.
+# is read (VmRSS) and the time from start to "zone loaded" in their logs. Then sluice
+# reloads the zone while a client asks it every millisecond: the slowest answer, and
+# the peak memory of the load and of the reload (VmHWM), are printed before the last
+# line.
 #
 #   bench/big-zone.sh                   RECORDS=1000000
-#   RECORDS=10000000 bench/big-zone.sh  ten million (about 6 GB for sluice)
+#   RECORDS=10000000 bench/big-zone.sh  ten million (about 2 GB for sluice, 2.5 for Knot)
 #
 # Writes bench/results/runs/big-zone/; the last line reads exactly:
 #   zone of N records: sluice B bytes/record, loaded in S s; Knot B bytes/record, loaded in S s
@@ -109,10 +112,43 @@ for name in h0 h7 h40 "h$(( (RECORDS * 2 / 3) / 2 ))" nope; do
 done
 sluice_kb=$(rss_kb "$spid")
 knot_kb=$(rss_kb "$kpid")
+hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+load_peak_kb=$(hwm_kb "$spid")
+
+# A reload of the same zone while a client asks every millisecond on one connection:
+# the worst answer time through it, and the peak memory (the old index serves until
+# the new one is whole, so both are held at the peak).
+python3 - 127.0.0.1 5391 "$work/asker.out" "$work/asker.stop" <<'PY' &
+import socket, struct, sys, time, os
+host, port, out, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+q = b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x02h7\x03big\x04test\x00" + b"\x00\x01\x00\x01"
+s = socket.create_connection((host, port)); s.settimeout(10)
+worst, n, end = 0.0, 0, time.time() + 60
+while not os.path.exists(stop) and time.time() < end:
+    t = time.perf_counter()
+    s.sendall(struct.pack(">H", len(q)) + q)
+    need = struct.unpack(">H", s.recv(2, socket.MSG_WAITALL))[0]
+    s.recv(need, socket.MSG_WAITALL)
+    worst = max(worst, time.perf_counter() - t); n += 1
+    time.sleep(0.001)
+open(out, "w").write(f"{n} {worst * 1000:.1f}\n")
+PY
+asker=$!
+pids+=("$asker")
+sleep 0.5
+start=$(now_ms)
+"$sluice" reload --control "$work/sluice.sock" >/dev/null
+reload_ms=$(($(now_ms) - start))
+sleep 0.3
+touch "$work/asker.stop"
+wait "$asker"
+read -r asked worst_ms <"$work/asker.out"
+reload_peak_kb=$(hwm_kb "$spid")
 per() { echo $(($1 * 1024 / RECORDS)); }
 secs() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
 {
 	echo "sluice: resident $((sluice_kb / 1024)) MB, loaded in $(secs "$sluice_ms") s"
+	echo "sluice: peak $((load_peak_kb / 1024)) MB during the load, $((reload_peak_kb / 1024)) MB during a reload ($(secs "$reload_ms") s; $asked answers meanwhile, the slowest in $worst_ms ms)"
 	echo "Knot DNS: resident $((knot_kb / 1024)) MB, loaded in $(secs "$knot_ms") s"
 	echo "zone of $RECORDS records: sluice $(per "$sluice_kb") bytes/record, loaded in $(secs "$sluice_ms") s; Knot $(per "$knot_kb") bytes/record, loaded in $(secs "$knot_ms") s"
 } | tee "$out/$(date -u +%Y%m%dT%H%M%SZ)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit)-$RECORDS.txt"
