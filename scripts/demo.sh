@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo build --release -p sluice
+cargo build --release -p sluice -p sluice-benches
 exec target/release/sluice demo "$@"

@@ -330,7 +330,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     result.unanswered = counters.unanswered.load(Ordering::Relaxed);
     println!("{}", result.table());
     if let Some(path) = &args.json {
-        std::fs::write(path, result.json()).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, result.json(&merged))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
         std::fs::write(path, report::svg(&[(&result, &merged)]))

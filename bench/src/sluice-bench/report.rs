@@ -250,8 +250,12 @@ impl Result {
     }
 
     /// The same figures as a JSON object.
-    pub fn json(&self) -> String {
+    pub fn json(&self, hist: &Histogram<u64>) -> String {
         let d = &self.delta;
+        let curve: Vec<String> = curve(hist)
+            .iter()
+            .map(|(p, us)| format!("[{p:.7}, {us}]"))
+            .collect();
         let pcts: Vec<String> = self
             .percentiles_us
             .iter()
@@ -265,7 +269,7 @@ impl Result {
             .map(|(i, n)| format!("\"{i}\": {n}"))
             .collect();
         format!(
-            "{{\n  \"label\": {:?},\n  \"mode\": {:?},\n  \"connections\": {},\n  \"in_flight\": {},\n  \"rate\": {},\n  \"seconds\": {:.3},\n  \"answers\": {},\n  \"sent\": {},\n  \"qps\": {:.1},\n  \"new_connections\": {},\n  \"cps\": {:.1},\n  \"latency_us\": {{ {} }},\n  \"latency_mean_us\": {:.1},\n  \"unanswered\": {},\n  \"rcodes\": {{ {} }},\n  \"errors\": {{ \"timeouts\": {}, \"resets\": {}, \"refused\": {}, \"connect\": {}, \"bad_answers\": {} }},\n  \"generator_busy\": {},\n  \"generator_idle_poll\": {}\n}}\n",
+            "{{\n  \"label\": {:?},\n  \"mode\": {:?},\n  \"connections\": {},\n  \"in_flight\": {},\n  \"rate\": {},\n  \"seconds\": {:.3},\n  \"answers\": {},\n  \"sent\": {},\n  \"qps\": {:.1},\n  \"new_connections\": {},\n  \"cps\": {:.1},\n  \"latency_us\": {{ {} }},\n  \"latency_mean_us\": {:.1},\n  \"unanswered\": {},\n  \"rcodes\": {{ {} }},\n  \"errors\": {{ \"timeouts\": {}, \"resets\": {}, \"refused\": {}, \"connect\": {}, \"bad_answers\": {} }},\n  \"generator_busy\": {},\n  \"generator_idle_poll\": {},\n  \"curve_us\": [{}]\n}}\n",
             self.label,
             self.mode,
             self.connections,
@@ -291,90 +295,33 @@ impl Result {
                 .unwrap_or_else(|| "null".into()),
             self.generator_busy
                 .map(|g| format!("{:.3}", g.idle_poll))
-                .unwrap_or_else(|| "null".into())
+                .unwrap_or_else(|| "null".into()),
+            curve.join(", ")
         )
     }
 }
 
-/// A latency-percentile plot (HdrHistogram style: x is 1/(1-p) on a log axis, y is the
-/// latency on a log axis), one line per run.
-pub fn svg(runs: &[(&Result, &Histogram<u64>)]) -> String {
-    let (w, h, left, bottom, top, right) = (760.0, 420.0, 70.0, 50.0, 30.0, 170.0);
-    let nines = 5.0; // up to 99.999 %
-    let max_us = runs
-        .iter()
-        .map(|(_, hist)| hist.max())
-        .max()
-        .unwrap_or(1)
-        .max(10) as f64;
-    let y_decades = max_us.log10().ceil().max(1.0);
-    let x = |p: f64| left + (w - left - right) * ((1.0 / (1.0 - p.min(0.99999))).log10() / nines);
-    let y = |us: f64| h - bottom - (h - bottom - top) * (us.max(1.0).log10() / y_decades);
-    let mut s = format!("<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n");
-    for i in 0..=nines as usize {
-        let p = 1.0 - 10f64.powi(-(i as i32));
-        let label = ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"][i];
-        let _ = writeln!(s, "<line x1='{0:.1}' y1='{1}' x2='{0:.1}' y2='{2}' stroke='#ddd'/><text x='{0:.1}' y='{3}' text-anchor='middle'>{label}</text>", x(p), top, h - bottom, h - bottom + 16.0);
-    }
-    for d in 0..=y_decades as i32 {
-        let us = 10f64.powi(d);
-        let label = if us >= 1000.0 {
-            format!("{} ms", us / 1000.0)
-        } else {
-            format!("{us} µs")
-        };
-        let _ = writeln!(s, "<line x1='{left}' y1='{0:.1}' x2='{1}' y2='{0:.1}' stroke='#ddd'/><text x='{2}' y='{3:.1}' text-anchor='end'>{label}</text>", y(us), w - right, left - 6.0, y(us) + 4.0);
-    }
-    let colours = [
-        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-    ];
-    for (i, (r, hist)) in runs.iter().enumerate() {
-        let mut points = String::new();
-        let steps = 200;
-        for k in 0..=steps {
-            let frac = k as f64 / steps as f64 * nines;
-            let p = 1.0 - 10f64.powf(-frac);
-            let v = hist.value_at_quantile(p) as f64;
-            let _ = write!(points, "{:.1},{:.1} ", x(p), y(v));
-        }
-        let c = colours[i % colours.len()];
-        let name = if r.label.is_empty() {
-            r.mode.clone()
-        } else {
-            r.label.clone()
-        };
-        let _ = writeln!(
-            s,
-            "<polyline fill='none' stroke='{c}' stroke-width='2' points='{points}'/>"
-        );
-        let _ = writeln!(
-            s,
-            "<text x='{}' y='{}' fill='{c}'>{} ({:.0}/s)</text>",
-            w - right + 10.0,
-            top + 16.0 * (i as f64 + 1.0),
-            xml_escape(&name),
-            r.qps
-        );
-    }
-    let _ = writeln!(
-        s,
-        "<text x='{}' y='{}' text-anchor='middle'>percentile</text>",
-        (left + w - right) / 2.0,
-        h - 12.0
-    );
-    let _ = writeln!(
-        s,
-        "<text x='14' y='{}' transform='rotate(-90 14 {})' text-anchor='middle'>latency</text>",
-        h / 2.0,
-        h / 2.0
-    );
-    s.push_str("</svg>\n");
-    s
+/// The latency curve of a run for plots: (quantile, microseconds) at the quantiles
+/// `sluice::plot` samples (0 to 99.999 %, evenly spaced in nines).
+pub fn curve(hist: &Histogram<u64>) -> Vec<(f64, f64)> {
+    sluice::plot::quantiles()
+        .map(|p| (p, hist.value_at_quantile(p) as f64))
+        .collect()
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\'', "&apos;")
+/// A latency-percentile plot of `runs` (see `sluice::plot`).
+pub fn svg(runs: &[(&Result, &Histogram<u64>)]) -> String {
+    let lines: Vec<sluice::plot::Line> = runs
+        .iter()
+        .map(|(r, hist)| sluice::plot::Line {
+            label: if r.label.is_empty() {
+                r.mode.clone()
+            } else {
+                r.label.clone()
+            },
+            qps: r.qps,
+            points: curve(hist),
+        })
+        .collect();
+    sluice::plot::svg(&lines)
 }

@@ -5,3 +5,4 @@
 #![warn(missing_docs)]
 
 pub mod dns_service;
+pub mod plot;

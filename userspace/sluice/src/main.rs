@@ -24,9 +24,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build a two-namespace veth topology, attach the XDP program and AF_XDP sockets on
-    /// the server side, drive kernel TCP traffic at it from the peer side, print what
-    /// happened, and tear everything down. Needs root.
+    /// Serve an example zone over AF_XDP on a two-namespace veth pair, show answers
+    /// fetched with kdig (and through Unbound), load it and the kernel-socket servers
+    /// (sluice's kernel backend, Knot DNS) side by side with sluice-bench, print one
+    /// table and write a latency plot, then tear everything down. `--echo`: the TCP
+    /// stack alone with an echo service. Needs root.
     Demo(demo::DemoArgs),
     /// Serve TCP ports with built-in handlers (dns, echo, discard) until SIGINT/SIGTERM,
     /// then drain and exit; SIGHUP reloads the zones.

@@ -305,7 +305,7 @@ pub fn request(conn: &mut std::os::unix::net::UnixStream) -> Request {
 }
 
 /// Sends `request` to the daemon at `control`; returns its answer.
-fn ask(control: &Path, request: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
+pub(crate) fn ask(control: &Path, request: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
     use std::io::{Read, Write};
     let mut conn = std::os::unix::net::UnixStream::connect(control).map_err(|e| {
         format!(

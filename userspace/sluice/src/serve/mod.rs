@@ -19,6 +19,7 @@ mod metrics;
 mod settings;
 mod watch;
 
+pub(crate) use control::ask;
 use control::{open_control, report, report_json};
 pub use control::{print_stats, reload, DEFAULT_CONTROL};
 use handlers::{stream_listener, BuiltinHandler, HandlerStats};

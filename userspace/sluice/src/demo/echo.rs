@@ -1,4 +1,4 @@
-//! `sluice demo`: the whole path in one command.
+//! `sluice demo --echo`: the TCP stack alone, in one command.
 //!
 //! Builds a two-namespace veth topology, starts the stack on its AF_XDP backend on the
 //! server side with an echo listener, and drives it from the peer side through the
@@ -12,32 +12,10 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStr
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use netns::{Topology, TopologyConfig};
 use stack::{Bytes, Flow, Listener, Listeners, Stack, StackConfig, XdpConfig};
-use xsk::AttachMode;
 
-/// Options of `sluice demo`.
-#[derive(Args, Debug)]
-pub struct DemoArgs {
-    /// Queues of the veth pair (one AF_XDP worker per queue).
-    #[arg(long, default_value_t = 1)]
-    queues: u32,
-    /// Kernel TCP connections the peer opens to the echo port at once.
-    #[arg(long, default_value_t = 200)]
-    connections: usize,
-    /// Bytes each of them sends and expects back.
-    #[arg(long, default_value_t = 64 * 1024)]
-    bytes: usize,
-    /// The echo port.
-    #[arg(long, default_value_t = 7)]
-    port: u16,
-    /// XDP attach mode: auto, driver or skb.
-    #[arg(long, default_value = "auto")]
-    mode: AttachMode,
-}
-
-type DemoError = Box<dyn std::error::Error + Send + Sync>;
+use super::{DemoArgs, DemoError};
 
 fn pattern(seed: usize, len: usize) -> Vec<u8> {
     (0..len)
@@ -46,12 +24,7 @@ fn pattern(seed: usize, len: usize) -> Vec<u8> {
 }
 
 pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
-    if !netns::have_privileges() {
-        return Err(
-            "the demo needs root: it creates network namespaces and attaches XDP programs".into(),
-        );
-    }
-    println!("== sluice demo ==");
+    println!("== sluice demo --echo: sluice's TCP on AF_XDP, an echo service ==");
     let topo = Topology::create(&TopologyConfig {
         purpose: "demo",
         queues: args.queues,
