@@ -162,9 +162,16 @@ pub struct Follower {
 }
 
 impl Drop for Follower {
+    /// Stops the thread: at once between checks; a transfer in progress is left to
+    /// the process's exit rather than waited for (it may take minutes).
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        let Some(t) = self.thread.take() else { return };
+        let until = Instant::now() + Duration::from_secs(1);
+        while !t.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if t.is_finished() {
             let _ = t.join();
         }
     }
