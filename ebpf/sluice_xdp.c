@@ -9,9 +9,10 @@
 // everything else (ARP, ICMP, SSH, the kernel's own TCP, fragments, VLAN-tagged frames)
 // to the kernel untouched. Every packet is counted exactly once, per CPU.
 //
-// Admission: a SYN that opens a connection to one of the services is let through at the
-// rate its queue's worker says it can open connections (the `admission` map, written by
-// the worker; none by default) and dropped here otherwise, where a dropped SYN costs
+// Admission: a SYN that opens a connection to one of the services is let through while
+// its queue's socket ring has room (`ring_levels`) and at the rate its queue's worker
+// says it can open connections (the `admission` map, written by the worker; none by
+// default), and dropped here otherwise, where a dropped SYN costs
 // tens of nanoseconds instead of a copy into the UMEM and a trip through the worker.
 // Every other segment of ours (those of established connections, SYN-ACKs to the
 // stack's own connects) always passes.
@@ -38,7 +39,8 @@ enum counter {
 	COUNTER_MALFORMED = 2,  // failed to parse: handed to the kernel, which drops it
 	COUNTER_NO_SOCKET = 3,  // ours, but no socket bound on that queue: handed to the kernel
 	COUNTER_SHED = 4,       // a SYN past its queue's admission budget: dropped
-	COUNTER_MAX = 5,
+	COUNTER_SHED_RING = 5,  // a SYN while its queue's socket ring is filling: dropped
+	COUNTER_MAX = 6,
 };
 
 // Key of the services map: network byte order, exactly as on the wire, so the lookup
@@ -104,6 +106,30 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } admission_tat SEC(".maps");
+
+// How full each queue's AF_XDP receive ring is, as far as the program can tell: it
+// counts the frames it steers there (`steered`); the queue's worker, each time it polls
+// the ring, writes `base` = steered then less the frames still in the ring then. So
+// `steered - base` is the ring's fill now, too high only by what the worker took since
+// its last poll or what the kernel dropped for a full ring (both corrected at the next
+// poll). Past `limit` frames (0: never), a SYN is dropped: a queue whose worker falls
+// behind (a stall, a burst, an overload) keeps the room left for the segments of the
+// connections it has accepted, which finish them, instead of letting new ones in to
+// lose them all. Memory-mapped by the workers (one store a poll, no system call); must
+// match userspace/xsk/src/program.rs.
+struct ring_level {
+	__u64 steered;
+	__u64 base;
+	__u64 limit;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, struct ring_level);
+} ring_levels SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -199,15 +225,25 @@ int sluice_steer(struct xdp_md *ctx)
 	int service = bpf_map_lookup_elem(&services, &key) != 0;
 	if (!service && !is_client_port(&key))
 		return count(COUNTER_PASSED, XDP_PASS);
-	// A connection's first SYN to a service: admitted within the queue's budget.
-	if (service && tcp->syn && !tcp->ack && !admit_syn(ctx->rx_queue_index))
-		return count(COUNTER_SHED, XDP_DROP);
+	__u32 queue = ctx->rx_queue_index;
+	struct ring_level *level = bpf_map_lookup_elem(&ring_levels, &queue);
+	// A connection's first SYN to a service: admitted while the queue's ring has room,
+	// and within the queue's budget.
+	if (service && tcp->syn && !tcp->ack) {
+		if (level && level->limit && level->steered - level->base > level->limit)
+			return count(COUNTER_SHED_RING, XDP_DROP);
+		if (!admit_syn(queue))
+			return count(COUNTER_SHED, XDP_DROP);
+	}
 
 	// With XDP_PASS in the flags, the helper itself falls back to passing the packet when
 	// no socket is bound on this queue, and tells us so by its return value.
-	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
-	if (action == XDP_REDIRECT)
+	int action = bpf_redirect_map(&xsks, queue, XDP_PASS);
+	if (action == XDP_REDIRECT) {
+		if (level)
+			__sync_fetch_and_add(&level->steered, 1);
 		return count(COUNTER_REDIRECTED, action);
+	}
 	return count(COUNTER_NO_SOCKET, action);
 }
 

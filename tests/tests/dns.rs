@@ -1152,7 +1152,10 @@ fn admission_in_xdp() {
             .unwrap();
         assert_eq!(answered, 200, "every client of the burst answered");
         let (_, text) = sluice_stats(&dir);
-        assert!(text.contains("shed (syn budget) 0\n"), "{text}");
+        assert!(
+            text.contains("shed (syn budget) 0 shed (ring filling) 0\n"),
+            "{text}"
+        );
         assert!(text.contains("syn budget none"), "{text}");
     }
     let dir = tmp("admission-fixed");

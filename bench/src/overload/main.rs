@@ -452,7 +452,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             let mut report = |link: &MemoryLink| {
                 let now = (
                     stack.stats().pop().unwrap_or_default(),
-                    link.shed(),
+                    link.shed() + link.shed_ring(),
                     link.ring_full_drops(),
                 );
                 print_server(&last.0, &now.0, now.1 - last.1, now.2 - last.2);
@@ -474,7 +474,8 @@ fn pin(core: usize) -> Result<(), String> {
 }
 
 /// The in-process server's side of the phase that just ended (counters `before` and
-/// `after` it; `shed` and `ring_full`, what the link dropped in it).
+/// `after` it; `shed` (SYNs past the budget or while the ring filled) and `ring_full`,
+/// what the link dropped in it).
 fn print_server(before: &WorkerStats, after: &WorkerStats, shed: u64, ring_full: u64) {
     let busy = (after.busy_us - before.busy_us) as f64
         / (after.elapsed_us - before.elapsed_us).max(1) as f64;

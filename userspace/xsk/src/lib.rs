@@ -21,5 +21,7 @@ mod socket;
 mod umem;
 
 pub use error::{Error, Result};
-pub use program::{AdmissionControl, AttachMode, SteeringCounters, SynBudget, XdpProgram};
+pub use program::{
+    AdmissionControl, AttachMode, RingLevel, SteeringCounters, SynBudget, XdpProgram,
+};
 pub use socket::{BindMode, KernelStats, RxAction, XskConfig, XskSocket, XskStats};

@@ -71,7 +71,13 @@ pub struct SteeringCounters {
     pub no_socket: u64,
     /// A SYN to a service past its queue's admission budget: dropped.
     pub shed: u64,
+    /// A SYN to a service while its queue's socket ring was filling past its limit
+    /// (see [`RingLevel`]): dropped.
+    pub shed_ring: u64,
 }
+
+/// Queues the program's per-queue maps hold: must match MAX_QUEUES in ebpf/sluice_xdp.c.
+const MAX_QUEUES: u32 = 256;
 
 // Must match `enum counter` in ebpf/sluice_xdp.c.
 const COUNTER_REDIRECTED: u32 = 0;
@@ -79,6 +85,7 @@ const COUNTER_PASSED: u32 = 1;
 const COUNTER_MALFORMED: u32 = 2;
 const COUNTER_NO_SOCKET: u32 = 3;
 const COUNTER_SHED: u32 = 4;
+const COUNTER_SHED_RING: u32 = 5;
 
 /// Must match `struct admission_budget` in ebpf/sluice_xdp.c.
 #[repr(C)]
@@ -153,6 +160,113 @@ impl AdmissionControl {
     }
 }
 
+/// Must match `struct ring_level` in ebpf/sluice_xdp.c; `MAX_QUEUES` of them, one per
+/// queue, in the map's memory.
+#[repr(C)]
+struct RingLevelSlot {
+    steered: std::sync::atomic::AtomicU64,
+    base: std::sync::atomic::AtomicU64,
+    limit: std::sync::atomic::AtomicU64,
+}
+
+/// The `ring_levels` map, mapped into our memory: read and written without a system
+/// call (the map is `BPF_F_MMAPABLE`).
+struct RingLevelMap {
+    ptr: *mut RingLevelSlot,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory of atomics; it lives until the last handle drops.
+unsafe impl Send for RingLevelMap {}
+unsafe impl Sync for RingLevelMap {}
+
+impl Drop for RingLevelMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `RingLevelMap::new`, unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+impl RingLevelMap {
+    fn new(fd: &OwnedFd) -> Result<RingLevelMap> {
+        let page = 4096;
+        let len =
+            (MAX_QUEUES as usize * std::mem::size_of::<RingLevelSlot>()).div_ceil(page) * page;
+        // SAFETY: a shared mapping of the map's own memory, as the kernel offers it for
+        // a BPF_F_MMAPABLE array; checked for failure below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Error::Bpf {
+                op: "mapping the ring_levels map",
+                detail: std::io::Error::last_os_error().to_string(),
+            });
+        }
+        Ok(RingLevelMap {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+/// One queue's entry in the steering program's `ring_levels`: the program counts the
+/// frames it steers to the queue's socket, the worker says at each poll how many were
+/// still in its ring, and the program drops SYNs while the difference (the ring's fill
+/// as far as it can tell) is past the limit. A worker stalled or overloaded keeps its
+/// ring's room for the connections it has, which then finish.
+#[derive(Clone)]
+pub struct RingLevel {
+    map: std::sync::Arc<RingLevelMap>,
+    queue: u32,
+}
+
+impl fmt::Debug for RingLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RingLevel(queue {})", self.queue)
+    }
+}
+
+impl RingLevel {
+    fn slot(&self) -> &RingLevelSlot {
+        // SAFETY: `queue` < MAX_QUEUES (checked at creation), inside the mapping, which
+        // lives as long as `map`.
+        unsafe { &*self.map.ptr.add(self.queue as usize) }
+    }
+
+    /// Records that `left` frames were still in the ring when the worker last looked,
+    /// then: called at each poll.
+    #[inline]
+    pub fn publish(&self, steered: u64, left: u64) {
+        self.slot().base.store(
+            steered.wrapping_sub(left),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Frames the program has steered to the queue's socket so far.
+    #[inline]
+    pub fn steered(&self) -> u64 {
+        self.slot()
+            .steered
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets the fill (frames) past which SYNs are dropped; 0 never drops them.
+    pub fn set_limit(&self, frames: u64) {
+        self.slot()
+            .limit
+            .store(frames, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Must match `struct service_key` in ebpf/sluice_xdp.c: network byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +313,8 @@ pub struct XdpProgram {
     counters: PerCpuArray<MapData, u64>,
     /// The admission map's descriptor, which each [`AdmissionControl`] duplicates.
     admission: OwnedFd,
+    /// The `ring_levels` map, mapped.
+    ring_levels: std::sync::Arc<RingLevelMap>,
     // Declared last: dropped last, after the maps, which keeps them valid while it lives.
     _ebpf: Ebpf,
 }
@@ -265,7 +381,10 @@ impl XdpProgram {
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or_else(|| Error::Bpf {
                 op: "finding a map",
-                detail: format!("map {name} is missing from the object"),
+                detail: format!(
+                    "map {name} is missing from the object (it has {:?})",
+                    ebpf.maps().map(|(n, _)| n.to_string()).collect::<Vec<_>>()
+                ),
             })
         };
         let services = HashMap::try_from(take(&mut ebpf, "services")?)
@@ -289,7 +408,22 @@ impl XdpProgram {
                 })
             }
         };
+        let ring_levels =
+            match take(&mut ebpf, "ring_levels")? {
+                Map::Array(data) => std::sync::Arc::new(RingLevelMap::new(
+                    &data.fd().as_fd().try_clone_to_owned().map_err(|e| {
+                        bpf_error("duplicating the ring_levels map's descriptor", e)
+                    })?,
+                )?),
+                _ => {
+                    return Err(Error::Bpf {
+                        op: "opening map ring_levels",
+                        detail: "not an array".into(),
+                    })
+                }
+            };
         Ok(XdpProgram {
+            ring_levels,
             iface: iface.to_string(),
             mode: attached,
             services,
@@ -374,6 +508,21 @@ impl XdpProgram {
             malformed: sum(COUNTER_MALFORMED)?,
             no_socket: sum(COUNTER_NO_SOCKET)?,
             shed: sum(COUNTER_SHED)?,
+            shed_ring: sum(COUNTER_SHED_RING)?,
+        })
+    }
+
+    /// `queue`'s entry in the program's ring levels (for its worker and its socket).
+    pub fn ring_level(&self, queue: u32) -> Result<RingLevel> {
+        if queue >= MAX_QUEUES {
+            return Err(Error::Bpf {
+                op: "opening a ring level",
+                detail: format!("queue {queue} is past the program's {MAX_QUEUES}"),
+            });
+        }
+        Ok(RingLevel {
+            map: self.ring_levels.clone(),
+            queue,
         })
     }
 

@@ -140,6 +140,9 @@ pub struct XskSocket {
     /// How the last flush ended.
     last_flush: FlushEnd,
     stats: XskStats,
+    /// Where each poll says how full the RX ring was left, for the steering program's
+    /// SYN drop (see [`crate::RingLevel`]); None without one.
+    ring_level: Option<crate::RingLevel>,
 }
 
 fn setsockopt<T>(fd: BorrowedFd<'_>, opt: libc::c_int, value: &T, op: &'static str) -> Result<()> {
@@ -314,6 +317,7 @@ impl XskSocket {
             tx_unsubmitted: 0,
             last_flush: FlushEnd::Sent,
             stats: XskStats::default(),
+            ring_level: None,
         };
         socket.refill();
         Ok(socket)
@@ -339,6 +343,17 @@ impl XskSocket {
         self.umem.frame_size()
     }
 
+    /// Reports how full the RX ring is left at each receive to `level`, which the
+    /// steering program reads (see [`crate::RingLevel`]).
+    pub fn set_ring_level(&mut self, level: crate::RingLevel) {
+        self.ring_level = Some(level);
+    }
+
+    /// Descriptors the RX ring holds.
+    pub fn rx_ring_size(&self) -> u32 {
+        self.rx.size()
+    }
+
     /// Frames on the free list right now (neither with the kernel nor in flight).
     pub fn free_frames(&self) -> usize {
         self.free.len()
@@ -350,7 +365,14 @@ impl XskSocket {
     /// the batch is done.
     #[inline]
     pub fn recv<F: FnMut(&mut [u8]) -> RxAction>(&mut self, max: u32, mut handle: F) -> u32 {
-        let n = self.rx.available().min(max);
+        // The program's count first: frames steered after it and already in the ring
+        // count as left, which errs towards a fuller ring.
+        let steered = self.ring_level.as_ref().map(|l| l.steered());
+        let available = self.rx.available();
+        let n = available.min(max);
+        if let (Some(level), Some(steered)) = (&self.ring_level, steered) {
+            level.publish(steered, u64::from(available - n));
+        }
         if n == 0 {
             return 0;
         }

@@ -98,8 +98,8 @@ pub fn report(stack: &Stack, dns: Option<&DnsService>) -> String {
     }
     match stack.steering_counters() {
         Some(Ok(c)) => out.push_str(&format!(
-            "steering program: redirected {} passed {} malformed {} no-socket {} shed (syn budget) {}\n",
-            c.redirected, c.passed, c.malformed, c.no_socket, c.shed
+            "steering program: redirected {} passed {} malformed {} no-socket {} shed (syn budget) {} shed (ring filling) {}\n",
+            c.redirected, c.passed, c.malformed, c.no_socket, c.shed, c.shed_ring
         )),
         Some(Err(e)) => out.push_str(&format!("steering program: counters unreadable: {e}\n")),
         None => {}
@@ -238,6 +238,7 @@ pub fn report_json(stack: &Stack, dns: Option<&DnsService>) -> String {
             "malformed": c.malformed,
             "no_socket": c.no_socket,
             "shed": c.shed,
+            "shed_ring": c.shed_ring,
         }),
         Some(Err(e)) => json!({ "error": e.to_string() }),
         None => Value::Null,

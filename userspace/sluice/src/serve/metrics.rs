@@ -532,7 +532,7 @@ fn render_stack(t: &mut Text, stack: &Stack) {
     if let Some(Ok(c)) = stack.steering_counters() {
         t.counter(
             "sluice_xdp_steering_frames_total",
-            "Frames the steering program handled, by action: redirected to a socket, passed to the kernel (not for a service of ours), malformed (passed to the kernel), no_socket (ours, but no worker on the queue; passed to the kernel), shed (a SYN past the queue's admission budget, dropped).",
+            "Frames the steering program handled, by action: redirected to a socket, passed to the kernel (not for a service of ours), malformed (passed to the kernel), no_socket (ours, but no worker on the queue; passed to the kernel), shed (a SYN past the queue's admission budget, dropped), shed_ring (a SYN while the queue's socket ring was filling, dropped).",
         );
         for (action, v) in [
             ("redirected", c.redirected),
@@ -540,6 +540,7 @@ fn render_stack(t: &mut Text, stack: &Stack) {
             ("malformed", c.malformed),
             ("no_socket", c.no_socket),
             ("shed", c.shed),
+            ("shed_ring", c.shed_ring),
         ] {
             t.sample("sluice_xdp_steering_frames_total", &[("action", action)], v);
         }

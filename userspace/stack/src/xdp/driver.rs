@@ -49,6 +49,7 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, ready: Sender<Ready>, commands: 
         xdp,
         connect_timeout,
         admission,
+        ring_level,
     } = setup;
     let mut sock = match XskSocket::bind(
         &iface,
@@ -69,6 +70,12 @@ pub(crate) fn run_worker(setup: XdpWorkerSetup, ready: Sender<Ready>, commands: 
             let _ = ready.send(Err(StartError::Xdp(e)));
             return;
         }
+    }
+    // SYNs dropped in the program while this queue's ring fills (with admission on).
+    let limit = super::admission::ring_limit(sock.rx_ring_size(), xdp.admission);
+    ring_level.set_limit(limit);
+    if limit > 0 {
+        sock.set_ring_level(ring_level);
     }
     let registered = Some((queue, sock.as_raw_fd()));
     let admission = WorkerAdmission {

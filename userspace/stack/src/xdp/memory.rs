@@ -128,9 +128,34 @@ pub(crate) struct Steering {
     shed: AtomicU64,
     /// Frames dropped for a full receive ring.
     ring_full: AtomicU64,
+    /// The program's `ring_levels` entry (see [`xsk::RingLevel`]): frames steered to
+    /// the ring, the worker's base at its last poll, and the fill past which SYNs are
+    /// dropped (0: never).
+    steered: AtomicU64,
+    base: AtomicU64,
+    limit: AtomicU64,
+    /// SYNs dropped for the ring's fill.
+    shed_ring: AtomicU64,
 }
 
 impl Steering {
+    /// Sets the fill (frames) past which SYNs are dropped; 0 never drops them.
+    pub(crate) fn set_ring_limit(&self, frames: u64) {
+        self.limit.store(frames, Ordering::Relaxed);
+    }
+
+    /// Whether a SYN arriving now finds the ring filling past the limit, as far as the
+    /// steering program can tell: what it steered less the base the worker last set.
+    fn ring_filling(&self) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        limit != 0
+            && self
+                .steered
+                .load(Ordering::Relaxed)
+                .wrapping_sub(self.base.load(Ordering::Relaxed))
+                > limit
+    }
+
     /// Sets the budget the link admits new connections within (None: every SYN).
     pub(crate) fn set_budget(&self, budget: Option<xsk::SynBudget>) {
         let (interval, tolerance) = xsk::SynBudget::gcra(budget);
@@ -255,6 +280,15 @@ impl MemoryDevice {
 impl Device for MemoryDevice {
     #[inline]
     fn recv<F: FnMut(&mut [u8]) -> RxAction>(&mut self, max: u32, mut handle: F) -> u32 {
+        if self.lossy {
+            // What the worker tells the steering program at each poll (see
+            // `xsk::XskSocket::recv`): the count first, then the ring.
+            let steered = self.steering.steered.load(Ordering::Relaxed);
+            let left = self.rx.slots().saturating_sub(max as usize) as u64;
+            self.steering
+                .base
+                .store(steered.wrapping_sub(left), Ordering::Relaxed);
+        }
         let mut n = 0;
         while n < max {
             let Ok(d) = self.rx.pop() else {
@@ -444,11 +478,22 @@ impl MemoryLink {
         if self.lossy {
             // The steering program's order: admission first (a SYN it admits takes its
             // share of the budget even if the ring then has no room), then the ring.
-            if is_syn(&frame[..len]) && !self.admit_syn() {
-                self.steering.shed.fetch_add(1, Ordering::Relaxed);
-                self.free.push(index);
-                return true;
+            if is_syn(&frame[..len]) {
+                let dropped = if self.steering.ring_filling() {
+                    Some(&self.steering.shed_ring)
+                } else if !self.admit_syn() {
+                    Some(&self.steering.shed)
+                } else {
+                    None
+                };
+                if let Some(counter) = dropped {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    self.free.push(index);
+                    return true;
+                }
             }
+            // Steered (the program counts it), then perhaps dropped by the kernel.
+            self.steering.steered.fetch_add(1, Ordering::Relaxed);
             if self.rx.is_full() {
                 self.steering.ring_full.fetch_add(1, Ordering::Relaxed);
                 self.free.push(index);
@@ -483,6 +528,11 @@ impl MemoryLink {
     /// SYNs a lossy link shed for the worker's admission budget, so far.
     pub fn shed(&self) -> u64 {
         self.steering.shed.load(Ordering::Relaxed)
+    }
+
+    /// SYNs a lossy link dropped for the worker's ring filling past its limit, so far.
+    pub fn shed_ring(&self) -> u64 {
+        self.steering.shed_ring.load(Ordering::Relaxed)
     }
 
     /// Frames a lossy link dropped for the worker's full receive ring, so far.
@@ -613,5 +663,36 @@ mod tests {
         dev.steering().set_budget(None);
         link.send_with(|b| segment(0x02, b));
         assert_eq!(link.shed(), 1);
+    }
+
+    #[test]
+    fn a_lossy_link_sheds_syns_while_the_ring_fills_past_its_limit() {
+        let (mut dev, mut link) = pair(MemoryDeviceConfig {
+            frames: 64,
+            ring: 8,
+            lossy: true,
+        })
+        .unwrap();
+        dev.steering().set_ring_limit(2);
+        // Three frames steered and not yet taken: past the limit of two, a SYN is
+        // dropped, an ACK is not.
+        for _ in 0..3 {
+            link.send_with(|b| segment(0x10, b));
+        }
+        link.send_with(|b| segment(0x02, b));
+        link.send_with(|b| segment(0x10, b));
+        assert_eq!((link.shed_ring(), link.shed()), (1, 0));
+        // The worker takes them: its poll says the ring is empty, and SYNs pass again.
+        assert_eq!(dev.recv(16, |_| RxAction::Recycle), 4);
+        assert_eq!(dev.recv(16, |_| RxAction::Recycle), 0);
+        link.send_with(|b| segment(0x02, b));
+        assert_eq!(link.shed_ring(), 1);
+        assert_eq!(dev.recv(16, |_| RxAction::Recycle), 1);
+        // Without a limit, never.
+        dev.steering().set_ring_limit(0);
+        for _ in 0..6 {
+            link.send_with(|b| segment(0x02, b));
+        }
+        assert_eq!(link.shed_ring(), 1);
     }
 }

@@ -70,6 +70,8 @@ pub(crate) struct XdpWorkerSetup {
     pub connect_timeout: std::time::Duration,
     /// Its handle on the steering program's admission budgets.
     pub admission: xsk::AdmissionControl,
+    /// Its queue's entry in the steering program's ring levels.
+    pub ring_level: xsk::RingLevel,
 }
 
 /// The interface's MAC address, from rtnetlink's view of the link (via sysfs-free ioctl).
@@ -191,6 +193,10 @@ fn start_workers(
                 .program
                 .admission_control()
                 .map_err(StartError::Xdp)?,
+            ring_level: shared
+                .program
+                .ring_level(index as u32)
+                .map_err(StartError::Xdp)?,
         };
         let ready = workers.launch(index, &config.cores, move |commands, ready| {
             driver::run_worker(setup, ready, commands)
@@ -243,6 +249,9 @@ pub(crate) fn start_memory(
         };
         let busy_poll = memory.busy_poll;
         let connect_timeout = config.connect_timeout;
+        device
+            .steering()
+            .set_ring_limit(admission::ring_limit(memory.device.ring, memory.admission));
         let admission =
             (memory.admission != admission::Admission::Off).then(|| driver::WorkerAdmission {
                 queue: index as u32,
