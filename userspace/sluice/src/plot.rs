@@ -27,7 +27,15 @@ pub fn quantiles() -> impl Iterator<Item = f64> {
 
 /// The plot of `lines`.
 pub fn svg(lines: &[Line]) -> String {
-    let (w, h, left, bottom, top, right) = (760.0, 420.0, 70.0, 50.0, 30.0, 230.0);
+    // The legend's column as wide as its longest entry ("label (12345/s)"), about 7
+    // pixels a character at 12 px.
+    let legend = lines
+        .iter()
+        .map(|l| l.label.chars().count() + format!(" ({:.0}/s)", l.qps).len())
+        .max()
+        .unwrap_or(0);
+    let right = (20.0 + 7.0 * legend as f64).max(170.0);
+    let (w, h, left, bottom, top) = (520.0 + right, 420.0, 70.0, 50.0, 30.0);
     let max_us = lines
         .iter()
         .flat_map(|l| l.points.iter().map(|&(_, us)| us))
@@ -113,5 +121,14 @@ mod tests {
         assert!(s.contains("a &lt;b&gt; (1000/s)"));
         assert!(s.contains("10 ms"), "the y axis reaches the slowest point");
         assert!(s.starts_with("<svg") && s.ends_with("</svg>\n"));
+        // A long legend entry widens the plot rather than running off it.
+        let wide = svg(&[line(&"x".repeat(60), 1.0)]);
+        let width: f64 = wide
+            .split("width='")
+            .nth(1)
+            .and_then(|t| t.split('\'').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap();
+        assert!(width >= 520.0 + 20.0 + 7.0 * 69.0, "{width}");
     }
 }
