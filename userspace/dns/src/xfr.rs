@@ -223,6 +223,8 @@ pub struct Incoming {
     /// The differences: (deleted, added), each with the SOA it starts from and the SOA
     /// of the version it makes.
     diffs: Vec<(Vec<Rr>, Vec<Rr>)>,
+    /// An IXFR answered by a message holding the SOA alone.
+    soa_only: bool,
 }
 
 fn is_soa(r: &Rr, apex: &[u8]) -> bool {
@@ -239,6 +241,7 @@ impl Incoming {
             serial: 0,
             whole: Vec::new(),
             diffs: Vec::new(),
+            soa_only: false,
         }
     }
 
@@ -306,10 +309,12 @@ impl Incoming {
                 return fail("records after the transfer's last SOA");
             }
         }
-        // An IXFR answered by the SOA alone, in one message: nothing newer.
+        // An IXFR answered by the SOA alone, in one message: nothing newer, if that
+        // SOA is not newer than ours ([`Incoming::finish`] checks; a primary that sends
+        // a whole zone's SOA alone in its first message is then asked for an AXFR).
         if self.state == State::First && self.asked == rtype::IXFR && n == 1 {
             self.state = State::Done;
-            self.whole.clear();
+            self.soa_only = true;
         }
         Ok(self.state == State::Done)
     }
@@ -320,10 +325,17 @@ impl Incoming {
         if self.state != State::Done {
             return fail("the transfer ended before the zone's last SOA");
         }
+        if self.soa_only {
+            let ours = ours.filter(|z| z.available).and_then(|z| z.serial());
+            return match ours {
+                Some(s) if !is_newer(self.serial, s) => Ok(Outcome::UpToDate),
+                _ => fail(format!(
+                    "the primary's answer held its SOA alone (serial {}), newer than ours ({ours:?})",
+                    self.serial
+                )),
+            };
+        }
         if self.diffs.is_empty() {
-            if self.whole.is_empty() {
-                return Ok(Outcome::UpToDate);
-            }
             return checked(self.apex, self.whole).map(Outcome::Full);
         }
         let Some(ours) = ours.filter(|z| z.available) else {

@@ -151,6 +151,11 @@ fn differences_apply_to_the_version_served() {
         incoming.finish(Some(&ours)).unwrap(),
         Outcome::UpToDate
     ));
+    // A newer SOA alone in the first message is not "nothing newer" (a primary that
+    // starts a whole zone so): an error, which the secondary follows with an AXFR.
+    let mut incoming = Incoming::new(&apex, rtype::IXFR);
+    assert!(incoming.push(vec![soa(&apex, 5)]).unwrap());
+    assert!(incoming.finish(Some(&ours)).is_err());
 }
 
 #[test]
