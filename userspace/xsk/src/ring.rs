@@ -152,6 +152,16 @@ impl<T: Copy> Ring<T> {
         self.cached_prod.wrapping_sub(self.cached_cons)
     }
 
+    /// How many entries are in the ring now, the producer's index read afresh (where
+    /// [`Ring::available`] reads it only once the cached entries are used up): one
+    /// more load, for when the true fill matters.
+    #[inline]
+    pub(crate) fn fill(&mut self) -> u32 {
+        // SAFETY: as in `available`.
+        self.cached_prod = unsafe { self.producer.as_ref().load(Ordering::Acquire) };
+        self.cached_prod.wrapping_sub(self.cached_cons)
+    }
+
     /// The `i`-th ready entry. The caller has checked [`Ring::available`].
     #[inline]
     pub(crate) fn get(&self, i: u32) -> T {

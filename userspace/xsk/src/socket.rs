@@ -365,10 +365,16 @@ impl XskSocket {
     /// the batch is done.
     #[inline]
     pub fn recv<F: FnMut(&mut [u8]) -> RxAction>(&mut self, max: u32, mut handle: F) -> u32 {
-        // The program's count first: frames steered after it and already in the ring
-        // count as left, which errs towards a fuller ring.
-        let steered = self.ring_level.as_ref().map(|l| l.steered());
-        let available = self.rx.available();
+        // With a ring level to keep, the program's count first, then the ring's fill
+        // read afresh: frames steered between the two count as left, which errs
+        // towards a fuller ring.
+        let (available, steered) = match &self.ring_level {
+            Some(level) => {
+                let steered = level.steered();
+                (self.rx.fill(), Some(steered))
+            }
+            None => (self.rx.available(), None),
+        };
         let n = available.min(max);
         if let (Some(level), Some(steered)) = (&self.ring_level, steered) {
             level.publish(steered, u64::from(available - n));

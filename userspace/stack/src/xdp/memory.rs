@@ -476,8 +476,10 @@ impl MemoryLink {
             return true;
         }
         if self.lossy {
-            // The steering program's order: admission first (a SYN it admits takes its
-            // share of the budget even if the ring then has no room), then the ring.
+            // The steering program's order: a SYN is judged by the ring's fill, then by
+            // the budget (a SYN it admits takes its share even if the ring then has no
+            // room); every frame let through counts as steered, then the ring may be
+            // full.
             if is_syn(&frame[..len]) {
                 let dropped = if self.steering.ring_filling() {
                     Some(&self.steering.shed_ring)
