@@ -17,7 +17,7 @@
 //! NOTIFYs arrive on a port of their own (`--notify-listen`), over UDP (as BIND and
 //! NSD send them) and TCP (as Knot DNS 3 does), on kernel sockets: the steering program
 //! passes all UDP, and TCP to ports the stack does not serve, to the kernel; UDP port
-//! 53 may belong to a kernel-socket server beside sluice (docs/udp.md); and a NOTIFY is
+//! 53 may belong to a kernel-socket server beside sluice (deploy/fleet/udp.md); and a NOTIFY is
 //! a message now and then, not worth a worker's attention. A NOTIFY is taken only from
 //! the zone's primary, signed with its key when it has one.
 
@@ -61,6 +61,12 @@ const FIRST_RETRY: Duration = Duration::from_secs(5);
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// How long the thread waits at most before it looks at its stop flag again.
 const TICK: Duration = Duration::from_millis(200);
+/// The least time between two checks of a zone a NOTIFY starts: NOTIFYs beyond that
+/// (a flood, spoofed from the primary's address) wait for it rather than each start a
+/// transfer.
+const NOTIFY_GAP: Duration = Duration::from_secs(1);
+/// NOTIFYs read from each socket before the thread looks at its timers again.
+const NOTIFY_BATCH: usize = 64;
 
 /// What `sluice stats` shows of a secondary zone.
 #[derive(Debug)]
@@ -153,6 +159,8 @@ struct Follow {
     expires: Option<Instant>,
     /// The retry interval, from the last SOA seen.
     retry: Duration,
+    /// When the last check started.
+    last_check: Option<Instant>,
 }
 
 /// The thread that follows the secondary zones; stopped on drop.
@@ -207,6 +215,7 @@ pub fn start(
             next: now,
             expires: None,
             retry: FIRST_RETRY,
+            last_check: None,
         });
     }
     let sockets = match notify {
@@ -288,12 +297,18 @@ fn run(
             continue;
         };
         s.wait(wake);
-        while let Ok((n, from)) = s.udp.recv_from(&mut buf) {
+        for _ in 0..NOTIFY_BATCH {
+            let Ok((n, from)) = s.udp.recv_from(&mut buf) else {
+                break;
+            };
             if let Some(ack) = take_notify(svc, &mut follows, &buf[..n], from) {
                 let _ = s.udp.send_to(&ack, from);
             }
         }
-        while let Ok((conn, from)) = s.tcp.accept() {
+        for _ in 0..NOTIFY_BATCH {
+            let Ok((conn, from)) = s.tcp.accept() else {
+                break;
+            };
             notify_over_tcp(svc, &mut follows, conn, from);
         }
     }
@@ -351,8 +366,11 @@ fn take_notify(
     match xfr::read_notify(msg, f.key.as_ref()) {
         Ok(n) => {
             status.notifies.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(zone = %status.name, %from, "NOTIFY: checking the primary now");
-            f.next = Instant::now();
+            // At once, or a second after the last check began.
+            let now = Instant::now();
+            let soonest = f.last_check.map_or(now, |t| (t + NOTIFY_GAP).max(now));
+            f.next = f.next.min(soonest);
+            tracing::info!(zone = %status.name, %from, "NOTIFY: checking the primary");
             Some(n.ack)
         }
         Err((e, ack)) => {
@@ -386,6 +404,7 @@ fn check(svc: &DnsService, f: &mut Follow) {
     let status = &svc.secondaries[f.index];
     let ours = svc.zone(f.id).filter(|z| z.available);
     let started = Instant::now();
+    f.last_check = Some(started);
     let result = match &ours {
         Some(z) => match transfer(f, rtype::IXFR, Some(z)) {
             Err(Failure::Protocol(e)) => {
@@ -487,12 +506,35 @@ fn transfer(f: &Follow, qtype: u16, ours: Option<&IndexedZone>) -> Result<Outcom
                 f.primary
             )));
         }
+        // Each read waits no longer than the transfer has left: a primary that
+        // trickles a byte at a time is cut off at the limit, not a read's timeout later.
+        let mut read = |buf: &mut [u8]| -> Result<(), Failure> {
+            let mut got = 0;
+            while got < buf.len() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Failure::Io(format!(
+                        "{}: the transfer took too long",
+                        f.primary
+                    )));
+                }
+                let _ = sock.set_read_timeout(Some(left.min(READ_TIMEOUT)));
+                match sock.read(&mut buf[got..]) {
+                    Ok(0) => {
+                        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                        return Err(io("the transfer broke off from", eof));
+                    }
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io("the transfer broke off from", e)),
+                }
+            }
+            Ok(())
+        };
         let mut len = [0u8; 2];
-        sock.read_exact(&mut len)
-            .map_err(|e| io("the transfer broke off from", e))?;
+        read(&mut len)?;
         let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        sock.read_exact(&mut m)
-            .map_err(|e| io("the transfer broke off from", e))?;
+        read(&mut m)?;
         if incoming.push(ex.answer(m)?)? {
             break;
         }
@@ -513,7 +555,8 @@ mod tests {
     //! The follower against a primary played here over loopback (kernel sockets, no
     //! privileges): serials followed, a broken transfer leaves the version served, an
     //! unreachable primary expires the zone into SERVFAIL. Interop with a real primary
-    //! (Knot DNS: NOTIFY, IXFR, TSIG) is tests/tests/secondary.rs.
+    //! (Knot DNS: NOTIFY, IXFR, TSIG) is tests/tests/dns.rs's
+    //! `a_secondary_follows_knot_by_notify_and_ixfr_with_tsig`.
 
     use std::net::Ipv4Addr;
     use std::sync::atomic::AtomicUsize;

@@ -51,6 +51,28 @@ fn warn_without_moderation(iface: &str) {
     }
 }
 
+/// Zone transfers go out over kernel sockets from the kernel's ephemeral ports, and
+/// their answers reach the kernel only if the steering program does not take those
+/// ports for the stack's own connections: says so when the two ranges overlap.
+fn warn_if_ports_overlap(first: u16, last: u16) {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let kernel: Option<(u16, u16)> = range.and_then(|r| {
+        let mut it = r.split_whitespace().filter_map(|p| p.parse().ok());
+        Some((it.next()?, it.next()?))
+    });
+    if let Some((lo, hi)) = kernel {
+        if lo <= last && first <= hi {
+            tracing::warn!(
+                kernel_ports = %format!("{lo}-{hi}"),
+                stack_ports = %format!("{first}-{last}"),
+                "the kernel's ephemeral ports (net.ipv4.ip_local_port_range) overlap the stack's: \
+                 a zone transfer from such a port has its answers taken by the stack and reset; \
+                 narrow the kernel's range"
+            );
+        }
+    }
+}
+
 /// `sluice serve`: serves until SIGINT or SIGTERM, then drains and returns.
 pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let s = settings(args)?;
@@ -138,6 +160,9 @@ pub fn run(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         format!("dns://{addr}:{}", ports.join(","))
     };
+    if let (stack::BackendConfig::Xdp(x), false) = (&s.stack.backend, s.secondaries.is_empty()) {
+        warn_if_ports_overlap(x.client_ports.first, x.client_ports.last);
+    }
     if s.notify_listen.is_some() && s.secondaries.is_empty() {
         tracing::warn!("--notify-listen without secondary zones: NOTIFYs are taken for none");
     }

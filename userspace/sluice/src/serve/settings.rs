@@ -54,8 +54,8 @@ pub struct ServeArgs {
     /// the --secondary zones' transfers and NOTIFYs are signed with.
     #[arg(long)]
     secondary_key: Option<PathBuf>,
-    /// Where NOTIFYs for the secondary zones are taken: a UDP address and port of a
-    /// kernel socket, e.g. 0.0.0.0:5300 [default: none; the SOA timers alone].
+    /// Where NOTIFYs for the secondary zones are taken, over UDP and TCP (kernel
+    /// sockets), e.g. 0.0.0.0:5300 [default: none; the SOA timers alone].
     #[arg(long, value_name = "ADDR:PORT")]
     notify_listen: Option<SocketAddr>,
     /// Where the TCP runs: xdp (sluice's TCP over AF_XDP) or kernel (kernel sockets)
@@ -470,7 +470,7 @@ pub struct Settings {
     pub zones: Vec<ZoneSource>,
     /// Zones transferred from a primary and followed.
     pub secondaries: Vec<SecondaryZone>,
-    /// Where NOTIFYs are taken (UDP), if anywhere.
+    /// Where NOTIFYs are taken (UDP and TCP), if anywhere.
     pub notify_listen: Option<SocketAddr>,
     pub drain: Duration,
     /// How long to go on serving, `/health` at 503, between the signal and the drain.
