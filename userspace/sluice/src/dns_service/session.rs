@@ -107,8 +107,6 @@ impl DnsSession {
             let answered = match a {
                 Answer::Message(n) => Some((u16::from(rcode), n)),
                 Answer::Transfer => {
-                    add(&c.transfers, 1);
-                    count_rcode(c, 0);
                     let before = reply.len();
                     let mut messages = 0;
                     let emit = |m: &[u8]| {
@@ -116,18 +114,32 @@ impl DnsSession {
                         reply.extend_from_slice(m);
                         messages += 1;
                     };
-                    match &responder.transfer_key {
+                    let refused = match &responder.transfer_key {
                         None => {
                             transfer(&catalog, q, 16 * 1024, emit);
+                            false
                         }
-                        Some(key) => {
-                            if let Err(e) = transfer_signed(&catalog, q, 16 * 1024, key, emit) {
-                                add(&c.transfers_refused, 1);
+                        Some(key) => match transfer_signed(&catalog, q, 16 * 1024, key, emit) {
+                            Ok(_) => false,
+                            Err(e) => {
                                 tracing::debug!(%peer, error = %e, "a zone transfer refused");
+                                true
                             }
-                        }
-                    }
-                    Some((0, reply.len() - before - 2 * messages))
+                        },
+                    };
+                    // A refused transfer's one message is REFUSED or NOTAUTH (counted
+                    // as other).
+                    let rcode = if refused {
+                        add(&c.transfers_refused, 1);
+                        reply
+                            .get(before + 2..)
+                            .map_or(dns::rcode::REFUSED, rcode_of)
+                    } else {
+                        add(&c.transfers, 1);
+                        0
+                    };
+                    count_rcode(c, rcode);
+                    Some((u16::from(rcode), reply.len() - before - 2 * messages))
                 }
                 Answer::Drop => {
                     add(&c.dropped, 1);
