@@ -54,7 +54,7 @@ fn the_demo_shows_dns_answers_and_a_table_against_the_kernel() {
         assert!(text.contains("Unbound"), "{text}");
     }
     // A row per server and load, each with a positive rate.
-    let servers: &[&str] = if peers {
+    let servers: &[&str] = if have("knotd") {
         &[
             "sluice, AF_XDP",
             "sluice, kernel sockets",

@@ -203,8 +203,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     if !(args.seconds > 0.0 && args.seconds <= 600.0) {
         return Err("--seconds must be between 0 and 600".into());
     }
-    let _ = std::fs::remove_dir_all(&args.out);
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    prepare_out(&args.out)?;
     let zone = args.out.join("example.test.zone");
     std::fs::write(&zone, ZONE)?;
     println!("== sluice demo: DNS over TCP on AF_XDP, side by side with the kernel ==");
@@ -330,6 +329,37 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     } else {
         Err(format!("the demo saw failures:\n  {}", failed.join("\n  ")).into())
     }
+}
+
+/// The file that marks a directory as a demo's output, which the next demo may empty.
+const MARK: &str = ".sluice-demo";
+
+/// Makes `out` an empty directory for this run: new, empty, or a previous demo's
+/// output (which has its mark). Anything else is left alone: the demo runs as root,
+/// and `--out ~` must not empty a home.
+fn prepare_out(out: &std::path::Path) -> Result<(), DemoError> {
+    let name = out.display();
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => {
+            if out.join(MARK).exists() {
+                std::fs::remove_dir_all(out).map_err(|e| format!("{name}: {e}"))?;
+            } else if entries.next().is_some() {
+                return Err(format!(
+                    "{name} is not empty and not a sluice demo's output: give --out a new or empty directory"
+                )
+                .into());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{name}: {e}").into()),
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("{name}: {e}"))?;
+    std::fs::write(
+        out.join(MARK),
+        "written by `sluice demo`; the next demo empties this directory\n",
+    )
+    .map_err(|e| format!("{name}: {e}"))?;
+    Ok(())
 }
 
 impl Demo {
@@ -813,6 +843,24 @@ mod tests {
         assert!(t.contains("(the baseline)"));
         assert!(t.contains("(no kernel backend row)"));
         assert!(t.contains("| Knot DNS | - | not installed"));
+    }
+
+    #[test]
+    fn the_output_directory_is_emptied_only_if_a_demo_made_it() {
+        let dir = std::env::temp_dir().join(format!("sluice-demo-out-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        prepare_out(&dir).unwrap();
+        std::fs::write(dir.join("old.json"), "{}").unwrap();
+        prepare_out(&dir).unwrap();
+        assert!(
+            !dir.join("old.json").exists(),
+            "a demo's own output is emptied"
+        );
+        std::fs::remove_file(dir.join(MARK)).unwrap();
+        std::fs::write(dir.join("precious"), "x").unwrap();
+        assert!(prepare_out(&dir).is_err());
+        assert!(dir.join("precious").exists(), "anything else is left alone");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

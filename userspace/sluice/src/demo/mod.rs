@@ -18,17 +18,20 @@ pub struct DemoArgs {
     /// connections, an active open to a kernel server, ping and kernel TCP beside it.
     #[arg(long)]
     echo: bool,
-    /// Queues of the veth pair (one AF_XDP worker per queue).
+    /// Queues of the veth pair (one AF_XDP worker per queue; the DNS demo pins them all
+    /// to core 0, the load's being core 1).
     #[arg(long, default_value_t = 1)]
     queues: u32,
-    /// XDP attach mode: auto, driver or skb.
+    /// Echo demo: XDP attach mode, auto, driver or skb (the DNS demo's `sluice serve`
+    /// chooses its own).
     #[arg(long, default_value = "auto")]
     mode: AttachMode,
     /// DNS demo: seconds each load runs.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
     /// DNS demo: where the example zone, the servers' logs, each load's figures (JSON)
-    /// and the latency plot go; emptied first.
+    /// and the latency plot go: a new or empty directory, or a previous demo's output
+    /// (which is emptied first).
     #[arg(long, default_value = "/tmp/sluice-demo")]
     out: PathBuf,
     /// Echo demo: kernel TCP connections the peer opens to the echo port at once.
