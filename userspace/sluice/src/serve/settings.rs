@@ -488,6 +488,13 @@ pub struct Settings {
 
 /// The settings `args` make, with the config file it names if any.
 pub fn settings(args: &ServeArgs) -> Result<Settings, String> {
+    if args.secondary_key.is_some() && args.secondaries.is_empty() {
+        return Err(
+            "--secondary-key signs the --secondary zones' transfers, and none is given \
+             (in --config, each [[zone]] with a primary takes its own `key`)"
+                .into(),
+        );
+    }
     let file = match &args.config {
         Some(path) => FileConfig::read(path)?.options(path.parent().unwrap_or(Path::new(""))),
         None => Options::default(),
@@ -708,6 +715,13 @@ mod tests {
             "192.0.2.9:5353".parse().unwrap()
         );
         assert!(parse_secondary("example.test").is_err());
+        // A key for flags' secondaries with none of them is a mistake, said.
+        let lone_key = ServeArgs {
+            config: Some(conf.clone()),
+            secondary_key: Some(PathBuf::from("xfr.key")),
+            ..Default::default()
+        };
+        assert!(settings(&lone_key).is_err_and(|e| e.contains("--secondary-key")));
         std::fs::write(
             &conf,
             "backend = \"xdp\"\niface = \"eth9\"\nlisten = [\"53=dns\"]\n",
