@@ -5,9 +5,9 @@
 //! (the demo says so and leaves their rows out elsewhere).
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use e2e::require_root;
+use e2e::{installed as have, require_root};
 
 fn sluice_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -16,14 +16,6 @@ fn sluice_bin() -> PathBuf {
 
 fn ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 #[test]

@@ -41,11 +41,7 @@ fn sluice_bin() -> PathBuf {
 
 /// A tool from Debian the test needs: under CI=true its absence fails the test.
 fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = e2e::installed(tool);
     if !found {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),

@@ -506,6 +506,8 @@ impl IndexedZone {
         origin: Option<&str>,
         id: usize,
     ) -> Result<IndexedZone, Vec<crate::ZoneError>> {
+        // The one-thread way: a list of records, then the index.
+        let listed = || crate::load_zone(path, origin).map(|z| IndexedZone::new(z, id));
         let expected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (to, from) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
         let seen = expected.clone();
@@ -525,7 +527,7 @@ impl IndexedZone {
             });
         let Ok(indexer) = indexer else {
             // No thread to spare: the one-thread way.
-            return crate::load_zone(path, origin).map(|z| IndexedZone::new(z, id));
+            return listed();
         };
         let mut sink = Batches {
             batch: Vec::with_capacity(BATCH),
@@ -539,7 +541,7 @@ impl IndexedZone {
         }
         drop(to);
         let Ok(ix) = indexer.join() else {
-            return crate::load_zone(path, origin).map(|z| IndexedZone::new(z, id));
+            return listed();
         };
         if !errors.is_empty() {
             return Err(errors);
@@ -549,11 +551,11 @@ impl IndexedZone {
         // slow way says where.
         let apex = match ix.soas.as_slice() {
             [(owner, ..)] => owner.clone(),
-            _ => return crate::load_zone(path, origin).map(|z| IndexedZone::new(z, id)),
+            _ => return listed(),
         };
         let named = origin.is_none_or(|o| name::from_text(o).is_some_and(|n| n == apex));
         if !named || ix.misfits(&apex) > 0 {
-            return crate::load_zone(path, origin).map(|z| IndexedZone::new(z, id));
+            return listed();
         }
         Ok(ix.finish(apex, id))
     }

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use domain::base::iana::Class;
 use domain::base::name::{Name as DName, ToName};
 use domain::base::rdata::ComposeRecordData;
-use domain::rdata::ZoneRecordData;
 use domain::zonefile::inplace::{Entry, Zonefile};
 
 use crate::name::{self, Name};
@@ -51,6 +50,23 @@ impl Rr {
         rdata: &[u8],
         from: &std::sync::Arc<PathBuf>,
     ) -> Rr {
+        Rr::with_owner(
+            owner.to_ascii_lowercase().into_boxed_slice(),
+            rtype,
+            ttl,
+            rdata,
+            from,
+        )
+    }
+
+    /// As [`Rr::from_wire`], with an owner already in wire form, lower-case.
+    fn with_owner(
+        owner: Name,
+        rtype: u16,
+        ttl: u32,
+        rdata: &[u8],
+        from: &std::sync::Arc<PathBuf>,
+    ) -> Rr {
         // Where the name that answers follow starts in the RDATA.
         let at = match rtype {
             rtype::CNAME | rtype::NS => Some(0),
@@ -64,7 +80,7 @@ impl Rr {
             Some(n[..len].to_ascii_lowercase().into_boxed_slice())
         });
         Rr {
-            owner: owner.to_ascii_lowercase().into_boxed_slice(),
+            owner,
             rtype,
             ttl,
             rdata: rdata.into(),
@@ -531,22 +547,15 @@ fn scan_file(
                     ));
                     continue;
                 }
-                let target = match r.data() {
-                    ZoneRecordData::Cname(c) => Some(wire_name(c.cname())),
-                    ZoneRecordData::Ns(n) => Some(wire_name(n.nsdname())),
-                    ZoneRecordData::Mx(m) => Some(wire_name(m.exchange())),
-                    ZoneRecordData::Srv(s) => Some(wire_name(s.target())),
-                    _ => None,
-                };
-                records.push(Rr {
-                    owner: wire_name(r.owner()),
-                    rtype: r.rtype().to_int(),
-                    ttl: r.ttl().as_secs(),
-                    rdata: Box::from(&rdata[..]),
-                    target,
-                    file: file.clone(),
-                    line,
-                });
+                let mut rr = Rr::with_owner(
+                    wire_name(r.owner()),
+                    r.rtype().to_int(),
+                    r.ttl().as_secs(),
+                    &rdata,
+                    &file,
+                );
+                rr.line = line;
+                records.push(rr);
             }
         }
     }

@@ -368,17 +368,16 @@ impl XskSocket {
         // With a ring level to keep, the program's count first, then the ring's fill
         // read afresh: frames steered between the two count as left, which errs
         // towards a fuller ring.
-        let (available, steered) = match &self.ring_level {
+        let available = match &self.ring_level {
             Some(level) => {
                 let steered = level.steered();
-                (self.rx.fill(), Some(steered))
+                let fill = self.rx.fill();
+                level.publish(steered, u64::from(fill - fill.min(max)));
+                fill
             }
-            None => (self.rx.available(), None),
+            None => self.rx.available(),
         };
         let n = available.min(max);
-        if let (Some(level), Some(steered)) = (&self.ring_level, steered) {
-            level.publish(steered, u64::from(available - n));
-        }
         if n == 0 {
             return 0;
         }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netns::{Topology, TopologyConfig};
+use netns::Topology;
 
 use super::{DemoArgs, DemoError};
 
@@ -207,21 +207,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     let zone = args.out.join("example.test.zone");
     std::fs::write(&zone, ZONE)?;
     println!("== sluice demo: DNS over TCP on AF_XDP, side by side with the kernel ==");
-    let topo = Topology::create(&TopologyConfig {
-        purpose: "demo",
-        queues: args.queues,
-        ..Default::default()
-    })?;
-    println!(
-        "topology: netns {} [{} {}] <== veth, {} queue(s) ==> netns {} [{} {}]",
-        topo.server_ns,
-        topo.server_if,
-        topo.server_ip,
-        topo.queues,
-        topo.peer_ns,
-        topo.peer_if,
-        topo.peer_ip
-    );
+    let topo = super::topology(args.queues)?;
     // Thousands of short connections a second from one client address: its TIME-WAIT
     // ports must be reusable, as on any busy resolver (in our namespace only).
     let tuned = topo

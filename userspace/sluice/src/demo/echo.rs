@@ -12,7 +12,6 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStr
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use netns::{Topology, TopologyConfig};
 use stack::{Bytes, Flow, Listener, Listeners, Stack, StackConfig, XdpConfig};
 
 use super::{DemoArgs, DemoError};
@@ -25,21 +24,7 @@ fn pattern(seed: usize, len: usize) -> Vec<u8> {
 
 pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     println!("== sluice demo --echo: sluice's TCP on AF_XDP, an echo service ==");
-    let topo = Topology::create(&TopologyConfig {
-        purpose: "demo",
-        queues: args.queues,
-        ..Default::default()
-    })?;
-    println!(
-        "topology: netns {} [{} {}] <== veth, {} queue(s) ==> netns {} [{} {}]",
-        topo.server_ns,
-        topo.server_if,
-        topo.server_ip,
-        topo.queues,
-        topo.peer_ns,
-        topo.peer_if,
-        topo.peer_ip
-    );
+    let topo = super::topology(args.queues)?;
 
     // The stack, on the server side: an echo listener on the AF_XDP backend.
     let (iface, server_ip, port, mode) =

@@ -47,6 +47,26 @@ pub struct DemoArgs {
 
 type DemoError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The demo's two-namespace veth pair with `queues` queues, said on the terminal.
+fn topology(queues: u32) -> Result<netns::Topology, DemoError> {
+    let topo = netns::Topology::create(&netns::TopologyConfig {
+        purpose: "demo",
+        queues,
+        ..Default::default()
+    })?;
+    println!(
+        "topology: netns {} [{} {}] <== veth, {} queue(s) ==> netns {} [{} {}]",
+        topo.server_ns,
+        topo.server_if,
+        topo.server_ip,
+        topo.queues,
+        topo.peer_ns,
+        topo.peer_if,
+        topo.peer_ip
+    );
+    Ok(topo)
+}
+
 /// `sluice demo`.
 pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     if !netns::have_privileges() {
