@@ -4,9 +4,12 @@
 # The load is bench/src/overload (a templated client on its own AF_XDP socket in the
 # peer namespace, core 1): first the closed-loop capacity C, then open loop at 1.5x,
 # 3x and 10x C for SECS seconds each, with persistent connections asking a steady
-# trickle of queries throughout. The last line reads exactly:
+# trickle of queries throughout. Each load runs in 2 s slices with the capacity
+# measured again between them, once the server is quiet: the machines are shared and
+# their speed drifts by half within seconds. The last line reads exactly:
 #   capacity C conn/s; at 3x offered answered A conn/s (R %); at 10x (R10 %)
-# (R: answered over C). Each phase's line says what was really offered.
+# (C: the median capacity measured; R: answered over the capacity measured beside that
+# load). Each phase's line says what was really offered.
 #
 #   bench/overload.sh                         (root)  SECS=10 ADMISSION=adaptive
 #   ADMISSION=off bench/overload.sh           the same server without XDP admission

@@ -8,9 +8,11 @@
 //! retransmission (a SYN-ACK, answer or FIN the server sends again is answered again).
 //! Attempts older than the timeout are given up as the ring's cursor passes them, so
 //! that giving up is O(1) per attempt whatever the rate. Each attempt uses its own
-//! 4-tuple: `SOURCES` source addresses times the ports from 32768, 8.4 million, before
-//! the first comes back (over 10 s at the highest rates offered); consecutive attempts
-//! come from different addresses.
+//! 4-tuple: `SOURCES` source addresses times the ports from 32768 to 57343, 6.3
+//! million, before the first comes back (a second or more at the highest rates offered
+//! on the in-memory device, where what the server admits is over within milliseconds);
+//! consecutive attempts come from different addresses. The capacity measurements use
+//! the ports above, 2.1 million tuples ([`Generator::reference`]).
 //!
 //! A server segment for a connection the generator no longer has (given up, or
 //! ended) is answered with a reset, as a client's kernel does: the server's state for
@@ -36,13 +38,19 @@ pub const SOURCES: u32 = 256;
 pub const PERSISTENT_SOURCE: Ipv4Addr = Ipv4Addr::new(198, 18, 66, 1);
 const FIRST_PORT: u16 = 32768;
 const PORTS: u32 = 65536 - FIRST_PORT as u32;
-/// Tuples, 2^23: a multiple of `RING`, so that a tuple's record is always at the slot
-/// the attempt that uses it was given (`who` maps an answer back by the tuple).
+/// Tuples, 2^23: the load's, and after them the capacity measurements' (ports from
+/// 57344), which never meet what the load left on the server (a connection it still
+/// holds on a tuple the load used and gave up). Each a multiple of `RING`, so that a
+/// tuple's record is always at the slot the attempt that uses it was given (`who` maps
+/// an answer back by the tuple).
 const TUPLES: u32 = SOURCES * PORTS;
+const REFERENCE_TUPLES: u32 = RING as u32;
+const LOAD_TUPLES: u32 = TUPLES - REFERENCE_TUPLES;
 /// Records in the ring: attempts in flight (rate times timeout), and held connections,
 /// at most.
 pub const RING: usize = 1 << 21;
-const _: () = assert!((TUPLES as usize).is_multiple_of(RING));
+const _: () = assert!((LOAD_TUPLES as usize).is_multiple_of(RING));
+const _: () = assert!((REFERENCE_TUPLES as usize).is_multiple_of(RING));
 /// Resets waiting to be sent at most.
 const MAX_RESETS: usize = 65536;
 /// A persistent connection's query is sent again after this long unanswered.
@@ -186,12 +194,33 @@ pub struct Tally {
     pub strays: u64,
     /// Of those, the ones answered with a reset (their connection had ended here).
     pub resets_sent: u64,
+    /// Frames from the server for anything but the persistent connections: while the
+    /// load is paused, the server still busy with what it left.
+    pub load_frames: u64,
     /// Attempts answered and kept open (`Generator::hold`).
     pub held: u64,
     /// Held connections the server closed.
     pub held_closed: u64,
     /// SYN to answer, microseconds, of the attempts answered.
     pub latency: Histogram<u64>,
+}
+
+impl Tally {
+    /// Adds what happened in a later slice of the same load.
+    pub fn add(&mut self, other: &Tally) {
+        self.started += other.started;
+        self.answered += other.answered;
+        self.given_up += other.given_up;
+        self.reset += other.reset;
+        self.persistent_answers += other.persistent_answers;
+        self.strays += other.strays;
+        self.resets_sent += other.resets_sent;
+        self.load_frames += other.load_frames;
+        self.held += other.held;
+        self.held_closed += other.held_closed;
+        // Both have the same bounds: it cannot fail.
+        let _ = self.latency.add(&other.latency);
+    }
 }
 
 impl Default for Tally {
@@ -204,6 +233,7 @@ impl Default for Tally {
             persistent_answers: 0,
             strays: 0,
             resets_sent: 0,
+            load_frames: 0,
             held: 0,
             held_closed: 0,
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
@@ -238,6 +268,8 @@ pub struct Generator {
     next_iss: u32,
     /// Answered attempts stay open, idle, instead of closing.
     pub hold: bool,
+    /// New attempts measure the capacity: they use tuples of their own.
+    pub reference: bool,
     pub tally: Tally,
 }
 
@@ -277,6 +309,7 @@ impl Generator {
             now_us: 0,
             next_iss: 0x2000_0000,
             hold: false,
+            reference: false,
             tally: Tally::default(),
         }
     }
@@ -284,6 +317,11 @@ impl Generator {
     /// What happened since the last call.
     pub fn take_tally(&mut self) -> Tally {
         std::mem::take(&mut self.tally)
+    }
+
+    /// Attempts answered since the tally was last taken.
+    pub fn answered(&self) -> u64 {
+        self.tally.answered
     }
 
     /// Attempts in flight.
@@ -350,7 +388,11 @@ impl Generator {
     /// Starts `n` attempts (their SYNs go out with the next [`Generator::pump`]).
     pub fn start(&mut self, n: usize) {
         for _ in 0..n {
-            let tuple = (self.next % u64::from(TUPLES)) as u32;
+            let tuple = if self.reference {
+                LOAD_TUPLES + (self.next % u64::from(REFERENCE_TUPLES)) as u32
+            } else {
+                (self.next % u64::from(LOAD_TUPLES)) as u32
+            };
             let slot = (self.next % RING as u64) as usize;
             self.next += 1;
             if self.ring[slot].state != State::Free {
@@ -573,13 +615,18 @@ impl Generator {
     fn on_frame(&mut self, frame: &[u8]) {
         let Some(seg) = Segment::parse(frame) else {
             self.tally.strays += 1;
+            self.tally.load_frames += 1;
             return;
         };
         let Some(who) = self.who(seg.dst_ip, seg.dst_port) else {
             self.tally.strays += 1;
+            self.tally.load_frames += 1;
             self.reset(&seg);
             return;
         };
+        if let Who::Attempt(_) = who {
+            self.tally.load_frames += 1;
+        }
         if seg.flags & RST != 0 {
             match who {
                 Who::Attempt(s) => {

@@ -7,13 +7,21 @@
 //! 1. the persistent connections alone (their query rate unloaded);
 //! 2. one-query connections closed loop, `--concurrency` at a time: the capacity C;
 //! 3. open loop at each of `--multipliers` times C, `--seconds` each, SYNs sent in
-//!    batches at the rate, with the persistent connections throughout.
+//!    batches at the rate, with the persistent connections throughout. Each load runs
+//!    in slices (`--slice-seconds`), and after each, once the server has fallen quiet,
+//!    the capacity is measured again closed loop on tuples the load never used: this
+//!    VM's speed drifts by half within seconds, so a load's share is taken against the
+//!    capacity measured beside it (each slice against the mean of the measurements
+//!    before and after it). A server that does not fall quiet within 10 s is not
+//!    measured: the last capacity stands (its wreckage is not the machine's speed).
 //!
 //! For each phase it prints what was offered (SYNs actually sent), answered (per
-//! second and as a share of C), given up, the latency of the answered (SYN to answer)
-//! and the persistent connections' query rate as a share of the unloaded one. The last
-//! line, which bench/overload.sh keeps, reads exactly:
-//! `capacity C conn/s; at 3x offered answered A conn/s (R %); at 10x (R10 %)`.
+//! second and as a share of the capacity beside it), given up, the latency of the
+//! answered (SYN to answer) and the persistent connections' query rate as a share of
+//! the unloaded one, and a line per slice. The last line, which bench/overload.sh
+//! keeps, reads exactly:
+//! `capacity C conn/s; at 3x offered answered A conn/s (R %); at 10x (R10 %)`
+//! (C: the median of the capacity measurements; R: A over the capacity beside it).
 //!
 //! With `--device memory` (no root, no network) the server is in this process: the
 //! real worker on an in-memory device whose link plays the NIC and the steering
@@ -116,6 +124,16 @@ struct Args {
     /// Seconds of each offered load.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Each offered load runs in slices of this many seconds, each followed by a
+    /// closed-loop measurement of the capacity (after the slice's attempts are answered
+    /// or given up): a load's share R is its answers over the capacity measured beside
+    /// it. On a shared VM the capacity alone drifted from 391 to 666 k conn/s within
+    /// 30 s, which made a ratio to a C taken once a minute earlier mostly noise.
+    #[arg(long, default_value_t = 2.0)]
+    slice_seconds: f64,
+    /// Seconds of each capacity measurement between slices (after 0.2 s of warm-up).
+    #[arg(long, default_value_t = 1.0)]
+    reference_seconds: f64,
     /// An attempt unanswered for this long is given up.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
@@ -165,9 +183,25 @@ struct Phase {
     /// Frames the kernel dropped on the generator's own socket (its RX ring full or
     /// fill ring empty): then the generator, not the server, lost them.
     own_drops: u64,
+    /// Attempts answered in each whole second of the phase: a dip at its start is a
+    /// transient, one throughout is the steady state.
+    per_second: Vec<u64>,
+    /// The closed-loop capacity measured beside it (see `--slice-seconds`).
+    beside: Option<f64>,
 }
 
 impl Phase {
+    /// Adds a later slice of the same load.
+    fn add(&mut self, other: &Phase) {
+        self.seconds += other.seconds;
+        self.tally.add(&other.tally);
+        self.own_drops += other.own_drops;
+        self.per_second.extend_from_slice(&other.per_second);
+    }
+    /// Answered over the capacity measured beside it.
+    fn share_of_beside(&self) -> f64 {
+        self.beside.map_or(f64::NAN, |c| self.answered() / c)
+    }
     fn offered(&self) -> f64 {
         self.tally.started as f64 / self.seconds
     }
@@ -196,7 +230,30 @@ struct Run<P> {
     epoch: Instant,
 }
 
+/// How long the server may take, once a load stops, to fall quiet (no frame for what
+/// the load left for [`QUIET_FOR`]) before the capacity is measured again.
+const QUIET_WITHIN: Duration = Duration::from_secs(10);
+const QUIET_FOR: f64 = 0.2;
+
 impl<P: Port> Run<P> {
+    /// Waits, the load paused, until the server sends nothing for what the load left
+    /// (retransmissions, SYN-ACKs of given-up attempts) for [`QUIET_FOR`]; false if it
+    /// has not within `within`.
+    fn quiet(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self
+                .phase("quiet", Load::None, 0.0, QUIET_FOR)
+                .tally
+                .load_frames
+                == 0
+            {
+                return true;
+            }
+        }
+        false
+    }
+
     fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
@@ -209,12 +266,21 @@ impl<P: Port> Run<P> {
         let mut measuring = false;
         let mut started = 0u64;
         let mut drops_before = self.sock.own_drops();
+        let mut per_second = Vec::new();
+        let mut next_second = measure_from + Duration::from_secs(1);
+        let mut answered_before = 0;
         loop {
             let t = Instant::now();
             if !measuring && t >= measure_from {
                 measuring = true;
                 self.gen.take_tally();
                 drops_before = self.sock.own_drops();
+            }
+            if measuring && t >= next_second && next_second <= end {
+                let answered = self.gen.answered();
+                per_second.push(answered - answered_before);
+                answered_before = answered;
+                next_second += Duration::from_secs(1);
             }
             if t >= end {
                 break;
@@ -245,6 +311,8 @@ impl<P: Port> Run<P> {
             seconds,
             tally: self.gen.take_tally(),
             own_drops: self.sock.own_drops().saturating_sub(drops_before),
+            per_second,
+            beside: None,
         }
     }
 }
@@ -255,7 +323,7 @@ fn print_phase(p: &Phase, capacity: f64, unloaded: f64) {
     println!(
         "{}: offered {:.0} conn/s, answered {:.0} conn/s ({:.0} % of capacity), given up {}, reset {} (by us {}), \
          latency p50 {:.1} ms p99 {:.1} ms, persistent {:.0} q/s ({:.0} % of unloaded), \
-         dropped at the generator {}",
+         dropped at the generator {}, answered each second {}",
         p.name,
         p.offered(),
         p.answered(),
@@ -268,6 +336,11 @@ fn print_phase(p: &Phase, capacity: f64, unloaded: f64) {
         p.persistent(),
         pct(p.persistent(), unloaded),
         p.own_drops,
+        p.per_second
+            .iter()
+            .map(|n| format!("{}k", n / 1000))
+            .collect::<Vec<_>>()
+            .join(" "),
     );
 }
 
@@ -419,7 +492,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             if let Some(n) = args.hold {
                 return hold(&mut run, args, n);
             }
-            overload(&mut run, args, &mut |_| {})
+            overload(&mut run, args, &mut |_, _| {})
         }
         Device::Memory => {
             if args.hold.is_some() {
@@ -449,13 +522,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             };
             let stack = &mut server.stack;
             let mut last = (stack.stats().pop().unwrap_or_default(), 0, 0);
-            let mut report = |link: &MemoryLink| {
+            let mut report = |link: &MemoryLink, print: bool| {
                 let now = (
                     stack.stats().pop().unwrap_or_default(),
                     link.shed() + link.shed_ring(),
                     link.ring_full_drops(),
                 );
-                print_server(&last.0, &now.0, now.1 - last.1, now.2 - last.2);
+                if print {
+                    print_server(&last.0, &now.0, now.1 - last.1, now.2 - last.2);
+                }
                 last = now;
             };
             let result = overload(&mut run, args, &mut report);
@@ -495,61 +570,116 @@ fn print_server(before: &WorkerStats, after: &WorkerStats, shed: u64, ring_full:
     );
 }
 
-/// The overload phases; `after_phase` reports the server's side of each, if it can.
+/// The overload phases; `after_phase` reports the server's side of the phase that just
+/// ended, if it can (and prints it when told to).
 fn overload<P: Port>(
     run: &mut Run<P>,
     args: &Args,
-    after_phase: &mut dyn FnMut(&P),
+    after_phase: &mut dyn FnMut(&P, bool),
 ) -> Result<(), Box<dyn std::error::Error>> {
     // Long enough for every persistent connection to be open and paced.
     let unloaded = run.phase("persistent alone", Load::None, 2.0, 3.0);
     let base = unloaded.persistent();
-    after_phase(&run.sock);
+    after_phase(&run.sock, true);
+    run.gen.reference = true;
     let cap = run.phase(
         "capacity (closed loop)",
         Load::Closed(args.concurrency),
         1.0,
         args.capacity_seconds,
     );
-    let capacity = cap.answered();
+    run.gen.reference = false;
+    let mut reference = cap.answered();
+    let mut references = vec![reference];
     println!(
         "persistent alone: {:.0} q/s from {} connections (paced at {} q/s in all)",
         base,
         args.persistent,
         args.persistent as u64 * args.persistent_rate
     );
-    print_phase(&cap, capacity, base);
-    after_phase(&run.sock);
+    print_phase(&cap, reference, base);
+    after_phase(&run.sock, true);
+    // Long enough for the last attempts to be answered or given up, and the server's
+    // budget, its demand gone, lifted.
+    let settle = (args.timeout_ms as f64 / 1000.0).max(1.0) + 0.05;
     let mut phases = Vec::new();
     for &m in &args.multipliers {
-        // Let the last phase's leftovers go first.
-        run.phase(
-            "pause",
-            Load::None,
-            0.0,
-            (args.timeout_ms as f64 / 1000.0).max(1.0),
-        );
-        after_phase(&run.sock);
-        let p = run.phase(
-            &format!("{m}x"),
-            Load::Open(capacity * m),
-            0.0,
-            args.seconds,
-        );
-        print_phase(&p, capacity, base);
-        after_phase(&run.sock);
+        let mut total: Option<Phase> = None;
+        // The capacity beside the slices: each slice's mean of the references before and
+        // after it, weighted by its length.
+        let mut beside = 0.0;
+        let mut left = args.seconds;
+        while left > 1e-9 {
+            let seconds = left.min(args.slice_seconds.max(0.1));
+            left -= seconds;
+            // The reference's last attempts answered (milliseconds) first.
+            run.phase("pause", Load::None, 0.0, 0.02);
+            after_phase(&run.sock, false);
+            let mut p = run.phase(&format!("{m}x"), Load::Open(reference * m), 0.0, seconds);
+            after_phase(&run.sock, true);
+            // The slice's attempts still unanswered are given up in the pause: they
+            // count as the slice's.
+            let pause = run.phase("pause", Load::None, 0.0, settle);
+            p.tally.given_up += pause.tally.given_up;
+            let quiet = run.quiet(QUIET_WITHIN);
+            after_phase(&run.sock, false);
+            let after = if quiet {
+                run.gen.reference = true;
+                let r = run.phase(
+                    "reference",
+                    Load::Closed(args.concurrency),
+                    0.2,
+                    args.reference_seconds,
+                );
+                run.gen.reference = false;
+                after_phase(&run.sock, false);
+                Some(r.answered())
+            } else {
+                None
+            };
+            println!(
+                "  {m}x slice: offered {:.0} conn/s, answered {:.0} conn/s, capacity before {:.0} and after {}",
+                p.offered(),
+                p.answered(),
+                reference,
+                after.map_or_else(
+                    || format!("not measured (the server still busy with the load {} s after)", QUIET_WITHIN.as_secs()),
+                    |a| format!("{a:.0}")
+                ),
+            );
+            // A server that has not recovered would measure its own wreckage, not the
+            // machine's speed, and flatter the load's share: the last capacity
+            // measured on a quiet server stands.
+            let after = after.unwrap_or(reference);
+            beside += (reference + after) / 2.0 * seconds;
+            if after != reference {
+                reference = after;
+                references.push(reference);
+            }
+            match &mut total {
+                None => total = Some(p),
+                Some(t) => t.add(&p),
+            }
+        }
+        let Some(mut p) = total else { continue };
+        p.beside = Some(beside / p.seconds);
+        print_phase(&p, p.beside.unwrap_or(f64::NAN), base);
         phases.push((m, p));
     }
+    references.sort_by(f64::total_cmp);
+    let capacity = references[references.len() / 2];
     if let Some(path) = &args.json {
         let mut out = format!(
-            "{{\"capacity\": {capacity:.0}, \"persistent_unloaded\": {base:.0}, \"phases\": ["
+            "{{\"capacity\": {capacity:.0}, \"capacity_measured\": {:?}, \"persistent_unloaded\": {base:.0}, \"phases\": [",
+            references.iter().map(|r| r.round() as u64).collect::<Vec<_>>()
         );
         for (i, (m, p)) in phases.iter().enumerate() {
             let l = &p.tally.latency;
             out.push_str(&format!(
-                "{}{{\"multiplier\": {m}, \"offered\": {:.0}, \"answered\": {:.0}, \"given_up\": {}, \"reset\": {}, \
-                 \"p50_us\": {}, \"p99_us\": {}, \"persistent\": {:.0}}}",
+                "{}{{\"multiplier\": {m}, \"capacity_beside\": {:.0}, \"offered\": {:.0}, \"answered\": {:.0}, \
+                 \"given_up\": {}, \"reset\": {}, \"p50_us\": {}, \"p99_us\": {}, \"persistent\": {:.0}}}",
                 if i > 0 { ", " } else { "" },
+                p.beside.unwrap_or(f64::NAN),
                 p.offered(),
                 p.answered(),
                 p.tally.given_up,
@@ -562,17 +692,14 @@ fn overload<P: Port>(
         out.push_str("]}\n");
         std::fs::write(path, out)?;
     }
-    let at = |m: f64| {
-        phases
-            .iter()
-            .find(|(x, _)| *x == m)
-            .map(|(_, p)| p.answered())
-    };
-    let share = |a: Option<f64>| a.map_or(f64::NAN, |a| a / capacity * 100.0);
+    let at = |m: f64| phases.iter().find(|(x, _)| *x == m).map(|(_, p)| p);
+    // R against the capacity measured beside the phase, not the median: this machine's
+    // speed drifts by half within seconds.
+    let share = |p: Option<&Phase>| p.map_or(f64::NAN, |p| p.share_of_beside() * 100.0);
     println!(
         "capacity {:.0} conn/s; at 3x offered answered {:.0} conn/s ({:.0} %); at 10x ({:.0} %)",
         capacity,
-        at(3.0).unwrap_or(f64::NAN),
+        at(3.0).map_or(f64::NAN, Phase::answered),
         share(at(3.0)),
         share(at(10.0)),
     );
