@@ -203,6 +203,11 @@ pub struct Tally {
     pub held_closed: u64,
     /// SYN to answer, microseconds, of the attempts answered.
     pub latency: Histogram<u64>,
+    /// Query (or its last resend) to answer, microseconds, on the persistent
+    /// connections: closed loop at their pace, their rate falls once this passes it.
+    pub persistent_latency: Histogram<u64>,
+    /// Persistent SYNs and queries sent again, unanswered for 200 ms.
+    pub persistent_resends: u64,
 }
 
 impl Tally {
@@ -220,6 +225,8 @@ impl Tally {
         self.held_closed += other.held_closed;
         // Both have the same bounds: it cannot fail.
         let _ = self.latency.add(&other.latency);
+        let _ = self.persistent_latency.add(&other.persistent_latency);
+        self.persistent_resends += other.persistent_resends;
     }
 }
 
@@ -237,6 +244,8 @@ impl Default for Tally {
             held: 0,
             held_closed: 0,
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            persistent_latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            persistent_resends: 0,
         }
     }
 }
@@ -378,6 +387,7 @@ impl Generator {
                         Out::Query
                     };
                     self.persistent[i].asked_us = now_us;
+                    self.tally.persistent_resends += 1;
                     self.queue(Who::Persistent(i), out);
                 }
                 _ => {}
@@ -689,7 +699,7 @@ impl Generator {
                 } else {
                     0
                 };
-                let (state, started) = (c.state, c.started_us);
+                let (state, started, asked) = (c.state, c.started_us, c.asked_us);
                 if state == State::Closing {
                     if fresh && fin {
                         self.queue(who, Out::LastAck);
@@ -708,7 +718,13 @@ impl Generator {
                                 .latency
                                 .record(now.saturating_sub(started).max(1));
                         }
-                        Who::Persistent(_) => self.tally.persistent_answers += answers as u64,
+                        Who::Persistent(_) => {
+                            self.tally.persistent_answers += answers as u64;
+                            let _ = self
+                                .tally
+                                .persistent_latency
+                                .record(now.saturating_sub(asked).max(1));
+                        }
                     }
                 }
                 let persistent = matches!(who, Who::Persistent(_));

@@ -322,8 +322,8 @@ fn print_phase(p: &Phase, capacity: f64, unloaded: f64) {
     let pct = |v: f64, of: f64| if of > 0.0 { v / of * 100.0 } else { f64::NAN };
     println!(
         "{}: offered {:.0} conn/s, answered {:.0} conn/s ({:.0} % of capacity), given up {}, reset {} (by us {}), \
-         latency p50 {:.1} ms p99 {:.1} ms, persistent {:.0} q/s ({:.0} % of unloaded), \
-         dropped at the generator {}, answered each second {}",
+         latency p50 {:.1} ms p99 {:.1} ms, persistent {:.0} q/s ({:.0} % of unloaded; \
+         p50 {:.1} ms p99 {:.1} ms, {} resent), dropped at the generator {}, answered each second {}",
         p.name,
         p.offered(),
         p.answered(),
@@ -335,6 +335,9 @@ fn print_phase(p: &Phase, capacity: f64, unloaded: f64) {
         l.value_at_quantile(0.99) as f64 / 1000.0,
         p.persistent(),
         pct(p.persistent(), unloaded),
+        p.tally.persistent_latency.value_at_quantile(0.5) as f64 / 1000.0,
+        p.tally.persistent_latency.value_at_quantile(0.99) as f64 / 1000.0,
+        p.tally.persistent_resends,
         p.own_drops,
         p.per_second
             .iter()
