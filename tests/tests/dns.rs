@@ -82,11 +82,32 @@ impl Drop for Daemon {
     }
 }
 
-fn tmp(name: &str) -> PathBuf {
+/// A test's scratch directory (configs, zones, the daemon's log): removed when the
+/// test passes, kept and named when it fails, for its logs.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept for its logs: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn tmp(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("sluice-dns-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -2059,5 +2080,4 @@ fn a_secondary_follows_knot_by_notify_and_ixfr_with_tsig() {
         u16::from(dns::rcode::SERVFAIL)
     );
     drop(sluice);
-    let _ = std::fs::remove_dir_all(&dir);
 }
