@@ -39,14 +39,17 @@
 //! The budget's burst is bounded by what the RX ring holds ([`MAX_BURST`]): a burst the
 //! ring cannot take is lost with the established segments beside it.
 //!
-//! Beside the budget, with admission on, the program drops SYNs while the queue's ring
-//! is filling past a quarter ([`ring_limit`]; the fill as the program sees it, from the
-//! frames it steered and what the worker left in the ring at its last poll,
+//! Beside the budget, with admission on, the program drops SYNs while more than 256
+//! frames wait in the queue's ring ([`ring_limit`]; the fill as the program sees it,
+//! from the frames it steered and what the worker left in the ring at its last poll,
 //! `xsk::RingLevel`). That acts within microseconds, where the budget takes periods: a
 //! stall or a burst fills the ring with the segments of connections already accepted,
-//! which then finish, instead of new ones that would all be lost with them. Measured
-//! on the in-memory device, it doubled the goodput at 3x and 10x overload and kept the
-//! persistent connections at 98-100 % of their rate (bench/RESULTS.md).
+//! which then finish, instead of new ones that would all be lost with them; and the
+//! worker always has work waiting, never more than a fraction of a millisecond of it.
+//! Measured on the in-memory device, it holds the goodput at 3x and 10x overload at
+//! the closed-loop capacity and the persistent connections at 99-100 % of their rate
+//! (bench/RESULTS.md). With it, the budget rarely binds: the SYNs that reach the worker
+//! are mostly those it completes.
 //!
 //! This is the sans-IO part: it takes the worker's counters and time and says what the
 //! budget becomes; the worker writes it to the program.
@@ -56,22 +59,26 @@ use std::time::Duration;
 use tcp::Instant;
 use xsk::SynBudget;
 
-/// The fill of a queue's receive ring, as a share of it, past which the steering
-/// program drops SYNs (see `xsk::RingLevel`), with admission on. Measured on the
-/// in-memory device (one worker, open loop at 1.5-10x its closed-loop capacity, 5 s
-/// each): with the adaptive budget alone a third of the capacity was answered and the
-/// persistent connections kept 69-81 % of their rate; with SYNs dropped past a quarter
-/// of the ring as well, 57-87 % and 92-100 %; past a half, less.
-const RING_SHARE_FOR_SYNS: u32 = 4;
+/// The frames waiting in a queue's receive ring past which the steering program drops
+/// SYNs (see `xsk::RingLevel`), with admission on: what the worker has queued is what
+/// an established connection's segment waits behind, so the bound is in frames, not a
+/// share of the ring. Measured (one worker, open loop at 1.5-10x its closed-loop
+/// capacity, bench/RESULTS.md): against a quarter of a 4096 ring (1024), 256 halved
+/// the in-memory device's p99 (0.5 against 1.9-2.7 ms) at 90-112 % of the capacity
+/// answered; on veth, whose receive path shares the worker's core, it answered
+/// 85-112 % at 3x instead of 56-62 %, the persistent connections at 94-97 % of their
+/// rate instead of 32-47 %. 512 lay between.
+const SYN_RING_FILL: u64 = 256;
 
 /// The ring fill (frames) past which SYNs are dropped, for a ring of `ring`
-/// descriptors: a quarter of it with admission on, never (0) with it off. A burst of
-/// clients smaller than that (the demo's 200 against 4096 / 4) is never shed.
+/// descriptors: [`SYN_RING_FILL`], at most a quarter of a small ring, with admission
+/// on; never (0) with it off. A burst of clients smaller than that (the demo's 200) is
+/// never shed.
 pub(crate) fn ring_limit(ring: u32, mode: Admission) -> u64 {
     if mode == Admission::Off {
         0
     } else {
-        u64::from(ring / RING_SHARE_FOR_SYNS)
+        SYN_RING_FILL.min(u64::from(ring / 4)).max(1)
     }
 }
 
@@ -518,6 +525,13 @@ mod tests {
             period(&mut c, &mut t, &mut s, calm);
         }
         assert_eq!(c.budget(), None);
+    }
+
+    #[test]
+    fn syns_are_dropped_past_256_frames_waiting_or_a_quarter_of_a_small_ring() {
+        assert_eq!(ring_limit(4096, Admission::Adaptive), 256);
+        assert_eq!(ring_limit(512, Admission::Adaptive), 128);
+        assert_eq!(ring_limit(4096, Admission::Off), 0);
     }
 
     #[test]
