@@ -2,11 +2,12 @@
 # Goodput under overload (issue 18): sluice on AF_XDP (one worker, core 0, its veth's
 # NAPI thread beside it) offered more one-query DNS connections than it can finish.
 # The load is bench/src/overload (a templated client on its own AF_XDP socket in the
-# peer namespace, core 1): first the closed-loop capacity C, then open loop at 1.5x,
-# 3x and 10x C for SECS seconds each, with persistent connections asking a steady
+# peer namespace, core 1): first the closed-loop capacity, then open loop at 1.5x,
+# 3x and 10x of it for SECS seconds each, with persistent connections asking a steady
 # trickle of queries throughout. Each load runs in 2 s slices with the capacity
-# measured again between them, once the server is quiet: the machines are shared and
-# their speed drifts by half within seconds. The last line reads exactly:
+# measured again between them, once the server is quiet, and each slice offers its
+# multiple of the capacity last measured: the machines are shared and their speed
+# drifts by half within seconds. The last line reads exactly:
 #   capacity C conn/s; at 3x offered answered A conn/s (R %); at 10x (R10 %)
 # (C: the median capacity measured; R: answered over the capacity measured beside that
 # load). Each phase's line says what was really offered.

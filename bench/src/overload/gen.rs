@@ -47,7 +47,9 @@ const TUPLES: u32 = SOURCES * PORTS;
 const REFERENCE_TUPLES: u32 = RING as u32;
 const LOAD_TUPLES: u32 = TUPLES - REFERENCE_TUPLES;
 /// Records in the ring: attempts in flight (rate times timeout), and held connections,
-/// at most.
+/// at most. Past that (over 2.1 million attempts a second with the 1 s timeout, the
+/// in-memory device at 10x) the oldest attempt is given up early, when its record is
+/// needed: sooner than the timeout, never later.
 pub const RING: usize = 1 << 21;
 const _: () = assert!((LOAD_TUPLES as usize).is_multiple_of(RING));
 const _: () = assert!((REFERENCE_TUPLES as usize).is_multiple_of(RING));
@@ -211,6 +213,19 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Adds what happened to the attempts (not the persistent connections) in `other`:
+    /// the end of a load's attempts, after it stopped starting them.
+    pub fn add_attempts(&mut self, other: &Tally) {
+        self.started += other.started;
+        self.answered += other.answered;
+        self.given_up += other.given_up;
+        self.reset += other.reset;
+        self.strays += other.strays;
+        self.resets_sent += other.resets_sent;
+        self.load_frames += other.load_frames;
+        let _ = self.latency.add(&other.latency);
+    }
+
     /// Adds what happened in a later slice of the same load.
     pub fn add(&mut self, other: &Tally) {
         self.started += other.started;
@@ -326,6 +341,16 @@ impl Generator {
     /// What happened since the last call.
     pub fn take_tally(&mut self) -> Tally {
         std::mem::take(&mut self.tally)
+    }
+
+    /// How long an attempt is waited for before it is given up.
+    pub fn timeout_us(&self) -> u64 {
+        self.timeout_us
+    }
+
+    /// Sets how long new and current attempts are waited for.
+    pub fn set_timeout_us(&mut self, us: u64) {
+        self.timeout_us = us;
     }
 
     /// Attempts answered since the tally was last taken.
@@ -778,5 +803,26 @@ mod tests {
         // here), so they were not offered and are not counted as given up.
         g.set_time(1_000_002);
         assert_eq!((g.in_flight(), g.tally.given_up), (0, 0));
+    }
+
+    #[test]
+    fn capacity_measurements_use_tuples_the_load_never_does() {
+        let mut g = Generator::new([0; 6], &[0; 12], 1_000_000, 0, 1000);
+        g.set_time(1);
+        // The load's last tuple, then the measurement's first ones: each maps back to
+        // its own slot, the measurement's on ports above the load's.
+        g.next = u64::from(LOAD_TUPLES) - 1;
+        g.start(1);
+        g.reference = true;
+        g.start(2);
+        let load = (g.next as usize - 3) % RING;
+        let (_, load_port) = g.tuple_of(Who::Attempt(load));
+        assert_eq!(load_port, 57343);
+        for s in [(load + 1) % RING, (load + 2) % RING] {
+            let (ip, port) = g.tuple_of(Who::Attempt(s));
+            assert!(port >= 57344, "{port}");
+            assert_eq!(g.who(ip, port), Some(Who::Attempt(s)));
+        }
+        assert_eq!(g.who(SOURCE_BASE, 65535), None, "no attempt has it yet");
     }
 }

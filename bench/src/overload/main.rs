@@ -5,15 +5,18 @@
 //! server never answers costs it little and it can offer many times the server's rate
 //! from one core. It runs, in order:
 //! 1. the persistent connections alone (their query rate unloaded);
-//! 2. one-query connections closed loop, `--concurrency` at a time: the capacity C;
-//! 3. open loop at each of `--multipliers` times C, `--seconds` each, SYNs sent in
-//!    batches at the rate, with the persistent connections throughout. Each load runs
-//!    in slices (`--slice-seconds`), and after each, once the server has fallen quiet,
-//!    the capacity is measured again closed loop on tuples the load never used: this
-//!    VM's speed drifts by half within seconds, so a load's share is taken against the
-//!    capacity measured beside it (each slice against the mean of the measurements
-//!    before and after it). A server that does not fall quiet within 10 s is not
-//!    measured: the last capacity stands (its wreckage is not the machine's speed).
+//! 2. one-query connections closed loop, `--concurrency` at a time: the capacity;
+//! 3. open loop at each of `--multipliers` times the capacity, `--seconds` each, SYNs
+//!    sent in batches at the rate, with the persistent connections throughout. Each
+//!    load runs in slices (`--slice-seconds`), each at its multiple of the capacity
+//!    last measured; after each, once its attempts are over and the server has fallen
+//!    quiet, the capacity is measured again closed loop on tuples the load never used:
+//!    this VM's speed drifts by half within seconds, so a load's share is taken
+//!    against the capacity measured beside it (each slice against the mean of the
+//!    measurements before and after it). A server that does not fall quiet within
+//!    10 s is not measured: the last capacity stands (its wreckage is not the
+//!    machine's speed). So a load is a series of slices with rests between them, not
+//!    one stretch: `--slice-seconds` as long as `--seconds` makes it one.
 //!
 //! For each phase it prints what was offered (SYNs actually sent), answered (per
 //! second and as a share of the capacity beside it), given up, the latency of the
@@ -115,7 +118,8 @@ struct Args {
     /// Connections in flight while the capacity is measured (closed loop).
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
-    /// Seconds of the capacity measurement (after one of warm-up).
+    /// Seconds of the first capacity measurement (after one of warm-up); those between
+    /// slices take `--reference-seconds`.
     #[arg(long, default_value_t = 5.0)]
     capacity_seconds: f64,
     /// The offered loads, as multiples of the capacity.
@@ -231,11 +235,49 @@ struct Run<P> {
 }
 
 /// How long the server may take, once a load stops, to fall quiet (no frame for what
-/// the load left for [`QUIET_FOR`]) before the capacity is measured again.
+/// the load left for [`QUIET_FOR`], half its first retransmission timeout) before the
+/// capacity is measured again.
 const QUIET_WITHIN: Duration = Duration::from_secs(10);
-const QUIET_FOR: f64 = 0.2;
+const QUIET_FOR: f64 = 0.5;
+
+/// An attempt of a capacity measurement unanswered for this long is given up and
+/// replaced (its p99 is under 2 ms on veth): a SYN the server dropped (past its
+/// ring-fill bound, which a closed loop of 256 can reach) would otherwise hold its
+/// place in the loop for the load's whole timeout, and the loop would measure less
+/// than the server can do.
+const CAPACITY_TIMEOUT_US: u64 = 50_000;
 
 impl<P: Port> Run<P> {
+    /// Measures the capacity closed loop, `concurrency` attempts in flight, on the
+    /// measurements' own tuples; its attempts all over when it returns (the given up
+    /// among them counted in its tally).
+    fn capacity(&mut self, concurrency: usize, warmup: f64, seconds: f64) -> Phase {
+        let timeout = self.gen.timeout_us();
+        self.gen.reference = true;
+        self.gen.set_timeout_us(CAPACITY_TIMEOUT_US);
+        let mut p = self.phase(
+            "capacity (closed loop)",
+            Load::Closed(concurrency),
+            warmup,
+            seconds,
+        );
+        p.tally.given_up += self.drain(0.2).given_up;
+        self.gen.set_timeout_us(timeout);
+        self.gen.reference = false;
+        p
+    }
+
+    /// Waits, no new attempt started, until every attempt in flight is answered or
+    /// given up, for `within` at most; what happened meanwhile.
+    fn drain(&mut self, within: f64) -> Tally {
+        let deadline = Instant::now() + Duration::from_secs_f64(within);
+        let mut all = Tally::default();
+        while self.gen.in_flight() > 0 && Instant::now() < deadline {
+            all.add(&self.phase("drain", Load::None, 0.0, 0.005).tally);
+        }
+        all
+    }
+
     /// Waits, the load paused, until the server sends nothing for what the load left
     /// (retransmissions, SYN-ACKs of given-up attempts) for [`QUIET_FOR`]; false if it
     /// has not within `within`.
@@ -584,14 +626,7 @@ fn overload<P: Port>(
     let unloaded = run.phase("persistent alone", Load::None, 2.0, 3.0);
     let base = unloaded.persistent();
     after_phase(&run.sock, true);
-    run.gen.reference = true;
-    let cap = run.phase(
-        "capacity (closed loop)",
-        Load::Closed(args.concurrency),
-        1.0,
-        args.capacity_seconds,
-    );
-    run.gen.reference = false;
+    let cap = run.capacity(args.concurrency, 1.0, args.capacity_seconds);
     let mut reference = cap.answered();
     let mut references = vec![reference];
     println!(
@@ -615,28 +650,22 @@ fn overload<P: Port>(
         while left > 1e-9 {
             let seconds = left.min(args.slice_seconds.max(0.1));
             left -= seconds;
-            // The reference's last attempts answered (milliseconds) first.
-            run.phase("pause", Load::None, 0.0, 0.02);
+            // The reference's last attempts answered or given up first: they are not
+            // the slice's.
+            run.drain(settle);
             after_phase(&run.sock, false);
             let mut p = run.phase(&format!("{m}x"), Load::Open(reference * m), 0.0, seconds);
             after_phase(&run.sock, true);
-            // The slice's attempts still unanswered are given up in the pause: they
-            // count as the slice's.
+            // The slice's attempts still in flight are answered (the slowest) or given
+            // up in the pause, and its last SYNs may leave in it: they are the slice's.
             let pause = run.phase("pause", Load::None, 0.0, settle);
-            p.tally.given_up += pause.tally.given_up;
+            p.tally.add_attempts(&pause.tally);
             let quiet = run.quiet(QUIET_WITHIN);
             after_phase(&run.sock, false);
             let after = if quiet {
-                run.gen.reference = true;
-                let r = run.phase(
-                    "reference",
-                    Load::Closed(args.concurrency),
-                    0.2,
-                    args.reference_seconds,
-                );
-                run.gen.reference = false;
+                let r = run.capacity(args.concurrency, 0.2, args.reference_seconds);
                 after_phase(&run.sock, false);
-                Some(r.answered())
+                Some(r)
             } else {
                 None
             };
@@ -645,20 +674,22 @@ fn overload<P: Port>(
                 p.offered(),
                 p.answered(),
                 reference,
-                after.map_or_else(
+                after.as_ref().map_or_else(
                     || format!("not measured (the server still busy with the load {} s after)", QUIET_WITHIN.as_secs()),
-                    |a| format!("{a:.0}")
+                    // An attempt of the closed loop given up held its place for the
+                    // timeout: the measurement is low by about as many.
+                    |r| format!("{:.0} ({} of its attempts given up)", r.answered(), r.tally.given_up)
                 ),
             );
             // A server that has not recovered would measure its own wreckage, not the
             // machine's speed, and flatter the load's share: the last capacity
             // measured on a quiet server stands.
-            let after = after.unwrap_or(reference);
+            let after = after.map_or(reference, |r| {
+                references.push(r.answered());
+                r.answered()
+            });
             beside += (reference + after) / 2.0 * seconds;
-            if after != reference {
-                reference = after;
-                references.push(reference);
-            }
+            reference = after;
             match &mut total {
                 None => total = Some(p),
                 Some(t) => t.add(&p),

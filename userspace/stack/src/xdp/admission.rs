@@ -63,17 +63,17 @@ use xsk::SynBudget;
 /// SYNs (see `xsk::RingLevel`), with admission on: what the worker has queued is what
 /// an established connection's segment waits behind, so the bound is in frames, not a
 /// share of the ring. Measured (one worker, open loop at 1.5-10x its closed-loop
-/// capacity, bench/RESULTS.md): against a quarter of a 4096 ring (1024), 256 halved
-/// the in-memory device's p99 (0.5 against 1.9-2.7 ms) at 90-112 % of the capacity
-/// answered; on veth, whose receive path shares the worker's core, it answered
-/// 85-112 % at 3x instead of 56-62 %, the persistent connections at 94-97 % of their
-/// rate instead of 32-47 %. 512 lay between.
+/// capacity, bench/RESULTS.md): against a quarter of a 4096 ring (1024), 256 cut the
+/// in-memory device's p99 to a fifth (0.5 against 2.6-2.7 ms) at 90-112 % of the
+/// capacity answered; on veth, whose receive path shares the worker's core, it
+/// answered 85-112 % at 3x instead of 56 %, the persistent connections at 94-97 % of
+/// their rate instead of 32-47 %. 512 lay between.
 const SYN_RING_FILL: u64 = 256;
 
 /// The ring fill (frames) past which SYNs are dropped, for a ring of `ring`
 /// descriptors: [`SYN_RING_FILL`], at most a quarter of a small ring, with admission
-/// on; never (0) with it off. A burst of clients smaller than that (the demo's 200) is
-/// never shed.
+/// on; never (0) with it off. A burst of clients whose frames stay under that is
+/// never shed (the e2e test's 200 at once were not).
 pub(crate) fn ring_limit(ring: u32, mode: Admission) -> u64 {
     if mode == Admission::Off {
         0
