@@ -64,10 +64,10 @@ use xsk::SynBudget;
 /// an established connection's segment waits behind, so the bound is in frames, not a
 /// share of the ring. Measured (one worker, open loop at 1.5-10x its closed-loop
 /// capacity, bench/RESULTS.md): against a quarter of a 4096 ring (1024), 256 cut the
-/// in-memory device's p99 to a fifth (0.5 against 2.6-2.7 ms) at 90-112 % of the
-/// capacity answered; on veth, whose receive path shares the worker's core, it
-/// answered 85-112 % at 3x instead of 56 %, the persistent connections at 94-97 % of
-/// their rate instead of 32-47 %. 512 lay between.
+/// in-memory device's p99 to a third or less (0.4-0.6 against 1.6-2.2 ms) at 95-108 %
+/// of the capacity answered (85-95 %); on veth, whose receive path shares the worker's
+/// core, it answered 76-87 % at 3x instead of 46-62 %, the persistent connections at
+/// 93-96 % of their rate instead of 31-46 %.
 const SYN_RING_FILL: u64 = 256;
 
 /// The ring fill (frames) past which SYNs are dropped, for a ring of `ring`
