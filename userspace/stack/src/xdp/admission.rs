@@ -127,7 +127,10 @@ const MIN_RATE: f64 = 1000.0;
 /// The burst a budget allows, as time at its rate: enough for a burst of clients
 /// (200 at a budget of 10 000 a second)...
 const BURST_TIME: f64 = 0.020;
-/// ...and at most a quarter of a default RX ring (2048).
+/// ...and at most a quarter of a default RX ring (2048). A burst is also cut where
+/// more than [`SYN_RING_FILL`] frames wait in the ring, whatever the budget allows:
+/// a worker that keeps up takes a burst of 512 as it comes, one that does not, only
+/// what it can queue.
 const MAX_BURST: f64 = 512.0;
 
 /// How the steering program admits new connections on each queue.
