@@ -8,7 +8,7 @@
 //! session's deadline on its own timer wheel with the TCP timers. Measured on the
 //! in-memory device, that is most of a one-query DNS connection's cost in the flow
 //! form (bench/conn-cost.sh). On the kernel backend a session runs on a flow
-//! ([`drive_on_flow`]), with the same behaviour.
+//! (`drive_on_flow`), with the same behaviour.
 //!
 //! The async [`crate::Flow`] API stays the form for everything else: handlers that
 //! read at their own pace, write on their own schedule, or open connections.
