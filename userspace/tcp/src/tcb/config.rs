@@ -52,17 +52,18 @@ pub struct Config {
     /// Data retransmissions of the same segment before the connection is lost.
     pub data_retries: u32,
     /// Retransmissions of the same segment before an orphaned connection (see
-    /// [`Tcb::orphan`]) is given up: nobody waits for it, so it gets fewer than
-    /// `data_retries` (Linux's `tcp_orphan_retries`, whose 0 means 8).
+    /// [`Tcb::orphan`](super::Tcb::orphan)) is given up: nobody waits for it, so it
+    /// gets fewer than `data_retries` (Linux's `tcp_orphan_retries`, whose 0 means 8).
     pub orphan_retries: u32,
     /// How long an orphaned connection waits in FIN-WAIT-2 for the peer's FIN before
     /// it is reset (the bound of Linux's `tcp_fin_timeout`; Linux then drops it
     /// silently, we tell the peer): a peer that acknowledges our FIN and
     /// never sends its own would otherwise hold the connection for ever.
     pub fin_wait_2_timeout: Duration,
-    /// How long an active open may take before it fails ([`CloseReason::TimedOut`]),
-    /// whatever `syn_retries` would still allow (None: only they bound it). On the
-    /// connection's own timer, so an application's connect needs no timer of its own.
+    /// How long an active open may take before it fails
+    /// ([`CloseReason::TimedOut`](super::CloseReason::TimedOut)), whatever
+    /// `syn_retries` would still allow (None: only they bound it). On the connection's
+    /// own timer, so an application's connect needs no timer of its own.
     pub connect_timeout: Option<Duration>,
 }
 
