@@ -223,23 +223,16 @@ impl Tally {
         self.strays += other.strays;
         self.resets_sent += other.resets_sent;
         self.load_frames += other.load_frames;
+        // Histograms of the same bounds: adding cannot fail.
         let _ = self.latency.add(&other.latency);
     }
 
     /// Adds what happened in a later slice of the same load.
     pub fn add(&mut self, other: &Tally) {
-        self.started += other.started;
-        self.answered += other.answered;
-        self.given_up += other.given_up;
-        self.reset += other.reset;
+        self.add_attempts(other);
         self.persistent_answers += other.persistent_answers;
-        self.strays += other.strays;
-        self.resets_sent += other.resets_sent;
-        self.load_frames += other.load_frames;
         self.held += other.held;
         self.held_closed += other.held_closed;
-        // Both have the same bounds: it cannot fail.
-        let _ = self.latency.add(&other.latency);
         let _ = self.persistent_latency.add(&other.persistent_latency);
         self.persistent_resends += other.persistent_resends;
     }
@@ -351,11 +344,6 @@ impl Generator {
     /// Sets how long new and current attempts are waited for.
     pub fn set_timeout_us(&mut self, us: u64) {
         self.timeout_us = us;
-    }
-
-    /// Attempts answered since the tally was last taken.
-    pub fn answered(&self) -> u64 {
-        self.tally.answered
     }
 
     /// Attempts in flight.

@@ -319,7 +319,7 @@ impl<P: Port> Run<P> {
                 drops_before = self.sock.own_drops();
             }
             if measuring && t >= next_second && next_second <= end {
-                let answered = self.gen.answered();
+                let answered = self.gen.tally.answered;
                 per_second.push(answered - answered_before);
                 answered_before = answered;
                 next_second += Duration::from_secs(1);

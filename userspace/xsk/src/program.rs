@@ -395,33 +395,21 @@ impl XdpProgram {
             .map_err(|e| bpf_error("opening map client_ports", e))?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "counters")?)
             .map_err(|e| bpf_error("opening map counters", e))?;
-        let admission = match take(&mut ebpf, "admission")? {
+        // The two maps shared with the workers by descriptor: arrays, duplicated.
+        let array_fd = |ebpf: &mut Ebpf, name: &'static str| match take(ebpf, name)? {
             Map::Array(data) => data
                 .fd()
                 .as_fd()
                 .try_clone_to_owned()
-                .map_err(|e| bpf_error("duplicating the admission map's descriptor", e))?,
-            _ => {
-                return Err(Error::Bpf {
-                    op: "opening map admission",
-                    detail: "not an array".into(),
-                })
-            }
+                .map_err(|e| bpf_error("duplicating a shared map's descriptor", e)),
+            _ => Err(Error::Bpf {
+                op: "opening a map",
+                detail: format!("{name} is not an array"),
+            }),
         };
+        let admission = array_fd(&mut ebpf, "admission")?;
         let ring_levels =
-            match take(&mut ebpf, "ring_levels")? {
-                Map::Array(data) => std::sync::Arc::new(RingLevelMap::new(
-                    &data.fd().as_fd().try_clone_to_owned().map_err(|e| {
-                        bpf_error("duplicating the ring_levels map's descriptor", e)
-                    })?,
-                )?),
-                _ => {
-                    return Err(Error::Bpf {
-                        op: "opening map ring_levels",
-                        detail: "not an array".into(),
-                    })
-                }
-            };
+            std::sync::Arc::new(RingLevelMap::new(&array_fd(&mut ebpf, "ring_levels")?)?);
         Ok(XdpProgram {
             ring_levels,
             iface: iface.to_string(),

@@ -82,13 +82,13 @@ impl<T: Copy> Ring<T> {
         })
     }
 
-    /// Whether the kernel asked to be woken (XDP_USE_NEED_WAKEUP) to make progress.
-    #[inline]
     /// Descriptors it holds.
     pub(crate) fn size(&self) -> u32 {
         self.size
     }
 
+    /// Whether the kernel asked to be woken (XDP_USE_NEED_WAKEUP) to make progress.
+    #[inline]
     pub(crate) fn needs_wakeup(&self) -> bool {
         // SAFETY: flags points into the live mapping.
         unsafe { self.flags.as_ref().load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0 }

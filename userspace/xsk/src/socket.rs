@@ -372,7 +372,7 @@ impl XskSocket {
             Some(level) => {
                 let steered = level.steered();
                 let fill = self.rx.fill();
-                level.publish(steered, u64::from(fill - fill.min(max)));
+                level.publish(steered, u64::from(fill.saturating_sub(max)));
                 fill
             }
             None => self.rx.available(),
